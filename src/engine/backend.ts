@@ -1,0 +1,57 @@
+// Backend selection in one place: the native backend when present (a later issue),
+// else wasm (with Graft's own conv gradient kernels, so fine-tuning works), else cpu.
+
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+// tfjs-layers' node bundle registers tfjs-core's gradient functions in the shared registry.
+import '@tensorflow/tfjs-layers';
+import { GraftError } from '../errors.js';
+import { registerWasmGradKernels } from './wasm-conv-grad.js';
+
+export type BackendName = 'wasm' | 'cpu';
+
+export interface BackendInfo {
+  name: string;
+  /** Why this backend was chosen, in one line for the user. */
+  reason: string;
+}
+
+const PREFERENCE: BackendName[] = ['wasm', 'cpu'];
+let chosen: BackendInfo | undefined;
+
+/**
+ * Picks and initialises the backend. `wanted` forces one (e.g. from `--backend` or the
+ * GRAFT_BACKEND environment variable); otherwise the fastest one that starts is used.
+ */
+export async function initBackend(wanted?: string): Promise<BackendInfo> {
+  const request = wanted ?? process.env.GRAFT_BACKEND;
+  if (chosen && (!request || chosen.name === request)) return chosen;
+  registerWasmGradKernels();
+  if (request) {
+    if (!PREFERENCE.includes(request as BackendName)) {
+      throw new GraftError('BAD_OPTION', `Unknown backend "${request}".`, { fix: `Use one of: ${PREFERENCE.join(', ')}.` });
+    }
+    if (!(await tf.setBackend(request))) {
+      throw new GraftError('BAD_OPTION', `Backend "${request}" failed to start.`, { fix: 'Leave the backend unset to let Graft choose.' });
+    }
+    chosen = { name: request, reason: 'requested' };
+    return chosen;
+  }
+  for (const name of PREFERENCE) {
+    if (await tf.setBackend(name)) {
+      chosen = {
+        name,
+        reason: name === 'wasm'
+          ? 'native backend not built; wasm with Graft gradient kernels (single-threaded)'
+          : 'wasm unavailable; pure-JS cpu backend (slow)',
+      };
+      return chosen;
+    }
+  }
+  throw new GraftError('BAD_OPTION', 'No tfjs backend could be started.');
+}
+
+export function backendInfo(): BackendInfo | undefined {
+  return chosen;
+}

@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmGradKernels } from './wasm-conv-grad.js';
+import './backend.js';
+
+const cases: Array<{ x: [number, number, number, number]; f: [number, number, number, number]; s: number; pad: 'same' | 'valid' }> = [
+  { x: [2, 9, 9, 1], f: [3, 3, 1, 4], s: 1, pad: 'same' },
+  { x: [3, 8, 7, 3], f: [3, 3, 3, 5], s: 2, pad: 'same' },
+  { x: [1, 10, 10, 4], f: [5, 5, 4, 2], s: 1, pad: 'valid' },
+  { x: [2, 7, 8, 6], f: [1, 1, 6, 3], s: 2, pad: 'valid' },
+  { x: [2, 6, 6, 2], f: [2, 2, 2, 3], s: 2, pad: 'same' },
+];
+
+async function filterGrad(backend: string, c: (typeof cases)[number], seed: number): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const x = tf.randomNormal(c.x, 0, 1, 'float32', seed);
+  const f = tf.randomNormal(c.f, 0, 1, 'float32', seed + 1);
+  const g = tf.grad((w: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.s, c.pad))))(f);
+  const out = (await g.data()) as Float32Array;
+  tf.dispose([x, f, g]);
+  return out;
+}
+
+test('wasm Conv2DBackpropFilter matches the cpu kernel on varied shapes, strides and padding', async () => {
+  registerWasmGradKernels();
+  for (const [i, c] of cases.entries()) {
+    const want = await filterGrad("cpu", c, 10 * i + 1);
+    const got = await filterGrad("wasm", c, 10 * i + 1);
+    assert.equal(got.length, want.length);
+    let maxRel = 0;
+    const scale = Math.max(...Array.from(want, Math.abs));
+    for (let j = 0; j < want.length; j++) maxRel = Math.max(maxRel, Math.abs(got[j] - want[j]) / scale);
+    assert.ok(maxRel < 1e-4, `case ${i} ${JSON.stringify(c)}: max relative error ${maxRel}`);
+  }
+});
+
+test('wasm Conv2DBackpropFilter leaves no tensors or heap buffers behind', async () => {
+  registerWasmGradKernels();
+  await tf.setBackend('wasm');
+  const x = tf.randomNormal([2, 8, 8, 3]);
+  const f = tf.randomNormal([3, 3, 3, 4]);
+  const grad = tf.grad((w: tf.Tensor) => tf.sum(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, "same")));
+  tf.dispose(grad(f));
+  const before = tf.memory().numTensors;
+  const dataIdsBefore = tf.engine().backend.numDataIds();
+  for (let i = 0; i < 5; i++) tf.dispose(grad(f));
+  assert.equal(tf.memory().numTensors, before);
+  assert.equal(tf.engine().backend.numDataIds(), dataIdsBefore);
+  tf.dispose([x, f]);
+});

@@ -1,0 +1,88 @@
+// Conv2DBackpropFilter for the tfjs `wasm` backend, which ships without it (so conv
+// layers cannot be trained there). The filter gradient is an im2col of the input
+// followed by one matrix product on the wasm heap:
+//   dW[(kh,kw,ci), co] = sum over (b,y,x) of patch[(b,y,x), (kh,kw,ci)] * dy[(b,y,x), co]
+// The im2col is plain JS; the product runs in wasm's own BatchMatMul (XNNPACK).
+
+import * as tf from '@tensorflow/tfjs-core';
+
+type WasmBackend = tf.KernelBackend & {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+  disposeData(dataId: object): boolean;
+};
+
+interface BackpropFilterAttrs {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape: [number, number, number, number];
+}
+
+function im2col(x: Float32Array, info: tf.backend_util.Conv2DInfo, col: Float32Array): void {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth } = info;
+  const { filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const rowLen = filterHeight * filterWidth * inChannels;
+  let row = 0;
+  for (let b = 0; b < batchSize; b++) {
+    const xb = b * inHeight * inWidth * inChannels;
+    for (let oy = 0; oy < outHeight; oy++) {
+      for (let ox = 0; ox < outWidth; ox++, row++) {
+        let o = row * rowLen;
+        for (let kh = 0; kh < filterHeight; kh++) {
+          const iy = oy * strideHeight - top + kh * dilationHeight;
+          for (let kw = 0; kw < filterWidth; kw++, o += inChannels) {
+            const ix = ox * strideWidth - left + kw * dilationWidth;
+            if (iy < 0 || iy >= inHeight || ix < 0 || ix >= inWidth) {
+              col.fill(0, o, o + inChannels);
+            } else {
+              const s = xb + (iy * inWidth + ix) * inChannels;
+              if (inChannels === 1) col[o] = x[s];
+              else col.set(x.subarray(s, s + inChannels), o);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const attrs = args.attrs as unknown as BackpropFilterAttrs;
+  if (attrs.dataFormat !== 'NHWC') {
+    throw new Error(`Graft's wasm Conv2DBackpropFilter supports NHWC only (got ${attrs.dataFormat}).`);
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], attrs.filterShape, attrs.strides, 1, attrs.pad,
+    attrs.dimRoundingMode, false, 'channelsLast');
+  const rows = info.batchSize * info.outHeight * info.outWidth;
+  const k = info.filterHeight * info.filterWidth * info.inChannels;
+  const col = backend.makeOutput([1, rows, k], 'float32');
+  try {
+    im2col(backend.typedArrayFromHeap(x), info, backend.typedArrayFromHeap(col));
+    const dy3: tf.TensorInfo = { dataId: dy.dataId, shape: [1, rows, info.outChannels], dtype: 'float32' };
+    const matMul = tf.getKernel('BatchMatMul', 'wasm');
+    if (!matMul) throw new Error('wasm BatchMatMul kernel is missing');
+    const out = matMul.kernelFunc({
+      inputs: { a: col, b: dy3 }, backend: backend as tf.KernelBackend,
+      attrs: { transposeA: true, transposeB: false } as unknown as tf.NamedAttrMap,
+    }) as tf.TensorInfo;
+    return { dataId: out.dataId, shape: attrs.filterShape, dtype: 'float32' };
+  } finally {
+    backend.disposeData(col.dataId);
+  }
+}
+
+let registered = false;
+
+/** Adds Graft's gradient kernels to the wasm backend (idempotent). */
+export function registerWasmGradKernels(): void {
+  if (registered || tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
+  tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter });
+  registered = true;
+}
