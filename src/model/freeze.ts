@@ -1,0 +1,66 @@
+// Freezing and unfreezing the body. The state lives on the layers (`trainable`), and Graft's
+// training loop reads it at every step, so a change takes effect without recompiling.
+// Frozen BatchNormalization layers run in inference mode (see batch-norm.ts).
+
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { LayerVariable } from '@tensorflow/tfjs-layers';
+import { GraftError } from '../errors.js';
+import type { Grafted } from './graft.js';
+import { findLayer, type Layer } from './layers.js';
+
+/** What to unfreeze for fine-tuning: nothing, everything, the top N weighted body layers, or from a named layer on. */
+export type UnfreezeSpec = 'none' | 'all' | { top: number } | { from: string };
+
+export function parseUnfreeze(text: string): UnfreezeSpec {
+  if (text === 'none' || text === 'all') return text;
+  if (/^\d+$/.test(text)) return { top: Number(text) };
+  if (text.startsWith('top:') && /^\d+$/.test(text.slice(4))) return { top: Number(text.slice(4)) };
+  if (text.startsWith('from:') && text.length > 5) return { from: text.slice(5) };
+  throw new GraftError('BAD_OPTION', `--unfreeze "${text}" is not understood.`, {
+    fix: 'Use none, all, a number N (the top N weighted layers), or from:<layer name>.' });
+}
+
+export function setTrainable(layers: Layer[], trainable: boolean): void {
+  for (const l of layers) l.trainable = trainable;
+}
+
+/** Freezes the whole body; the head stays trainable. */
+export function freezeBody(g: Grafted): void {
+  setTrainable(g.body.layers, false);
+  setTrainable(g.head.layers, true);
+}
+
+/** Body layers that `spec` makes trainable, in topological order. */
+export function layersToUnfreeze(g: Grafted, spec: UnfreezeSpec): Layer[] {
+  const body = g.body.layers;
+  if (spec === 'none') return [];
+  if (spec === 'all') return body.slice();
+  if ('top' in spec) {
+    if (!Number.isInteger(spec.top) || spec.top < 0) {
+      throw new GraftError('BAD_OPTION', `Cannot unfreeze the top ${spec.top} layers.`, { fix: 'Give a whole number of layers, 0 or more.' });
+    }
+    const weighted = body.filter((l) => l.weights.length > 0);
+    const start = weighted.length - Math.min(spec.top, weighted.length);
+    if (start >= weighted.length) return [];
+    return body.slice(body.indexOf(weighted[start]));
+  }
+  const { layer } = findLayer(g.body.model, spec.from);
+  return body.slice(body.indexOf(layer));
+}
+
+/** Freezes the body, then unfreezes the part that `spec` names. Returns the unfrozen layers. */
+export function unfreeze(g: Grafted, spec: UnfreezeSpec): Layer[] {
+  const open = layersToUnfreeze(g, spec);
+  freezeBody(g);
+  setTrainable(open, true);
+  return open;
+}
+
+export function frozenLayerNames(g: Grafted): string[] {
+  return g.body.layers.filter((l) => !l.trainable && l.weights.length > 0).map((l) => l.name);
+}
+
+/** The variables an optimizer may change right now: trainable weights of trainable layers. */
+export function trainableVariables(model: tfl.LayersModel): LayerVariable[] {
+  return model.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights);
+}

@@ -1,0 +1,216 @@
+// Loading and saving tfjs LayersModels without tfjs-node: Graft's own IO for local
+// directories, model.json paths and http(s) URLs, and an atomic directory writer.
+
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { GraftError } from '../errors.js';
+import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
+import type { GraftMeta } from './meta.js';
+
+export interface ModelFiles {
+  artifacts: tf.io.ModelArtifacts;
+  meta?: GraftMeta;
+  /** Where the model was read from, as the user gave it. */
+  source: string;
+}
+
+interface ModelJson {
+  modelTopology?: object;
+  weightsManifest?: Array<{ paths: string[]; weights: tf.io.WeightsManifestEntry[] }>;
+  format?: string;
+  generatedBy?: string;
+  convertedBy?: string | null;
+}
+
+const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
+
+function expectedBytes(spec: tf.io.WeightsManifestEntry): number {
+  const n = spec.shape.reduce((a, b) => a * b, 1);
+  const dtype = spec.quantization?.dtype ?? spec.dtype;
+  const bytes = BYTES[dtype];
+  if (bytes === undefined) throw new GraftError('BAD_MODEL', `Weight "${spec.name}" has unsupported dtype "${dtype}".`);
+  return n * bytes;
+}
+
+function parseModelJson(text: string, where: string): ModelJson {
+  let json: ModelJson;
+  try {
+    json = JSON.parse(text) as ModelJson;
+  } catch (cause) {
+    throw new GraftError('BAD_MODEL', `${where} is not valid JSON (${(cause as Error).message}).`, {
+      fix: 'Point at the model.json that tfjs (or tensorflowjs_converter) wrote.', cause });
+  }
+  if (!json || typeof json !== 'object' || !json.modelTopology || typeof json.modelTopology !== 'object') {
+    throw new GraftError('BAD_MODEL', `${where} has no "modelTopology": it is not a tfjs LayersModel.`, {
+      fix: 'Graph models and other formats are not LayersModels; save the model with model.save() from tfjs-layers or Keras.' });
+  }
+  if (!Array.isArray(json.weightsManifest)) {
+    throw new GraftError('BAD_MODEL', `${where} has no "weightsManifest" array.`, { fix: 'Re-export the model with its weights.' });
+  }
+  return json;
+}
+
+/** Reads model.json and its shards through `read`, checking shard sizes against the manifest. */
+async function readArtifacts(where: string, text: string, read: (path: string) => Promise<Uint8Array>): Promise<tf.io.ModelArtifacts> {
+  const json = parseModelJson(text, where);
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const buffers: Uint8Array[] = [];
+  for (const group of json.weightsManifest!) {
+    const groupBuffers = await Promise.all(group.paths.map((p) => read(p)));
+    const got = groupBuffers.reduce((a, b) => a + b.byteLength, 0);
+    const want = group.weights.reduce((a, s) => a + expectedBytes(s), 0);
+    if (got !== want) {
+      throw new GraftError('BAD_MODEL', `Weight files ${group.paths.join(', ')} of ${where} hold ${got} bytes; the manifest needs ${want}.`, {
+        fix: 'The weights are truncated or belong to another model: copy the model directory again.' });
+    }
+    specs.push(...group.weights);
+    buffers.push(...groupBuffers);
+  }
+  const all = Buffer.concat(buffers);
+  return {
+    modelTopology: json.modelTopology,
+    weightSpecs: specs,
+    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    format: json.format,
+    generatedBy: json.generatedBy,
+    convertedBy: json.convertedBy ?? undefined,
+  };
+}
+
+async function readLocal(source: string): Promise<ModelFiles> {
+  const path = resolve(source);
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new GraftError('MODEL_NOT_FOUND', `No model at "${source}".`, {
+      fix: 'Give a model directory, a model.json path, an http(s) URL, or a zoo name (graft inspect --help lists them).' });
+  }
+  const jsonPath = info.isDirectory() ? join(path, 'model.json') : path;
+  const dir = dirname(jsonPath);
+  let text: string;
+  try {
+    text = await readFile(jsonPath, 'utf8');
+  } catch {
+    throw new GraftError('MODEL_NOT_FOUND', `"${source}" has no model.json.`, { fix: 'Point at the directory that holds model.json.' });
+  }
+  const artifacts = await readArtifacts(jsonPath, text, async (p) => {
+    try {
+      return await readFile(join(dir, p));
+    } catch {
+      throw new GraftError('BAD_MODEL', `Weight file "${p}" named in ${jsonPath} is missing.`, { fix: 'Copy the whole model directory.' });
+    }
+  });
+  let meta: GraftMeta | undefined;
+  try {
+    meta = JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new GraftError('BAD_MODEL', `${join(dir, 'graft.json')} is not valid JSON.`, { cause: e });
+    }
+  }
+  return { artifacts, meta, source };
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (cause) {
+    throw new GraftError('NETWORK', `Could not fetch ${url}: ${(cause as Error).message}.`, { fix: 'Check the URL and the network.', cause });
+  }
+  if (!res.ok) throw new GraftError('NETWORK', `Fetching ${url} gave HTTP ${res.status}.`, { fix: 'Check the URL.' });
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+async function readUrl(source: string): Promise<ModelFiles> {
+  const jsonUrl = source.endsWith('.json') ? source : source.replace(/\/?$/, '/model.json');
+  const text = Buffer.from(await fetchBytes(jsonUrl)).toString('utf8');
+  const artifacts = await readArtifacts(jsonUrl, text, (p) => fetchBytes(new URL(p, jsonUrl).href));
+  let meta: GraftMeta | undefined;
+  const metaRes = await fetch(new URL('graft.json', jsonUrl)).catch(() => undefined);
+  if (metaRes?.ok) meta = (await metaRes.json()) as GraftMeta;
+  return { artifacts, meta, source };
+}
+
+export function isUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+export async function readModelFiles(source: string): Promise<ModelFiles> {
+  return isUrl(source) ? readUrl(source) : readLocal(source);
+}
+
+/** Builds the LayersModel, with BatchNormalization layers that can be frozen. */
+export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where: string): Promise<tfl.LayersModel> {
+  let model: tfl.LayersModel;
+  try {
+    model = (await tfl.models.modelFromJSON(artifacts.modelTopology as never, GRAFT_CUSTOM_OBJECTS as never)) as tfl.LayersModel;
+  } catch (cause) {
+    const m = /Unknown layer: (\w+)/.exec(String((cause as Error).message));
+    throw new GraftError('BAD_MODEL', m
+      ? `${where} uses the layer class "${m[1]}", which tfjs-layers does not know.`
+      : `${where} has a model topology tfjs-layers cannot build: ${(cause as Error).message}`, {
+      fix: m ? 'Replace the custom layer with built-in layers before export.' : 'Re-export the model from tfjs-layers or Keras.', cause });
+  }
+  const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
+  try {
+    const byOriginal: tf.NamedTensorMap = {};
+    for (const w of model.weights) {
+      const value = weights[w.originalName];
+      if (!value) throw new GraftError('BAD_MODEL', `${where} lacks weight "${w.originalName}".`, { fix: 'Re-export the model with its weights.' });
+      byOriginal[w.originalName] = value;
+    }
+    model.loadWeights(byOriginal);
+  } finally {
+    tf.dispose(Object.values(weights));
+  }
+  return model;
+}
+
+/** Writes `files` into `dir` atomically: a temporary sibling directory, then a rename. */
+export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
+  const target = resolve(dir);
+  const parent = dirname(target);
+  const stamp = `${process.pid}-${Date.now()}`;
+  const tmp = join(parent, `.${basename(target)}.tmp-${stamp}`);
+  const old = join(parent, `.${basename(target)}.old-${stamp}`);
+  try {
+    await mkdir(parent, { recursive: true });
+    await mkdir(tmp);
+    for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
+  } catch (cause) {
+    await rm(tmp, { recursive: true, force: true });
+    throw new GraftError('WRITE_FAILED', `Could not write the model to ${target}: ${(cause as Error).message}. Nothing there was changed.`, {
+      fix: 'Choose a writable directory with free space (--out).', cause });
+  }
+  const existed = await stat(target).then(() => true, () => false);
+  if (existed) await rename(target, old);
+  await rename(tmp, target);
+  if (existed) await rm(old, { recursive: true, force: true });
+}
+
+/** Saves a model directory that plain `tf.loadLayersModel` loads, plus graft.json. */
+export async function saveModel(model: tfl.LayersModel, dir: string, meta: GraftMeta): Promise<void> {
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    artifacts = a;
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  const a = artifacts!;
+  const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(a.weightData!));
+  const modelJson = {
+    modelTopology: a.modelTopology,
+    format: a.format ?? 'layers-model',
+    generatedBy: a.generatedBy,
+    convertedBy: `graft ${meta.versions.graft}`,
+    weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
+  };
+  await writeDirAtomic(dir, {
+    'model.json': JSON.stringify(modelJson),
+    'weights.bin': data,
+    'graft.json': JSON.stringify(meta, null, 2),
+  });
+}

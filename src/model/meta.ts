@@ -1,0 +1,69 @@
+// graft.json: what Graft knows about a model beyond its tfjs files: class names,
+// preprocessing, where it came from and where it was cut, its heads, metrics, history
+// and the versions that made it.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { version_layers } from '@tensorflow/tfjs-layers';
+
+/** Per-element input transform: ((x * scale + offset) - mean[c]) / std[c], c = last axis. */
+export interface Preprocessing {
+  inputShape: number[];
+  scale?: number;
+  offset?: number;
+  mean?: number[];
+  std?: number[];
+  /** Words for people: "pixels 0-255 scaled to 0-1". */
+  description?: string;
+}
+
+export interface HeadMeta {
+  name: string;
+  /** Output layer of the head in model.json. */
+  outputLayer: string;
+  classNames: string[];
+  layers: string[];
+}
+
+export interface EpochRecord {
+  phase: 'warm-up' | 'fine-tune' | 'train';
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  learningRate: number;
+  seconds: number;
+}
+
+export interface GraftMeta {
+  format: 'graft/1';
+  classNames: string[];
+  preprocessing: Preprocessing;
+  base?: { source: string; cut?: { layer: string; index: number } };
+  heads: HeadMeta[];
+  frozen?: string[];
+  metrics?: Record<string, number | null | undefined>;
+  history?: EpochRecord[];
+  recipe?: Record<string, unknown>;
+  zoo?: ZooInfo;
+  versions: Record<string, string>;
+  createdAt: string;
+}
+
+export interface ZooInfo {
+  description: string;
+  suggestedCuts: string[];
+  provenance: string;
+  licence: string;
+}
+
+export function graftVersion(): string {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8'));
+  return pkg.version as string;
+}
+
+export function versions(): Record<string, string> {
+  return { graft: graftVersion(), tfjsCore: tf.version_core, tfjsLayers: version_layers, node: process.version, backend: tf.getBackend() };
+}
