@@ -25,6 +25,7 @@ let chosen: BackendInfo | undefined;
  * GRAFT_BACKEND environment variable); otherwise the fastest one that starts is used.
  */
 export async function initBackend(wanted?: string): Promise<BackendInfo> {
+  silenceNodeAdvert();
   const request = wanted ?? process.env.GRAFT_BACKEND;
   if (chosen && (!request || chosen.name === request)) return chosen;
   registerWasmGradKernels();
@@ -50,6 +51,12 @@ export async function initBackend(wanted?: string): Promise<BackendInfo> {
     }
   }
   throw new GraftError('BAD_OPTION', 'No tfjs backend could be started.');
+}
+
+/** tfjs-cpu advertises tfjs-node on its first tensor; Graft has its own backends, so the advert misleads. */
+function silenceNodeAdvert(): void {
+  const cpu = tf.findBackend('cpu') as (tf.KernelBackend & { firstUse?: boolean }) | null;
+  if (cpu) cpu.firstUse = false;
 }
 
 export function backendInfo(): BackendInfo | undefined {

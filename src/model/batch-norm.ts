@@ -24,7 +24,9 @@ export class FreezableBatchNormalization extends TfjsBatchNormalization {
 }
 
 /** Custom objects for deserialising models so that their BatchNormalization layers can freeze. */
-export const GRAFT_CUSTOM_OBJECTS = { BatchNormalization: FreezableBatchNormalization } as unknown as tf.serialization.ConfigDict;
+// tfjs-layers looks custom classes up as [class, fromConfig] pairs.
+const fromConfig = (FreezableBatchNormalization as unknown as { fromConfig: unknown }).fromConfig;
+export const GRAFT_CUSTOM_OBJECTS = { BatchNormalization: [FreezableBatchNormalization, fromConfig] } as unknown as tf.serialization.ConfigDict;
 
 export function isBatchNorm(layer: Layer): boolean {
   return layer.getClassName() === 'BatchNormalization';

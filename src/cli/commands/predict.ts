@@ -1,0 +1,59 @@
+// graft predict <model> <input>: class names and probabilities (top-k) for each sample.
+
+import { GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
+import { intAtLeast, num, parse, str } from '../args.js';
+
+export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--json]
+
+  <model>   a model directory written by graft train (or any model with a graft.json)
+  <input>   a .csv file of feature rows (a label column is optional), an IDX images file,
+            or mnist-test:<digits>
+  --top-k   how many classes to list per sample (default 3)
+  --limit   predict only the first N samples (default: all; the text output shows 20)
+  --json    print { predictions: [{ index, top: [{ className, probability }], label? }] }`;
+
+export const summary = 'class names and probabilities for new samples';
+
+async function loadInput(spec: string, labels?: string): Promise<Dataset> {
+  if (/\.csv$/i.test(spec)) return loadCsv(spec, { labelsOptional: true });
+  return loadData(spec, { labels });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, labels: { type: 'string' } }, usage);
+  if (values.help) { console.log(usage); return 0; }
+  if (positionals.length !== 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
+  const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
+  const limit = num(values.limit, 'limit', intAtLeast(1));
+  const { model, meta } = await loadModel(positionals[0]);
+  if (!meta) throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names are unknown.`, { fix: 'Predict with a model written by graft train.' });
+  let data = await loadInput(positionals[1], str(values.labels));
+  const want = model.inputs[0].shape.slice(1);
+  if (want.length !== data.sampleShape.length || want.some((w, i) => w !== null && w !== data.sampleShape[i])) {
+    throw new GraftError('SHAPE_MISMATCH', `${data.source} has samples of shape [${data.sampleShape.join(', ')}]; the model expects [${want.join(', ')}].`, {
+      fix: 'Give input of the kind the model was trained on.' });
+  }
+  if (limit !== undefined && limit < data.labels.length) {
+    const s = data.sampleShape.reduce((a, b) => a * b, 1);
+    data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
+  }
+  const { values: probs } = await predictAll(model, data, meta.preprocessing);
+  const k = meta.classNames.length;
+  const hasLabels = data.classNames.some((c) => c !== '');
+  const predictions = Array.from(data.labels, (y, i) => {
+    const row = Array.from(probs.subarray(i * k, (i + 1) * k), (probability, c) => ({ className: meta.classNames[c], probability }));
+    row.sort((a, b) => b.probability - a.probability);
+    return { index: i, top: row.slice(0, topK), ...(hasLabels ? { label: data.classNames[y] } : {}) };
+  });
+  if (values.json) {
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, predictions }));
+    return 0;
+  }
+  const shown = limit ?? 20;
+  for (const p of predictions.slice(0, shown)) {
+    const mark = p.label === undefined ? '' : p.label === p.top[0].className ? `  (true: ${p.label}, right)` : `  (true: ${p.label}, WRONG)`;
+    console.log(`#${p.index}: ${p.top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ')}${mark}`);
+  }
+  if (predictions.length > shown) console.log(`... ${predictions.length - shown} more (use --limit or --json)`);
+  return 0;
+}

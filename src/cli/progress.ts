@@ -1,0 +1,56 @@
+// A terminal progress bar for training: phase, epoch, batch, loss, accuracy and ETA.
+// On a terminal it redraws one line on stderr; elsewhere (pipes, CI) it prints one line per
+// epoch so logs stay readable.
+
+import type { EpochRecord, FineTuneCallbacks, PhaseInfo } from '../index.js';
+
+const pct = (v: number | undefined) => (v === undefined ? '   -  ' : `${(100 * v).toFixed(2).padStart(6)}%`);
+
+function duration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${Math.round(s)}s`;
+  return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+}
+
+export function epochLine(r: EpochRecord, epochs: number): string {
+  const val = r.valAccuracy === undefined ? '' : `  val loss ${r.valLoss!.toFixed(4)}  val acc ${pct(r.valAccuracy)}`;
+  return `  ${r.phase.padEnd(9)} epoch ${r.epoch}/${epochs}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
+}
+
+/** One line saying what a phase trains and at which learning rates. */
+export function phaseLine(info: PhaseInfo): string {
+  const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
+  return `${info.phase}: ${info.epochs} epoch(s) of ${info.batchesPerEpoch} batches; ${info.trainableLayers.length} layers with weights train, ${info.frozenLayers.length} stay frozen${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}`;
+}
+
+/** Callbacks that draw progress; `quiet` turns them off (for --json). */
+export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): FineTuneCallbacks {
+  if (quiet) return {};
+  const tty = Boolean(stream.isTTY);
+  let phase: PhaseInfo | undefined;
+  let phaseStart = 0;
+  let lastDraw = 0;
+  return {
+    onPhaseStart: (info) => {
+      phase = info;
+      phaseStart = Date.now();
+    },
+    onBatch: (p) => {
+      if (!tty || !phase) return;
+      const now = Date.now();
+      if (now - lastDraw < 100 && p.batch !== p.batches) return;
+      lastDraw = now;
+      const done = (p.epoch - 1) * p.batches + p.batch;
+      const total = p.epochs * p.batches;
+      const eta = ((now - phaseStart) / 1000 / done) * (total - done);
+      const width = 24;
+      const filled = Math.round((width * p.batch) / p.batches);
+      const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled ? '>' : ''}${' '.repeat(width - filled)}`;
+      stream.write(`\r  ${p.phase.padEnd(9)} epoch ${p.epoch}/${p.epochs} [${bar}] ${p.batch}/${p.batches}  loss ${p.loss.toFixed(4)}  acc ${pct(p.accuracy)}  ETA ${duration(eta)}   `);
+    },
+    onEpochEnd: (r) => {
+      if (tty) stream.write('\r\x1b[2K');
+      stream.write(`${epochLine(r, phase?.epochs ?? r.epoch)}\n`);
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// An in-memory labelled dataset: raw sample values (before the model's preprocessing),
+// integer labels, class names. Splits and subsets keep class balance and repeat with a seed.
+
+import { GraftError } from '../errors.js';
+import { makeRng, shuffle } from './random.js';
+
+export interface Dataset {
+  /** Sample values, row-major, n * product(sampleShape). */
+  x: Float32Array;
+  sampleShape: number[];
+  /** Class index of each sample, 0 .. classNames.length - 1. */
+  labels: Int32Array;
+  classNames: string[];
+  /** Where it came from, for messages. */
+  source: string;
+}
+
+export function sampleSize(d: Dataset): number {
+  return d.sampleShape.reduce((a, b) => a * b, 1);
+}
+
+export function count(d: Dataset): number {
+  return d.labels.length;
+}
+
+export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
+  const s = sampleSize(d);
+  const x = new Float32Array(indices.length * s);
+  const labels = new Int32Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    const j = indices[i];
+    x.set(d.x.subarray(j * s, (j + 1) * s), i * s);
+    labels[i] = d.labels[j];
+  }
+  return { ...d, x, labels };
+}
+
+function indicesByClass(d: Dataset): number[][] {
+  const by: number[][] = d.classNames.map(() => []);
+  d.labels.forEach((y, i) => by[y].push(i));
+  return by;
+}
+
+export function classCounts(d: Dataset): number[] {
+  return indicesByClass(d).map((ix) => ix.length);
+}
+
+/** Splits off `fraction` of each class (at least one sample per class when it has two or more). */
+export function stratifiedSplit(d: Dataset, fraction: number, seed: number): { rest: Dataset; split: Dataset } {
+  if (!(fraction > 0 && fraction < 1)) {
+    throw new GraftError('BAD_OPTION', `A split fraction must be between 0 and 1; got ${fraction}.`, { fix: 'Use e.g. 0.1 for 10%.' });
+  }
+  const rng = makeRng(seed);
+  const rest: number[] = [];
+  const split: number[] = [];
+  for (const ix of indicesByClass(d)) {
+    shuffle(ix, rng);
+    const k = ix.length < 2 ? 0 : Math.max(1, Math.round(ix.length * fraction));
+    split.push(...ix.slice(0, k));
+    rest.push(...ix.slice(k));
+  }
+  return { rest: subset(d, rest.sort((a, b) => a - b)), split: subset(d, split.sort((a, b) => a - b)) };
+}
+
+/** At most `n` samples of each class, chosen with the seed. */
+export function takePerClass(d: Dataset, n: number, seed: number): Dataset {
+  const rng = makeRng(seed);
+  const keep = indicesByClass(d).flatMap((ix) => shuffle(ix, rng).slice(0, n));
+  return subset(d, keep.sort((a, b) => a - b));
+}
+
+/** Checks a dataset is usable for training a classifier before any work starts. */
+export function assertTrainable(d: Dataset): void {
+  if (count(d) === 0) throw new GraftError('BAD_DATA', `${d.source} holds no samples.`, { fix: 'Check the path and the file.' });
+  const counts = classCounts(d);
+  const present = counts.filter((c) => c > 0).length;
+  if (present < 2) {
+    throw new GraftError('BAD_DATA', `${d.source} has ${present} class with samples (${d.classNames.join(', ')}); a classifier needs at least 2.`, {
+      fix: 'Add samples of at least one more class.' });
+  }
+  const empty = d.classNames.filter((_, i) => counts[i] === 0);
+  if (empty.length) {
+    throw new GraftError('BAD_DATA', `${d.source}: classes without samples: ${empty.join(', ')}.`, { fix: 'Remove the empty classes or add samples.' });
+  }
+}

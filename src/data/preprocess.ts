@@ -1,0 +1,61 @@
+// Preprocessing belongs to the model: raw values in, model inputs out. It is stored in
+// graft.json so that predict and evaluate do exactly what training did.
+
+import * as tf from '@tensorflow/tfjs-core';
+import type { Preprocessing } from '../model/meta.js';
+import { count, sampleSize, type Dataset } from './dataset.js';
+import { GraftError } from '../errors.js';
+
+export type { Preprocessing };
+
+export function preprocessInPlace(values: Float32Array, p: Preprocessing | undefined): Float32Array {
+  if (!p) return values;
+  const scale = p.scale ?? 1;
+  const offset = p.offset ?? 0;
+  const { mean, std } = p;
+  const c = mean?.length ?? 1;
+  for (let i = 0; i < values.length; i++) {
+    let v = values[i] * scale + offset;
+    if (mean && std) v = (v - mean[i % c]) / std[i % c];
+    values[i] = v;
+  }
+  return values;
+}
+
+/** Mean and standard deviation per feature (last axis), from training data only. */
+export function standardization(d: Dataset): Preprocessing {
+  const c = d.sampleShape[d.sampleShape.length - 1];
+  const sum = new Float64Array(c);
+  const sq = new Float64Array(c);
+  for (let i = 0; i < d.x.length; i++) { sum[i % c] += d.x[i]; sq[i % c] += d.x[i] * d.x[i]; }
+  const n = d.x.length / c;
+  const mean = Array.from(sum, (s) => s / n);
+  const std = Array.from(sq, (s, i) => Math.sqrt(Math.max(s / n - mean[i] ** 2, 0)) || 1);
+  return { inputShape: d.sampleShape, mean, std, description: 'each feature standardised with the training split\'s mean and standard deviation' };
+}
+
+export function assertShape(d: Dataset, p: Preprocessing | undefined, modelShape: (number | null)[]): void {
+  const want = modelShape.slice(1);
+  const got = d.sampleShape;
+  if (want.length !== got.length || want.some((w, i) => w !== null && w !== got[i])) {
+    throw new GraftError('SHAPE_MISMATCH', `${d.source} has samples of shape [${got.join(', ')}]; the model expects [${want.map((w) => w ?? 'any').join(', ')}].`, {
+      fix: p ? 'Use data of the size the base model was trained on.' : 'Choose a base model whose input matches the data.' });
+  }
+}
+
+/** A batch tensor [b, ...sampleShape] of preprocessed samples at `indices`. */
+export function batchTensor(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined): tf.Tensor {
+  const s = sampleSize(d);
+  const buf = new Float32Array(indices.length * s);
+  for (let i = 0; i < indices.length; i++) buf.set(d.x.subarray(indices[i] * s, (indices[i] + 1) * s), i * s);
+  return tf.tensor(preprocessInPlace(buf, p), [indices.length, ...d.sampleShape]);
+}
+
+/** Consecutive index ranges [start, end) covering the dataset in batches. */
+export function* batchRanges(d: Dataset, batchSize: number): Generator<Int32Array> {
+  const n = count(d);
+  for (let i = 0; i < n; i += batchSize) {
+    const end = Math.min(n, i + batchSize);
+    yield Int32Array.from({ length: end - i }, (_, k) => i + k);
+  }
+}

@@ -1,0 +1,33 @@
+// Graft's public API. The CLI and the web page use nothing else.
+
+export { GraftError, type GraftErrorCode } from './errors.js';
+export { initBackend, backendInfo, type BackendInfo } from './engine/backend.js';
+
+export { loadModel, type LoadedModel } from './model/load.js';
+export { saveModel, readModelFiles, writeDirAtomic } from './model/io.js';
+export { adoptModel, FreezableBatchNormalization } from './model/batch-norm.js';
+export { versions, type GraftMeta, type HeadMeta, type EpochRecord, type Preprocessing, type ZooInfo } from './model/meta.js';
+export { cutBody, type Body } from './model/cut.js';
+export { buildHead, attachHead, HEAD_DEFAULTS, type Head, type HeadOptions } from './model/head.js';
+export { graft, type Grafted, type GraftOptions } from './model/graft.js';
+export { freezeBody, unfreeze, parseUnfreeze, layersToUnfreeze, frozenLayerNames, trainableVariables, type UnfreezeSpec } from './model/freeze.js';
+export { inspectModel, formatInspection, type Inspection, type LayerRow } from './model/inspect.js';
+export { findLayer, paramCount, type LayerRef } from './model/layers.js';
+
+export { type Dataset, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
+export { loadData, alignClasses, type DataOptions } from './data/load.js';
+export { loadMnist, parseDigits } from './data/mnist.js';
+export { loadCsv, parseCsv } from './data/csv.js';
+export { loadIdxDataset, parseIdx, readIdx } from './data/idx.js';
+export { standardization, preprocessInPlace } from './data/preprocess.js';
+
+export { DEFAULTS } from './train/defaults.js';
+export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase } from './train/fine-tune.js';
+export { predictAll, featureDataset } from './train/predict.js';
+export { lrFactor, evenMults } from './train/schedule.js';
+export { AdamW } from './train/optimizer.js';
+export { transfer, defaultCut, describe, type Transfer, type TransferOptions } from './train/transfer.js';
+
+export { evaluate, formatEvaluation, type Evaluation } from './eval/evaluate.js';
+
+export { ZOO, zooEntry, digitsCnn, type ZooEntry } from './zoo/zoo.js';

@@ -1,0 +1,34 @@
+// The defaults of Graft's two-phase recipe, in one place. They follow fastai's fine_tune
+// (Adam, one-cycle, base LR 2e-3, LR halved after the warm-up, discriminative LRs from
+// base/100 to base) and Keras' guide (frozen BatchNorm in inference mode).
+
+import { HEAD_DEFAULTS } from '../model/head.js';
+import type { UnfreezeSpec } from '../model/freeze.js';
+
+export const DEFAULTS = {
+  batchSize: 64,
+  warmupEpochs: 2,
+  finetuneEpochs: 3,
+  /** Peak learning rate of the head in the warm-up (fastai base_lr). */
+  lr: 2e-3,
+  /** The fine-tune phase's peak LR is lr * finetuneLrFactor (fastai halves it). */
+  finetuneLrFactor: 0.5,
+  /** The lowest body layer group trains at (fine-tune LR) / lrMult (fastai lr_mult). */
+  lrMult: 100,
+  /** Layer groups for discriminative LRs: the head plus (layerGroups - 1) body groups. */
+  layerGroups: 3,
+  schedule: 'one-cycle' as 'one-cycle' | 'cosine' | 'constant',
+  /** Fraction of a phase spent raising the LR (one-cycle). */
+  pctStart: 0.3,
+  /** One-cycle starts at peak / div and ends at peak / finalDiv. */
+  div: 25,
+  finalDiv: 1e4,
+  unfreeze: 'all' as UnfreezeSpec,
+  validationSplit: 0.1,
+  /** Stop a phase when the validation loss has not improved for this many epochs. */
+  patience: 3,
+  weightDecay: 1e-2,
+  seed: 42,
+  head: HEAD_DEFAULTS,
+};
+Object.freeze(DEFAULTS);

@@ -1,0 +1,87 @@
+// One training epoch: shuffled batches, forward in training mode, cross-entropy, gradients
+// for the variables that are trainable at this step, and an AdamW update per layer group.
+
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { LayerVariable } from '@tensorflow/tfjs-layers';
+import { GraftError } from '../errors.js';
+import { count, type Dataset } from '../data/dataset.js';
+import { batchTensor, type Preprocessing } from '../data/preprocess.js';
+import { shuffle, type Rng } from '../data/random.js';
+import type { Layer } from '../model/layers.js';
+import type { AdamW } from './optimizer.js';
+
+export interface LayerGroup {
+  layers: Layer[];
+  /** This group's learning rate as a fraction of the phase's peak LR. */
+  lrMult: number;
+}
+
+export interface BatchProgress {
+  batch: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  learningRate: number;
+}
+
+export interface EpochRun {
+  model: tfl.LayersModel;
+  data: Dataset;
+  preprocessing?: Preprocessing;
+  groups: LayerGroup[];
+  optimizer: AdamW;
+  batchSize: number;
+  rng: Rng;
+  /** Peak-LR multiplier for a global step (the schedule). */
+  lrAt: (step: number) => number;
+  firstStep: number;
+  onBatch?: (p: BatchProgress) => void | Promise<void>;
+}
+
+function crossEntropy(probs: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+  const k = probs.shape[probs.shape.length - 1]!;
+  const oneHot = tf.oneHot(labels as tf.Tensor1D, k);
+  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1))) as tf.Scalar;
+}
+
+function trainableOf(group: LayerGroup): LayerVariable[] {
+  return group.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights);
+}
+
+/** Runs one epoch; returns mean loss and accuracy over its batches. */
+export async function runEpoch(r: EpochRun): Promise<{ loss: number; accuracy: number; steps: number }> {
+  const n = count(r.data);
+  const order = shuffle(Array.from({ length: n }, (_, i) => i), r.rng);
+  const batches = Math.ceil(n / r.batchSize);
+  let lossSum = 0;
+  let correct = 0;
+  for (let b = 0; b < batches; b++) {
+    const ix = order.slice(b * r.batchSize, (b + 1) * r.batchSize);
+    const lr = r.lrAt(r.firstStep + b);
+    // Read the frozen state now: a freeze or unfreeze between steps applies at once.
+    const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
+    const vars = perGroup.flatMap((g) => g.vars);
+    if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
+    const x = batchTensor(r.data, ix, r.preprocessing);
+    const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32');
+    let hits: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const probs = r.model.apply(x, { training: true }) as tf.Tensor;
+      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), y), 'float32')));
+      return crossEntropy(probs, y);
+    }, vars.map((v) => v.read() as tf.Variable));
+    const loss = (await value.data())[0];
+    correct += (await hits!.data())[0];
+    if (!Number.isFinite(loss)) {
+      tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
+      throw new GraftError('TRAINING_DIVERGED', `The loss became ${loss} at batch ${b + 1} (learning rate ${lr.toExponential(2)}).`, {
+        fix: 'Lower the learning rate (--lr) or check the data for extreme values.' });
+    }
+    for (const g of perGroup) for (const v of g.vars) r.optimizer.update(v, grads[(v.read() as tf.Variable).name], g.lr);
+    tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
+    lossSum += loss * ix.length;
+    await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
+  }
+  return { loss: lossSum / n, accuracy: correct / n, steps: batches };
+}

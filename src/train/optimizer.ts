@@ -1,0 +1,59 @@
+// AdamW with parameter groups, each with its own learning rate. Graft keeps its own
+// optimizer (rather than tfjs' Adam) because the recipe needs per-group LRs that change
+// every step, and an optimizer whose state it can reset when the frozen part changes.
+
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayerVariable } from '@tensorflow/tfjs-layers';
+
+export interface AdamOptions {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  weightDecay: number;
+}
+
+export const ADAM_DEFAULTS: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0 };
+
+interface Slot {
+  m: tf.Variable;
+  v: tf.Variable;
+  step: number;
+}
+
+export class AdamW {
+  private readonly slots = new Map<LayerVariable, Slot>();
+  private readonly o: AdamOptions;
+
+  constructor(options: Partial<AdamOptions> = {}) {
+    this.o = { ...ADAM_DEFAULTS, ...options };
+  }
+
+  /** Applies one update to `variable` with gradient `grad` at learning rate `lr`. */
+  update(variable: LayerVariable, grad: tf.Tensor, lr: number): void {
+    let slot = this.slots.get(variable);
+    if (!slot) {
+      slot = { m: tf.variable(tf.zerosLike(grad), false), v: tf.variable(tf.zerosLike(grad), false), step: 0 };
+      this.slots.set(variable, slot);
+    }
+    slot.step++;
+    const { beta1, beta2, epsilon, weightDecay } = this.o;
+    const s = slot;
+    const c1 = 1 - beta1 ** s.step;
+    const c2 = 1 - beta2 ** s.step;
+    tf.tidy(() => {
+      const m = tf.add(tf.mul(s.m, beta1), tf.mul(grad, 1 - beta1));
+      const v = tf.add(tf.mul(s.v, beta2), tf.mul(tf.square(grad), 1 - beta2));
+      s.m.assign(m);
+      s.v.assign(v);
+      const w = variable.read() as tf.Variable;
+      let step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), epsilon));
+      if (weightDecay > 0 && w.shape.length > 1) step = tf.add(step, tf.mul(w, weightDecay));
+      w.assign(tf.sub(w, tf.mul(step, lr)));
+    });
+  }
+
+  dispose(): void {
+    for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
+    this.slots.clear();
+  }
+}

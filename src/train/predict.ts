@@ -1,0 +1,26 @@
+// Running a model over a dataset in batches: class probabilities, and the features of a
+// body (what the warm-up trains on).
+
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Dataset } from '../data/dataset.js';
+import { batchRanges, batchTensor, type Preprocessing } from '../data/preprocess.js';
+
+/** Outputs of `model` for every sample, as one Float32Array [n, ...outputShape]. */
+export async function predictAll(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<{ values: Float32Array; shape: number[] }> {
+  const outShape = (model.outputs[0].shape.slice(1) as number[]);
+  const per = outShape.reduce((a, b) => a * b, 1);
+  const values = new Float32Array(d.labels.length * per);
+  for (const ix of batchRanges(d, batchSize)) {
+    const out = tf.tidy(() => model.predict(batchTensor(d, ix, p)) as tf.Tensor);
+    values.set(await out.data() as Float32Array, ix[0] * per);
+    out.dispose();
+  }
+  return { values, shape: outShape };
+}
+
+/** The body's features as a dataset with the same labels, for training a head on them. */
+export async function featureDataset(body: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<Dataset> {
+  const { values, shape } = await predictAll(body, d, p, batchSize);
+  return { x: values, sampleShape: shape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` };
+}
