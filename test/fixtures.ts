@@ -23,27 +23,33 @@ export function tinyCnn(numClasses = 3, seed = 1): tfl.LayersModel {
 }
 
 /**
- * 8x8 grey images, values 0-255: class c has a bright 4x4 patch in quadrant c (0..3) over
- * noise. Learnable by a small conv net in a few epochs.
+ * 8x8 grey images, values 0-255, one texture per class over noise: horizontal stripes,
+ * vertical stripes, a checkerboard, diagonal stripes. A small conv net tells them apart
+ * in a few epochs, wherever in the image it looks.
  */
-export function quadrantImages(perClass: number, classes = 3, seed = 1): Dataset {
+export function textureImages(perClass: number, classes = 3, seed = 1): Dataset {
   const rng = makeRng(seed);
+  const patterns = [
+    (y: number, _x: number) => y % 2,
+    (_y: number, x: number) => x % 2,
+    (y: number, x: number) => (x + y) % 2,
+    (y: number, x: number) => Math.floor((x + y) / 2) % 2,
+  ];
   const n = perClass * classes;
   const x = new Float32Array(n * 64);
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const c = i % classes;
     labels[i] = c;
-    const oy = c < 2 ? 0 : 4;
-    const ox = c % 2 === 0 ? 0 : 4;
+    const phase = Math.floor(rng() * 2);
     for (let y = 0; y < 8; y++) {
       for (let xx = 0; xx < 8; xx++) {
-        const inPatch = y >= oy && y < oy + 4 && xx >= ox && xx < ox + 4;
-        x[i * 64 + y * 8 + xx] = Math.min(255, rng() * 90 + (inPatch ? 150 : 0));
+        const on = (patterns[c](y + phase, xx) + phase) % 2;
+        x[i * 64 + y * 8 + xx] = Math.min(255, rng() * 100 + (on ? 150 : 0));
       }
     }
   }
-  return { x, sampleShape: [8, 8, 1], labels, classNames: Array.from({ length: classes }, (_, c) => `q${c}`), source: 'quadrant images' };
+  return { x, sampleShape: [8, 8, 1], labels, classNames: Array.from({ length: classes }, (_, c) => `t${c}`), source: 'texture images' };
 }
 
 export const PIXELS = { inputShape: [8, 8, 1], scale: 1 / 255 };

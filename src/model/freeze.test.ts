@@ -6,7 +6,7 @@ import { adoptModel, fineTune, freezeBody, graft, initBackend, unfreeze, layersT
 import { runEpoch } from '../train/loop.js';
 import { AdamW } from '../train/optimizer.js';
 import { makeRng } from '../data/random.js';
-import { PIXELS, quadrantImages, tinyCnn } from '../../test/fixtures.js';
+import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
 await initBackend();
 
@@ -27,7 +27,7 @@ test('plain tfjs BatchNormalization updates its moving statistics even with trai
   for (const l of model.layers) if (l.name !== 'old_output') l.trainable = false;
   model.compile({ optimizer: 'adam', loss: 'sparseCategoricalCrossentropy' });
   const before = snapshot(model, ['bn1']);
-  const d = quadrantImages(4);
+  const d = textureImages(4);
   const x = tf.div(tf.tensor(d.x, [d.labels.length, 8, 8, 1]), 255);
   const y = tf.tensor(d.labels, undefined, 'float32');
   await model.fit(x, y, { epochs: 1, batchSize: 12, verbose: 0 });
@@ -43,7 +43,7 @@ test('warm-up and a partial fine-tune leave frozen weights and BatchNorm statist
   const frozenNames = ['c1', 'bn1'];
   const before = snapshot(g.model, frozenNames);
   const trainableBefore = snapshot(g.model, ['c2', 'bn2']);
-  await fineTune(g, quadrantImages(12), { preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 2, unfreeze: { from: 'c2' }, batchSize: 8, validationSplit: 0 });
+  await fineTune(g, textureImages(12), { preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 2, unfreeze: { from: 'c2' }, batchSize: 8, validationSplit: 0 });
   const after = snapshot(g.model, frozenNames);
   assert.equal(before.size, 6, 'c1 kernel+bias and bn1 gamma, beta, moving mean, moving variance');
   for (const [name, values] of before) assert.ok(sameBits(values, after.get(name)!), `${name} changed while frozen`);
@@ -58,7 +58,7 @@ test('freezing between steps takes effect at once, without recompiling', async (
   const g = graft(base, { cut: 'r2', head: { numClasses: 3 } });
   unfreeze(g, 'all');
   const run = () => runEpoch({
-    model: g.model, data: quadrantImages(4), preprocessing: PIXELS, groups: [{ layers: g.model.layers, lrMult: 1 }],
+    model: g.model, data: textureImages(4), preprocessing: PIXELS, groups: [{ layers: g.model.layers, lrMult: 1 }],
     optimizer: new AdamW(), batchSize: 6, rng: makeRng(1), lrAt: () => 1e-2, firstStep: 0,
   });
   const bodyNames = g.body.layers.map((l) => l.name);

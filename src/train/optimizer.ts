@@ -32,7 +32,7 @@ export class AdamW {
   update(variable: LayerVariable, grad: tf.Tensor, lr: number): void {
     let slot = this.slots.get(variable);
     if (!slot) {
-      slot = { m: tf.variable(tf.zerosLike(grad), false), v: tf.variable(tf.zerosLike(grad), false), step: 0 };
+      slot = tf.tidy(() => ({ m: tf.variable(tf.zerosLike(grad), false), v: tf.variable(tf.zerosLike(grad), false), step: 0 }));
       this.slots.set(variable, slot);
     }
     slot.step++;

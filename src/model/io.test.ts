@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { mkdtemp, readFile, readdir, writeFile, mkdir, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, extname } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { adoptModel, graft, initBackend, loadModel, saveModel, versions, writeDirAtomic, type GraftMeta } from '../index.js';
+import { FreezableBatchNormalization } from './batch-norm.js';
+import { tinyCnn } from '../../test/fixtures.js';
+
+await initBackend();
+
+const meta = (): GraftMeta => ({
+  format: 'graft/1', classNames: ['a', 'b', 'c'], preprocessing: { inputShape: [8, 8, 1], scale: 1 / 255 },
+  heads: [{ name: 'new', outputLayer: 'head_output', classNames: ['a', 'b', 'c'], layers: [] }], versions: versions(), createdAt: new Date().toISOString(),
+});
+
+async function serve(dir: string): Promise<{ url: string; close: () => void }> {
+  const server = createServer(async (req, res) => {
+    try {
+      const body = await readFile(join(dir, decodeURIComponent(req.url!.split('?')[0])));
+      res.writeHead(200, { 'content-type': extname(req.url!) === '.json' ? 'application/json' : 'application/octet-stream' });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+async function grafted() {
+  const g = graft(await adoptModel(tinyCnn()), { cut: 'r2', head: { numClasses: 3, hidden: [4] } });
+  return g.model;
+}
+
+test('save then load gives identical predictions, graft.json and freezable BatchNorm', async () => {
+  const model = await grafted();
+  const dir = join(await mkdtemp(join(tmpdir(), 'graft-io-')), 'model');
+  await saveModel(model, dir, meta());
+  assert.deepEqual((await readdir(dir)).sort(), ['graft.json', 'model.json', 'weights.bin']);
+  const loaded = await loadModel(dir);
+  assert.deepEqual(loaded.meta?.classNames, ['a', 'b', 'c']);
+  assert.ok(loaded.model.layers.filter((l) => l.getClassName() === 'BatchNormalization').every((l) => l instanceof FreezableBatchNormalization));
+  const x = tf.randomUniform([3, 8, 8, 1], 0, 1, 'float32', 5);
+  const want = (model.predict(x) as tf.Tensor).dataSync();
+  const got = (loaded.model.predict(x) as tf.Tensor).dataSync();
+  assert.deepEqual(Array.from(got), Array.from(want));
+  const viaJson = await loadModel(join(dir, 'model.json'));
+  assert.deepEqual(Array.from((viaJson.model.predict(x) as tf.Tensor).dataSync()), Array.from(want));
+  x.dispose();
+});
+
+test('plain tf.loadLayersModel loads the saved directory over http, and so does Graft from a URL', async () => {
+  const model = await grafted();
+  const dir = join(await mkdtemp(join(tmpdir(), 'graft-io-')), 'model');
+  await saveModel(model, dir, meta());
+  const server = await serve(dir);
+  try {
+    const plain = await tfl.loadLayersModel(`${server.url}/model.json`);
+    const viaGraft = await loadModel(`${server.url}/`);
+    assert.equal(viaGraft.meta?.format, 'graft/1');
+    const x = tf.randomUniform([2, 8, 8, 1], 0, 1, 'float32', 6);
+    const want = Array.from((model.predict(x) as tf.Tensor).dataSync());
+    assert.deepEqual(Array.from((plain.predict(x) as tf.Tensor).dataSync()), want);
+    assert.deepEqual(Array.from((viaGraft.model.predict(x) as tf.Tensor).dataSync()), want);
+    await assert.rejects(loadModel(`${server.url}/missing/`), { code: 'NETWORK' });
+    x.dispose();
+  } finally {
+    server.close();
+  }
+});
+
+test('bad model files are refused with BAD_MODEL or MODEL_NOT_FOUND', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'graft-io-'));
+  const good = join(root, 'good');
+  await saveModel(await grafted(), good, meta());
+  const json = await readFile(join(good, 'model.json'), 'utf8');
+  const weights = await readFile(join(good, 'weights.bin'));
+  const cases: Array<[string, string | null, Uint8Array | null, string]> = [
+    ['garbage-json', '{"modelTopology": ', weights, 'BAD_MODEL'],
+    ['no-topology', '{"weightsManifest": []}', weights, 'BAD_MODEL'],
+    ['truncated-weights', json, weights.subarray(0, weights.length - 8), 'BAD_MODEL'],
+    ['missing-weights', json, null, 'BAD_MODEL'],
+    ['unknown-layer', json.replace(/"class_name":"Activation"/, '"class_name":"MyCustomLayer"'), weights, 'BAD_MODEL'],
+  ];
+  for (const [name, modelJson, w, code] of cases) {
+    const dir = join(root, name);
+    await mkdir(dir);
+    if (modelJson !== null) await writeFile(join(dir, 'model.json'), modelJson);
+    if (w) await writeFile(join(dir, 'weights.bin'), w);
+    await assert.rejects(loadModel(dir), (e: Error & { code?: string }) => e.code === code && (name !== 'unknown-layer' || /MyCustomLayer/.test(e.message)), name);
+  }
+  await assert.rejects(loadModel(join(root, 'nope')), { code: 'MODEL_NOT_FOUND' });
+});
+
+test('a failed save leaves the existing model untouched', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'graft-io-'));
+  const dir = join(root, 'model');
+  await saveModel(await grafted(), dir, meta());
+  const before = await readFile(join(dir, 'weights.bin'));
+  // A file name that cannot be created (a directory is in the way) makes the write fail midway.
+  await assert.rejects(writeDirAtomic(dir, { 'model.json': '{}', 'sub/x.bin': new Uint8Array(4) }), { code: 'WRITE_FAILED' });
+  assert.deepEqual(await readFile(join(dir, 'weights.bin')), before);
+  assert.deepEqual((await readdir(root)).sort(), ['model'], 'no temporary directories left behind');
+  if (process.getuid?.() !== 0) {
+    await chmod(root, 0o500);
+    await assert.rejects(saveModel(await grafted(), dir, meta()), { code: 'WRITE_FAILED' });
+    await chmod(root, 0o700);
+    assert.deepEqual(await readFile(join(dir, 'weights.bin')), before);
+  }
+});
