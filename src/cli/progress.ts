@@ -17,10 +17,12 @@ export function epochLine(r: EpochRecord, epochs: number): string {
   return `  ${r.phase.padEnd(9)} epoch ${r.epoch}/${epochs}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
 }
 
+const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : 's'}`;
+
 /** One line saying what a phase trains and at which learning rates. */
 export function phaseLine(info: PhaseInfo): string {
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
-  return `${info.phase}: ${info.epochs} epoch(s) of ${info.batchesPerEpoch} batches; ${info.trainableLayers.length} layers with weights train, ${info.frozenLayers.length} stay frozen${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}`;
+  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}`;
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */

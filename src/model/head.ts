@@ -36,7 +36,7 @@ export function buildHead(featureShape: (number | null)[], options: HeadOptions)
   const rank = featureShape.length; // batch dimension included
   if (rank === 4) {
     const pool = { avg: tfl.layers.globalAveragePooling2d, max: tfl.layers.globalMaxPooling2d, flatten: tfl.layers.flatten }[o.pooling];
-    layers.push(pool({ name: `${o.name}_pool` }));
+    layers.push(pool({ name: o.pooling === 'flatten' ? `${o.name}_flatten` : `${o.name}_pool` }));
   } else if (rank !== 2) {
     throw new GraftError('HEAD_MISMATCH', `The body's output has shape [${featureShape.join(', ')}]; a head needs a feature vector [batch, n] or a feature map [batch, h, w, c].`, {
       fix: 'Cut at a convolutional or dense layer.' });

@@ -55,6 +55,8 @@ export interface GraftMeta {
 export interface ZooInfo {
   description: string;
   suggestedCuts: string[];
+  /** Head options that suit this body (e.g. pooling), used unless the user says otherwise. */
+  suggestedHead?: { pooling?: 'avg' | 'max' | 'flatten'; hidden?: number[]; dropout?: number };
   provenance: string;
   licence: string;
 }

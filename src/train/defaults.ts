@@ -7,8 +7,9 @@ import type { UnfreezeSpec } from '../model/freeze.js';
 
 export const DEFAULTS = {
   batchSize: 64,
-  warmupEpochs: 2,
-  finetuneEpochs: 3,
+  /** Warm-up epochs are cheap (the head trains on cached features), so there are a few more than fastai's 1. */
+  warmupEpochs: 3,
+  finetuneEpochs: 2,
   /** Peak learning rate of the head in the warm-up (fastai base_lr). */
   lr: 2e-3,
   /** The fine-tune phase's peak LR is lr * finetuneLrFactor (fastai halves it). */

@@ -49,7 +49,9 @@ function settlePreprocessing(base: LoadedModel, train: Dataset, given?: Preproce
 
 export async function transfer(base: LoadedModel, data: Dataset, options: TransferOptions = {}): Promise<Transfer> {
   const cut = options.cut ?? defaultCut(base);
-  const grafted = graft(base.model, { cut, head: { ...options.head, numClasses: data.classNames.length } });
+  // The base's suggested head applies at its suggested cut only.
+  const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
+  const grafted = graft(base.model, { cut, head: { ...suggested, ...options.head, numClasses: data.classNames.length } });
   await options.onGrafted?.(grafted);
   let train = data;
   let validation = options.validation;

@@ -10,7 +10,6 @@ export interface ZooEntry {
   /** Directory holding model.json, weights and graft.json. */
   dir: string;
   description: string;
-  defaultCut: string;
 }
 
 const zooDir = (name: string) => fileURLToPath(new URL(`../../../zoo/${name}`, import.meta.url));
@@ -20,7 +19,6 @@ export const ZOO: Record<string, ZooEntry> = {
     name: 'digits-cnn',
     dir: zooDir('digits-cnn'),
     description: 'Small CNN (3 conv blocks with BatchNorm) pretrained by Graft on MNIST digits 0-4; 28x28x1 input, pixels/255.',
-    defaultCut: 'block3_relu',
   },
 };
 

@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  alignClasses, evaluate, takePerClass, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
@@ -11,6 +11,7 @@ export const usage = `graft train --base <model> --data <data> [options]
 
   --base <model>          pretrained model: a zoo name (digits-cnn), a directory, model.json or URL
   --data <data>           training data: mnist-train:<digits>, a .csv file, or an IDX images file
+  --per-class <n>         use at most n training samples per class (seeded), e.g. for a quick run
   --labels <idx>          IDX labels file (default: beside the images file)
   --label-column <name>   CSV column with the class (default "label", else the last column)
   --cut <layer>           cut the base here, name or index (default: the base's suggested cut,
@@ -22,6 +23,7 @@ export const usage = `graft train --base <model> --data <data> [options]
   --unfreeze <what>       none | all | N (top N weighted layers) | from:<layer> (default all)
   --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
+  --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
   --batch-size <n>        (default ${DEFAULTS.batchSize})
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
   --val-data <data>       validation data instead of a split
@@ -55,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
     unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
     'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
+    'per-class': { type: 'string' }, 'lr-mult': { type: 'string' },
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -67,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
     finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
     unfreeze: values.unfreeze === undefined ? undefined : parseUnfreeze(str(values.unfreeze)!),
     lr: num(values.lr, 'lr', (n) => n > 0 && n < 10),
+    lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
     validationSplit: num(values['val-split'], 'val-split', (n) => n >= 0 && n < 1),
     seed: num(values.seed, 'seed', intAtLeast(0)),
@@ -78,7 +82,9 @@ export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
   const base = await loadModel(baseSpec);
   const dataOpts = { labels: str(values.labels), labelColumn: str(values['label-column']) };
-  const data = await loadData(dataSpec, dataOpts);
+  const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
+  const all = await loadData(dataSpec, dataOpts);
+  const data = perClass === undefined ? all : takePerClass(all, perClass, options.seed ?? DEFAULTS.seed);
   const validation = values['val-data'] ? alignClasses(await loadData(str(values['val-data'])!, dataOpts), data.classNames) : undefined;
   const test = values['test-data'] ? alignClasses(await loadData(str(values['test-data'])!, dataOpts), data.classNames) : undefined;
   log(`backend: ${backend.name} (${backend.reason})`);
