@@ -1,0 +1,163 @@
+// Whole-CLI runs on shipped data: demo, inspect, train, predict, evaluate, and bad input.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { initBackend, saveModel, versions } from '../../src/index.js';
+import { makeRng } from '../../src/data/random.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const bin = join(root, 'bin', 'graft.js');
+
+function graft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const lastJson = (s: string) => JSON.parse(s.trim().split('\n').at(-1)!);
+
+test('graft demo --json transfers digits-cnn to 5-9 at >= 97% and reports the old task', async () => {
+  const r = await graft(['demo', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = lastJson(r.stdout);
+  assert.ok(['wasm', 'cpu'].includes(out.backend));
+  assert.ok(out.seconds > 0);
+  assert.ok(out.newTask.testAccuracy >= 0.97, `new-task accuracy ${out.newTask.testAccuracy}`);
+  assert.equal(out.newTask.testSamples, 4861);
+  assert.ok(out.oldTask.accuracyBefore > 0.99, `old-task accuracy before ${out.oldTask.accuracyBefore}`);
+  assert.ok(out.oldTask.accuracyAfter > 0.2 && out.oldTask.accuracyAfter <= 1);
+  assert.deepEqual(out.phases.map((p: { phase: string }) => p.phase), ['warm-up', 'fine-tune']);
+});
+
+test('graft demo in words, with the body frozen, keeps the old task exactly', async () => {
+  const r = await graft(['demo', '--unfreeze', 'none', '--train-per-class', '200']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /The input node stays "image"/);
+  assert.match(r.stdout, /Removed on the output side: pool, fc, dropout, predictions/);
+  const m = /old head: ([\d.]+)% before, ([\d.]+)% after/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  assert.equal(m[1], m[2], 'a frozen body leaves the old head exactly as it was');
+  assert.match(r.stdout, /Yes: the body stayed frozen/);
+});
+
+test('graft inspect shows the layer table and explains a cut', async () => {
+  const r = await graft(['inspect', 'digits-cnn', '--cut', 'block3_relu']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /block3_relu\s+Activation\s+\[batch, 7, 7, 64\]/);
+  assert.match(r.stdout, /kept: CUT HERE/);
+  assert.match(r.stdout, /The input node stays the original input, "image" \[batch, 28, 28, 1\]/);
+  const j = JSON.parse((await graft(['inspect', 'digits-cnn', '--json'])).stdout);
+  assert.equal(j.totals.params, 28117);
+});
+
+test('graft train, predict and evaluate on shipped MNIST data', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const out = join(dir, 'model');
+  const t = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '120', '--warmup-epochs', '3',
+    '--finetune-epochs', '1', '--test-data', 'mnist-test:5-9', '--out', out, '--json']);
+  assert.equal(t.code, 0, t.stderr);
+  const res = lastJson(t.stdout);
+  assert.ok(res.metrics.testAccuracy > 0.85, `test accuracy ${res.metrics.testAccuracy}`);
+  assert.deepEqual(res.classNames, ['5', '6', '7', '8', '9']);
+  assert.deepEqual((await readdir(out)).sort(), ['graft.json', 'model.json', 'weights.bin']);
+  const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
+  assert.equal(meta.base.cut.layer, 'block3_relu');
+  assert.equal(meta.history.length, 4);
+
+  const p = await graft(['predict', out, 'mnist-test:5-9', '--limit', '4', '--top-k', '2', '--json']);
+  assert.equal(p.code, 0, p.stderr);
+  const preds = lastJson(p.stdout).predictions;
+  assert.equal(preds.length, 4);
+  for (const x of preds) {
+    assert.equal(x.top.length, 2);
+    assert.ok(x.top[0].probability >= x.top[1].probability);
+    assert.ok(['5', '6', '7', '8', '9'].includes(x.top[0].className));
+  }
+  const words = await graft(['predict', out, 'mnist-test:5-9', '--limit', '3']);
+  assert.match(words.stdout, /#0: \d [\d.]+%, \d [\d.]+%, \d [\d.]+%\s+\(true: \d, (right|WRONG)\)/);
+
+  const e = await graft(['evaluate', out, 'mnist-test:5-9', '--json']);
+  assert.equal(e.code, 0, e.stderr);
+  const ev = lastJson(e.stdout);
+  assert.equal(ev.accuracy, meta.metrics.testAccuracy, 'evaluate reproduces the accuracy train measured');
+  assert.equal(ev.confusion.length, 5);
+  const text = await graft(['evaluate', out, 'mnist-test:5-9']);
+  assert.match(text.stdout, /confusion matrix/);
+  const wrongClasses = await graft(['evaluate', out, 'mnist-test:0-4']);
+  assert.equal(wrongClasses.code, 1);
+  assert.match(wrongClasses.stderr, /classes the model does not know: 0, 1, 2, 3, 4/);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('graft train on CSV with a plain tfjs base model (no graft.json)', async () => {
+  await initBackend();
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const input = tfl.input({ shape: [4] });
+  const h1 = tfl.layers.dense({ units: 16, activation: 'relu', name: 'fc1' }).apply(input) as tfl.SymbolicTensor;
+  const h2 = tfl.layers.dense({ units: 8, activation: 'relu', name: 'fc2' }).apply(h1) as tfl.SymbolicTensor;
+  const o = tfl.layers.dense({ units: 2, activation: 'softmax', name: 'old' }).apply(h2) as tfl.SymbolicTensor;
+  const base = join(dir, 'base');
+  await saveModel(tfl.model({ inputs: input, outputs: o }), base, { format: 'graft/1', classNames: [], preprocessing: { inputShape: [4] }, heads: [], versions: versions(), createdAt: '' });
+  await rm(join(base, 'graft.json'));
+  const rng = makeRng(3);
+  const rows = (n: number) => Array.from({ length: n }, (_, i) => {
+    const c = i % 3;
+    const f = [0, 1, 2, 3].map((k) => (k === c ? 40 : 0) + 1000 + rng() * 10);
+    return `${f.join(',')},${['setosa', 'versicolor', 'virginica'][c]}`;
+  });
+  await writeFile(join(dir, 'train.csv'), `a,b,c,d,species\n${rows(150).join('\n')}\n`);
+  await writeFile(join(dir, 'test.csv'), `a,b,c,d,species\n${rows(60).join('\n')}\n`);
+  await writeFile(join(dir, 'new.csv'), `a,b,c,d\n${rows(3).map((r) => r.split(',').slice(0, 4).join(',')).join('\n')}\n`);
+  const out = join(dir, 'model');
+  const t = await graft(['train', '--base', base, '--data', join(dir, 'train.csv'), '--label-column', 'species', '--test-data', join(dir, 'test.csv'),
+    '--warmup-epochs', '20', '--finetune-epochs', '10', '--lr', '0.01', '--out', out, '--json']);
+  assert.equal(t.code, 0, t.stderr);
+  const res = lastJson(t.stdout);
+  assert.equal(res.cut.layer, 'fc2', 'the default cut is the layer feeding the output');
+  assert.ok(res.metrics.testAccuracy > 0.9, `test accuracy ${res.metrics.testAccuracy}`);
+  const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
+  assert.equal(meta.preprocessing.mean.length, 4, 'standardisation statistics are saved');
+  assert.ok(meta.preprocessing.mean[0] > 1000);
+  const p = await graft(['predict', out, join(dir, 'new.csv'), '--json']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(lastJson(p.stdout).predictions.map((x: { top: { className: string }[] }) => x.top[0].className), ['setosa', 'versicolor', 'virginica']);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('bad input: clear messages, non-zero exit codes, no stack traces, existing files untouched', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const r1 = await graft(['inspect', 'digits-cnn', '--cut', 'blok3_relu']);
+  assert.equal(r1.code, 1);
+  assert.match(r1.stderr, /No layer named "blok3_relu".*block3_relu/s);
+  assert.doesNotMatch(r1.stderr, /\n\s+at /, 'no stack trace without --debug');
+  const r2 = await graft(['train', '--base', 'digits-cnn']);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /needs --base and --data/);
+  const r3 = await graft(['frobnicate']);
+  assert.equal(r3.code, 2);
+  const r4 = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--lr', 'fast']);
+  assert.equal(r4.code, 1);
+  assert.match(r4.stderr, /--lr "fast" is not a valid value/);
+  const r5 = await graft(['inspect', join(dir, 'missing')]);
+  assert.equal(r5.code, 1);
+  assert.match(r5.stderr, /No model at/);
+  // A failing run must not touch an existing model in --out.
+  const out = join(dir, 'keep');
+  await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '20', '--warmup-epochs', '1', '--finetune-epochs', '0', '--out', out]);
+  const before = await readFile(join(out, 'weights.bin'));
+  const r6 = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--cut', 'nope', '--out', out]);
+  assert.equal(r6.code, 1);
+  assert.deepEqual(await readFile(join(out, 'weights.bin')), before);
+  const r7 = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:3', '--out', join(dir, 'x')]);
+  assert.equal(r7.code, 1);
+  assert.match(r7.stderr, /at least 2/);
+  await rm(dir, { recursive: true, force: true });
+});
