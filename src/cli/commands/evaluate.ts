@@ -1,6 +1,6 @@
 // graft evaluate <model> <data>: accuracy, per-class accuracy and the confusion matrix.
 
-import { alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
+import { backendInfo, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
 import { parse, str } from '../args.js';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]
@@ -24,6 +24,6 @@ export async function run(argv: string[]): Promise<number> {
   }
   const data = alignClasses(await loadData(positionals[1], { labels: str(values.labels), labelColumn: str(values['label-column']) }), meta.classNames);
   const result = await evaluate(model, data, meta.preprocessing);
-  console.log(values.json ? JSON.stringify(result) : `${positionals[0]} on ${data.source}: ${formatEvaluation(result)}`);
+  console.log(values.json ? JSON.stringify({ ...result, backend: backendInfo()?.name }) : `${positionals[0]} on ${data.source} (backend ${backendInfo()?.name}): ${formatEvaluation(result)}`);
   return 0;
 }

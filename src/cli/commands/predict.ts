@@ -1,6 +1,6 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
+import { backendInfo, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 
 export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--json]
@@ -46,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
     return { index: i, top: row.slice(0, topK), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
-    console.log(JSON.stringify({ model: positionals[0], input: data.source, predictions }));
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, backend: backendInfo()?.name, predictions }));
     return 0;
   }
   const shown = limit ?? 20;

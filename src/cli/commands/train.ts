@@ -24,6 +24,7 @@ export const usage = `graft train --base <model> --data <data> [options]
   --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
   --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
+  --schedule <name>       one-cycle | cosine | constant (default ${DEFAULTS.schedule})
   --batch-size <n>        (default ${DEFAULTS.batchSize})
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
   --val-data <data>       validation data instead of a split
@@ -33,6 +34,11 @@ export const usage = `graft train --base <model> --data <data> [options]
   --json                  print one JSON object with the result instead of progress and words`;
 
 export const summary = 'transfer a pretrained model to your data: cut, new head, warm-up, fine-tune, save';
+
+function parseSchedule(name: string | undefined): 'one-cycle' | 'cosine' | 'constant' | undefined {
+  if (name === undefined || name === 'one-cycle' || name === 'cosine' || name === 'constant') return name;
+  throw new GraftError('BAD_ARGUMENT', `--schedule "${name}" is not a schedule.`, { fix: 'Use one-cycle, cosine or constant.' });
+}
 
 export function parseHead(spec: string | undefined): Omit<HeadOptions, 'numClasses'> {
   if (!spec) return {};
@@ -57,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
     unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
     'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
-    'per-class': { type: 'string' }, 'lr-mult': { type: 'string' },
+    'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -72,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     lr: num(values.lr, 'lr', (n) => n > 0 && n < 10),
     lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
+    schedule: parseSchedule(str(values.schedule)),
     validationSplit: num(values['val-split'], 'val-split', (n) => n >= 0 && n < 1),
     seed: num(values.seed, 'seed', intAtLeast(0)),
   };
