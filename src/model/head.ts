@@ -17,22 +17,25 @@ export interface HeadOptions {
   activation?: 'relu' | 'gelu' | 'tanh' | 'elu';
   /** Name prefix of the head's layers. */
   name?: string;
+  /** Seed of the dense layers' initial weights (random when absent). */
+  seed?: number;
 }
 
-export const HEAD_DEFAULTS = { pooling: 'avg', hidden: [] as number[], dropout: 0.2, activation: 'relu', name: 'head' } as const;
+export const HEAD_DEFAULTS = { pooling: 'avg', hidden: [] as number[], dropout: 0.2, activation: 'relu', name: 'head', seed: undefined as number | undefined } as const;
 
 export interface Head {
   layers: Layer[];
-  options: Required<HeadOptions>;
+  options: HeadOptions & { pooling: string; hidden: number[]; dropout: number };
 }
 
 export function buildHead(featureShape: (number | null)[], options: HeadOptions): Head {
-  const o = { ...HEAD_DEFAULTS, ...options } as Required<HeadOptions>;
+  const o = { ...HEAD_DEFAULTS, ...options } as Required<Omit<HeadOptions, "seed">> & { seed?: number };
   if (!Number.isInteger(o.numClasses) || o.numClasses < 2) {
     throw new GraftError('BAD_OPTION', `A classification head needs at least 2 classes; got ${o.numClasses}.`, {
       fix: 'Give data with two or more classes.' });
   }
   const layers: Layer[] = [];
+  const init = (i: number) => (o.seed === undefined ? undefined : tfl.initializers.glorotUniform({ seed: o.seed + i }));
   const rank = featureShape.length; // batch dimension included
   if (rank === 4) {
     const pool = { avg: tfl.layers.globalAveragePooling2d, max: tfl.layers.globalMaxPooling2d, flatten: tfl.layers.flatten }[o.pooling];
@@ -43,10 +46,10 @@ export function buildHead(featureShape: (number | null)[], options: HeadOptions)
   }
   o.hidden.forEach((units, i) => {
     if (o.dropout > 0) layers.push(tfl.layers.dropout({ rate: o.dropout, name: `${o.name}_dropout_${i + 1}` }));
-    layers.push(tfl.layers.dense({ units, activation: o.activation, name: `${o.name}_dense_${i + 1}` }));
+    layers.push(tfl.layers.dense({ units, activation: o.activation, name: `${o.name}_dense_${i + 1}`, kernelInitializer: init(i + 1) }));
   });
   if (o.dropout > 0) layers.push(tfl.layers.dropout({ rate: o.dropout, name: `${o.name}_dropout` }));
-  layers.push(tfl.layers.dense({ units: o.numClasses, activation: 'softmax', name: `${o.name}_output` }));
+  layers.push(tfl.layers.dense({ units: o.numClasses, activation: 'softmax', name: `${o.name}_output`, kernelInitializer: init(0) }));
   return { layers, options: o };
 }
 

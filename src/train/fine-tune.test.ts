@@ -8,10 +8,10 @@ import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 await initBackend();
 
 test('the two-phase recipe learns tiny data far above chance', async () => {
-  const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 4 } });
+  const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 4, dropout: 0, seed: 5 } });
   const phases: PhaseInfo[] = [];
   const result = await fineTune(g, textureImages(40, 4, 1), {
-    preprocessing: PIXELS, warmupEpochs: 5, finetuneEpochs: 10, lr: 2e-2, lrMult: 10, batchSize: 16, seed: 3,
+    preprocessing: PIXELS, warmupEpochs: 5, finetuneEpochs: 20, lr: 2e-2, lrMult: 10, batchSize: 16, seed: 3,
     callbacks: { onPhaseStart: (p) => { phases.push(p); } },
   });
   assert.deepEqual(result.phases.map((p) => p.phase), ['warm-up', 'fine-tune']);
@@ -19,6 +19,7 @@ test('the two-phase recipe learns tiny data far above chance', async () => {
   assert.equal(phases[0].trainableLayers.length, 1, 'only the head dense layer trains in the warm-up');
   assert.ok(phases[1].groupLearningRates[0].lr < phases[1].groupLearningRates.at(-1)!.lr, 'deeper layers get lower learning rates');
   const test = await evaluate(g.model, textureImages(25, 4, 99), PIXELS);
+  console.log('tiny recipe test accuracy', test.accuracy);
   assert.ok(test.accuracy > 0.85, `test accuracy ${test.accuracy} should be far above chance (0.25)`);
   assert.ok(result.validation && result.validation.accuracy > 0.7);
 });

@@ -14,7 +14,7 @@ import type { EpochRecord } from '../model/meta.js';
 import type { Layer } from '../model/layers.js';
 import { scoreProbabilities } from './score.js';
 import { DEFAULTS } from './defaults.js';
-import { runEpoch, type BatchProgress, type LayerGroup } from './loop.js';
+import { runEpoch, type BatchProgress, type LayerGroup, type LossFn } from './loop.js';
 import { AdamW } from './optimizer.js';
 import { featureDataset, predictAll } from './predict.js';
 import { evenMults, lrFactor, type ScheduleName } from './schedule.js';
@@ -42,6 +42,12 @@ export interface FineTuneOptions {
   seed?: number;
   preprocessing?: Preprocessing;
   callbacks?: FineTuneCallbacks;
+  /** Losses other than cross-entropy of the new head (e.g. Learning without Forgetting), per phase. */
+  losses?: { warmUp?: LossFn; fineTune?: LossFn };
+  /** The model trained in the fine-tune phase when it differs from g.model (e.g. with the old head as a second output). */
+  fineTuneModel?: tfl.LayersModel;
+  /** Layers outside body and new head that train with the head in the fine-tune phase (e.g. the old head). */
+  alsoTrain?: Layer[];
 }
 
 export interface PhaseInfo {
@@ -81,6 +87,9 @@ type Options = typeof DEFAULTS & FineTuneOptions;
 interface PhaseRun {
   phase: Phase;
   model: tfl.LayersModel;
+  /** Single-output model whose accuracy is the validation metric. */
+  evalModel: tfl.LayersModel;
+  loss?: LossFn;
   train: Dataset;
   val?: Dataset;
   preprocessing?: Preprocessing;
@@ -137,10 +146,10 @@ async function runPhase(r: PhaseRun, history: EpochRecord[], callbacks: FineTune
       const t0 = Date.now();
       const res = await runEpoch({
         model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: o.batchSize, rng,
-        lrAt, firstStep: (epoch - 1) * batches,
+        lrAt, firstStep: (epoch - 1) * batches, loss: r.loss,
         onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
       });
-      const v = await validate(r.model, r.val, r.preprocessing, o.batchSize);
+      const v = await validate(r.evalModel, r.val, r.preprocessing, o.batchSize);
       const record: EpochRecord = {
         phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
         learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
@@ -196,19 +205,20 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     const valFeatures = val && await featureDataset(g.body.model, val, p, o.batchSize * 2);
     featureSeconds = (Date.now() - t0) / 1000;
     phases.push(await runPhase({
-      phase: 'warm-up', model: g.headModel, train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
+      phase: 'warm-up', model: g.headModel, evalModel: g.headModel, loss: o.losses?.warmUp, train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
       peakLr: o.lr, epochs: o.warmupEpochs, o, pctStart: o.pctStart, usesFeatureCache: true,
       frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name),
     }, history, cb));
   }
   if (o.finetuneEpochs > 0) {
     const open = unfreeze(g, o.unfreeze);
+    for (const l of o.alsoTrain ?? []) l.trainable = true;
     if (open.length === 0 && o.warmupEpochs > 0) {
       // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
     } else {
       phases.push(await runPhase({
-        phase: 'fine-tune', model: g.model, train: trainSet, val, preprocessing: p,
-        groups: layerGroups(g.body.layers, g.head.layers, o.layerGroups, o.lrMult),
+        phase: 'fine-tune', model: o.fineTuneModel ?? g.model, evalModel: g.model, loss: o.losses?.fineTune, train: trainSet, val, preprocessing: p,
+        groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
         peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, o, pctStart: o.pctStart,
         usesFeatureCache: false, frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
       }, history, cb));

@@ -17,6 +17,15 @@ export interface LayerGroup {
   lrMult: number;
 }
 
+/** What a loss function sees for one batch: the model's outputs in training mode, the labels, the sample indices. */
+export interface LossContext {
+  outputs: tf.Tensor[];
+  labels: tf.Tensor1D;
+  indices: number[];
+}
+
+export type LossFn = (c: LossContext) => tf.Scalar;
+
 export interface BatchProgress {
   batch: number;
   batches: number;
@@ -36,10 +45,12 @@ export interface EpochRun {
   /** Peak-LR multiplier for a global step (the schedule). */
   lrAt: (step: number) => number;
   firstStep: number;
+  /** Default: cross-entropy of the first output against the labels. */
+  loss?: LossFn;
   onBatch?: (p: BatchProgress) => void | Promise<void>;
 }
 
-function crossEntropy(probs: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor): tf.Scalar {
   const k = probs.shape[probs.shape.length - 1]!;
   const oneHot = tf.oneHot(labels as tf.Tensor1D, k);
   return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1))) as tf.Scalar;
@@ -64,12 +75,13 @@ export async function runEpoch(r: EpochRun): Promise<{ loss: number; accuracy: n
     const vars = perGroup.flatMap((g) => g.vars);
     if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
     const x = batchTensor(r.data, ix, r.preprocessing);
-    const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32');
+    const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
     let hits: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const probs = r.model.apply(x, { training: true }) as tf.Tensor;
-      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), y), 'float32')));
-      return crossEntropy(probs, y);
+      const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
+      const outputs = Array.isArray(out) ? out : [out];
+      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
+      return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y);
     }, vars.map((v) => v.read() as tf.Variable));
     const loss = (await value.data())[0];
     correct += (await hits!.data())[0];

@@ -1,31 +1,55 @@
 // transfer: the whole workflow on a loaded base model and a labelled dataset: choose the cut,
-// graft a head sized for the data's classes, settle the preprocessing, fine-tune, and
-// describe the result in a graft.json.
+// graft a head sized for the data's classes (or extend the old head), settle the
+// preprocessing, fine-tune (optionally keeping the old task), and describe the result in a
+// graft.json.
 
+import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { stratifiedSplit, type Dataset } from '../data/dataset.js';
+import { count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
 import { standardization, type Preprocessing } from '../data/preprocess.js';
+import { extendModel } from '../model/extend.js';
 import { frozenLayerNames } from '../model/freeze.js';
 import { graft, type Grafted } from '../model/graft.js';
 import type { HeadOptions } from '../model/head.js';
 import type { LayerRef } from '../model/layers.js';
 import type { LoadedModel } from '../model/load.js';
-import { versions, type GraftMeta } from '../model/meta.js';
+import { versions, type GraftMeta, type HeadMeta } from '../model/meta.js';
+import { findOldHead, headsMeta, multiHeadModel, type OldHead } from '../model/multi-head.js';
 import { DEFAULTS } from './defaults.js';
+import { DISTILL_DEFAULTS, lwfLoss } from './distill.js';
 import { fineTune, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
+import { predictAll } from './predict.js';
+
+/** How to keep the old task: its head as a second output ("head"), plus distillation ("lwf"). */
+export type KeepOld = 'head' | 'lwf';
 
 export interface TransferOptions extends FineTuneOptions {
   /** Where to cut (default: the base's first suggested cut, else just before its output layer). */
   cut?: LayerRef;
   head?: Omit<HeadOptions, 'numClasses'>;
+  /** Keep the old head as a second output of the saved model, optionally with LwF distillation. */
+  keepOld?: KeepOld;
+  /** One head for old and new classes, initialised from the old head (distillation keeps the old classes). */
+  extend?: boolean;
+  /** Old-task data, for replay in extend mode. */
+  oldData?: Dataset;
+  /** Old examples per class mixed into training in extend mode (needs oldData). */
+  replay?: number;
+  temperature?: number;
+  lambda?: number;
   /** Called once the head is grafted on, before any training (to show or change the model). */
   onGrafted?: (g: Grafted) => void | Promise<void>;
 }
 
 export interface Transfer {
   grafted: Grafted;
+  /** The model to save: the grafted model, or [new head, old head] when the old head is kept. */
+  model: tfl.LayersModel;
   result: FineTuneResult;
   preprocessing?: Preprocessing;
+  /** Class names of the (first) head: the new classes, or old + new in extend mode. */
+  classNames: string[];
+  oldHead?: OldHead;
   meta: GraftMeta;
 }
 
@@ -47,34 +71,99 @@ function settlePreprocessing(base: LoadedModel, train: Dataset, given?: Preproce
   return base.meta?.preprocessing;
 }
 
-export async function transfer(base: LoadedModel, data: Dataset, options: TransferOptions = {}): Promise<Transfer> {
-  const cut = options.cut ?? defaultCut(base);
-  // The base's suggested head applies at its suggested cut only.
-  const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
-  const grafted = graft(base.model, { cut, head: { ...suggested, ...options.head, numClasses: data.classNames.length } });
-  await options.onGrafted?.(grafted);
-  let train = data;
-  let validation = options.validation;
-  const split = options.validationSplit ?? DEFAULTS.validationSplit;
-  if (!validation && split > 0) ({ rest: train, split: validation } = stratifiedSplit(data, split, options.seed ?? DEFAULTS.seed));
-  const preprocessing = settlePreprocessing(base, train, options.preprocessing);
-  const result = await fineTune(grafted, train, { ...options, validation, preprocessing });
-  const meta = describe(base, grafted, data, result, preprocessing);
-  return { grafted, result, preprocessing, meta };
+/** Relabels `d` into `classNames` (which must contain all of d's classes). */
+function relabel(d: Dataset, classNames: string[]): Dataset {
+  const map = d.classNames.map((c) => classNames.indexOf(c));
+  if (map.includes(-1)) {
+    throw new GraftError('CLASS_MISMATCH', `${d.source} has classes ${d.classNames.join(', ')}; expected some of ${classNames.join(', ')}.`, {
+      fix: 'Old data must hold the classes of the old head.' });
+  }
+  return { ...d, labels: Int32Array.from(d.labels, (y) => map[y]), classNames };
 }
 
-export function describe(base: LoadedModel, g: Grafted, data: Dataset, result: FineTuneResult, preprocessing?: Preprocessing): GraftMeta {
-  const output = g.head.layers[g.head.layers.length - 1].name;
+function concat(a: Dataset, b: Dataset): Dataset {
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const labels = new Int32Array(a.labels.length + b.labels.length);
+  labels.set(a.labels);
+  labels.set(b.labels, a.labels.length);
+  return { ...a, x, labels, source: `${a.source} + ${b.source}` };
+}
+
+function checkOldData(old: Dataset | undefined, head: OldHead): void {
+  if (!old) return;
+  const unknown = old.classNames.filter((c) => !head.classNames.includes(c));
+  if (unknown.length) {
+    throw new GraftError('CLASS_MISMATCH', `The old data ${old.source} has classes ${unknown.join(', ')} that the old head (classes ${head.classNames.join(', ')}) does not know.`, {
+      fix: 'Give old-task data of the classes the base model was trained on.' });
+  }
+}
+
+export async function transfer(base: LoadedModel, data: Dataset, options: TransferOptions = {}): Promise<Transfer> {
+  const wantsOld = Boolean(options.keepOld || options.extend || options.oldData);
+  const oldHead = wantsOld ? findOldHead(base) : undefined;
+  if (oldHead) checkOldData(options.oldData, oldHead);
+  if (options.replay && (!options.extend || !options.oldData)) {
+    throw new GraftError('BAD_OPTION', 'Replay needs extend mode and old data.', { fix: 'Add --extend and --old-data <data>, or drop --replay.' });
+  }
+  let grafted: Grafted;
+  let classNames = data.classNames;
+  let labelled = data;
+  if (options.extend) {
+    ({ grafted, classNames } = extendModel(base, oldHead!, data.classNames));
+    labelled = relabel(data, classNames);
+  } else {
+    const cut = options.cut ?? defaultCut(base);
+    // The base's suggested head applies at its suggested cut only.
+    const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
+    grafted = graft(base.model, { cut, head: { seed: options.seed ?? DEFAULTS.seed, ...suggested, ...options.head, numClasses: data.classNames.length } });
+  }
+  const old = oldHead && options.keepOld ? { ...oldHead, layers: grafted.body.removed.map((l) => l.name) } : undefined;
+  await options.onGrafted?.(grafted);
+
+  let train = labelled;
+  let validation = options.validation && options.extend ? relabel(options.validation, classNames) : options.validation;
+  const split = options.validationSplit ?? DEFAULTS.validationSplit;
+  if (!validation && split > 0) ({ rest: train, split: validation } = stratifiedSplit(labelled, split, options.seed ?? DEFAULTS.seed));
+  if (options.replay && options.oldData) {
+    const replay = takePerClass(relabel(options.oldData, classNames), options.replay, options.seed ?? DEFAULTS.seed);
+    train = concat(train, replay);
+  }
+  const preprocessing = settlePreprocessing(base, train, options.preprocessing);
+  const fine: FineTuneOptions = { ...options, validation, preprocessing };
+  const distill = { temperature: options.temperature ?? DISTILL_DEFAULTS.temperature, lambda: options.lambda ?? DISTILL_DEFAULTS.lambda };
+  if (options.extend || options.keepOld === 'lwf') {
+    // Record the old head's outputs on the training data before anything trains.
+    const { values } = await predictAll(base.model, train, preprocessing);
+    const targets = { ...distill, targets: values, oldClasses: oldHead!.classNames.length };
+    if (options.extend) {
+      const loss = lwfLoss({ ...targets, from: 'old-columns' });
+      fine.losses = { warmUp: loss, fineTune: loss };
+    } else {
+      fine.losses = { fineTune: lwfLoss({ ...targets, from: 'second-output' }) };
+      fine.fineTuneModel = multiHeadModel(grafted);
+      fine.alsoTrain = grafted.body.removed;
+    }
+  }
+  const result = await fineTune(grafted, train, fine);
+  const model = old ? multiHeadModel(grafted) : grafted.model;
+  const meta = describe(base, grafted, { classNames, samples: count(train), result, preprocessing, heads: headsMeta(grafted, classNames, old) });
+  if (options.extend || options.keepOld) meta.recipe = { ...meta.recipe, keepOld: options.extend ? 'extend' : options.keepOld, replay: options.replay ?? 0, ...(fine.losses ? distill : {}) };
+  return { grafted, model, result, preprocessing, classNames, oldHead: old ?? oldHead, meta };
+}
+
+export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[]; samples: number; result: FineTuneResult; preprocessing?: Preprocessing; heads: HeadMeta[] }): GraftMeta {
   return {
     format: 'graft/1',
-    classNames: data.classNames,
-    preprocessing: preprocessing ?? { inputShape: data.sampleShape, description: 'none: raw values' },
+    classNames: r.classNames,
+    preprocessing: r.preprocessing ?? { inputShape: (g.model.inputs[0].shape.slice(1) as number[]), description: 'none: raw values' },
     base: { source: base.source, cut: g.body.cut },
-    heads: [{ name: 'new', outputLayer: output, classNames: data.classNames, layers: g.head.layers.map((l) => l.name) }],
+    heads: r.heads,
     frozen: frozenLayerNames(g),
-    metrics: { validationAccuracy: result.validation?.accuracy ?? null, validationLoss: result.validation?.loss ?? null, trainSamples: data.labels.length },
-    history: result.history,
-    recipe: { ...result.recipe, head: g.head.options, phases: result.phases.map((p) => ({ phase: p.phase, epochsRun: p.epochsRun, stoppedEarly: p.stoppedEarly, seconds: p.seconds, groupLearningRates: p.groupLearningRates })) },
+    metrics: { validationAccuracy: r.result.validation?.accuracy ?? null, validationLoss: r.result.validation?.loss ?? null, trainSamples: r.samples },
+    history: r.result.history,
+    recipe: { ...r.result.recipe, head: g.head.options, phases: r.result.phases.map((p) => ({ phase: p.phase, epochsRun: p.epochsRun, stoppedEarly: p.stoppedEarly, seconds: p.seconds, groupLearningRates: p.groupLearningRates })) },
     versions: versions(),
     createdAt: new Date().toISOString(),
   };

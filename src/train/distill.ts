@@ -1,0 +1,52 @@
+// Distillation losses for keeping an old task (Learning without Forgetting, Li & Hoiem 2016):
+// the old head's outputs on the new data are recorded before training, and training adds
+// lambda * cross-entropy between the recorded and the current outputs, both softened with
+// temperature T. Heads end in softmax, so softening works on probabilities:
+// softmax(logits / T) = normalise(p ^ (1 / T)).
+
+import * as tf from '@tensorflow/tfjs-core';
+import { crossEntropy, type LossFn } from './loop.js';
+
+export interface DistillOptions {
+  /** Recorded old-head probabilities, [n, oldClasses], aligned with the training set. */
+  targets: Float32Array;
+  oldClasses: number;
+  temperature: number;
+  lambda: number;
+  /** Where the current old-task outputs are: a second model output, or the first oldClasses columns of the one head. */
+  from: 'second-output' | 'old-columns';
+}
+
+export const DISTILL_DEFAULTS = { temperature: 2, lambda: 1 };
+
+export function soften(probs: tf.Tensor, temperature: number): tf.Tensor {
+  return tf.softmax(tf.div(tf.log(tf.clipByValue(probs, 1e-7, 1)), temperature));
+}
+
+/** -mean over the batch of sum_c soft(target)_c * log soft(current)_c. */
+export function distillationLoss(current: tf.Tensor, target: tf.Tensor, temperature: number): tf.Scalar {
+  const t = soften(target, temperature);
+  const c = tf.log(tf.clipByValue(soften(current, temperature), 1e-7, 1));
+  return tf.neg(tf.mean(tf.sum(tf.mul(t, c), -1))) as tf.Scalar;
+}
+
+function batchTargets(d: DistillOptions, indices: number[]): tf.Tensor {
+  const k = d.oldClasses;
+  const buf = new Float32Array(indices.length * k);
+  indices.forEach((i, j) => buf.set(d.targets.subarray(i * k, (i + 1) * k), j * k));
+  return tf.tensor2d(buf, [indices.length, k]);
+}
+
+/** New-task cross-entropy plus lambda times distillation toward the recorded old outputs. */
+export function lwfLoss(d: DistillOptions): LossFn {
+  return ({ outputs, labels, indices }) => {
+    const ce = crossEntropy(outputs[0], labels);
+    let current: tf.Tensor;
+    if (d.from === 'second-output') current = outputs[1];
+    else {
+      const old = tf.slice(outputs[0], [0, 0], [-1, d.oldClasses]);
+      current = tf.div(old, tf.sum(old, -1, true));
+    }
+    return tf.add(ce, tf.mul(distillationLoss(current, batchTargets(d, indices), d.temperature), d.lambda)) as tf.Scalar;
+  };
+}
