@@ -13,6 +13,8 @@ export { graft, type Grafted, type GraftOptions } from './model/graft.js';
 export { freezeBody, unfreeze, parseUnfreeze, layersToUnfreeze, frozenLayerNames, trainableVariables, type UnfreezeSpec } from './model/freeze.js';
 export { inspectModel, formatInspection, type Inspection, type LayerRow } from './model/inspect.js';
 export { findLayer, paramCount, type LayerRef } from './model/layers.js';
+export { findOldHead, multiHeadModel, selectHead, headsMeta, type OldHead } from './model/multi-head.js';
+export { extendModel, mergeClassNames } from './model/extend.js';
 
 export { type Dataset, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
 export { loadData, alignClasses, type DataOptions } from './data/load.js';
@@ -26,8 +28,11 @@ export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type 
 export { predictAll, featureDataset } from './train/predict.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
-export { transfer, defaultCut, describe, type Transfer, type TransferOptions } from './train/transfer.js';
+export { transfer, defaultCut, describe, type Transfer, type TransferOptions, type KeepOld } from './train/transfer.js';
+export { lwfLoss, distillationLoss, soften, DISTILL_DEFAULTS, type DistillOptions } from './train/distill.js';
+export { crossEntropy, type LossFn, type LossContext } from './train/loop.js';
 
 export { evaluate, formatEvaluation, type Evaluation } from './eval/evaluate.js';
+export { transferWithForgetting, formatForgetting, type ForgettingReport } from './eval/forgetting.js';
 
 export { ZOO, zooEntry, digitsCnn, type ZooEntry } from './zoo/zoo.js';

@@ -47,6 +47,8 @@ export interface GraftMeta {
   metrics?: Record<string, number | null | undefined>;
   history?: EpochRecord[];
   recipe?: Record<string, unknown>;
+  /** Old-task accuracy before and after training (eval/forgetting.ts). */
+  forgetting?: unknown;
   zoo?: ZooInfo;
   versions: Record<string, string>;
   createdAt: string;

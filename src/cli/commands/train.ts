@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, takePerClass, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  alignClasses, evaluate, takePerClass, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
@@ -29,11 +29,28 @@ export const usage = `graft train --base <model> --data <data> [options]
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
   --val-data <data>       validation data instead of a split
   --test-data <data>      evaluated once at the end; its accuracy is saved in graft.json
+  --keep-old <how>        keep the old task: head (the old head stays a second output of the
+                          saved model; exact with --unfreeze none) or lwf (also Learning without
+                          Forgetting: distillation toward the old head's recorded outputs)
+  --extend                one head for old + new classes, old weights copied from the old head,
+                          distillation on the old classes
+  --old-data <data>       old-task data: measure forgetting (before/after table, saved in graft.json)
+  --replay <n>            with --extend and --old-data: mix n old examples per class into training
+  --temperature <t>       distillation temperature (default 2)
+  --lambda <x>            distillation weight (default 1)
   --out <dir>             where to save the model (default ./graft-model); written atomically
   --seed <n>              (default ${DEFAULTS.seed})
   --json                  print one JSON object with the result instead of progress and words`;
 
 export const summary = 'transfer a pretrained model to your data: cut, new head, warm-up, fine-tune, save';
+
+function parseKeepOld(how: string | undefined): KeepOld | undefined {
+  if (how === undefined || how === 'head' || how === 'lwf') return how;
+  if (how === 'ewc') {
+    throw new GraftError('BAD_ARGUMENT', '--keep-old ewc is not available yet.', { fix: 'Use --keep-old lwf (distillation) or --extend --replay N.' });
+  }
+  throw new GraftError('BAD_ARGUMENT', `--keep-old "${how}" is not understood.`, { fix: 'Use head or lwf.' });
+}
 
 function parseSchedule(name: string | undefined): 'one-cycle' | 'cosine' | 'constant' | undefined {
   if (name === undefined || name === 'one-cycle' || name === 'cosine' || name === 'constant') return name;
@@ -64,6 +81,8 @@ export async function run(argv: string[]): Promise<number> {
     unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
     'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
     'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
+    'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
+    temperature: { type: 'string' }, lambda: { type: 'string' },
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -79,6 +98,11 @@ export async function run(argv: string[]): Promise<number> {
     lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
     schedule: parseSchedule(str(values.schedule)),
+    keepOld: parseKeepOld(str(values['keep-old'])),
+    extend: values.extend ? true : undefined,
+    replay: num(values.replay, 'replay', intAtLeast(1)),
+    temperature: num(values.temperature, 'temperature', (n) => n > 0),
+    lambda: num(values.lambda, 'lambda', (n) => n >= 0),
     validationSplit: num(values['val-split'], 'val-split', (n) => n >= 0 && n < 1),
     seed: num(values.seed, 'seed', intAtLeast(0)),
   };
@@ -93,26 +117,34 @@ export async function run(argv: string[]): Promise<number> {
   const all = await loadData(dataSpec, dataOpts);
   const data = perClass === undefined ? all : takePerClass(all, perClass, options.seed ?? DEFAULTS.seed);
   const validation = values['val-data'] ? alignClasses(await loadData(str(values['val-data'])!, dataOpts), data.classNames) : undefined;
-  const test = values['test-data'] ? alignClasses(await loadData(str(values['test-data'])!, dataOpts), data.classNames) : undefined;
+  const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
+  const testRaw = values['test-data'] ? await loadData(str(values['test-data'])!, dataOpts) : undefined;
   log(`backend: ${backend.name} (${backend.reason})`);
   log(`base: ${baseSpec}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const progress = progressCallbacks(process.stderr, json);
-  const { grafted, result, meta, preprocessing } = await transfer(base, data, {
+  const transferOptions = {
     ...cleanOptions, validation,
-    callbacks: { ...progress, onPhaseStart: (info) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); } },
-  });
-  if (test) {
-    const ev = await evaluate(grafted.model, test, preprocessing);
+    callbacks: { ...progress, onPhaseStart: (info: PhaseInfo) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); } },
+  };
+  const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
+  const { grafted, result, meta, preprocessing } = t;
+  if (testRaw) {
+    const ev = await evaluate(grafted.model, alignClasses(testRaw, t.classNames), preprocessing);
     meta.metrics = { ...meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
-  await saveModel(grafted.model, out, meta);
+  await saveModel(t.model, out, meta);
   if (json) {
-    console.log(JSON.stringify({ backend: backend.name, out, cut: meta.base?.cut, classNames: meta.classNames, metrics: meta.metrics, phases: result.phases, history: result.history }));
+    console.log(JSON.stringify({
+      backend: backend.name, out, cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
+      metrics: meta.metrics, forgetting: meta.forgetting ?? null, phases: result.phases, history: result.history,
+    }));
   } else {
-    log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${test ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
+    if ('forgetting' in t) log(formatForgetting(t.forgetting as ForgettingReport));
+    log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${testRaw ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
+    if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
 }
