@@ -70,7 +70,7 @@ export function takePerClass(d: Dataset, n: number, seed: number): Dataset {
 }
 
 /** Checks a dataset is usable for training a classifier before any work starts. */
-export function assertTrainable(d: Dataset): void {
+export function assertTrainable(d: Dataset, options: { allowEmpty?: boolean } = {}): void {
   if (count(d) === 0) throw new GraftError('BAD_DATA', `${d.source} holds no samples.`, { fix: 'Check the path and the file.' });
   const counts = classCounts(d);
   const present = counts.filter((c) => c > 0).length;
@@ -79,7 +79,7 @@ export function assertTrainable(d: Dataset): void {
       fix: 'Add samples of at least one more class.' });
   }
   const empty = d.classNames.filter((_, i) => counts[i] === 0);
-  if (empty.length) {
+  if (empty.length && !options.allowEmpty) {
     throw new GraftError('BAD_DATA', `${d.source}: classes without samples: ${empty.join(', ')}.`, { fix: 'Remove the empty classes or add samples.' });
   }
 }

@@ -17,9 +17,11 @@ const TfjsBatchNormalization = Object.getPrototypeOf(tfl.layers.batchNormalizati
 
 export class FreezableBatchNormalization extends TfjsBatchNormalization {
   static className = 'BatchNormalization';
+  /** When true, the layer normalises with its moving statistics even while its gamma and beta train (Keras' fine-tuning advice). */
+  keepStatistics = false;
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
-    return super.call(inputs, this.trainable ? kwargs : { ...kwargs, training: false });
+    return super.call(inputs, this.trainable && !this.keepStatistics ? kwargs : { ...kwargs, training: false });
   }
 }
 

@@ -29,6 +29,8 @@ export const DEFAULTS = {
   /** Stop a phase when the validation loss has not improved for this many epochs. */
   patience: 3,
   weightDecay: 1e-2,
+  /** Unfrozen BatchNorm layers update their statistics while fine-tuning ('keep' holds them). */
+  batchNormStatistics: 'update' as 'update' | 'keep',
   seed: 42,
   head: HEAD_DEFAULTS,
 };

@@ -8,6 +8,7 @@ import { GraftError } from '../errors.js';
 import { assertTrainable, count, stratifiedSplit, type Dataset } from '../data/dataset.js';
 import { assertShape, type Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
+import { FreezableBatchNormalization } from '../model/batch-norm.js';
 import { freezeBody, unfreeze, type UnfreezeSpec } from '../model/freeze.js';
 import type { Grafted } from '../model/graft.js';
 import type { EpochRecord } from '../model/meta.js';
@@ -46,6 +47,14 @@ export interface FineTuneOptions {
   losses?: { warmUp?: LossFn; fineTune?: LossFn };
   /** The model trained in the fine-tune phase when it differs from g.model (e.g. with the old head as a second output). */
   fineTuneModel?: tfl.LayersModel;
+  /**
+   * BatchNorm statistics in the fine-tune phase: 'update' (batch statistics, moving averages
+   * updated) or 'keep' (unfrozen BatchNorm layers train gamma and beta but normalise with their
+   * pretrained moving statistics, as Keras' fine-tuning guide advises).
+   */
+  batchNormStatistics?: 'update' | 'keep';
+  /** Classes without training samples are allowed (extend mode without replay: the old classes). */
+  allowEmptyClasses?: boolean;
   /** Layers outside body and new head that train with the head in the fine-tune phase (e.g. the old head). */
   alsoTrain?: Layer[];
 }
@@ -100,6 +109,10 @@ interface PhaseRun {
   pctStart: number;
   usesFeatureCache: boolean;
   frozen: string[];
+}
+
+function setKeepStatistics(layers: Layer[], keep: boolean): void {
+  for (const l of layers) if (l instanceof FreezableBatchNormalization) l.keepStatistics = keep;
 }
 
 /** Splits the unfrozen weighted body layers into contiguous groups, the head last. */
@@ -177,7 +190,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   for (const key of ['batchSize', 'lr', 'lrMult', 'layerGroups'] as const) {
     if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
   }
-  assertTrainable(train);
+  assertTrainable(train, { allowEmpty: o.allowEmptyClasses });
   const p = o.preprocessing;
   assertShape(train, p, g.model.inputs[0].shape);
   const headClasses = g.model.outputs[0].shape[1];
@@ -194,7 +207,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   const recipe = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
-    validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW',
+    validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
   };
 
   let featureSeconds = 0;
@@ -213,6 +226,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (o.finetuneEpochs > 0) {
     const open = unfreeze(g, o.unfreeze);
     for (const l of o.alsoTrain ?? []) l.trainable = true;
+    setKeepStatistics(g.body.layers, o.batchNormStatistics === 'keep');
     if (open.length === 0 && o.warmupEpochs > 0) {
       // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
     } else {
@@ -224,6 +238,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       }, history, cb));
     }
   }
+  setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
   return {
     history, phases, featureSeconds, recipe,

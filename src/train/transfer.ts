@@ -127,11 +127,15 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   const split = options.validationSplit ?? DEFAULTS.validationSplit;
   if (!validation && split > 0) ({ rest: train, split: validation } = stratifiedSplit(labelled, split, options.seed ?? DEFAULTS.seed));
   if (options.replay && options.oldData) {
+    // The replay buffer is small; repeating it to the size of a new class keeps the old
+    // classes from being outvoted by the new ones in every batch.
     const replay = takePerClass(relabel(options.oldData, classNames), options.replay, options.seed ?? DEFAULTS.seed);
-    train = concat(train, replay);
+    const newPerClass = count(train) / data.classNames.length;
+    const copies = Math.max(1, Math.round(newPerClass / options.replay));
+    for (let i = 0; i < copies; i++) train = concat(train, replay);
   }
   const preprocessing = settlePreprocessing(base, train, options.preprocessing);
-  const fine: FineTuneOptions = { ...options, validation, preprocessing };
+  const fine: FineTuneOptions = { ...options, validation, preprocessing, allowEmptyClasses: options.extend };
   const distill = { temperature: options.temperature ?? DISTILL_DEFAULTS.temperature, lambda: options.lambda ?? DISTILL_DEFAULTS.lambda };
   if (options.extend || options.keepOld === 'lwf') {
     // Record the old head's outputs on the training data before anything trains.

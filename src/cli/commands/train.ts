@@ -24,6 +24,8 @@ export const usage = `graft train --base <model> --data <data> [options]
   --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
   --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
+  --bn-stats <how>        update | keep: whether unfrozen BatchNorm layers update their moving
+                          statistics while fine-tuning (default update; keep = Keras' advice)
   --schedule <name>       one-cycle | cosine | constant (default ${DEFAULTS.schedule})
   --batch-size <n>        (default ${DEFAULTS.batchSize})
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
@@ -50,6 +52,11 @@ function parseKeepOld(how: string | undefined): KeepOld | undefined {
     throw new GraftError('BAD_ARGUMENT', '--keep-old ewc is not available yet.', { fix: 'Use --keep-old lwf (distillation) or --extend --replay N.' });
   }
   throw new GraftError('BAD_ARGUMENT', `--keep-old "${how}" is not understood.`, { fix: 'Use head or lwf.' });
+}
+
+function parseBnStats(how: string | undefined): 'update' | 'keep' | undefined {
+  if (how === undefined || how === 'update' || how === 'keep') return how;
+  throw new GraftError('BAD_ARGUMENT', `--bn-stats "${how}" is not understood.`, { fix: 'Use update or keep.' });
 }
 
 function parseSchedule(name: string | undefined): 'one-cycle' | 'cosine' | 'constant' | undefined {
@@ -82,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
     'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
     'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
-    temperature: { type: 'string' }, lambda: { type: 'string' },
+    temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -98,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
     schedule: parseSchedule(str(values.schedule)),
+    batchNormStatistics: parseBnStats(str(values['bn-stats'])),
     keepOld: parseKeepOld(str(values['keep-old'])),
     extend: values.extend ? true : undefined,
     replay: num(values.replay, 'replay', intAtLeast(1)),
