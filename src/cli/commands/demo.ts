@@ -8,6 +8,7 @@ import {
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
+import { FORGETTING_RECIPE, forgettingRows, forgettingTable, forgettingVerdict } from './demo-forgetting.js';
 
 export const DEMO = { base: 'digits-cnn', oldDigits: [0, 1, 2, 3, 4], newDigits: [5, 6, 7, 8, 9], trainPerClass: 1000, warmupEpochs: 3, finetuneEpochs: 2 };
 
@@ -22,6 +23,9 @@ measures the old task through the old head before and after.
   --unfreeze <what>       none | all | N | from:<layer> (default all)
   --seed <n>              (default 42)
   --out <dir>             also save the transferred model there
+  --forgetting            compare five ways of treating the old task (frozen body with the old
+                          head kept, full fine-tune, LwF, extend, extend with replay): a table of
+                          old-task, new-task and all-ten-digit accuracy (a few minutes)
   --backend <name>        wasm | cpu (default: the fastest available)
   --json                  print one JSON object: backend, seconds, newTask, oldTask, ...`;
 
@@ -32,7 +36,7 @@ const n = (v: number) => v.toLocaleString('en-US');
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     'train-per-class': { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
-    unfreeze: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' },
+    unfreeze: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, forgetting: { type: 'boolean' },
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const json = Boolean(values.json);
@@ -41,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
   const backend = await initBackend(str(values.backend));
   const perClass = num(values['train-per-class'], 'train-per-class', intAtLeast(2)) ?? DEMO.trainPerClass;
   const seed = num(values.seed, 'seed', intAtLeast(0)) ?? 42;
+  if (values.forgetting) return runForgetting(seed, json, say, backend.name, started);
   const unfreezeSpec = values.unfreeze === undefined ? 'all' : parseUnfreeze(str(values.unfreeze)!);
 
   const base = await loadModel(DEMO.base);
@@ -109,6 +114,28 @@ export async function run(argv: string[]): Promise<number> {
   }
   say();
   say(`Done in ${seconds.toFixed(1)} s.${values.out ? ` Saved the new model to ${str(values.out)}/.` : ' Add --out <dir> to save the new model.'}`);
+  return 0;
+}
+
+async function runForgetting(seed: number, json: boolean, say: (l?: string) => void, backend: string, started: number): Promise<number> {
+  const r = FORGETTING_RECIPE;
+  say('Graft demo --forgetting: digits-cnn (MNIST 0-4) to digits 5-9, five ways of treating the old task');
+  say(`backend: ${backend}. Same recipe for every row: ${r.perClass} training images per new digit, ${r.warmupEpochs} warm-up and ${r.finetuneEpochs} fine-tune`);
+  say(`epochs, peak LR ${r.lr} for every layer (no discriminative LRs, so plain fine-tuning shows its forgetting). Extend with replay`);
+  say(`also sees ${r.replay} training images of each old digit.`);
+  say();
+  const { rows, originalOld } = await forgettingRows(seed, say);
+  const seconds = (Date.now() - started) / 1000;
+  if (json) {
+    console.log(JSON.stringify({ backend, seconds, originalOldTaskAccuracy: originalOld, recipe: r, rows }));
+    return 0;
+  }
+  say();
+  say(forgettingTable(rows, originalOld));
+  say();
+  for (const line of forgettingVerdict(rows, originalOld)) say(line);
+  say();
+  say(`Done in ${seconds.toFixed(0)} s.`);
   return 0;
 }
 

@@ -1,0 +1,101 @@
+// graft demo --forgetting: the same transfer (digits-cnn, 0-4 to 5-9) in five ways of keeping
+// (or not) the old task, measured on the old digits, the new digits and all ten.
+
+import {
+  alignClasses, evaluate, loadMnist, loadModel, takePerClass, transfer, type Dataset, type TransferOptions,
+} from '../../index.js';
+import { percent } from '../args.js';
+
+export interface ForgettingRow {
+  mode: string;
+  oldTaskAccuracy: number | null;
+  newTaskAccuracy: number | null;
+  allDigitsAccuracy: number | null;
+  seconds: number;
+}
+
+/** One recipe for every row, so they differ only in how they treat the old task. */
+export const FORGETTING_RECIPE = { perClass: 500, lr: 4e-3, lrMult: 1, warmupEpochs: 3, finetuneEpochs: 5, replay: 20 };
+
+const MODES: Array<{ mode: string; options: TransferOptions; needsOldTrain?: boolean }> = [
+  { mode: 'frozen body, old head kept', options: { keepOld: 'head', unfreeze: 'none' } },
+  { mode: 'full fine-tune', options: { keepOld: 'head' } },
+  { mode: 'fine-tune with LwF', options: { keepOld: 'lwf' } },
+  { mode: 'extend, no replay', options: { extend: true } },
+  { mode: `extend, replay ${FORGETTING_RECIPE.replay}/class`, options: { extend: true, replay: FORGETTING_RECIPE.replay }, needsOldTrain: true },
+];
+
+export async function forgettingRows(seed: number, say: (l?: string) => void): Promise<{ rows: ForgettingRow[]; originalOld: number }> {
+  const r = FORGETTING_RECIPE;
+  const [train, oldTrain, newTest, oldTest] = await Promise.all([
+    loadMnist('train', [5, 6, 7, 8, 9]).then((d) => takePerClass(d, r.perClass, seed)),
+    loadMnist('train', [0, 1, 2, 3, 4]),
+    loadMnist('test', [5, 6, 7, 8, 9]),
+    loadMnist('test', [0, 1, 2, 3, 4]),
+  ]);
+  const allTest: Dataset = await loadMnist('test', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const original = await loadModel('digits-cnn');
+  const prep = original.meta!.preprocessing;
+  const originalOld = (await evaluate(original.model, oldTest, prep)).accuracy;
+  const rows: ForgettingRow[] = [];
+  for (const m of MODES) {
+    const t0 = Date.now();
+    const base = await loadModel('digits-cnn'); // a fresh copy: training changes the shared body
+    const t = await transfer(base, train, {
+      warmupEpochs: r.warmupEpochs, finetuneEpochs: r.finetuneEpochs, lr: r.lr, lrMult: r.lrMult, seed,
+      ...m.options, oldData: m.needsOldTrain ? oldTrain : undefined,
+    });
+    let row: ForgettingRow;
+    if (m.options.extend) {
+      const model = t.grafted.model;
+      row = {
+        mode: m.mode,
+        oldTaskAccuracy: (await evaluate(model, alignClasses(oldTest, t.classNames), prep)).accuracy,
+        newTaskAccuracy: (await evaluate(model, alignClasses(newTest, t.classNames), prep)).accuracy,
+        allDigitsAccuracy: (await evaluate(model, alignClasses(allTest, t.classNames), prep)).accuracy,
+        seconds: 0,
+      };
+    } else {
+      row = {
+        mode: m.mode,
+        oldTaskAccuracy: (await evaluate(base.model, oldTest, prep)).accuracy,
+        newTaskAccuracy: (await evaluate(t.grafted.model, newTest, prep)).accuracy,
+        allDigitsAccuracy: null,
+        seconds: 0,
+      };
+    }
+    row.seconds = (Date.now() - t0) / 1000;
+    rows.push(row);
+    say(`   ${row.mode}: old ${percent(row.oldTaskAccuracy)}, new ${percent(row.newTaskAccuracy)}${row.allDigitsAccuracy === null ? '' : `, all ten ${percent(row.allDigitsAccuracy)}`} (${row.seconds.toFixed(0)} s)`);
+  }
+  return { rows, originalOld };
+}
+
+export function forgettingTable(rows: ForgettingRow[], originalOld: number): string {
+  const head = ['mode', 'old task (0-4)', 'new task (5-9)', 'all 10 digits'];
+  const body = rows.map((r) => [r.mode, percent(r.oldTaskAccuracy), percent(r.newTaskAccuracy), percent(r.allDigitsAccuracy)]);
+  const all = [head, ...body];
+  const w = head.map((_, c) => Math.max(...all.map((row) => row[c].length)));
+  const line = (row: string[]) => `   ${row.map((cell, c) => (c === 0 ? cell.padEnd(w[c]) : cell.padStart(w[c]))).join('   ')}`;
+  return [`   (original model on the old digits: ${percent(originalOld)})`, line(head), ...body.map(line)].join('\n');
+}
+
+/** Plain words on the measured rows: which targets were met. */
+export function forgettingVerdict(rows: ForgettingRow[], originalOld: number): string[] {
+  const by = (prefix: string) => rows.find((r) => r.mode.startsWith(prefix))!;
+  const frozen = by('frozen');
+  const plain = by('full fine-tune');
+  const lwf = by('fine-tune with LwF');
+  const replay = rows[rows.length - 1];
+  const lines: string[] = [];
+  lines.push(frozen.oldTaskAccuracy === originalOld
+    ? '   - Frozen body: the old head keeps exactly its old accuracy, and the new head is trained on the same features.'
+    : `   - Frozen body: the old accuracy moved from ${percent(originalOld)} to ${percent(frozen.oldTaskAccuracy)}: it should not have.`);
+  lines.push(`   - Full fine-tune: the body adapts to 5-9 and the old head drops to ${percent(plain.oldTaskAccuracy)}: forgetting.`);
+  const kept = lwf.oldTaskAccuracy! / originalOld;
+  const gap = (plain.newTaskAccuracy! - lwf.newTaskAccuracy!) * 100;
+  lines.push(`   - LwF keeps ${(100 * kept).toFixed(1)}% of the old accuracy (target 90%) with the new task ${gap <= 0 ? `${(-gap).toFixed(2)} points better than` : `${gap.toFixed(2)} points below`} plain fine-tuning (target: within 2).`);
+  lines.push(`   - Extend without replay: one head for all ten digits, but the old digits fall to ${percent(rows[3].oldTaskAccuracy)}: distillation alone does not stop a single head from preferring the new classes.`);
+  lines.push(`   - Extend with ${FORGETTING_RECIPE.replay} old examples per class replayed: ${percent(replay.allDigitsAccuracy)} on all ten digits (target 95%).`);
+  return lines;
+}
