@@ -10,11 +10,11 @@ export function tinyCnn(numClasses = 3, seed = 1): tfl.LayersModel {
   const init = (s: number) => tfl.initializers.glorotUniform({ seed: seed * 100 + s });
   const input = tfl.input({ shape: [8, 8, 1], name: 'image' });
   let x = tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'c1', kernelInitializer: init(1) }).apply(input) as tfl.SymbolicTensor;
-  x = tfl.layers.batchNormalization({ name: 'bn1' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'bn1', momentum: 0.8 }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.activation({ activation: 'relu', name: 'r1' }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.maxPooling2d({ poolSize: 2, name: 'p1' }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', name: 'c2', kernelInitializer: init(2) }).apply(x) as tfl.SymbolicTensor;
-  x = tfl.layers.batchNormalization({ name: 'bn2' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'bn2', momentum: 0.8 }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.activation({ activation: 'relu', name: 'r2' }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tfl.SymbolicTensor;
   x = tfl.layers.dense({ units: 8, activation: 'relu', name: 'fc', kernelInitializer: init(3) }).apply(x) as tfl.SymbolicTensor;

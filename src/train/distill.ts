@@ -19,15 +19,22 @@ export interface DistillOptions {
 
 export const DISTILL_DEFAULTS = { temperature: 2, lambda: 1 };
 
+/**
+ * log softmax(logits / T) from probabilities. The floor is tiny on purpose: a floor like
+ * cross-entropy's 1e-7 cuts the gradient of a confidently wrong head, which then never
+ * comes back (seen in tests: the old head collapsed).
+ */
+export function logSoften(probs: tf.Tensor, temperature: number): tf.Tensor {
+  return tf.logSoftmax(tf.div(tf.log(tf.maximum(probs, 1e-30)), temperature));
+}
+
 export function soften(probs: tf.Tensor, temperature: number): tf.Tensor {
-  return tf.softmax(tf.div(tf.log(tf.clipByValue(probs, 1e-7, 1)), temperature));
+  return tf.exp(logSoften(probs, temperature));
 }
 
 /** -mean over the batch of sum_c soft(target)_c * log soft(current)_c. */
 export function distillationLoss(current: tf.Tensor, target: tf.Tensor, temperature: number): tf.Scalar {
-  const t = soften(target, temperature);
-  const c = tf.log(tf.clipByValue(soften(current, temperature), 1e-7, 1));
-  return tf.neg(tf.mean(tf.sum(tf.mul(t, c), -1))) as tf.Scalar;
+  return tf.neg(tf.mean(tf.sum(tf.mul(soften(target, temperature), logSoften(current, temperature)), -1))) as tf.Scalar;
 }
 
 function batchTargets(d: DistillOptions, indices: number[]): tf.Tensor {

@@ -37,6 +37,12 @@ export interface TransferOptions extends FineTuneOptions {
   replay?: number;
   temperature?: number;
   lambda?: number;
+  /**
+   * LwF: also train the old head's own layers (as the paper does). Off by default: measured
+   * on small tasks, an old head trained toward its outputs on new-task data at fine-tuning
+   * rates drifts on old-task data; a fixed old head makes distillation constrain the body only.
+   */
+  trainOldHead?: boolean;
   /** Called once the head is grafted on, before any training (to show or change the model). */
   onGrafted?: (g: Grafted) => void | Promise<void>;
 }
@@ -147,7 +153,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     } else {
       fine.losses = { fineTune: lwfLoss({ ...targets, from: 'second-output' }) };
       fine.fineTuneModel = multiHeadModel(grafted);
-      fine.alsoTrain = grafted.body.removed;
+      fine.alsoTrain = options.trainOldHead ? grafted.body.removed : [];
     }
   }
   const result = await fineTune(grafted, train, fine);

@@ -1,6 +1,6 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { backendInfo, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
+import { backendInfo, selectHead, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 
 export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--json]
@@ -8,6 +8,7 @@ export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--
   <model>   a model directory written by graft train (or any model with a graft.json)
   <input>   a .csv file of feature rows (a label column is optional), an IDX images file,
             or mnist-test:<digits>
+  --head    new | old | all: which head of a multi-head model answers (default new)
   --top-k   how many classes to list per sample (default 3)
   --limit   predict only the first N samples (default: all; the text output shows 20)
   --json    print { predictions: [{ index, top: [{ className, probability }], label? }] }`;
@@ -20,7 +21,7 @@ async function loadInput(spec: string, labels?: string): Promise<Dataset> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, labels: { type: 'string' } }, usage);
+  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, labels: { type: 'string' }, head: { type: 'string' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
   const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
@@ -37,22 +38,33 @@ export async function run(argv: string[]): Promise<number> {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
     data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
   }
-  const { values: probs } = await predictAll(model, data, meta.preprocessing);
-  const k = meta.classNames.length;
+  const headNames = values.head === 'all' ? meta.heads.map((h) => h.name) : [str(values.head) ?? 'new'];
+  const heads: { name: string; classNames: string[]; probs: Float32Array }[] = [];
+  for (const name of headNames) {
+    const head = selectHead(model, meta, name);
+    const { values: probs } = await predictAll(head.model, data, meta.preprocessing);
+    heads.push({ name, classNames: head.classNames, probs });
+  }
   const hasLabels = data.classNames.some((c) => c !== '');
   const predictions = Array.from(data.labels, (y, i) => {
-    const row = Array.from(probs.subarray(i * k, (i + 1) * k), (probability, c) => ({ className: meta.classNames[c], probability }));
-    row.sort((a, b) => b.probability - a.probability);
-    return { index: i, top: row.slice(0, topK), ...(hasLabels ? { label: data.classNames[y] } : {}) };
+    const per = heads.map((h) => {
+      const k = h.classNames.length;
+      const row = Array.from(h.probs.subarray(i * k, (i + 1) * k), (probability, c) => ({ className: h.classNames[c], probability }));
+      row.sort((a, b) => b.probability - a.probability);
+      return { head: h.name, top: row.slice(0, topK) };
+    });
+    return { index: i, top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
     console.log(JSON.stringify({ model: positionals[0], input: data.source, backend: backendInfo()?.name, predictions }));
     return 0;
   }
   const shown = limit ?? 20;
+  const fmt = (top: { className: string; probability: number }[]) => top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ');
   for (const p of predictions.slice(0, shown)) {
     const mark = p.label === undefined ? '' : p.label === p.top[0].className ? `  (true: ${p.label}, right)` : `  (true: ${p.label}, WRONG)`;
-    console.log(`#${p.index}: ${p.top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ')}${mark}`);
+    if (p.heads) console.log(`#${p.index}: ${p.heads.map((h) => `[${h.head}] ${fmt(h.top)}`).join('   ')}${p.label === undefined ? '' : `  (true: ${p.label})`}`);
+    else console.log(`#${p.index}: ${fmt(p.top)}${mark}`);
   }
   if (predictions.length > shown) console.log(`... ${predictions.length - shown} more (use --limit or --json)`);
   return 0;
