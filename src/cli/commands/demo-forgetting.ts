@@ -15,7 +15,7 @@ export interface ForgettingRow {
 }
 
 /** One recipe for every row, so they differ only in how they treat the old task. */
-export const FORGETTING_RECIPE = { perClass: 500, lr: 4e-3, lrMult: 1, warmupEpochs: 3, finetuneEpochs: 5, replay: 20 };
+export const FORGETTING_RECIPE = { perClass: 1000, lr: 4e-3, lrMult: 1, warmupEpochs: 3, finetuneEpochs: 5, replay: 20 };
 
 const MODES: Array<{ mode: string; options: TransferOptions; needsOldTrain?: boolean }> = [
   { mode: 'frozen body, old head kept', options: { keepOld: 'head', unfreeze: 'none' } },

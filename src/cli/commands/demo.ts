@@ -25,7 +25,7 @@ measures the old task through the old head before and after.
   --out <dir>             also save the transferred model there
   --forgetting            compare five ways of treating the old task (frozen body with the old
                           head kept, full fine-tune, LwF, extend, extend with replay): a table of
-                          old-task, new-task and all-ten-digit accuracy (a few minutes)
+                          old-task, new-task and all-ten-digit accuracy (about 8 minutes on 2 cores)
   --backend <name>        wasm | cpu (default: the fastest available)
   --json                  print one JSON object: backend, seconds, newTask, oldTask, ...`;
 
