@@ -4,7 +4,7 @@ export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, type BackendInfo } from './engine/backend.js';
 
 export { loadModel, type LoadedModel } from './model/load.js';
-export { saveModel, readModelFiles, writeDirAtomic } from './model/io.js';
+export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic } from './model/io.js';
 export { adoptModel, FreezableBatchNormalization } from './model/batch-norm.js';
 export { versions, type GraftMeta, type HeadMeta, type EpochRecord, type Preprocessing, type ZooInfo } from './model/meta.js';
 export { cutBody, type Body } from './model/cut.js';
@@ -36,3 +36,10 @@ export { evaluate, formatEvaluation, type Evaluation } from './eval/evaluate.js'
 export { transferWithForgetting, formatForgetting, type ForgettingReport } from './eval/forgetting.js';
 
 export { ZOO, zooEntry, digitsCnn, type ZooEntry } from './zoo/zoo.js';
+
+export { renderDiagram, diagramOfModel, diagramOfGraft, diagramOfSaved, groupLayers, groupKey, type DiagramSpec, type DiagramLayer, type LayerState } from './report/diagram.js';
+export { lossChart, accuracyChart, confusionMatrixSvg } from './report/charts.js';
+export { sampleGridSvg, pickSamples, type SamplePrediction } from './report/samples.js';
+export { renderReport, type ReportInput } from './report/html.js';
+export { explainRun } from './report/words.js';
+export { encodePng, pngDataUri, crc32 } from './report/png.js';

@@ -6,6 +6,7 @@ import * as demo from './commands/demo.js';
 import * as evaluate from './commands/evaluate.js';
 import * as inspect from './commands/inspect.js';
 import * as predict from './commands/predict.js';
+import * as report from './commands/report.js';
 import * as train from './commands/train.js';
 
 interface Command {
@@ -14,7 +15,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, report };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

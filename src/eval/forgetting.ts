@@ -11,7 +11,10 @@ import type { LoadedModel } from '../model/load.js';
 import { findOldHead } from '../model/multi-head.js';
 import { predictAll } from '../train/predict.js';
 import { transfer, type Transfer, type TransferOptions } from '../train/transfer.js';
-import { stratifiedSplit } from '../data/dataset.js';
+import { stratifiedSplit, takePerClass } from '../data/dataset.js';
+import type { Grafted } from '../model/graft.js';
+
+const CURVE_SAMPLES = 1000;
 import { DEFAULTS } from '../train/defaults.js';
 
 export interface ForgettingReport {
@@ -45,9 +48,22 @@ export async function transferWithForgetting(base: LoadedModel, data: Dataset, o
   let oldEval: Dataset | undefined;
   let originalPred: Int32Array = new Int32Array();
   let newBefore: { accuracy: number; on: Dataset } | undefined;
+  let grafted: Grafted | undefined;
+  const curveData = (d: Dataset) => takePerClass(d, Math.ceil(CURVE_SAMPLES / d.classNames.length), 1);
   const result = await transfer(base, data, {
     ...options,
+    callbacks: {
+      ...options.callbacks,
+      // The old-task accuracy after every epoch, on a sample of the old data, for the curves.
+      onEpochEnd: async (record) => {
+        const model = options.extend ? grafted!.model : base.model;
+        const probe = curveData(oldEval!);
+        record.oldTaskAccuracy = accuracy(await classify(model, probe, prep), probe.labels);
+        await options.callbacks?.onEpochEnd?.(record);
+      },
+    },
     onGrafted: async (g) => {
+      grafted = g;
       const old = findOldHead(base);
       oldEval = alignClasses(options.oldData, old.classNames);
       originalPred = await classify(base.model, oldEval, prep);

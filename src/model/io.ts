@@ -214,3 +214,16 @@ export async function saveModel(model: tfl.LayersModel, dir: string, meta: Graft
     'graft.json': JSON.stringify(meta, null, 2),
   });
 }
+
+/** Writes one file atomically (temporary sibling, then rename). */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const target = resolve(path);
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, target);
+  } catch (cause) {
+    await rm(tmp, { force: true });
+    throw new GraftError('WRITE_FAILED', `Could not write ${target}: ${(cause as Error).message}.`, { fix: 'Choose a writable path with free space.', cause });
+  }
+}

@@ -35,18 +35,27 @@ export interface EpochRecord {
   valAccuracy?: number;
   learningRate: number;
   seconds: number;
+  /** Old-task accuracy after this epoch, when old data was given. */
+  oldTaskAccuracy?: number;
 }
 
 export interface GraftMeta {
   format: 'graft/1';
   classNames: string[];
   preprocessing: Preprocessing;
-  base?: { source: string; cut?: { layer: string; index: number } };
+  base?: {
+    source: string;
+    cut?: { layer: string; index: number };
+    /** The layers the cut removed (the old head), for diagrams. */
+    removed?: { name: string; className: string; shape: (number | null)[]; params: number }[];
+  };
   heads: HeadMeta[];
   frozen?: string[];
   metrics?: Record<string, number | null | undefined>;
   history?: EpochRecord[];
   recipe?: Record<string, unknown>;
+  /** The test-data evaluation of `graft train --test-data`: accuracy, per class, confusion matrix. */
+  evaluation?: { on: string; accuracy: number; loss: number; count: number; classNames: string[]; perClass: { className: string; accuracy: number | null; count: number }[]; confusion: number[][] };
   /** Old-task accuracy before and after training (eval/forgetting.ts). */
   forgetting?: unknown;
   zoo?: ZooInfo;

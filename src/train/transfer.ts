@@ -11,7 +11,7 @@ import { extendModel } from '../model/extend.js';
 import { frozenLayerNames } from '../model/freeze.js';
 import { graft, type Grafted } from '../model/graft.js';
 import type { HeadOptions } from '../model/head.js';
-import type { LayerRef } from '../model/layers.js';
+import { outputShapeOf, paramCount, type LayerRef } from '../model/layers.js';
 import type { LoadedModel } from '../model/load.js';
 import { versions, type GraftMeta, type HeadMeta } from '../model/meta.js';
 import { findOldHead, headsMeta, multiHeadModel, type OldHead } from '../model/multi-head.js';
@@ -168,7 +168,10 @@ export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[
     format: 'graft/1',
     classNames: r.classNames,
     preprocessing: r.preprocessing ?? { inputShape: (g.model.inputs[0].shape.slice(1) as number[]), description: 'none: raw values' },
-    base: { source: base.source, cut: g.body.cut },
+    base: {
+      source: base.source, cut: g.body.cut,
+      removed: g.body.removed.map((l) => ({ name: l.name, className: l.getClassName(), shape: outputShapeOf(l), params: paramCount(l) })),
+    },
     heads: r.heads,
     frozen: frozenLayerNames(g),
     metrics: { validationAccuracy: r.result.validation?.accuracy ?? null, validationLoss: r.result.validation?.loss ?? null, trainSamples: r.samples },

@@ -1,23 +1,32 @@
 // graft inspect <model> [--cut <layer>]: the layer table, totals, input and output nodes;
 // with --cut, what is kept and what is removed.
 
-import { formatInspection, inspectModel, loadModel, ZOO } from '../../index.js';
+import { diagramOfModel, formatInspection, inspectModel, loadModel, renderDiagram, writeFileAtomic, ZOO } from '../../index.js';
 import { parse, str } from '../args.js';
 
-export const usage = `graft inspect <model> [--cut <layer>] [--json]
+export const usage = `graft inspect <model> [--cut <layer>] [--svg <file>] [--expand <groups>] [--json]
 
-  <model>       a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, or an http(s) URL
-  --cut <layer> show what a cut at this layer (name or index) keeps and removes
-  --json        print the inspection as one JSON object`;
+  <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, or an http(s) URL
+  --cut <layer>    show what a cut at this layer (name or index) keeps and removes
+  --svg <file>     also draw the architecture: input node at the top, the cut, removed layers greyed
+  --expand <list>  groups to draw layer by layer (comma-separated group names, or all)
+  --json           print the inspection as one JSON object`;
 
 export const summary = 'show a model\'s layers, parameters, input and output nodes, and what a cut keeps';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { cut: { type: 'string' } }, usage);
+  const { values, positionals } = parse(argv, { cut: { type: 'string' }, svg: { type: 'string' }, expand: { type: 'string' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 1) { console.error(`graft inspect needs one model.\n\nUsage:\n${usage}`); return 2; }
   const { model } = await loadModel(positionals[0]);
   const report = inspectModel(model, str(values.cut));
   console.log(values.json ? JSON.stringify(report, null, 2) : formatInspection(report));
+  const svgPath = str(values.svg);
+  if (svgPath) {
+    const expand = str(values.expand) === 'all' ? 'all' : str(values.expand)?.split(',');
+    const svg = renderDiagram(diagramOfModel(model, report.cut && { layer: report.cut.layer, removed: report.cut.removed }, expand));
+    await writeFileAtomic(svgPath, svg);
+    if (!values.json) console.log(`\nwrote the diagram to ${svgPath}`);
+  }
   return 0;
 }

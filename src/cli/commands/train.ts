@@ -140,6 +140,7 @@ export async function run(argv: string[]): Promise<number> {
   if (testRaw) {
     const ev = await evaluate(grafted.model, alignClasses(testRaw, t.classNames), preprocessing);
     meta.metrics = { ...meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
+    meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
   await saveModel(t.model, out, meta);

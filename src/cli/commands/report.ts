@@ -1,0 +1,44 @@
+// graft report <model-dir>: one self-contained HTML page about a trained model.
+
+import {
+  alignClasses, diagramOfSaved, evaluate, GraftError, loadData, loadModel, pickSamples, predictAll, renderReport, sampleGridSvg,
+  selectHead, writeFileAtomic, type ReportInput,
+} from '../../index.js';
+import { parse, str } from '../args.js';
+
+export const usage = `graft report <model-dir> [--data <data>] [--out <file.html>] [--expand <groups>]
+
+  <model-dir>   a model written by graft train (with its graft.json)
+  --data        test data for the confusion matrix and sample predictions (default: the
+                evaluation saved by graft train --test-data, when there is one)
+  --out         where to write the page (default <model-dir>/report.html)
+  --expand      diagram groups to draw layer by layer (comma-separated, or all)
+
+The page is one HTML file with everything inline: it works offline.`;
+
+export const summary = 'one self-contained HTML page: diagram, curves, confusion matrix, forgetting, and what was done';
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { data: { type: 'string' }, out: { type: 'string' }, expand: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' } }, usage);
+  if (values.help) { console.log(usage); return 0; }
+  if (positionals.length !== 1) { console.error(`graft report needs one model directory.\n\nUsage:\n${usage}`); return 2; }
+  const dir = positionals[0];
+  const { model, meta } = await loadModel(dir);
+  if (!meta) throw new GraftError('BAD_MODEL', `${dir} has no graft.json, so there is nothing to report beyond its layers.`, { fix: 'Use graft inspect --svg for a plain model.' });
+  const expand = str(values.expand) === 'all' ? 'all' : str(values.expand)?.split(',');
+  const input: ReportInput = { meta, diagram: diagramOfSaved(model, meta, expand), evaluation: meta.evaluation };
+  const dataSpec = str(values.data);
+  if (dataSpec) {
+    const head = selectHead(model, meta, 'new');
+    const data = alignClasses(await loadData(dataSpec, { labels: str(values.labels), labelColumn: str(values['label-column']) }), head.classNames);
+    input.evaluation = { ...(await evaluate(head.model, data, meta.preprocessing)), on: data.source };
+    if (data.sampleShape.length === 3) {
+      const { values: probs } = await predictAll(head.model, data, meta.preprocessing);
+      input.samplesSvg = sampleGridSvg(data, pickSamples(probs, data, head.classNames));
+    }
+  }
+  const out = str(values.out) ?? `${dir.replace(/\/$/, '')}/report.html`;
+  await writeFileAtomic(out, renderReport(input));
+  console.log(values.json ? JSON.stringify({ out }) : `wrote ${out} (self-contained; open it in any browser, offline)`);
+  return 0;
+}

@@ -1,0 +1,51 @@
+// Plain words for what a training run did and why, from its graft.json.
+
+import type { GraftMeta } from '../model/meta.js';
+
+const pct = (v: unknown) => (typeof v === 'number' ? `${(100 * v).toFixed(2)}%` : '-');
+
+interface PhaseRecipe {
+  phase: string;
+  epochsRun: number;
+  stoppedEarly: boolean;
+  seconds: number;
+  groupLearningRates: { layers: string[]; lr: number }[];
+}
+
+export function explainRun(meta: GraftMeta): string[] {
+  const out: string[] = [];
+  const cut = meta.base?.cut;
+  const removed = meta.base?.removed?.map((r) => r.name) ?? [];
+  if (meta.base) {
+    out.push(`The pretrained network "${meta.base.source}" was cut after layer ${cut?.index ?? '?'} "${cut?.layer ?? '?'}". `
+      + `Everything from its input node up to that layer is the body; ${removed.length ? `the layers after it (${removed.join(', ')}) were its old head and were removed from the new model` : 'nothing after it was removed'}. `
+      + 'The input node is still the original input: new data enters exactly where the old data did.');
+  }
+  const newHead = meta.heads.find((h) => h.name === 'new');
+  if (newHead) out.push(`A new head (${newHead.layers.join(' → ')}) was grafted on after the cut, with one output per class: ${newHead.classNames.join(', ')}.`);
+  const old = meta.heads.find((h) => h.name === 'old');
+  if (old) out.push(`The old head (${old.layers.join(', ')}) was kept as a second output of the same body, for the old classes ${old.classNames.join(', ')}.`);
+  const phases = ((meta.recipe?.phases ?? []) as PhaseRecipe[]);
+  for (const p of phases) {
+    const lrs = p.groupLearningRates.map((g) => g.lr.toExponential(1)).join(', ');
+    if (p.phase === 'warm-up') {
+      out.push(`Warm-up: the whole body was frozen (its BatchNorm statistics too) and only the new head trained, for ${p.epochsRun} epoch(s) at a peak learning rate of ${lrs}. `
+        + 'Why: a new head starts random; its first large, noisy gradients would damage the pretrained body if the body could move. The body\'s features were computed once and reused every epoch, which is why this phase is fast.');
+    } else if (p.phase === 'fine-tune') {
+      out.push(`Fine-tune: ${meta.frozen?.length ? `${meta.frozen.length} body layers stayed frozen (${meta.frozen.join(', ')}) and the rest` : 'the whole body'} trained together with the head for ${p.epochsRun} epoch(s)${p.stoppedEarly ? ' (stopped early: the validation loss stopped improving)' : ''}, `
+        + `with learning rates per layer group from the deepest to the head of ${lrs}. Why: lower layers hold general features that need only small changes; higher layers and the head adapt most.`);
+    }
+  }
+  const m = meta.metrics ?? {};
+  const results = [`validation accuracy ${pct(m.validationAccuracy)}`];
+  if (m.testAccuracy !== undefined && m.testAccuracy !== null) results.push(`test accuracy ${pct(m.testAccuracy)} on ${m.testSamples ?? '?'} samples`);
+  out.push(`Result: ${results.join(', ')}.`);
+  const f = meta.forgetting as { oldTask?: { accuracyBefore: number; accuracyAfter: number } } | undefined;
+  if (f?.oldTask) {
+    out.push(`Old task: ${pct(f.oldTask.accuracyBefore)} before training, ${pct(f.oldTask.accuracyAfter)} after. `
+      + (f.oldTask.accuracyAfter >= f.oldTask.accuracyBefore ? 'Nothing was forgotten.' : `The drop is what training the shared body for the new task cost the old one.`));
+  } else {
+    out.push('The old task was not measured in this run (train with --old-data to measure what was forgotten).');
+  }
+  return out;
+}
