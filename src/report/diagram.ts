@@ -91,7 +91,7 @@ function blockSvg(b: Block, x: number, y: number, id: string): string {
     + el('rect', { x, y, width: BW, height: BH, rx: 6, fill: st.fill, stroke: st.stroke, 'stroke-width': 1.5, 'stroke-dasharray': st.dash })
     + text(x + 8, y + 16, heading, { fill: st.ink, 'font-weight': 'bold' })
     + text(x + 8, y + 32, `${shapeText(last.shape)}  ${fmtInt(params)} params`, { fill: st.ink })
-    + text(x + BW - 8, y + 16, st.label, { fill: st.ink, 'text-anchor': 'end', 'font-size': 10, 'font-weight': 'bold' }));
+    + text(x + BW - 8, y + 32, st.label, { fill: st.ink, 'text-anchor': 'end', 'font-size': 10, 'font-weight': 'bold' }));
 }
 
 function arrow(x: number, y1: number, y2: number): string {
@@ -127,7 +127,7 @@ export function renderDiagram(spec: DiagramSpec): string {
   let bottom = y;
   for (const [label, layers, x] of columns) {
     let cy = branchTop;
-    parts.push(text(x, cy - 6, label, { 'font-weight': 'bold', fill: '#333' }));
+    parts.push(text(x + BW / 2 + 8, cy - 6, label, { 'font-weight': 'bold', fill: '#333' }));
     parts.push(el('path', { d: `M${x0 + BW / 2},${y} C${x0 + BW / 2},${y + 20} ${x + BW / 2},${cy - 30} ${x + BW / 2},${cy}`, fill: 'none', stroke: '#555', 'stroke-width': 1.5 }));
     groupLayers(layers, spec.expand).forEach((b, i) => {
       if (i > 0) { parts.push(arrow(x + BW / 2, cy, cy + GAP)); cy += GAP; }
