@@ -10,6 +10,7 @@ export type GraftErrorCode =
   | 'BAD_MODEL'
   | 'MODEL_NOT_FOUND'
   | 'BAD_DATA'
+  | 'BAD_IMAGE'
   | 'BAD_OPTION'
   | 'BAD_ARGUMENT'
   | 'CLASS_MISMATCH'

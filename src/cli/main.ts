@@ -7,6 +7,7 @@ import * as evaluate from './commands/evaluate.js';
 import * as inspect from './commands/inspect.js';
 import * as predict from './commands/predict.js';
 import * as report from './commands/report.js';
+import * as serve from './commands/serve.js';
 import * as train from './commands/train.js';
 
 interface Command {
@@ -15,7 +16,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, report };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, report, serve };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -3,6 +3,7 @@
 
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
+import { withDefaults } from '../options.js';
 import type { Body } from './cut.js';
 import type { Layer } from './layers.js';
 
@@ -29,7 +30,7 @@ export interface Head {
 }
 
 export function buildHead(featureShape: (number | null)[], options: HeadOptions): Head {
-  const o = { ...HEAD_DEFAULTS, ...options } as Required<Omit<HeadOptions, "seed">> & { seed?: number };
+  const o = withDefaults(HEAD_DEFAULTS, options) as Required<Omit<HeadOptions, "seed">> & { seed?: number };
   if (!Number.isInteger(o.numClasses) || o.numClasses < 2) {
     throw new GraftError('BAD_OPTION', `A classification head needs at least 2 classes; got ${o.numClasses}.`, {
       fix: 'Give data with two or more classes.' });

@@ -81,3 +81,11 @@ test('schedules: one-cycle rises to the peak then anneals; cosine falls to zero;
   assert.ok(lrFactor('cosine', 1, o) < 1e-12);
   assert.deepEqual(evenMults(1e-4, 1e-2, 3).map((v) => Number(v.toPrecision(6))), [1e-4, 1e-3, 1e-2]);
 });
+
+test('options given as undefined keep their defaults', async () => {
+  const g = graft(await adoptModel(tinyCnn()), { cut: 'r2', head: { numClasses: 3, dropout: undefined } });
+  assert.equal(g.head.options.dropout, 0.2);
+  const r = await fineTune(g, textureImages(6), { preprocessing: PIXELS, unfreeze: undefined, lr: undefined, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 6 });
+  assert.equal(r.recipe.unfreeze, 'all');
+  assert.equal(r.recipe.lr, 2e-3);
+});

@@ -5,6 +5,7 @@
 
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
+import { withDefaults } from '../options.js';
 import { assertTrainable, count, stratifiedSplit, type Dataset } from '../data/dataset.js';
 import { assertShape, type Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
@@ -186,7 +187,7 @@ async function runPhase(r: PhaseRun, history: EpochRecord[], callbacks: FineTune
  * fine-tuning of the unfrozen part of the body. Returns the history of both phases.
  */
 export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOptions = {}): Promise<FineTuneResult> {
-  const o: Options = { ...DEFAULTS, ...options };
+  const o: Options = withDefaults(DEFAULTS, options);
   for (const key of ['batchSize', 'lr', 'lrMult', 'layerGroups'] as const) {
     if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
   }
