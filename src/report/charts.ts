@@ -33,7 +33,8 @@ function lineChart(title: string, history: EpochRecord[], series: Series[], yMax
     const x1 = start === 0 ? L : (xAt(start - 1) + xAt(start)) / 2;
     const x2 = i === n - 1 ? W - R : (xAt(i) + xAt(i + 1)) / 2;
     parts.push(el('rect', { x: x1, y: T, width: Math.max(1, x2 - x1), height: H - T - B, fill: r.phase === 'warm-up' ? '#dfeaf7' : '#fbe9d7', opacity: 0.6, class: 'phase', 'data-phase': r.phase }));
-    parts.push(text((x1 + x2) / 2, T + 14, r.phase === 'warm-up' ? 'warm-up (body frozen)' : r.phase === 'fine-tune' ? 'fine-tune (body unfrozen)' : r.phase, { 'text-anchor': 'middle', 'font-size': 10, fill: '#444' }));
+    const long = r.phase === 'warm-up' ? 'warm-up (body frozen)' : r.phase === 'fine-tune' ? 'fine-tune (body unfrozen)' : r.phase;
+    parts.push(text((x1 + x2) / 2, T + 14, x2 - x1 >= 130 ? long : r.phase, { 'text-anchor': 'middle', 'font-size': 10, fill: '#444' }));
     start = i + 1;
   });
   history.forEach((r, i) => parts.push(text(xAt(i), H - B + 16, String(r.epoch), { 'text-anchor': 'middle', 'font-size': 10 })));
