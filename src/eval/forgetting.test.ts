@@ -90,10 +90,12 @@ test('distillation: soften matches softmax(logits / T), and the loss is smallest
 test('LwF keeps the old digits far better than plain fine-tuning with the same recipe (MNIST, digits-cnn)', async () => {
   const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
   const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
-  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old };
+  // No dropout: with seeded initialisers, splits and shuffles the run is then deterministic.
+  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 } };
   const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
   const lwf = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'lwf' });
   assert.equal(lwf.meta.recipe?.keepOld, 'lwf');
+  console.log('old-task agreement: plain', plain.forgetting.oldTask.agreementAfter, 'lwf', lwf.forgetting.oldTask.agreementAfter);
   assert.ok(plain.forgetting.oldTask.accuracyBefore > 0.99);
   assert.ok(plain.forgetting.oldTask.agreementAfter < 0.9, `plain fine-tuning at this LR should forget: ${plain.forgetting.oldTask.agreementAfter}`);
   assert.ok(lwf.forgetting.oldTask.agreementAfter > plain.forgetting.oldTask.agreementAfter + 0.1,

@@ -163,3 +163,31 @@ test('bad input: clear messages, non-zero exit codes, no stack traces, existing 
   assert.match(r7.stderr, /at least 2/);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('graft inspect --svg and graft report write valid, self-contained pictures', async () => {
+  const { XMLValidator } = await import('fast-xml-parser');
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const svgPath = join(dir, 'net.svg');
+  const i = await graft(['inspect', 'digits-cnn', '--cut', 'block3_relu', '--svg', svgPath]);
+  assert.equal(i.code, 0, i.stderr);
+  const svg = await readFile(svgPath, 'utf8');
+  assert.equal(XMLValidator.validate(svg), true);
+  assert.match(svg, /data-cut="block3_relu"/);
+  assert.match(svg, /data-layers="predictions" data-state="removed"/);
+  const out = join(dir, 'm');
+  const t = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '60', '--warmup-epochs', '2', '--finetune-epochs', '1',
+    '--unfreeze', '2', '--old-data', 'mnist-test:0-4', '--keep-old', 'head', '--test-data', 'mnist-test:5-9', '--out', out]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout, /Forgetting report/);
+  const r = await graft(['report', out, '--data', 'mnist-test:5-9']);
+  assert.equal(r.code, 0, r.stderr);
+  const html = await readFile(join(out, 'report.html'), 'utf8');
+  assert.doesNotMatch(html, /<script[^>]+src=|<link[^>]+href=|url\(http/i);
+  for (const section of ['What was done, and why', 'The network', 'Training curves', 'Confusion matrix', 'Sample predictions', 'What the network forgot']) {
+    assert.ok(html.includes(section), `report has "${section}"`);
+  }
+  assert.match(html, /data-series="old task accuracy"/);
+  assert.match(html, /data-state="old-head"/);
+  for (const m of html.matchAll(/<svg[\s\S]*?<\/svg>/g)) assert.equal(XMLValidator.validate(m[0]), true);
+  await rm(dir, { recursive: true, force: true });
+});
