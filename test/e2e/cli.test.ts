@@ -173,7 +173,7 @@ test('graft inspect --svg and graft report write valid, self-contained pictures'
   const svg = await readFile(svgPath, 'utf8');
   assert.equal(XMLValidator.validate(svg), true);
   assert.match(svg, /data-cut="block3_relu"/);
-  assert.match(svg, /data-layers="predictions" data-state="removed"/);
+  assert.match(svg, /data-state="removed" data-layers="predictions"/);
   const out = join(dir, 'm');
   const t = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '60', '--warmup-epochs', '2', '--finetune-epochs', '1',
     '--unfreeze', '2', '--old-data', 'mnist-test:0-4', '--keep-old', 'head', '--test-data', 'mnist-test:5-9', '--out', out]);
