@@ -4,7 +4,7 @@ export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, type BackendInfo } from './engine/backend.js';
 
 export { loadModel, type LoadedModel } from './model/load.js';
-export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic } from './model/io.js';
+export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';
 export { adoptModel, FreezableBatchNormalization } from './model/batch-norm.js';
 export { versions, type GraftMeta, type HeadMeta, type EpochRecord, type Preprocessing, type ZooInfo } from './model/meta.js';
 export { cutBody, type Body } from './model/cut.js';
@@ -24,7 +24,9 @@ export { loadIdxDataset, parseIdx, readIdx } from './data/idx.js';
 export { standardization, preprocessInPlace } from './data/preprocess.js';
 
 export { DEFAULTS } from './train/defaults.js';
-export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase } from './train/fine-tune.js';
+export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase, type TrainingState, type Divergence, type PhaseControl } from './train/fine-tune.js';
+export { writeCheckpoint, readLatestCheckpoint, applyCheckpoint, type Checkpoint } from './train/checkpoint.js';
+export { DivergedError } from './train/loop.js';
 export { predictAll, featureDataset } from './train/predict.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';

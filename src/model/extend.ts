@@ -29,7 +29,7 @@ export function extendModel(base: LoadedModel, old: OldHead, newClassNames: stri
   const head: Head = { layers: [dense], options: { ...HEAD_DEFAULTS, hidden: [], dropout: 0, numClasses: classNames.length, name: 'extended' } };
   const { model, headModel } = attachHead(body, head);
   const [oldKernel, oldBias] = out.getWeights();
-  const [kernel, bias] = dense.getWeights();
+  const [kernel] = dense.getWeights();
   const k = old.classNames.length;
   const merged = tf.tidy(() => [
     tf.concat([oldKernel, tf.slice(kernel, [0, k], [-1, -1])], 1),

@@ -1,7 +1,7 @@
 // Loading and saving tfjs LayersModels without tfjs-node: Graft's own IO for local
 // directories, model.json paths and http(s) URLs, and an atomic directory writer.
 
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -171,7 +171,7 @@ export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where:
 }
 
 /** Writes `files` into `dir` atomically: a temporary sibling directory, then a rename. */
-export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
+export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>, options: { keep?: string[] } = {}): Promise<void> {
   const target = resolve(dir);
   const parent = dirname(target);
   const stamp = `${process.pid}-${Date.now()}`;
@@ -187,13 +187,17 @@ export async function writeDirAtomic(dir: string, files: Record<string, string |
       fix: 'Choose a writable directory with free space (--out).', cause });
   }
   const existed = await stat(target).then(() => true, () => false);
+  // Entries of the old directory to carry over (e.g. checkpoints), moved, not copied.
+  for (const name of existed ? options.keep ?? [] : []) {
+    await rename(join(target, name), join(tmp, name)).catch(() => undefined);
+  }
   if (existed) await rename(target, old);
   await rename(tmp, target);
   if (existed) await rm(old, { recursive: true, force: true });
 }
 
 /** Saves a model directory that plain `tf.loadLayersModel` loads, plus graft.json. */
-export async function saveModel(model: tfl.LayersModel, dir: string, meta: GraftMeta): Promise<void> {
+export async function saveModel(model: tfl.LayersModel, dir: string, meta: GraftMeta, options: { keep?: string[] } = { keep: ['checkpoints'] }): Promise<void> {
   let artifacts: tf.io.ModelArtifacts | undefined;
   await model.save(tf.io.withSaveHandler(async (a) => {
     artifacts = a;
@@ -212,7 +216,7 @@ export async function saveModel(model: tfl.LayersModel, dir: string, meta: Graft
     'model.json': JSON.stringify(modelJson),
     'weights.bin': data,
     'graft.json': JSON.stringify(meta, null, 2),
-  });
+  }, options);
 }
 
 /** Writes one file atomically (temporary sibling, then rename). */
@@ -225,5 +229,27 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   } catch (cause) {
     await rm(tmp, { force: true });
     throw new GraftError('WRITE_FAILED', `Could not write ${target}: ${(cause as Error).message}.`, { fix: 'Choose a writable path with free space.', cause });
+  }
+}
+
+/**
+ * Checks, before any work, that `dir` can be written (its parent exists or can be made, a file
+ * can be created there) and that the disk has room for `bytes` more.
+ */
+export async function assertWritable(dir: string, bytes = 16 * 1024 * 1024): Promise<void> {
+  const target = resolve(dir);
+  const parent = dirname(target);
+  const probe = join(parent, `.${basename(target)}.probe-${process.pid}`);
+  try {
+    await mkdir(parent, { recursive: true });
+    await writeFile(probe, 'graft');
+    await rm(probe, { force: true });
+  } catch (cause) {
+    throw new GraftError('WRITE_FAILED', `Cannot write in ${parent}: ${(cause as Error).message}.`, { fix: 'Choose a writable --out directory.', cause });
+  }
+  const fs = await statfs(parent).catch(() => undefined);
+  if (fs && fs.bavail * fs.bsize < bytes) {
+    throw new GraftError('WRITE_FAILED', `Only ${Math.round((fs.bavail * fs.bsize) / 1024)} KB are free in ${parent}; the model and its checkpoints need about ${Math.round(bytes / 1024)} KB.`, {
+      fix: 'Free some space or choose another --out directory.' });
   }
 }

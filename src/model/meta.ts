@@ -56,6 +56,8 @@ export interface GraftMeta {
   recipe?: Record<string, unknown>;
   /** The test-data evaluation of `graft train --test-data`: accuracy, per class, confusion matrix. */
   evaluation?: { on: string; accuracy: number; loss: number; count: number; classNames: string[]; perClass: { className: string; accuracy: number | null; count: number }[]; confusion: number[][] };
+  /** Set when the loss became NaN or infinite: where, at which learning rate, what to change. */
+  diverged?: { phase: string; epoch: number; batch: number; learningRate: number; message: string; fix: string };
   /** Old-task accuracy before and after training (eval/forgetting.ts). */
   forgetting?: unknown;
   zoo?: ZooInfo;

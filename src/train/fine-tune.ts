@@ -6,22 +6,22 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { withDefaults } from '../options.js';
-import { assertTrainable, count, stratifiedSplit, type Dataset } from '../data/dataset.js';
+import { assertTrainable, stratifiedSplit, type Dataset } from '../data/dataset.js';
 import { assertShape, type Preprocessing } from '../data/preprocess.js';
-import { makeRng } from '../data/random.js';
 import { FreezableBatchNormalization } from '../model/batch-norm.js';
 import { freezeBody, unfreeze, type UnfreezeSpec } from '../model/freeze.js';
 import type { Grafted } from '../model/graft.js';
 import type { EpochRecord } from '../model/meta.js';
 import type { Layer } from '../model/layers.js';
-import { scoreProbabilities } from './score.js';
 import { DEFAULTS } from './defaults.js';
-import { runEpoch, type BatchProgress, type LayerGroup, type LossFn } from './loop.js';
-import { AdamW } from './optimizer.js';
-import { featureDataset, predictAll } from './predict.js';
-import { evenMults, lrFactor, type ScheduleName } from './schedule.js';
+import type { LayerGroup, LossFn } from './loop.js';
+import { runPhase, type Divergence, type PhaseCallbacks, type PhaseControl, type PhaseSummary, type TrainingState } from './phase.js';
+import { layersOf } from './weights.js';
 
-export type Phase = 'warm-up' | 'fine-tune';
+export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
+import { featureDataset } from './predict.js';
+import { evenMults, type ScheduleName } from './schedule.js';
+
 
 export interface FineTuneOptions {
   batchSize?: number;
@@ -58,31 +58,13 @@ export interface FineTuneOptions {
   allowEmptyClasses?: boolean;
   /** Layers outside body and new head that train with the head in the fine-tune phase (e.g. the old head). */
   alsoTrain?: Layer[];
+  /** Go on from a checkpointed state (the caller has put the checkpoint's weights back). */
+  resume?: TrainingState;
+  /** Checkpoints and stop requests. */
+  control?: PhaseControl;
 }
 
-export interface PhaseInfo {
-  phase: Phase;
-  epochs: number;
-  batchesPerEpoch: number;
-  trainableLayers: string[];
-  frozenLayers: string[];
-  /** Peak learning rate of each layer group, body groups first, head last. */
-  groupLearningRates: { layers: string[]; lr: number }[];
-  usesFeatureCache: boolean;
-}
-
-export interface PhaseSummary extends PhaseInfo {
-  epochsRun: number;
-  stoppedEarly: boolean;
-  seconds: number;
-}
-
-export interface FineTuneCallbacks {
-  onPhaseStart?: (info: PhaseInfo) => void | Promise<void>;
-  onBatch?: (p: BatchProgress & { phase: Phase; epoch: number; epochs: number }) => void | Promise<void>;
-  onEpochEnd?: (record: EpochRecord) => void | Promise<void>;
-  onPhaseEnd?: (summary: PhaseSummary) => void | Promise<void>;
-}
+export type FineTuneCallbacks = PhaseCallbacks;
 
 export interface FineTuneResult {
   history: EpochRecord[];
@@ -90,27 +72,13 @@ export interface FineTuneResult {
   featureSeconds: number;
   validation: { accuracy: number; loss: number } | null;
   recipe: Record<string, unknown>;
+  /** Set when a stop request ended training; that state was checkpointed. */
+  interrupted?: TrainingState;
+  /** Set when the loss became NaN or infinite; the weights are those of the last good epoch. */
+  diverged?: Divergence;
 }
 
 type Options = typeof DEFAULTS & FineTuneOptions;
-
-interface PhaseRun {
-  phase: Phase;
-  model: tfl.LayersModel;
-  /** Single-output model whose accuracy is the validation metric. */
-  evalModel: tfl.LayersModel;
-  loss?: LossFn;
-  train: Dataset;
-  val?: Dataset;
-  preprocessing?: Preprocessing;
-  groups: LayerGroup[];
-  peakLr: number;
-  epochs: number;
-  o: Options;
-  pctStart: number;
-  usesFeatureCache: boolean;
-  frozen: string[];
-}
 
 function setKeepStatistics(layers: Layer[], keep: boolean): void {
   for (const l of layers) if (l instanceof FreezableBatchNormalization) l.keepStatistics = keep;
@@ -127,59 +95,6 @@ export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: nu
   }
   out.push({ layers: headLayers, lrMult: 1 });
   return out;
-}
-
-async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Preprocessing | undefined, batchSize: number) {
-  if (!val) return undefined;
-  const { values } = await predictAll(model, val, p, batchSize * 2);
-  return scoreProbabilities(values, val.labels, val.classNames);
-}
-
-async function runPhase(r: PhaseRun, history: EpochRecord[], callbacks: FineTuneCallbacks = {}): Promise<PhaseSummary> {
-  const { o } = r;
-  const batches = Math.ceil(count(r.train) / o.batchSize);
-  const info: PhaseInfo = {
-    phase: r.phase, epochs: r.epochs, batchesPerEpoch: batches,
-    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length).map((l) => l.name)),
-    frozenLayers: r.frozen,
-    groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
-    usesFeatureCache: r.usesFeatureCache,
-  };
-  await callbacks.onPhaseStart?.(info);
-  const started = Date.now();
-  const optimizer = new AdamW({ weightDecay: o.weightDecay });
-  const rng = makeRng(o.seed + (r.phase === 'warm-up' ? 1 : 2));
-  const total = r.epochs * batches;
-  const lrAt = (step: number) => r.peakLr * lrFactor(o.schedule, step / total, { pctStart: r.pctStart, div: o.div, finalDiv: o.finalDiv });
-  let best = Infinity;
-  let sinceBest = 0;
-  let epoch = 0;
-  let stoppedEarly = false;
-  try {
-    for (epoch = 1; epoch <= r.epochs; epoch++) {
-      const t0 = Date.now();
-      const res = await runEpoch({
-        model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: o.batchSize, rng,
-        lrAt, firstStep: (epoch - 1) * batches, loss: r.loss,
-        onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
-      });
-      const v = await validate(r.evalModel, r.val, r.preprocessing, o.batchSize);
-      const record: EpochRecord = {
-        phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
-        learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
-      };
-      history.push(record);
-      await callbacks.onEpochEnd?.(record);
-      if (v) {
-        if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= o.patience) { stoppedEarly = epoch < r.epochs; break; }
-      }
-    }
-  } finally {
-    optimizer.dispose();
-  }
-  const summary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000 };
-  await callbacks.onPhaseEnd?.(summary);
-  return summary;
 }
 
 /**
@@ -212,37 +127,56 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   };
 
   let featureSeconds = 0;
-  if (o.warmupEpochs > 0) {
+  const common = {
+    batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
+    patience: o.patience, seed: o.seed,
+  };
+  const resume = o.resume;
+  let interrupted: TrainingState | undefined;
+  let diverged: Divergence | undefined;
+  if (resume) phases.push(...resume.phases);
+  if (resume) history.push(...resume.history);
+  if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
     freezeBody(g);
     const t0 = Date.now();
     const trainFeatures = await featureDataset(g.body.model, trainSet, p, o.batchSize * 2);
     const valFeatures = val && await featureDataset(g.body.model, val, p, o.batchSize * 2);
     featureSeconds = (Date.now() - t0) / 1000;
-    phases.push(await runPhase({
-      phase: 'warm-up', model: g.headModel, evalModel: g.headModel, loss: o.losses?.warmUp, train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
-      peakLr: o.lr, epochs: o.warmupEpochs, o, pctStart: o.pctStart, usesFeatureCache: true,
-      frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name),
-    }, history, cb));
+    const out = await runPhase({
+      ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
+      train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
+      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true,
+      frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name), resume,
+    }, history, phases, cb, o.control);
+    phases.push(out.summary);
+    ({ interrupted } = out);
+    diverged = out.summary.diverged;
   }
-  if (o.finetuneEpochs > 0) {
+  if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
     const open = unfreeze(g, o.unfreeze);
     for (const l of o.alsoTrain ?? []) l.trainable = true;
     setKeepStatistics(g.body.layers, o.batchNormStatistics === 'keep');
     if (open.length === 0 && o.warmupEpochs > 0) {
       // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
     } else {
-      phases.push(await runPhase({
-        phase: 'fine-tune', model: o.fineTuneModel ?? g.model, evalModel: g.model, loss: o.losses?.fineTune, train: trainSet, val, preprocessing: p,
+      const model = o.fineTuneModel ?? g.model;
+      const out = await runPhase({
+        ...common, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
+        train: trainSet, val, preprocessing: p,
         groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
-        peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, o, pctStart: o.pctStart,
-        usesFeatureCache: false, frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
-      }, history, cb));
+        peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
+        frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
+        resume: resume?.phase === 'fine-tune' ? resume : undefined,
+      }, history, phases, cb, o.control);
+      phases.push(out.summary);
+      ({ interrupted } = out);
+      diverged = out.summary.diverged;
     }
   }
   setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
   return {
-    history, phases, featureSeconds, recipe,
+    history, phases, featureSeconds, recipe, interrupted, diverged,
     validation: last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! },
   };
 }

@@ -7,7 +7,7 @@ import type { LayerVariable } from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { count, type Dataset } from '../data/dataset.js';
 import { batchTensor, type Preprocessing } from '../data/preprocess.js';
-import { shuffle, type Rng } from '../data/random.js';
+import { shuffle } from '../data/random.js';
 import type { Layer } from '../model/layers.js';
 import type { AdamW } from './optimizer.js';
 
@@ -41,13 +41,40 @@ export interface EpochRun {
   groups: LayerGroup[];
   optimizer: AdamW;
   batchSize: number;
-  rng: Rng;
+  rng: () => number;
   /** Peak-LR multiplier for a global step (the schedule). */
   lrAt: (step: number) => number;
   firstStep: number;
   /** Default: cross-entropy of the first output against the labels. */
   loss?: LossFn;
   onBatch?: (p: BatchProgress) => void | Promise<void>;
+  /** Resume inside an epoch: skip the batches before this one (the order and dropout seeds still repeat). */
+  start?: EpochPosition;
+  /** Asked after every batch; true ends the epoch there (for Ctrl-C, or a time-based checkpoint). */
+  pause?: () => boolean;
+}
+
+/** Where an epoch stands after `batch` batches, with its running sums. */
+export interface EpochPosition {
+  batch: number;
+  lossSum: number;
+  correct: number;
+}
+
+export interface EpochResult {
+  loss: number;
+  accuracy: number;
+  steps: number;
+  /** Set when `pause` ended the epoch early. */
+  paused?: EpochPosition;
+}
+
+/** A non-finite loss: where it happened, for the NaN guard. */
+export class DivergedError extends GraftError {
+  constructor(readonly batch: number, readonly learningRate: number, loss: number) {
+    super('TRAINING_DIVERGED', `The loss became ${loss} at batch ${batch} (learning rate ${learningRate.toExponential(2)}).`, {
+      fix: 'Lower the learning rate (--lr), e.g. by 10x, or check the data for extreme or missing values.' });
+  }
 }
 
 export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor): tf.Scalar {
@@ -60,40 +87,62 @@ function trainableOf(group: LayerGroup): LayerVariable[] {
   return group.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights);
 }
 
+function dropoutLayers(model: tfl.LayersModel): Array<Layer & { seed?: number }> {
+  return model.layers.filter((l) => l.getClassName() === 'Dropout') as Array<Layer & { seed?: number }>;
+}
+
 /** Runs one epoch; returns mean loss and accuracy over its batches. */
-export async function runEpoch(r: EpochRun): Promise<{ loss: number; accuracy: number; steps: number }> {
+export async function runEpoch(r: EpochRun): Promise<EpochResult> {
   const n = count(r.data);
   const order = shuffle(Array.from({ length: n }, (_, i) => i), r.rng);
   const batches = Math.ceil(n / r.batchSize);
-  let lossSum = 0;
-  let correct = 0;
-  for (let b = 0; b < batches; b++) {
-    const ix = order.slice(b * r.batchSize, (b + 1) * r.batchSize);
-    const lr = r.lrAt(r.firstStep + b);
-    // Read the frozen state now: a freeze or unfreeze between steps applies at once.
-    const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
-    const vars = perGroup.flatMap((g) => g.vars);
-    if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
-    const x = batchTensor(r.data, ix, r.preprocessing);
-    const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
-    let hits: tf.Tensor | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
-      const outputs = Array.isArray(out) ? out : [out];
-      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
-      return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y);
-    }, vars.map((v) => v.read() as tf.Variable));
-    const loss = (await value.data())[0];
-    correct += (await hits!.data())[0];
-    if (!Number.isFinite(loss)) {
-      tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
-      throw new GraftError('TRAINING_DIVERGED', `The loss became ${loss} at batch ${b + 1} (learning rate ${lr.toExponential(2)}).`, {
-        fix: 'Lower the learning rate (--lr) or check the data for extreme values.' });
+  let lossSum = r.start?.lossSum ?? 0;
+  let correct = r.start?.correct ?? 0;
+  // Dropout masks come from seeds drawn here, so a run repeats with its seed (and on resume).
+  const dropouts = dropoutLayers(r.model);
+  const savedSeeds = dropouts.map((l) => l.seed);
+  try {
+    for (let b = 0; b < batches; b++) {
+      const seeds = dropouts.map(() => 1 + Math.floor(r.rng() * 2147483646));
+      if (r.start && b < r.start.batch) continue;
+      dropouts.forEach((l, i) => { l.seed = seeds[i]; });
+      const done = await runBatch(r, order.slice(b * r.batchSize, (b + 1) * r.batchSize), b, batches, { lossSum, correct });
+      lossSum = done.lossSum;
+      correct = done.correct;
+      if (b + 1 < batches && r.pause?.()) return { loss: lossSum / n, accuracy: correct / n, steps: b + 1, paused: { batch: b + 1, lossSum, correct } };
     }
-    for (const g of perGroup) for (const v of g.vars) r.optimizer.update(v, grads[(v.read() as tf.Variable).name], g.lr);
-    tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
-    lossSum += loss * ix.length;
-    await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
+  } finally {
+    dropouts.forEach((l, i) => { l.seed = savedSeeds[i]; });
   }
   return { loss: lossSum / n, accuracy: correct / n, steps: batches };
+}
+
+async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, sums: { lossSum: number; correct: number }): Promise<{ lossSum: number; correct: number }> {
+  const n = count(r.data);
+  let { lossSum, correct } = sums;
+  const lr = r.lrAt(r.firstStep + b);
+  // Read the frozen state now: a freeze or unfreeze between steps applies at once.
+  const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
+  const vars = perGroup.flatMap((g) => g.vars);
+  if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
+  const x = batchTensor(r.data, ix, r.preprocessing);
+  const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
+  let hits: tf.Tensor | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
+    const outputs = Array.isArray(out) ? out : [out];
+    hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
+    return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y);
+  }, vars.map((v) => v.read() as tf.Variable));
+  const loss = (await value.data())[0];
+  correct += (await hits!.data())[0];
+  if (!Number.isFinite(loss)) {
+    tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
+    throw new DivergedError(b + 1, lr, loss);
+  }
+  for (const g of perGroup) for (const v of g.vars) r.optimizer.update(v, grads[(v.read() as tf.Variable).name], g.lr);
+  tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
+  lossSum += loss * ix.length;
+  await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
+  return { lossSum, correct };
 }

@@ -52,8 +52,41 @@ export class AdamW {
     });
   }
 
+  /** Every slot, keyed by `keyOf` (variables without a key are left out). */
+  exportState(keyOf: (v: LayerVariable) => string | undefined): AdamWState {
+    const slots: SlotState[] = [];
+    for (const [variable, s] of this.slots) {
+      const key = keyOf(variable);
+      if (key) slots.push({ key, step: s.step, shape: s.m.shape, m: (s.m.dataSync() as Float32Array).slice(), v: (s.v.dataSync() as Float32Array).slice() });
+    }
+    return { slots };
+  }
+
+  importState(state: AdamWState, byKey: Map<string, LayerVariable>): void {
+    for (const s of state.slots) {
+      const variable = byKey.get(s.key);
+      if (!variable) continue;
+      this.slots.get(variable)?.m.dispose();
+      this.slots.get(variable)?.v.dispose();
+      this.slots.set(variable, tf.tidy(() => ({ m: tf.variable(tf.tensor(s.m, s.shape), false), v: tf.variable(tf.tensor(s.v, s.shape), false), step: s.step })));
+    }
+  }
+
   dispose(): void {
     for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
     this.slots.clear();
   }
+}
+
+/** One variable's optimizer slots, as saved in a checkpoint. */
+export interface SlotState {
+  key: string;
+  step: number;
+  shape: number[];
+  m: Float32Array;
+  v: Float32Array;
+}
+
+export interface AdamWState {
+  slots: SlotState[];
 }

@@ -19,6 +19,8 @@ import { DEFAULTS } from './defaults.js';
 import { DISTILL_DEFAULTS, lwfLoss } from './distill.js';
 import { fineTune, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
 import { predictAll } from './predict.js';
+import { applyCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.js';
+import { layersOf } from './weights.js';
 
 /** How to keep the old task: its head as a second output ("head"), plus distillation ("lwf"). */
 export type KeepOld = 'head' | 'lwf';
@@ -45,6 +47,12 @@ export interface TransferOptions extends FineTuneOptions {
   trainOldHead?: boolean;
   /** Called once the head is grafted on, before any training (to show or change the model). */
   onGrafted?: (g: Grafted) => void | Promise<void>;
+  /** Write checkpoints to `dir` (each epoch end, every `everyMinutes` inside epochs), keeping the last `keep`. */
+  checkpoints?: { dir: string; run: Record<string, unknown>; keep?: number; everyMinutes?: number };
+  /** Go on from this checkpoint (same base, data and options as the run that wrote it). */
+  resumeFrom?: Checkpoint;
+  /** True asks training to stop after the current batch (with a checkpoint when checkpoints are on). */
+  shouldStop?: () => boolean;
 }
 
 export interface Transfer {
@@ -156,6 +164,17 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
       fine.alsoTrain = options.trainOldHead ? grafted.body.removed : [];
     }
   }
+  const weightLayers = layersOf(grafted.model, base.model, ...(fine.fineTuneModel ? [fine.fineTuneModel] : []));
+  if (options.resumeFrom) {
+    applyCheckpoint(weightLayers, options.resumeFrom);
+    fine.resume = options.resumeFrom.state;
+  }
+  const c = options.checkpoints;
+  fine.control = {
+    shouldStop: options.shouldStop,
+    checkpointEveryMinutes: c?.everyMinutes,
+    checkpoint: c && (async (state) => { await writeCheckpoint(c.dir, weightLayers, state, c.run, c.keep); }),
+  };
   const result = await fineTune(grafted, train, fine);
   const model = old ? multiHeadModel(grafted) : grafted.model;
   const meta = describe(base, grafted, { classNames, samples: count(train), result, preprocessing, heads: headsMeta(grafted, classNames, old) });

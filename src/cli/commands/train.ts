@@ -1,10 +1,11 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, takePerClass, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  alignClasses, evaluate, takePerClass, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
-import { intAtLeast, num, parse, percent, str } from '../args.js';
+import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
+import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
@@ -40,9 +41,16 @@ export const usage = `graft train --base <model> --data <data> [options]
   --replay <n>            with --extend and --old-data: mix n old examples per class into training
   --temperature <t>       distillation temperature (default 2)
   --lambda <x>            distillation weight (default 1)
-  --out <dir>             where to save the model (default ./graft-model); written atomically
+  --out <dir>             where to save the model (default ./graft-model); written atomically,
+                          checkpoints in <dir>/checkpoints
+  --checkpoint-minutes <m> also checkpoint inside epochs every m minutes (default 5)
+  --keep-checkpoints <k>  keep the last k checkpoints (default 3)
+  --resume <dir>          go on with the run whose --out was <dir>, from its last checkpoint,
+                          with that run's own options (give no other options)
   --seed <n>              (default ${DEFAULTS.seed})
-  --json                  print one JSON object with the result instead of progress and words`;
+  --json                  print one JSON object with the result instead of progress and words
+
+Ctrl-C stops after the current batch, writes a checkpoint and prints the command to resume.`;
 
 export const summary = 'transfer a pretrained model to your data: cut, new head, warm-up, fine-tune, save';
 
@@ -81,17 +89,38 @@ export function parseHead(spec: string | undefined): Omit<HeadOptions, 'numClass
   return head;
 }
 
+const OPTIONS: Options = {
+  base: { type: 'string' }, data: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' },
+  cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
+  unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
+  'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
+  'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
+  'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
+  temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
+  'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
+};
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    base: { type: 'string' }, data: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' },
-    cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
-    unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
-    'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
-    'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
-    'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
-    temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
-  }, usage);
+  const { values } = parse(argv, OPTIONS, usage);
   if (values.help) { console.log(usage); return 0; }
+  const resumeDir = str(values.resume);
+  if (!resumeDir) return train(values, argv);
+  const others = argv.filter((a) => a.startsWith('--') && !['--resume', '--json', '--backend', '--debug'].includes(a.split('=')[0]));
+  if (others.length) {
+    throw new GraftError('BAD_ARGUMENT', `--resume goes on with the run's own options; got ${others.join(', ')} as well.`, { fix: `Run: graft train --resume ${resumeDir}` });
+  }
+  const checkpoint = await readLatestCheckpoint(join(resumeDir, 'checkpoints'));
+  if (!checkpoint) {
+    throw new GraftError('BAD_ARGUMENT', `There is no checkpoint in ${join(resumeDir, 'checkpoints')}.`, { fix: 'Give the --out directory of a run that was stopped, or start a new run.' });
+  }
+  const original = (checkpoint.run.argv as string[]).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out');
+  const args = [...original, '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug'].includes(a))];
+  return train(parse(args, OPTIONS, usage).values, args, checkpoint);
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): Promise<number> {
   const baseSpec = str(values.base);
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
@@ -117,6 +146,7 @@ export async function run(argv: string[]): Promise<number> {
   const out = str(values.out) ?? 'graft-model';
   const json = Boolean(values.json);
   const log = (line: string) => { if (!json) console.log(line); };
+  await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
   const base = await loadModel(baseSpec);
@@ -131,19 +161,45 @@ export async function run(argv: string[]): Promise<number> {
   log(`base: ${baseSpec}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const progress = progressCallbacks(process.stderr, json);
+  let stop = false;
+  const onInterrupt = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\nStopping after this batch and writing a checkpoint (Ctrl-C again to quit at once)...\n');
+  };
+  process.on('SIGINT', onInterrupt);
+  if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   const transferOptions = {
-    ...cleanOptions, validation,
+    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop,
+    checkpoints: {
+      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json'), out: resolve(out) },
+      keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
+      everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
+    },
     callbacks: { ...progress, onPhaseStart: (info: PhaseInfo) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); } },
   };
   const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
+  process.off('SIGINT', onInterrupt);
   const { grafted, result, meta, preprocessing } = t;
+  if (result.interrupted) {
+    const s = result.interrupted;
+    console.error(`Stopped in the ${s.phase} phase, epoch ${s.epochsDone + 1}${s.position ? `, after batch ${s.position.batch}` : ''}; checkpoint written to ${join(out, 'checkpoints')}.`);
+    console.error(`Resume with: graft train --resume ${out}`);
+    return 130;
+  }
   if (testRaw) {
     const ev = await evaluate(grafted.model, alignClasses(testRaw, t.classNames), preprocessing);
     meta.metrics = { ...meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
     meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
+  if (result.diverged) meta.diverged = result.diverged;
   await saveModel(t.model, out, meta);
+  if (result.diverged) {
+    const d = result.diverged;
+    console.error(`graft train: ${d.message} The ${d.phase} phase stopped at epoch ${d.epoch}; the weights of the last good epoch were put back and saved to ${out}/.\n  fix: ${d.fix}`);
+    return 1;
+  }
   if (json) {
     console.log(JSON.stringify({
       backend: backend.name, out, cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),

@@ -1,0 +1,207 @@
+// One training phase (warm-up or fine-tune): epochs of the loop with a schedule, validation,
+// early stopping, checkpoints (each epoch end, and every few minutes inside long epochs), a
+// stop request honoured after the current batch, and the NaN guard: a non-finite loss ends
+// the phase and puts back the weights of the last good epoch end.
+
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { count, type Dataset } from '../data/dataset.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import { makeRng } from '../data/random.js';
+import type { Layer } from '../model/layers.js';
+import type { EpochRecord } from '../model/meta.js';
+import { DivergedError, runEpoch, type BatchProgress, type EpochPosition, type LayerGroup, type LossFn } from './loop.js';
+import { AdamW, type AdamWState } from './optimizer.js';
+import { predictAll } from './predict.js';
+import { lrFactor, type ScheduleName } from './schedule.js';
+import { scoreProbabilities } from './score.js';
+import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
+
+export type Phase = 'warm-up' | 'fine-tune';
+
+export interface PhaseInfo {
+  phase: Phase;
+  epochs: number;
+  batchesPerEpoch: number;
+  trainableLayers: string[];
+  frozenLayers: string[];
+  /** Peak learning rate of each layer group, body groups first, head last. */
+  groupLearningRates: { layers: string[]; lr: number }[];
+  usesFeatureCache: boolean;
+}
+
+export interface Divergence {
+  phase: Phase;
+  epoch: number;
+  batch: number;
+  learningRate: number;
+  message: string;
+  fix: string;
+}
+
+export interface PhaseSummary extends PhaseInfo {
+  epochsRun: number;
+  stoppedEarly: boolean;
+  seconds: number;
+  diverged?: Divergence;
+}
+
+/** Where training stands, enough to go on from there in another process. */
+export interface TrainingState {
+  phase: Phase;
+  /** Epochs of this phase finished. */
+  epochsDone: number;
+  /** Inside the next epoch: batches done and running sums. */
+  position?: EpochPosition;
+  /** Random generator state at the start of the next (or current) epoch. */
+  rngState: number;
+  optimizer: AdamWState;
+  best: number;
+  sinceBest: number;
+  history: EpochRecord[];
+  phases: PhaseSummary[];
+}
+
+export interface PhaseCallbacks {
+  onPhaseStart?: (info: PhaseInfo) => void | Promise<void>;
+  onBatch?: (p: BatchProgress & { phase: Phase; epoch: number; epochs: number }) => void | Promise<void>;
+  onEpochEnd?: (record: EpochRecord) => void | Promise<void>;
+  onPhaseEnd?: (summary: PhaseSummary) => void | Promise<void>;
+}
+
+export interface PhaseControl {
+  /** Saves a checkpoint of the state (weights are the caller's to save alongside). */
+  checkpoint?: (state: TrainingState) => Promise<void>;
+  checkpointEveryMinutes?: number;
+  /** True asks training to stop after the current batch, with a checkpoint. */
+  shouldStop?: () => boolean;
+}
+
+export interface PhaseRun {
+  phase: Phase;
+  model: tfl.LayersModel;
+  /** Single-output model whose accuracy is the validation metric. */
+  evalModel: tfl.LayersModel;
+  /** Every layer whose weights the phase may change (for checkpoints and the NaN guard). */
+  layers: Layer[];
+  loss?: LossFn;
+  train: Dataset;
+  val?: Dataset;
+  preprocessing?: Preprocessing;
+  groups: LayerGroup[];
+  peakLr: number;
+  epochs: number;
+  batchSize: number;
+  schedule: ScheduleName;
+  pctStart: number;
+  div: number;
+  finalDiv: number;
+  weightDecay: number;
+  patience: number;
+  seed: number;
+  usesFeatureCache: boolean;
+  frozen: string[];
+  resume?: TrainingState;
+}
+
+export interface PhaseOutcome {
+  summary: PhaseSummary;
+  /** Set when a stop request ended the phase; the state was checkpointed. */
+  interrupted?: TrainingState;
+}
+
+async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Preprocessing | undefined, batchSize: number) {
+  if (!val) return undefined;
+  const { values } = await predictAll(model, val, p, batchSize * 2);
+  return scoreProbabilities(values, val.labels, val.classNames);
+}
+
+export function phaseInfo(r: PhaseRun): PhaseInfo {
+  return {
+    phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(count(r.train) / r.batchSize),
+    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length).map((l) => l.name)),
+    frozenLayers: r.frozen,
+    groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
+    usesFeatureCache: r.usesFeatureCache,
+  };
+}
+
+export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: PhaseSummary[], callbacks: PhaseCallbacks = {}, control: PhaseControl = {}): Promise<PhaseOutcome> {
+  const info = phaseInfo(r);
+  const batches = info.batchesPerEpoch;
+  await callbacks.onPhaseStart?.(info);
+  const started = Date.now();
+  const optimizer = new AdamW({ weightDecay: r.weightDecay });
+  if (r.resume) optimizer.importState(r.resume.optimizer, variablesByKey(r.layers));
+  const keys = variableKeys(r.layers);
+  let rngState = r.resume?.rngState ?? makeRng(r.seed + (r.phase === 'warm-up' ? 1 : 2)).state();
+  let position = r.resume?.position;
+  let best = r.resume?.best ?? Infinity;
+  let sinceBest = r.resume?.sinceBest ?? 0;
+  const total = r.epochs * batches;
+  const lrAt = (step: number) => r.peakLr * lrFactor(r.schedule, step / total, { pctStart: r.pctStart, div: r.div, finalDiv: r.finalDiv });
+  const everyMs = (control.checkpointEveryMinutes ?? 0) * 60000;
+  let lastCheckpoint = Date.now();
+  let lastGood = snapshotWeights(r.layers);
+  let epoch = (r.resume?.epochsDone ?? 0) + 1;
+  let stoppedEarly = false;
+  let diverged: Divergence | undefined;
+  const state = (epochsDone: number, pos?: EpochPosition): TrainingState => ({
+    phase: r.phase, epochsDone, position: pos, rngState, optimizer: optimizer.exportState((v) => keys.get(v)), best, sinceBest,
+    history: history.slice(), phases: phases.slice(),
+  });
+  const finish = async (interrupted?: TrainingState): Promise<PhaseOutcome> => {
+    optimizer.dispose();
+    tf.dispose([...lastGood.values()]);
+    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000, diverged };
+    if (!interrupted) await callbacks.onPhaseEnd?.(summary);
+    return { summary, interrupted };
+  };
+  for (; epoch <= r.epochs; epoch++) {
+    const t0 = Date.now();
+    let res;
+    let rng = makeRng(0, rngState);
+    for (;;) {
+      // rngState stays the epoch's starting state until the epoch is done, so a paused
+      // epoch replays the same order and dropout seeds when it goes on.
+      rng = makeRng(0, rngState);
+      try {
+        res = await runEpoch({
+          model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
+          rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
+          pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
+          onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
+        });
+      } catch (e) {
+        if (!(e instanceof DivergedError)) throw e;
+        restoreWeights(r.layers, lastGood);
+        diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.message, fix: e.fix! };
+        return finish();
+      }
+      if (!res.paused) break;
+      position = res.paused;
+      await control.checkpoint?.(state(epoch - 1, position));
+      lastCheckpoint = Date.now();
+      if (control.shouldStop?.()) return finish(state(epoch - 1, position));
+    }
+    position = undefined;
+    rngState = rng.state();
+    const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize);
+    const record: EpochRecord = {
+      phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
+      learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
+    };
+    history.push(record);
+    await callbacks.onEpochEnd?.(record);
+    tf.dispose([...lastGood.values()]);
+    lastGood = snapshotWeights(r.layers);
+    let stop = false;
+    if (v) {
+      if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= r.patience) { stoppedEarly = epoch < r.epochs; stop = true; }
+    }
+    await control.checkpoint?.(state(stop ? r.epochs : epoch));
+    lastCheckpoint = Date.now();
+    if (stop) break;
+  }
+  return finish();
+}
