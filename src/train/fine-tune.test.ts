@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, evaluate, evenMults, fineTune, graft, initBackend, layerGroups, lrFactor, unfreeze, type PhaseInfo } from '../index.js';
+import { adoptModel, crossEntropy, evaluate, evenMults, fineTune, graft, initBackend, layerGroups, lrFactor, unfreeze, type LossFn, type PhaseInfo } from '../index.js';
 import { makeRng } from '../data/random.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
@@ -88,4 +88,26 @@ test('options given as undefined keep their defaults', async () => {
   const r = await fineTune(g, textureImages(6), { preprocessing: PIXELS, unfreeze: undefined, lr: undefined, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 6 });
   assert.equal(r.recipe.unfreeze, 'all');
   assert.equal(r.recipe.lr, 2e-3);
+});
+
+test('NaN guard: a non-finite loss stops the phase and puts back the last good epoch\'s weights', async () => {
+  const g = graft(await adoptModel(tinyCnn()), { cut: 'r2', head: { numClasses: 3, seed: 1 } });
+  let calls = 0;
+  let snapshot: Float32Array | undefined;
+  // Fine-tune epochs have 3 batches here: the loss turns NaN in the middle of the second epoch.
+  const poison: LossFn = ({ outputs, labels }) => (++calls >= 5 ? tf.mul(crossEntropy(outputs[0], labels), NaN) : crossEntropy(outputs[0], labels)) as tf.Scalar;
+  const result = await fineTune(g, textureImages(6), {
+    preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 3, batchSize: 6, validationSplit: 0, losses: { fineTune: poison },
+    callbacks: { onEpochEnd: (r) => { if (r.phase === 'fine-tune') snapshot = (g.model.getLayer('c1').getWeights()[0].dataSync() as Float32Array).slice(); } },
+  });
+  assert.ok(result.diverged, 'the divergence is reported');
+  assert.equal(result.diverged!.phase, 'fine-tune');
+  assert.equal(result.diverged!.epoch, 2);
+  assert.equal(result.diverged!.batch, 2);
+  assert.ok(result.diverged!.learningRate > 0);
+  assert.match(result.diverged!.fix, /Lower the learning rate/);
+  const now = g.model.getLayer('c1').getWeights()[0].dataSync() as Float32Array;
+  assert.ok(now.every(Number.isFinite));
+  assert.deepEqual(Array.from(now), Array.from(snapshot!), 'weights are those at the end of fine-tune epoch 1');
+  assert.equal(result.history.filter((h) => h.phase === 'fine-tune').length, 1);
 });

@@ -109,6 +109,9 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
       const done = await runBatch(r, order.slice(b * r.batchSize, (b + 1) * r.batchSize), b, batches, { lossSum, correct });
       lossSum = done.lossSum;
       correct = done.correct;
+      // Let the event loop run (signals such as Ctrl-C, HTTP requests of graft serve): the
+      // backend's promises resolve as microtasks and would otherwise starve it for a whole epoch.
+      await new Promise((resolve) => setImmediate(resolve));
       if (b + 1 < batches && r.pause?.()) return { loss: lossSum / n, accuracy: correct / n, steps: b + 1, paused: { batch: b + 1, lossSum, correct } };
     }
   } finally {

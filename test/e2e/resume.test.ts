@@ -1,0 +1,71 @@
+// Nothing lost: a training process killed with SIGKILL mid-epoch, or stopped with Ctrl-C
+// (SIGINT), resumes from its checkpoint and ends with the same weights as a run that was
+// never interrupted (the wasm backend is deterministic and dropout masks are seeded).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const bin = join(root, 'bin', 'graft.js');
+const RUN = ['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '200', '--warmup-epochs', '2', '--finetune-epochs', '3'];
+
+interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string }
+
+/** Runs graft; when `interruptWith` is set, sends it `delayMs` after the first fine-tune epoch ends. */
+function graft(args: string[], interruptWith?: NodeJS.Signals, delayMs = 1500): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root });
+    let stderr = '';
+    let stdout = '';
+    let sent = false;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (interruptWith && !sent && /fine-tune epoch 1\/3/.test(stderr)) {
+        sent = true;
+        setTimeout(() => child.kill(interruptWith), delayMs);
+      }
+    });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
+  });
+}
+
+test('SIGKILL mid-epoch, then --resume: the run completes with identical weights', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-resume-'));
+  const ref = await graft([...RUN, '--out', join(dir, 'ref')]);
+  assert.equal(ref.code, 0, ref.stderr);
+  const killed = await graft([...RUN, '--out', join(dir, 'run')], 'SIGKILL');
+  assert.equal(killed.signal, 'SIGKILL');
+  assert.deepEqual(await readdir(join(dir, 'run')), ['checkpoints'], 'no model saved yet, only checkpoints');
+  const resumed = await graft(['train', '--resume', join(dir, 'run')]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resuming from .*fine-tune, 1 epoch\(s\) done/);
+  const meta = JSON.parse(await readFile(join(dir, 'run', 'graft.json'), 'utf8'));
+  assert.deepEqual(meta.history.map((h: { phase: string; epoch: number }) => `${h.phase} ${h.epoch}`), ['warm-up 1', 'warm-up 2', 'fine-tune 1', 'fine-tune 2', 'fine-tune 3']);
+  assert.deepEqual(await readFile(join(dir, 'run', 'weights.bin')), await readFile(join(dir, 'ref', 'weights.bin')), 'weights differ from the uninterrupted run');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('Ctrl-C stops after the batch with a mid-epoch checkpoint and the resume command; resuming matches', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-resume-'));
+  const ref = await graft([...RUN, '--out', join(dir, 'ref')]);
+  const stopped = await graft([...RUN, '--out', join(dir, 'run')], 'SIGINT');
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assert.match(stopped.stderr, /Stopped in the fine-tune phase, epoch 2, after batch \d+/);
+  assert.match(stopped.stderr, /Resume with: graft train --resume /);
+  const resumed = await graft(['train', '--resume', join(dir, 'run')]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /batches into the next/);
+  assert.deepEqual(await readFile(join(dir, 'run', 'weights.bin')), await readFile(join(dir, 'ref', 'weights.bin')));
+  const again = await graft(['train', '--resume', join(dir, 'run'), '--lr', '1']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /--resume goes on with the run's own options/);
+  const none = await graft(['train', '--resume', join(dir, 'nothing')]);
+  assert.match(none.stderr, /There is no checkpoint/);
+  await rm(dir, { recursive: true, force: true });
+});
