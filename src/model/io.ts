@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
+import { checkTopology } from './topology.js';
 import type { GraftMeta } from './meta.js';
 
 export interface ModelFiles {
@@ -49,6 +50,19 @@ function parseModelJson(text: string, where: string): ModelJson {
   if (!Array.isArray(json.weightsManifest)) {
     throw new GraftError('BAD_MODEL', `${where} has no "weightsManifest" array.`, { fix: 'Re-export the model with its weights.' });
   }
+  json.weightsManifest.forEach((group, i) => {
+    const bad = (what: string) => new GraftError('BAD_MODEL', `${where}: weightsManifest[${i}] ${what}.`, { fix: 'Re-export the model; the manifest is damaged.' });
+    if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) throw bad('needs "paths" and "weights" arrays');
+    for (const p of group.paths) {
+      // Shards live beside model.json: no absolute paths, no climbing out of the directory.
+      if (typeof p !== 'string' || p === '' || p.startsWith('/') || p.split(/[\\/]/).includes('..')) throw bad(`has a bad shard path ${JSON.stringify(p)}`);
+    }
+    for (const w of group.weights) {
+      if (!w || typeof w.name !== 'string' || !Array.isArray(w.shape) || !w.shape.every((d: unknown) => Number.isInteger(d) && (d as number) >= 0) || typeof w.dtype !== 'string') {
+        throw bad(`has a bad weight entry ${JSON.stringify(w).slice(0, 120)}`);
+      }
+    }
+  });
   return json;
 }
 
@@ -145,6 +159,7 @@ export async function readModelFiles(source: string): Promise<ModelFiles> {
 
 /** Builds the LayersModel, with BatchNormalization layers that can be frozen. */
 export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where: string): Promise<tfl.LayersModel> {
+  checkTopology(artifacts.modelTopology, where);
   let model: tfl.LayersModel;
   try {
     model = (await tfl.models.modelFromJSON(artifacts.modelTopology as never, GRAFT_CUSTOM_OBJECTS as never)) as tfl.LayersModel;
@@ -155,7 +170,12 @@ export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where:
       : `${where} has a model topology tfjs-layers cannot build: ${(cause as Error).message}`, {
       fix: m ? 'Replace the custom layer with built-in layers before export.' : 'Re-export the model from tfjs-layers or Keras.', cause });
   }
-  const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
+  let weights: tf.NamedTensorMap;
+  try {
+    weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
+  } catch (cause) {
+    throw new GraftError('BAD_MODEL', `${where}: its weights cannot be decoded (${(cause as Error).message}).`, { fix: 'Re-export the model with its weights.', cause });
+  }
   try {
     const byOriginal: tf.NamedTensorMap = {};
     for (const w of model.weights) {
@@ -163,7 +183,11 @@ export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where:
       if (!value) throw new GraftError('BAD_MODEL', `${where} lacks weight "${w.originalName}".`, { fix: 'Re-export the model with its weights.' });
       byOriginal[w.originalName] = value;
     }
-    model.loadWeights(byOriginal);
+    try {
+      model.loadWeights(byOriginal);
+    } catch (cause) {
+      throw new GraftError('BAD_MODEL', `${where}: its weights do not fit its layers (${(cause as Error).message}).`, { fix: 'The weights belong to another model: copy the model directory again.', cause });
+    }
   } finally {
     tf.dispose(Object.values(weights));
   }
