@@ -3,6 +3,7 @@
 
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { zooEntry } from '../zoo/zoo.js';
+import { backendInfo, initBackend } from '../engine/backend.js';
 import { adoptModel } from './batch-norm.js';
 import { modelFromArtifacts, readModelFiles } from './io.js';
 import type { GraftMeta } from './meta.js';
@@ -15,6 +16,8 @@ export interface LoadedModel {
 }
 
 export async function loadModel(source: string | tfl.LayersModel): Promise<LoadedModel> {
+  // Building a model needs a ready backend; pick one if the caller has not.
+  if (!backendInfo()) await initBackend();
   if (typeof source !== 'string') return { model: await adoptModel(source), source: source.name };
   const zoo = zooEntry(source);
   const files = await readModelFiles(zoo ? zoo.dir : source);
