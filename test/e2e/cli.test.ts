@@ -67,7 +67,7 @@ test('graft train, predict and evaluate on shipped MNIST data', async () => {
   const res = lastJson(t.stdout);
   assert.ok(res.metrics.testAccuracy > 0.85, `test accuracy ${res.metrics.testAccuracy}`);
   assert.deepEqual(res.classNames, ['5', '6', '7', '8', '9']);
-  assert.deepEqual((await readdir(out)).sort(), ['graft.json', 'model.json', 'weights.bin']);
+  assert.deepEqual((await readdir(out)).sort(), ['checkpoints', 'graft.json', 'model.json', 'weights.bin']);
   const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
   assert.equal(meta.base.cut.layer, 'block3_relu');
   assert.equal(meta.history.length, 4);
