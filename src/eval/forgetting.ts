@@ -10,6 +10,7 @@ import type { Preprocessing } from '../data/preprocess.js';
 import type { LoadedModel } from '../model/load.js';
 import { findOldHead } from '../model/multi-head.js';
 import { predictAll } from '../train/predict.js';
+import { argmaxRow } from '../train/score.js';
 import { transfer, type Transfer, type TransferOptions } from '../train/transfer.js';
 import { stratifiedSplit, takePerClass } from '../data/dataset.js';
 import type { Grafted } from '../model/graft.js';
@@ -26,11 +27,7 @@ export interface ForgettingReport {
 async function classify(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined): Promise<Int32Array> {
   const { values, shape } = await predictAll(model, d, p);
   const k = shape[shape.length - 1];
-  return Int32Array.from({ length: d.labels.length }, (_, i) => {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (values[i * k + c] > values[i * k + best]) best = c;
-    return best;
-  });
+  return Int32Array.from({ length: d.labels.length }, (_, i) => argmaxRow(values, i, k));
 }
 
 const accuracy = (pred: Int32Array, labels: Int32Array) => (labels.length ? pred.reduce((n, p, i) => n + (p === labels[i] ? 1 : 0), 0) / labels.length : 0);

@@ -2,6 +2,7 @@
 // framed green when right and red (with a cross) when wrong, so it reads without colour.
 
 import type { Dataset } from '../data/dataset.js';
+import { argmaxRow } from '../train/score.js';
 import { pngDataUri } from './png.js';
 import { el, esc, svgDoc, text } from './svg.js';
 
@@ -16,8 +17,7 @@ export interface SamplePrediction {
 export function pickSamples(probs: Float32Array, d: Dataset, classNames: string[], n = 24): SamplePrediction[] {
   const k = classNames.length;
   const all = Array.from(d.labels, (y, i) => {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (probs[i * k + c] > probs[i * k + best]) best = c;
+    const best = argmaxRow(probs, i, k);
     return { index: i, predicted: classNames[best], probability: probs[i * k + best], label: d.classNames[y] };
   });
   const wrong = all.filter((s) => s.predicted !== s.label).slice(0, Math.ceil(n / 3));

@@ -1,6 +1,13 @@
 // Scoring class probabilities against labels: accuracy, loss, per-class accuracy and the
 // confusion matrix. Used for validation during training and by evaluate.
 
+/** The index of the largest value in row i of a row-major [n, k] array. */
+export function argmaxRow(probs: ArrayLike<number>, i: number, k: number): number {
+  let best = 0;
+  for (let c = 1; c < k; c++) if (probs[i * k + c] > probs[i * k + best]) best = c;
+  return best;
+}
+
 export interface Evaluation {
   accuracy: number;
   loss: number;
@@ -17,8 +24,7 @@ export function scoreProbabilities(probs: Float32Array, labels: Int32Array, clas
   let correct = 0;
   let loss = 0;
   for (let i = 0; i < labels.length; i++) {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (probs[i * k + c] > probs[i * k + best]) best = c;
+    const best = argmaxRow(probs, i, k);
     confusion[labels[i]][best]++;
     if (best === labels[i]) correct++;
     loss -= Math.log(Math.max(probs[i * k + labels[i]], 1e-7));
