@@ -45,3 +45,6 @@ export { sampleGridSvg, pickSamples, type SamplePrediction } from './report/samp
 export { renderReport, type ReportInput } from './report/html.js';
 export { explainRun } from './report/words.js';
 export { encodePng, pngDataUri, crc32 } from './report/png.js';
+export { compareTransfer, VARIANTS, COMPARE_DEFAULTS, type CompareOptions, type CompareResult, type VariantName } from './eval/compare.js';
+export { recommend, type VariantResult } from './eval/recommend.js';
+export { learningCurveSvg } from './report/compare-chart.js';

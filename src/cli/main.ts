@@ -2,6 +2,7 @@
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
 import { GraftError, initBackend } from '../index.js';
+import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
 import * as evaluate from './commands/evaluate.js';
 import * as inspect from './commands/inspect.js';
@@ -16,7 +17,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, report, serve };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

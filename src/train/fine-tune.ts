@@ -58,6 +58,8 @@ export interface FineTuneOptions {
   allowEmptyClasses?: boolean;
   /** Layers outside body and new head that train with the head in the fine-tune phase (e.g. the old head). */
   alsoTrain?: Layer[];
+  /** Body features already computed for `train` and `validation` (e.g. by graft compare), reused by the warm-up. */
+  cachedFeatures?: { train: Dataset; validation?: Dataset };
   /** Go on from a checkpointed state (the caller has put the checkpoint's weights back). */
   resume?: TrainingState;
   /** Checkpoints and stop requests. */
@@ -139,8 +141,8 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
     freezeBody(g);
     const t0 = Date.now();
-    const trainFeatures = await featureDataset(g.body.model, trainSet, p, o.batchSize * 2);
-    const valFeatures = val && await featureDataset(g.body.model, val, p, o.batchSize * 2);
+    const trainFeatures = o.cachedFeatures?.train ?? await featureDataset(g.body.model, trainSet, p, o.batchSize * 2);
+    const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await featureDataset(g.body.model, val, p, o.batchSize * 2);
     featureSeconds = (Date.now() - t0) / 1000;
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,

@@ -1,0 +1,172 @@
+// graft compare: is transfer learning worth it on this data? The same split and a comparable
+// budget for: the same architecture from random initialisation (scratch), k-nearest neighbours
+// and a linear probe on frozen features, the head warm-up alone, the full recipe (warm-up then
+// fine-tune), and LP-FT (linear probe, then full fine-tune), at several labels-per-class sizes
+// and seeds. All frozen-feature variants share one forward pass per image.
+
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { GraftError } from '../errors.js';
+import { assertTrainable, classCounts, takePerClass, type Dataset } from '../data/dataset.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { cutBody } from '../model/cut.js';
+import { graft, type Grafted } from '../model/graft.js';
+import { paramCount, type LayerRef } from '../model/layers.js';
+import type { LoadedModel } from '../model/load.js';
+import { DEFAULTS } from '../train/defaults.js';
+import { fineTune } from '../train/fine-tune.js';
+import { featureDataset, predictAll } from '../train/predict.js';
+import { defaultCut } from '../train/transfer.js';
+import { scoreProbabilities } from '../train/score.js';
+import { withDefaults } from '../options.js';
+import { recommend, type VariantResult } from './recommend.js';
+
+export const VARIANTS = ['scratch', 'knn', 'linear-probe', 'warm-up', 'full-recipe', 'lp-ft'] as const;
+export type VariantName = (typeof VARIANTS)[number];
+
+export const COMPARE_DEFAULTS = { sizes: [10, 100, 1000], seeds: 3, warmupEpochs: 3, finetuneEpochs: 2, k: 5, variants: [...VARIANTS] as VariantName[] };
+
+export interface CompareOptions {
+  cut?: LayerRef;
+  sizes?: number[];
+  seeds?: number;
+  warmupEpochs?: number;
+  finetuneEpochs?: number;
+  k?: number;
+  variants?: VariantName[];
+  /** Loads a fresh copy of the base (variants that fine-tune must not share weights). */
+  reload: () => Promise<LoadedModel>;
+  onProgress?: (line: string) => void;
+}
+
+export interface CompareResult {
+  variants: VariantResult[];
+  recommendation: string;
+  sizes: number[];
+  seeds: number;
+  timing: { featuresSeconds: number; perVariant: Record<string, number>; totalSeconds: number };
+  cut: string;
+}
+
+interface Run { accuracy: number; seconds: number; trainableParams: number; modelBytes: number }
+
+const bytesOf = (layers: { weights: { shape: (number | null)[] }[] }[]) => 4 * layers.reduce((n, l) => n + l.weights.reduce((m, w) => m + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0), 0);
+const trainableOf = (g: Grafted) => g.model.layers.filter((l) => l.trainable).reduce((n, l) => n + l.trainableWeights.reduce((m, w) => m + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0), 0);
+
+/** k-nearest neighbours by cosine similarity on flattened features; one matrix product per chunk of test samples. */
+function knnAccuracy(train: Dataset, test: Dataset, k: number): number {
+  const d = train.x.length / train.labels.length;
+  const unit = (x: Float32Array, n: number) => tf.tidy(() => {
+    const m = tf.tensor2d(x, [n, d]);
+    return tf.div(m, tf.add(tf.norm(m, 'euclidean', 1, true), 1e-12));
+  });
+  const trainUnit = unit(train.x, train.labels.length);
+  let correct = 0;
+  const chunk = 256;
+  for (let start = 0; start < test.labels.length; start += chunk) {
+    const n = Math.min(chunk, test.labels.length - start);
+    const { values, indices } = tf.tidy(() => {
+      const q = unit(test.x.subarray(start * d, (start + n) * d), n);
+      const top = tf.topk(tf.matMul(q, trainUnit, false, true), k);
+      return { values: top.values.dataSync(), indices: top.indices.dataSync() };
+    });
+    for (let i = 0; i < n; i++) {
+      const votes = new Map<number, number>();
+      for (let j = 0; j < k; j++) {
+        const y = train.labels[indices[i * k + j]];
+        votes.set(y, (votes.get(y) ?? 0) + 1 + values[i * k + j] * 1e-6);
+      }
+      const best = [...votes].sort((a, b) => b[1] - a[1])[0][0];
+      if (best === test.labels[start + i]) correct++;
+    }
+  }
+  trainUnit.dispose();
+  return correct / test.labels.length;
+}
+
+async function accuracyOf(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined): Promise<number> {
+  const { values } = await predictAll(model, d, p);
+  return scoreProbabilities(values, d.labels, d.classNames).accuracy;
+}
+
+export async function compareTransfer(base: LoadedModel, data: Dataset, test: Dataset, options: CompareOptions): Promise<CompareResult> {
+  const o = withDefaults(COMPARE_DEFAULTS, options);
+  assertTrainable(data);
+  const counts = classCounts(data);
+  const fewest = Math.min(...counts);
+  const tooBig = o.sizes.filter((s) => s > fewest);
+  if (!o.sizes.length || o.sizes.some((s) => !Number.isInteger(s) || s < 1) || tooBig.length) {
+    throw new GraftError('BAD_OPTION', tooBig.length
+      ? `Size ${tooBig.join(', ')} labels per class is more than the data has: class "${data.classNames[counts.indexOf(fewest)]}" has ${fewest}.`
+      : `Sizes must be whole numbers of labels per class; got ${o.sizes.join(', ')}.`, { fix: `Use --sizes up to ${fewest}.` });
+  }
+  const started = Date.now();
+  const cut = String(o.cut ?? defaultCut(base));
+  const p = base.meta?.preprocessing;
+  const body = cutBody(base.model, cut).model;
+  const sizes = [...o.sizes].sort((a, b) => a - b);
+  const epochs = o.warmupEpochs + o.finetuneEpochs;
+  const perVariant: Record<string, number> = {};
+  const runs = new Map<string, Run[]>();
+  const t0 = Date.now();
+  const testFeatures = await featureDataset(body, test, p);
+  let featuresSeconds = (Date.now() - t0) / 1000;
+  const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
+  const numClasses = data.classNames.length;
+  for (let seed = 1; seed <= o.seeds; seed++) {
+    const pool = takePerClass(data, sizes[sizes.length - 1], seed);
+    const f0 = Date.now();
+    const poolFeatures = await featureDataset(body, pool, p);
+    featuresSeconds += (Date.now() - f0) / 1000;
+    for (const size of sizes) {
+      const train = takePerClass(pool, size, seed);
+      const features = takePerClass(poolFeatures, size, seed);
+      const cached = { train: features };
+      const common = { preprocessing: p, validationSplit: 0, seed, patience: 1e9 };
+      for (const name of o.variants) {
+        const v0 = Date.now();
+        let run: Run;
+        if (name === 'knn') {
+          const acc = knnAccuracy(features, testFeatures, Math.min(o.k, features.labels.length));
+          run = { accuracy: acc, seconds: 0, trainableParams: 0, modelBytes: bytesOf(body.layers) + features.x.length * 4 };
+        } else if (name === 'linear-probe' || name === 'warm-up') {
+          const head = name === 'linear-probe' ? { ...suggested, hidden: [], dropout: 0, numClasses, seed } : { seed, ...suggested, numClasses };
+          const g = graft(base.model, { cut, head });
+          await fineTune(g, train, { ...common, warmupEpochs: epochs, finetuneEpochs: 0, cachedFeatures: cached });
+          run = { accuracy: await accuracyOf(g.headModel, testFeatures, undefined), seconds: 0, trainableParams: g.head.layers.reduce((n, l) => n + paramCount(l), 0), modelBytes: bytesOf(g.model.layers) };
+        } else if (name === 'scratch') {
+          const fresh = await adoptModel(await tfl.models.modelFromJSON(base.model.toJSON(null, false) as never) as tfl.LayersModel);
+          const g = graft(fresh, { cut, head: { seed, ...suggested, numClasses } });
+          await fineTune(g, train, { ...common, warmupEpochs: 0, finetuneEpochs: epochs, unfreeze: 'all', lrMult: 1 });
+          run = { accuracy: await accuracyOf(g.model, test, p), seconds: 0, trainableParams: trainableOf(g), modelBytes: bytesOf(g.model.layers) };
+        } else {
+          const copy = await o.reload();
+          const head = name === 'lp-ft' ? { ...suggested, hidden: [], dropout: 0, numClasses, seed } : { seed, ...suggested, numClasses };
+          const g = graft(copy.model, { cut, head });
+          await fineTune(g, train, { ...common, warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, cachedFeatures: cached });
+          run = { accuracy: await accuracyOf(g.model, test, p), seconds: 0, trainableParams: trainableOf(g), modelBytes: bytesOf(g.model.layers) };
+        }
+        run.seconds = (Date.now() - v0) / 1000;
+        perVariant[name] = (perVariant[name] ?? 0) + run.seconds;
+        const key = `${name}@${size}`;
+        runs.set(key, [...(runs.get(key) ?? []), run]);
+        o.onProgress?.(`seed ${seed}, ${size}/class, ${name}: ${(100 * run.accuracy).toFixed(2)}% (${run.seconds.toFixed(1)} s)`);
+      }
+    }
+  }
+  const variants: VariantResult[] = [];
+  for (const size of sizes) {
+    for (const name of o.variants) {
+      const rs = runs.get(`${name}@${size}`)!;
+      const mean = rs.reduce((a, r) => a + r.accuracy, 0) / rs.length;
+      const std = Math.sqrt(rs.reduce((a, r) => a + (r.accuracy - mean) ** 2, 0) / rs.length);
+      variants.push({ name, size, accuracyMean: mean, accuracyStd: std, seconds: rs.reduce((a, r) => a + r.seconds, 0) / rs.length, trainableParams: rs[0].trainableParams, modelBytes: rs[0].modelBytes });
+    }
+  }
+  return {
+    variants, recommendation: recommend(variants), sizes, seeds: o.seeds, cut,
+    timing: { featuresSeconds, perVariant, totalSeconds: (Date.now() - started) / 1000 },
+  };
+}
+
