@@ -191,3 +191,24 @@ test('graft inspect --svg and graft report write valid, self-contained pictures'
   for (const m of html.matchAll(/<svg[\s\S]*?<\/svg>/g)) assert.equal(XMLValidator.validate(m[0]), true);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('graft compare --json gives every variant and a recommendation; bad sizes are refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const r = await graft(['compare', '--base', 'digits-cnn', '--data', 'mnist-train:5-6', '--sizes', '5,10', '--seeds', '1', '--warmup-epochs', '1', '--finetune-epochs', '1', '--out', join(dir, 'c'), '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = lastJson(r.stdout);
+  assert.equal(out.variants.length, 12);
+  for (const v of out.variants) {
+    for (const key of ['name', 'size', 'accuracyMean', 'accuracyStd', 'seconds', 'trainableParams']) assert.ok(key in v, `variant has ${key}`);
+  }
+  assert.equal(typeof out.recommendation, 'string');
+  const { XMLValidator } = await import('fast-xml-parser');
+  assert.equal(XMLValidator.validate(await readFile(join(dir, 'c', 'compare.svg'), 'utf8')), true);
+  const big = await graft(['compare', '--base', 'digits-cnn', '--data', 'mnist-train:5-6', '--sizes', '100000']);
+  assert.equal(big.code, 1);
+  assert.match(big.stderr, /more than the data has/);
+  const one = await graft(['compare', '--base', 'digits-cnn', '--data', 'mnist-train:5', '--sizes', '5']);
+  assert.equal(one.code, 1);
+  assert.match(one.stderr, /at least 2/);
+  await rm(dir, { recursive: true, force: true });
+});
