@@ -10,10 +10,15 @@ test('scratch catches up at the largest size: transfer is optional, with the siz
     row('scratch', 100, 0.85, 30000), row('full-recipe', 100, 0.90, 100000),
     row('scratch', 1000, 0.975, 30000), row('full-recipe', 1000, 0.98, 100000), row('linear-probe', 1000, 0.975, 100000, 2),
   ]);
-  assert.match(words, /With 1000 labels per class, training from scratch is within 0.5 point of the best transfer variant \(full-recipe, 98.0%\) and 3.3x smaller: transfer is optional here\./);
+  assert.match(words, /With 1000 labels per class, training from scratch \(97.5%\) is within 0.5 point of the best transfer variant \(full-recipe, 98.0%\) and 3.3x smaller: transfer is optional here\./);
   assert.match(words, /With 10 labels per class, transfer is 35.0 points better/);
   assert.match(words, /stops paying off at about 1000 labels per class/);
   assert.match(words, /linear-probe is within 1 point of the best and the quickest/);
+});
+
+test('scratch ahead at the largest size is said so', () => {
+  const words = recommend([row('scratch', 10, 0.24), row('lp-ft', 10, 0.7), row('scratch', 1000, 0.9892), row('lp-ft', 1000, 0.9881)]);
+  assert.match(words, /training from scratch \(98.9%\) is 0.1 points better than the best transfer variant \(lp-ft, 98.8%\)/);
 });
 
 test('transfer wins everywhere', () => {

@@ -38,7 +38,9 @@ export function recommend(results: VariantResult[]): string {
   if (large.gain * 100 < EQUAL_POINTS) {
     const ratio = large.scratch!.modelBytes > 0 ? large.transfer!.modelBytes / large.scratch!.modelBytes : 1;
     const smaller = ratio >= 1.5 ? ` and ${ratio.toFixed(1)}x smaller` : '';
-    words.push(`With ${sizes[sizes.length - 1]} labels per class, training from scratch is within ${Math.abs(large.gain * 100).toFixed(1)} point${Math.abs(large.gain * 100) >= 1.95 ? 's' : ''} of the best transfer variant (${large.transfer!.name}, ${pts(large.transfer!.accuracyMean)}%)${smaller}: transfer is optional here.`);
+    const gap = Math.abs(large.gain * 100).toFixed(1);
+    const how = large.gain < 0 ? `${gap} points better than` : `within ${gap} point${Number(gap) >= 1.95 ? 's' : ''} of`;
+    words.push(`With ${sizes[sizes.length - 1]} labels per class, training from scratch (${pts(large.scratch!.accuracyMean)}%) is ${how} the best transfer variant (${large.transfer!.name}, ${pts(large.transfer!.accuracyMean)}%)${smaller}: transfer is optional here.`);
   } else {
     words.push(`With ${sizes[sizes.length - 1]} labels per class, transfer (${large.transfer!.name}, ${pts(large.transfer!.accuracyMean)}%) still beats training from scratch (${pts(large.scratch!.accuracyMean)}%) by ${(large.gain * 100).toFixed(1)} points: use it.`);
   }
