@@ -35,6 +35,17 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
   return { ...d, x, labels };
 }
 
+/** The samples of `a` then those of `b` (same sample shape and class names). */
+export function concat(a: Dataset, b: Dataset): Dataset {
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const labels = new Int32Array(a.labels.length + b.labels.length);
+  labels.set(a.labels);
+  labels.set(b.labels, a.labels.length);
+  return { ...a, x, labels, source: `${a.source} + ${b.source}` };
+}
+
 function indicesByClass(d: Dataset): number[][] {
   const by: number[][] = d.classNames.map(() => []);
   d.labels.forEach((y, i) => by[y].push(i));

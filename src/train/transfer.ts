@@ -5,7 +5,8 @@
 
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
+import { concat, count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
+import { alignClasses } from '../data/load.js';
 import { standardization, type Preprocessing } from '../data/preprocess.js';
 import { extendModel } from '../model/extend.js';
 import { frozenLayerNames } from '../model/freeze.js';
@@ -85,26 +86,6 @@ function settlePreprocessing(base: LoadedModel, train: Dataset, given?: Preproce
   return base.meta?.preprocessing;
 }
 
-/** Relabels `d` into `classNames` (which must contain all of d's classes). */
-function relabel(d: Dataset, classNames: string[]): Dataset {
-  const map = d.classNames.map((c) => classNames.indexOf(c));
-  if (map.includes(-1)) {
-    throw new GraftError('CLASS_MISMATCH', `${d.source} has classes ${d.classNames.join(', ')}; expected some of ${classNames.join(', ')}.`, {
-      fix: 'Old data must hold the classes of the old head.' });
-  }
-  return { ...d, labels: Int32Array.from(d.labels, (y) => map[y]), classNames };
-}
-
-function concat(a: Dataset, b: Dataset): Dataset {
-  const x = new Float32Array(a.x.length + b.x.length);
-  x.set(a.x);
-  x.set(b.x, a.x.length);
-  const labels = new Int32Array(a.labels.length + b.labels.length);
-  labels.set(a.labels);
-  labels.set(b.labels, a.labels.length);
-  return { ...a, x, labels, source: `${a.source} + ${b.source}` };
-}
-
 function checkOldData(old: Dataset | undefined, head: OldHead): void {
   if (!old) return;
   const unknown = old.classNames.filter((c) => !head.classNames.includes(c));
@@ -126,7 +107,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   let labelled = data;
   if (options.extend) {
     ({ grafted, classNames } = extendModel(base, oldHead!, data.classNames));
-    labelled = relabel(data, classNames);
+    labelled = alignClasses(data, classNames);
   } else {
     const cut = options.cut ?? defaultCut(base);
     // The base's suggested head applies at its suggested cut only.
@@ -137,13 +118,13 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   await options.onGrafted?.(grafted);
 
   let train = labelled;
-  let validation = options.validation && options.extend ? relabel(options.validation, classNames) : options.validation;
+  let validation = options.validation && options.extend ? alignClasses(options.validation, classNames) : options.validation;
   const split = options.validationSplit ?? DEFAULTS.validationSplit;
   if (!validation && split > 0) ({ rest: train, split: validation } = stratifiedSplit(labelled, split, options.seed ?? DEFAULTS.seed));
   if (options.replay && options.oldData) {
     // The replay buffer is small; repeating it to the size of a new class keeps the old
     // classes from being outvoted by the new ones in every batch.
-    const replay = takePerClass(relabel(options.oldData, classNames), options.replay, options.seed ?? DEFAULTS.seed);
+    const replay = takePerClass(alignClasses(options.oldData, classNames), options.replay, options.seed ?? DEFAULTS.seed);
     const newPerClass = count(train) / data.classNames.length;
     const copies = Math.max(1, Math.round(newPerClass / options.replay));
     for (let i = 0; i < copies; i++) train = concat(train, replay);
