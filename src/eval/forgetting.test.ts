@@ -103,6 +103,20 @@ test('LwF keeps the old digits far better than plain fine-tuning with the same r
   assert.ok(lwf.forgetting.newTask!.accuracyAfter > 0.8, `LwF new-task accuracy ${lwf.forgetting.newTask!.accuracyAfter}`);
 });
 
+test('EWC keeps the old digits far better than plain fine-tuning with the same recipe, and needs old data', async () => {
+  const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
+  const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
+  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 } };
+  const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
+  const ewc = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'ewc' });
+  console.log('old-task agreement: plain', plain.forgetting.oldTask.agreementAfter, 'ewc', ewc.forgetting.oldTask.agreementAfter);
+  assert.equal(ewc.meta.recipe?.keepOld, 'ewc');
+  assert.equal(ewc.model.outputs.length, 2, 'the old head is kept as a second output');
+  assert.ok(ewc.forgetting.oldTask.agreementAfter > plain.forgetting.oldTask.agreementAfter + 0.1);
+  assert.ok(ewc.forgetting.newTask!.accuracyAfter > 0.8, `EWC new-task accuracy ${ewc.forgetting.newTask!.accuracyAfter}`);
+  await assert.rejects(transfer(await loadModel('digits-cnn'), train, { keepOld: 'ewc' }), { code: 'BAD_OPTION' });
+});
+
 test('extend: old-class weights copied from the old head, class names merged, replay accepted', async () => {
   const base = await tinyBase();
   const old = findOldHead(base);
@@ -127,4 +141,17 @@ test('keep-old errors come before any training', async () => {
   const regression = tfl.model({ inputs: input, outputs: tfl.layers.dense({ units: 1, name: 'value' }).apply(flat) as tfl.SymbolicTensor });
   await assert.rejects(transfer({ model: regression, source: 'regression' }, newTask(5, 1), { extend: true }), (e: Error & { code?: string }) => e.code === 'BAD_MODEL' && /not a softmax classifier/.test(e.message));
   await assert.rejects(transfer(base, newTask(5, 1), { keepOld: 'lwf', replay: 3 }), { code: 'BAD_OPTION' });
+});
+
+test('EWC leaves no tensors behind', async () => {
+  const { fisherDiagonal, ewcLoss } = await import('../train/ewc.js');
+  const base = await tinyBase();
+  const before = tf.memory().numTensors;
+  const e = fisherDiagonal(base.model, base.model.layers.slice(1, 4), oldTask(4, 1), PIXELS, 8);
+  assert.ok(e.fisher.size > 0);
+  const x = tf.zeros([2, 8, 8, 1]);
+  tf.dispose(tf.tidy(() => ewcLoss(e, 1)({ outputs: [base.model.apply(x) as tf.Tensor], labels: tf.tensor1d([0, 1], 'int32'), indices: [0, 1] })));
+  x.dispose();
+  e.dispose();
+  assert.equal(tf.memory().numTensors, before);
 });

@@ -21,10 +21,11 @@ import { DISTILL_DEFAULTS, lwfLoss } from './distill.js';
 import { fineTune, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
 import { predictAll } from './predict.js';
 import { applyCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.js';
+import { EWC_DEFAULTS, ewcLoss, fisherDiagonal, type Ewc } from './ewc.js';
 import { layersOf } from './weights.js';
 
-/** How to keep the old task: its head as a second output ("head"), plus distillation ("lwf"). */
-export type KeepOld = 'head' | 'lwf';
+/** How to keep the old task: its head as a second output ("head"), plus distillation ("lwf") or an EWC penalty ("ewc", needs old data). */
+export type KeepOld = 'head' | 'lwf' | 'ewc';
 
 export interface TransferOptions extends FineTuneOptions {
   /** Where to cut (default: the base's first suggested cut, else just before its output layer). */
@@ -99,6 +100,9 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   const wantsOld = Boolean(options.keepOld || options.extend || options.oldData);
   const oldHead = wantsOld ? findOldHead(base) : undefined;
   if (oldHead) checkOldData(options.oldData, oldHead);
+  if (options.keepOld === 'ewc' && !options.oldData) {
+    throw new GraftError('BAD_OPTION', 'EWC needs old-task data to measure which weights the old task relies on.', { fix: 'Add --old-data <data>, or use --keep-old lwf.' });
+  }
   if (options.replay && (!options.extend || !options.oldData)) {
     throw new GraftError('BAD_OPTION', 'Replay needs extend mode and old data.', { fix: 'Add --extend and --old-data <data>, or drop --replay.' });
   }
@@ -145,6 +149,12 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
       fine.alsoTrain = options.trainOldHead ? grafted.body.removed : [];
     }
   }
+  let ewc: Ewc | undefined;
+  if (options.keepOld === 'ewc') {
+    // Measured on the original weights, before anything trains (or a checkpoint is put back).
+    ewc = fisherDiagonal(base.model, grafted.body.layers, alignClasses(options.oldData!, oldHead!.classNames), preprocessing);
+    fine.losses = { fineTune: ewcLoss(ewc, options.lambda ?? EWC_DEFAULTS.lambda) };
+  }
   const weightLayers = layersOf(grafted.model, base.model, ...(fine.fineTuneModel ? [fine.fineTuneModel] : []));
   if (options.resumeFrom) {
     applyCheckpoint(weightLayers, options.resumeFrom);
@@ -156,10 +166,18 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     checkpointEveryMinutes: c?.everyMinutes,
     checkpoint: c && (async (state) => { await writeCheckpoint(c.dir, weightLayers, state, c.run, c.keep); }),
   };
-  const result = await fineTune(grafted, train, fine);
+  let result: FineTuneResult;
+  try {
+    result = await fineTune(grafted, train, fine);
+  } finally {
+    ewc?.dispose();
+  }
   const model = old ? multiHeadModel(grafted) : grafted.model;
   const meta = describe(base, grafted, { classNames, samples: count(train), result, preprocessing, heads: headsMeta(grafted, classNames, old) });
-  if (options.extend || options.keepOld) meta.recipe = { ...meta.recipe, keepOld: options.extend ? 'extend' : options.keepOld, replay: options.replay ?? 0, ...(fine.losses ? distill : {}) };
+  if (options.extend || options.keepOld) {
+    const weights = options.keepOld === 'ewc' ? { lambda: options.lambda ?? EWC_DEFAULTS.lambda, fisherSamples: EWC_DEFAULTS.samples } : fine.losses ? distill : {};
+    meta.recipe = { ...meta.recipe, keepOld: options.extend ? 'extend' : options.keepOld, replay: options.replay ?? 0, ...weights };
+  }
   return { grafted, model, result, preprocessing, classNames, oldHead: old ?? oldHead, meta };
 }
 

@@ -33,14 +33,15 @@ export const usage = `graft train --base <model> --data <data> [options]
   --val-data <data>       validation data instead of a split
   --test-data <data>      evaluated once at the end; its accuracy is saved in graft.json
   --keep-old <how>        keep the old task: head (the old head stays a second output of the
-                          saved model; exact with --unfreeze none) or lwf (also Learning without
-                          Forgetting: distillation toward the old head's recorded outputs)
+                          saved model; exact with --unfreeze none), lwf (also Learning without
+                          Forgetting: distillation toward the old head's recorded outputs) or
+                          ewc (also an Elastic Weight Consolidation penalty; needs --old-data)
   --extend                one head for old + new classes, old weights copied from the old head,
                           distillation on the old classes
   --old-data <data>       old-task data: measure forgetting (before/after table, saved in graft.json)
   --replay <n>            with --extend and --old-data: mix n old examples per class into training
   --temperature <t>       distillation temperature (default 2)
-  --lambda <x>            distillation weight (default 1)
+  --lambda <x>            distillation (lwf) or penalty (ewc) weight (default 1)
   --out <dir>             where to save the model (default ./graft-model); written atomically,
                           checkpoints in <dir>/checkpoints
   --checkpoint-minutes <m> also checkpoint inside epochs every m minutes (default 5)
@@ -55,11 +56,8 @@ Ctrl-C stops after the current batch, writes a checkpoint and prints the command
 export const summary = 'transfer a pretrained model to your data: cut, new head, warm-up, fine-tune, save';
 
 function parseKeepOld(how: string | undefined): KeepOld | undefined {
-  if (how === undefined || how === 'head' || how === 'lwf') return how;
-  if (how === 'ewc') {
-    throw new GraftError('BAD_ARGUMENT', '--keep-old ewc is not available yet.', { fix: 'Use --keep-old lwf (distillation) or --extend --replay N.' });
-  }
-  throw new GraftError('BAD_ARGUMENT', `--keep-old "${how}" is not understood.`, { fix: 'Use head or lwf.' });
+  if (how === undefined || how === 'head' || how === 'lwf' || how === 'ewc') return how;
+  throw new GraftError('BAD_ARGUMENT', `--keep-old "${how}" is not understood.`, { fix: 'Use head, lwf or ewc.' });
 }
 
 function parseBnStats(how: string | undefined): 'update' | 'keep' | undefined {
