@@ -1,7 +1,7 @@
 // Graft's public API. The CLI and the web page use nothing else.
 
 export { GraftError, type GraftErrorCode } from './errors.js';
-export { initBackend, backendInfo, type BackendInfo } from './engine/backend.js';
+export { initBackend, backendInfo, doctor, type BackendInfo, type Doctor } from './engine/backend.js';
 
 export { loadModel, type LoadedModel } from './model/load.js';
 export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';

@@ -4,6 +4,7 @@
 import { GraftError, initBackend } from '../index.js';
 import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
+import * as doctor from './commands/doctor.js';
 import * as evaluate from './commands/evaluate.js';
 import * as inspect from './commands/inspect.js';
 import * as predict from './commands/predict.js';
@@ -17,7 +18,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve, doctor };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

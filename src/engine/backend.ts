@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-wasm';
 // tfjs-layers' node bundle registers tfjs-core's gradient functions in the shared registry.
 import '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { registerWasmGradKernels } from './wasm-conv-grad.js';
+import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js';
 
 export type BackendName = 'wasm' | 'cpu';
 
@@ -61,4 +61,35 @@ function silenceNodeAdvert(): void {
 
 export function backendInfo(): BackendInfo | undefined {
   return chosen;
+}
+
+export interface Doctor {
+  backend: string;
+  reason: string;
+  threads: number;
+  cores: number;
+  nativeBackend: boolean;
+  nativeTrainingStep: boolean;
+  /** Gradient kernels Graft adds to wasm (it ships without them). */
+  graftWasmKernels: string[];
+  node: string;
+  tfjs: string;
+}
+
+/** What `graft doctor` prints: the backend in use, its threads, and what runs where. */
+export async function doctor(): Promise<Doctor> {
+  const info = await initBackend();
+  const { availableParallelism } = await import('node:os');
+  return {
+    backend: info.name,
+    reason: info.reason,
+    // tfjs-backend-wasm runs single-threaded in Node; the cpu backend is plain JavaScript.
+    threads: 1,
+    cores: availableParallelism(),
+    nativeBackend: false,
+    nativeTrainingStep: false,
+    graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS]),
+    node: process.version,
+    tfjs: tf.version_core,
+  };
 }

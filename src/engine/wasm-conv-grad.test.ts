@@ -51,3 +51,35 @@ test('wasm Conv2DBackpropFilter leaves no tensors or heap buffers behind', async
   assert.equal(tf.engine().backend.numDataIds(), dataIdsBefore);
   tf.dispose([x, f]);
 });
+
+const depthwiseCases: Array<{ x: [number, number, number, number]; f: [number, number, number, number]; s: number; pad: 'same' | 'valid'; d: number }> = [
+  { x: [2, 9, 9, 3], f: [3, 3, 3, 1], s: 1, pad: 'same', d: 1 },
+  { x: [1, 8, 7, 4], f: [3, 3, 4, 2], s: 2, pad: 'same', d: 1 },
+  { x: [2, 10, 10, 2], f: [3, 3, 2, 3], s: 1, pad: 'valid', d: 1 },
+  { x: [1, 7, 6, 5], f: [5, 5, 5, 1], s: 2, pad: 'valid', d: 1 },
+];
+
+async function depthwiseGrads(backend: string, c: (typeof depthwiseCases)[number], seed: number): Promise<[Float32Array, Float32Array]> {
+  await tf.setBackend(backend);
+  const x = tf.randomNormal(c.x, 0, 1, 'float32', seed);
+  const f = tf.randomNormal(c.f, 0, 1, 'float32', seed + 1);
+  const g = tf.grads((xi: tf.Tensor, fi: tf.Tensor) => tf.sum(tf.square(tf.depthwiseConv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, c.s, c.pad, 'NHWC', c.d))));
+  const [gx, gf] = g([x, f]);
+  const out: [Float32Array, Float32Array] = [(await gx.data()) as Float32Array, (await gf.data()) as Float32Array];
+  tf.dispose([x, f, gx, gf]);
+  return out;
+}
+
+test('wasm depthwise backprop kernels (filter and input) match the cpu kernels', async () => {
+  registerWasmGradKernels();
+  for (const [i, c] of depthwiseCases.entries()) {
+    const want = await depthwiseGrads('cpu', c, 20 * i + 3);
+    const got = await depthwiseGrads('wasm', c, 20 * i + 3);
+    for (const k of [0, 1]) {
+      const scale = Math.max(...Array.from(want[k], Math.abs));
+      let maxRel = 0;
+      for (let j = 0; j < want[k].length; j++) maxRel = Math.max(maxRel, Math.abs(got[k][j] - want[k][j]) / scale);
+      assert.ok(maxRel < 1e-4, `case ${i} ${k ? 'filter' : 'input'} gradient: max relative error ${maxRel}`);
+    }
+  }
+});

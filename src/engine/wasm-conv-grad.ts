@@ -1,5 +1,6 @@
-// Conv2DBackpropFilter for the tfjs `wasm` backend, which ships without it (so conv
-// layers cannot be trained there). The filter gradient is an im2col of the input
+// Gradient kernels for the tfjs `wasm` backend, which ships without them (so conv and
+// depthwise conv layers cannot be trained there): Conv2DBackpropFilter, and the depthwise
+// filter and input gradients (plain loops over the wasm heap; slower than native, but they run). The filter gradient is an im2col of the input
 // followed by one matrix product on the wasm heap:
 //   dW[(kh,kw,ci), co] = sum over (b,y,x) of patch[(b,y,x), (kh,kw,ci)] * dy[(b,y,x), co]
 // The im2col is plain JS; the product runs in wasm's own BatchMatMul (XNNPACK).
@@ -78,11 +79,94 @@ function conv2DBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: ob
   }
 }
 
+interface DepthwiseAttrs {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dilations: [number, number] | number;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape?: [number, number, number, number];
+  inputShape?: [number, number, number, number];
+}
+
+/**
+ * Visits every (input pixel, filter tap, output pixel) triple of a depthwise convolution:
+ * fn(xIndex, wIndex, dyIndex) for channel c and multiplier m, with NHWC layouts.
+ */
+function forEachDepthwiseTap(info: tf.backend_util.Conv2DInfo, fn: (xi: number, wi: number, di: number) => void): void {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info;
+  const { filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth } = info;
+  const mult = outChannels / inChannels;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  for (let b = 0; b < batchSize; b++) {
+    for (let oy = 0; oy < outHeight; oy++) {
+      for (let kh = 0; kh < filterHeight; kh++) {
+        const iy = oy * strideHeight - top + kh * dilationHeight;
+        if (iy < 0 || iy >= inHeight) continue;
+        for (let ox = 0; ox < outWidth; ox++) {
+          const dBase = ((b * outHeight + oy) * outWidth + ox) * outChannels;
+          for (let kw = 0; kw < filterWidth; kw++) {
+            const ix = ox * strideWidth - left + kw * dilationWidth;
+            if (ix < 0 || ix >= inWidth) continue;
+            const xBase = ((b * inHeight + iy) * inWidth + ix) * inChannels;
+            const wBase = (kh * filterWidth + kw) * inChannels * mult;
+            for (let c = 0; c < inChannels; c++) {
+              for (let m = 0; m < mult; m++) fn(xBase + c, wBase + c * mult + m, dBase + c * mult + m);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+function depthwiseInfo(xShape: number[], filterShape: number[], a: DepthwiseAttrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    a.strides, a.dilations, a.pad, a.dimRoundingMode, true, 'channelsLast');
+}
+
+function depthwiseBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const a = args.attrs as unknown as DepthwiseAttrs;
+  const info = depthwiseInfo(x.shape, a.filterShape!, a);
+  const out = backend.makeOutput(a.filterShape!, 'float32');
+  const dw = backend.typedArrayFromHeap(out);
+  dw.fill(0);
+  const xs = backend.typedArrayFromHeap(x);
+  const dys = backend.typedArrayFromHeap(dy);
+  forEachDepthwiseTap(info, (xi, wi, di) => { dw[wi] += xs[xi] * dys[di]; });
+  return out;
+}
+
+function depthwiseBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  const a = args.attrs as unknown as DepthwiseAttrs;
+  const info = depthwiseInfo(a.inputShape!, filter.shape, a);
+  const out = backend.makeOutput(a.inputShape!, 'float32');
+  const dx = backend.typedArrayFromHeap(out);
+  dx.fill(0);
+  const ws = backend.typedArrayFromHeap(filter);
+  const dys = backend.typedArrayFromHeap(dy);
+  forEachDepthwiseTap(info, (xi, wi, di) => { dx[xi] += ws[wi] * dys[di]; });
+  return out;
+}
+
 let registered = false;
 
-/** Adds Graft's gradient kernels to the wasm backend (idempotent). */
+/** Graft's gradient kernels for the wasm backend, by kernel name. */
+export const WASM_GRAD_KERNELS = {
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+  DepthwiseConv2dNativeBackpropFilter: depthwiseBackpropFilter,
+  DepthwiseConv2dNativeBackpropInput: depthwiseBackpropInput,
+};
+
+/** Adds Graft's gradient kernels to the wasm backend where it has none (idempotent). */
 export function registerWasmGradKernels(): void {
-  if (registered || tf.getKernel('Conv2DBackpropFilter', 'wasm')) return;
-  tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter });
+  if (registered) return;
+  for (const [kernelName, kernelFunc] of Object.entries(WASM_GRAD_KERNELS)) {
+    if (!tf.getKernel(kernelName, 'wasm')) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
+  }
   registered = true;
 }

@@ -212,3 +212,13 @@ test('graft compare --json gives every variant and a recommendation; bad sizes a
   assert.match(one.stderr, /at least 2/);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('graft doctor names the backend, threads and the wasm gradient kernels', async () => {
+  const r = await graft(['doctor', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const d = lastJson(r.stdout);
+  assert.equal(d.backend, 'wasm');
+  assert.equal(d.nativeTrainingStep, false);
+  assert.deepEqual(d.graftWasmKernels, ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']);
+  assert.ok(d.cores >= 1 && d.threads >= 1);
+});

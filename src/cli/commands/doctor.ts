@@ -1,0 +1,26 @@
+// graft doctor: which backend runs, on how many threads, and what Graft adds to it.
+
+import { doctor } from '../../index.js';
+import { parse } from '../args.js';
+
+export const usage = `graft doctor [--json]
+
+Prints the backend in use and why, its threads, the machine's cores, whether the native
+libtorch backend and its one-call training step are available, and the gradient kernels
+Graft adds to wasm so conv and depthwise layers can be fine-tuned there.`;
+
+export const summary = 'backend, threads, native engine, and the kernels Graft adds';
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {}, usage);
+  if (values.help) { console.log(usage); return 0; }
+  const d = await doctor();
+  if (values.json) { console.log(JSON.stringify(d)); return 0; }
+  console.log(`backend: ${d.backend} (${d.reason})`);
+  console.log(`threads: ${d.threads} of ${d.cores} cores`);
+  console.log(`native backend: ${d.nativeBackend ? 'yes' : 'no (not built yet; planned, see ARCHITECTURE.md)'}`);
+  console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
+  console.log(`Graft's wasm gradient kernels: ${d.graftWasmKernels.join(', ') || 'none'}`);
+  console.log(`node ${d.node}, tfjs ${d.tfjs}`);
+  return 0;
+}
