@@ -20,6 +20,11 @@ export const ZOO: Record<string, ZooEntry> = {
     dir: zooDir('digits-cnn'),
     description: 'Small CNN (3 conv blocks with BatchNorm) pretrained by Graft on MNIST digits 0-4; 28x28x1 input, pixels/255.',
   },
+  'mobilenet-v2': {
+    name: 'mobilenet-v2',
+    dir: zooDir('mobilenet-v2'),
+    description: 'MobileNetV2 alpha 1.0, ImageNet-initialised (from nsfwjs 4.4.0, MIT); 224x224x3 RGB input, pixels/255; suggested cut block_13_expand_relu.',
+  },
 };
 
 export function zooEntry(name: string): ZooEntry | undefined {
