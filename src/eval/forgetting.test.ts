@@ -155,3 +155,9 @@ test('EWC leaves no tensors behind', async () => {
   e.dispose();
   assert.equal(tf.memory().numTensors, before);
 });
+
+test('the forgetting report works without a validation split (no new-task figures then)', async () => {
+  const r = await transferWithForgetting(await tinyBase(), newTask(6, 3), { oldData: oldTask(6, 5), keepOld: 'head', unfreeze: 'none', warmupEpochs: 1, batchSize: 8, validationSplit: 0 });
+  assert.equal(r.forgetting.newTask, null);
+  assert.equal(r.forgetting.oldTask.accuracyAfter, r.forgetting.oldTask.accuracyBefore);
+});

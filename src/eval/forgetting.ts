@@ -12,11 +12,10 @@ import { findOldHead } from '../model/multi-head.js';
 import { predictAll } from '../train/predict.js';
 import { argmaxRow } from '../train/score.js';
 import { transfer, type Transfer, type TransferOptions } from '../train/transfer.js';
-import { stratifiedSplit, takePerClass } from '../data/dataset.js';
+import { takePerClass } from '../data/dataset.js';
 import type { Grafted } from '../model/graft.js';
 
 const CURVE_SAMPLES = 1000;
-import { DEFAULTS } from '../train/defaults.js';
 
 export interface ForgettingReport {
   mode: string;
@@ -64,9 +63,13 @@ export async function transferWithForgetting(base: LoadedModel, data: Dataset, o
       const old = findOldHead(base);
       oldEval = alignClasses(options.oldData, old.classNames);
       originalPred = await classify(base.model, oldEval, prep);
-      const val = options.validation ?? stratifiedSplit(data, options.validationSplit ?? DEFAULTS.validationSplit, options.seed ?? DEFAULTS.seed).split;
-      if (!options.extend) newBefore = { accuracy: accuracy(await classify(g.model, val, prep), val.labels), on: val };
       await options.onGrafted?.(g);
+    },
+    // The new head before training, on the very validation data transfer settled on.
+    onSplit: async (s) => {
+      const val = s.validation;
+      if (val && !options.extend) newBefore = { accuracy: accuracy(await classify(grafted!.model, val, prep), val.labels), on: val };
+      await options.onSplit?.(s);
     },
   });
   const oldModel = options.extend ? result.grafted.model : base.model;

@@ -49,6 +49,8 @@ export interface TransferOptions extends FineTuneOptions {
   trainOldHead?: boolean;
   /** Called once the head is grafted on, before any training (to show or change the model). */
   onGrafted?: (g: Grafted) => void | Promise<void>;
+  /** Called with the training and validation data once they are settled, before any training. */
+  onSplit?: (s: { train: Dataset; validation?: Dataset; preprocessing?: Preprocessing }) => void | Promise<void>;
   /** Write checkpoints to `dir` (each epoch end, every `everyMinutes` inside epochs), keeping the last `keep`. */
   checkpoints?: { dir: string; run: Record<string, unknown>; keep?: number; everyMinutes?: number };
   /** Go on from this checkpoint (same base, data and options as the run that wrote it). */
@@ -134,6 +136,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     for (let i = 0; i < copies; i++) train = concat(train, replay);
   }
   const preprocessing = settlePreprocessing(base, train, options.preprocessing);
+  await options.onSplit?.({ train, validation, preprocessing });
   const fine: FineTuneOptions = { ...options, validation, preprocessing, allowEmptyClasses: options.extend };
   const distill = { temperature: options.temperature ?? DISTILL_DEFAULTS.temperature, lambda: options.lambda ?? DISTILL_DEFAULTS.lambda };
   if (options.extend || options.keepOld === 'lwf') {
