@@ -12,7 +12,7 @@ import type { Preprocessing } from '../data/preprocess.js';
 import { adoptModel } from '../model/batch-norm.js';
 import { cutBody } from '../model/cut.js';
 import { graft, type Grafted } from '../model/graft.js';
-import { paramCount, type LayerRef } from '../model/layers.js';
+import { paramCount, weightCount, type LayerRef } from '../model/layers.js';
 import type { LoadedModel } from '../model/load.js';
 import { DEFAULTS } from '../train/defaults.js';
 import { fineTune } from '../train/fine-tune.js';
@@ -51,8 +51,8 @@ export interface CompareResult {
 
 interface Run { accuracy: number; seconds: number; trainableParams: number; modelBytes: number }
 
-const bytesOf = (layers: { weights: { shape: (number | null)[] }[] }[]) => 4 * layers.reduce((n, l) => n + l.weights.reduce((m, w) => m + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0), 0);
-const trainableOf = (g: Grafted) => g.model.layers.filter((l) => l.trainable).reduce((n, l) => n + l.trainableWeights.reduce((m, w) => m + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0), 0);
+const bytesOf = (layers: { weights: { shape: (number | null)[] }[] }[]) => 4 * weightCount(layers.flatMap((l) => l.weights));
+const trainableOf = (g: Grafted) => weightCount(g.model.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights));
 
 /** k-nearest neighbours by cosine similarity on flattened features; one matrix product per chunk of test samples. */
 function knnAccuracy(train: Dataset, test: Dataset, k: number): number {

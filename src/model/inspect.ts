@@ -3,7 +3,7 @@
 
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { cutBody } from './cut.js';
-import { isInputLayer, outputShapeOf, paramCount, type LayerRef } from './layers.js';
+import { isInputLayer, outputShapeOf, paramCount, weightCount, type LayerRef } from './layers.js';
 
 export interface LayerRow {
   index: number;
@@ -42,9 +42,8 @@ export function inspectModel(model: tfl.LayersModel, cutAt?: LayerRef): Inspecti
     trainable: l.trainable,
     status: !body ? undefined : isInputLayer(l) ? 'input' : l.name === body.cut.layer ? 'cut' : removed.has(l.name) ? 'removed' : 'kept',
   }));
-  const count = (ws: { shape: (number | null)[] }[]) => ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-  const trainable = count(model.trainableWeights);
-  const params = count(model.weights);
+  const trainable = weightCount(model.trainableWeights);
+  const params = weightCount(model.weights);
   const result: Inspection = {
     model: model.name,
     layers,

@@ -8,8 +8,18 @@ import { GraftError, closeNames } from '../errors.js';
 export type { Layer };
 export type LayerRef = string | number;
 
+/** Number of values in a weight shape (unknown dimensions count as 1). */
+export function sizeOf(shape: (number | null)[]): number {
+  return shape.reduce((a: number, b) => a * (b ?? 1), 1);
+}
+
+/** Number of values in a list of weights. */
+export function weightCount(weights: { shape: (number | null)[] }[]): number {
+  return weights.reduce((n, w) => n + sizeOf(w.shape), 0);
+}
+
 export function paramCount(layer: Layer): number {
-  return layer.weights.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+  return weightCount(layer.weights);
 }
 
 export function outputShapeOf(layer: Layer): (number | null)[] {

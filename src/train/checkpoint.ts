@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { join } from 'node:path';
 import { GraftError } from '../errors.js';
 import { writeDirAtomic } from '../model/io.js';
-import type { Layer } from '../model/layers.js';
+import { sizeOf, type Layer } from '../model/layers.js';
 import type { TrainingState } from './phase.js';
 import { variableKeys } from './weights.js';
 
@@ -90,7 +90,7 @@ export async function readLatestCheckpoint(dir: string): Promise<Checkpoint | un
 export function applyCheckpoint(layers: Layer[], c: Checkpoint): void {
   for (const [v, key] of variableKeys(layers)) {
     const w = c.weights.get(key);
-    if (!w || w.values.length !== v.shape.reduce((a: number, b) => a * (b ?? 1), 1)) {
+    if (!w || w.values.length !== sizeOf(v.shape)) {
       throw new GraftError('BAD_MODEL', `Checkpoint ${c.path} has no weight "${key}" of shape [${v.shape.join(', ')}]: it belongs to another model or run.`, {
         fix: 'Resume with the same base model and options, or start a new run in another --out directory.' });
     }
