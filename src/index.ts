@@ -21,7 +21,7 @@ export { loadData, alignClasses, type DataOptions } from './data/load.js';
 export { loadMnist, parseDigits } from './data/mnist.js';
 export { loadCsv, parseCsv } from './data/csv.js';
 export { loadIdxDataset, parseIdx, readIdx } from './data/idx.js';
-export { standardization, preprocessInPlace } from './data/preprocess.js';
+export { standardization, preprocessInPlace, assertShape } from './data/preprocess.js';
 
 export { DEFAULTS } from './train/defaults.js';
 export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase, type TrainingState, type Divergence, type PhaseControl } from './train/fine-tune.js';

@@ -1,6 +1,6 @@
 // graft evaluate <model> <data>: accuracy, per-class accuracy and the confusion matrix.
 
-import { backendInfo, selectHead, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
+import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
 import { parse, str } from '../args.js';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]
@@ -25,6 +25,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const head = selectHead(model, meta, str(values.head) ?? 'new');
   const data = alignClasses(await loadData(positionals[1], { labels: str(values.labels), labelColumn: str(values['label-column']) }), head.classNames);
+  assertShape(data, meta.preprocessing, head.model.inputs[0].shape);
   const result = await evaluate(head.model, data, meta.preprocessing);
   console.log(values.json ? JSON.stringify({ ...result, backend: backendInfo()?.name }) : `${positionals[0]} on ${data.source} (backend ${backendInfo()?.name}): ${formatEvaluation(result)}`);
   return 0;

@@ -1,6 +1,6 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { backendInfo, selectHead, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
+import { assertShape, backendInfo, selectHead, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 
 export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--json]
@@ -29,11 +29,7 @@ export async function run(argv: string[]): Promise<number> {
   const { model, meta } = await loadModel(positionals[0]);
   if (!meta) throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names are unknown.`, { fix: 'Predict with a model written by graft train.' });
   let data = await loadInput(positionals[1], str(values.labels));
-  const want = model.inputs[0].shape.slice(1);
-  if (want.length !== data.sampleShape.length || want.some((w, i) => w !== null && w !== data.sampleShape[i])) {
-    throw new GraftError('SHAPE_MISMATCH', `${data.source} has samples of shape [${data.sampleShape.join(', ')}]; the model expects [${want.join(', ')}].`, {
-      fix: 'Give input of the kind the model was trained on.' });
-  }
+  assertShape(data, meta.preprocessing, model.inputs[0].shape);
   if (limit !== undefined && limit < data.labels.length) {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
     data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
