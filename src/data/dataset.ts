@@ -5,14 +5,25 @@ import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from './random.js';
 
 export interface Dataset {
-  /** Sample values, row-major, n * product(sampleShape). */
-  x: Float32Array;
+  /** Sample values, row-major, n * product(sampleShape); images are kept as bytes. */
+  x: Float32Array | Uint8Array;
   sampleShape: number[];
   /** Class index of each sample, 0 .. classNames.length - 1. */
   labels: Int32Array;
   classNames: string[];
   /** Where it came from, for messages. */
   source: string;
+  /** Files that could not be used, with the reason (image folders). */
+  skipped?: SkippedFile[];
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+function like(x: Float32Array | Uint8Array, n: number): Float32Array | Uint8Array {
+  return x instanceof Uint8Array ? new Uint8Array(n) : new Float32Array(n);
 }
 
 export function sampleSize(d: Dataset): number {
@@ -25,7 +36,7 @@ export function count(d: Dataset): number {
 
 export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
   const s = sampleSize(d);
-  const x = new Float32Array(indices.length * s);
+  const x = like(d.x, indices.length * s);
   const labels = new Int32Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
     const j = indices[i];
@@ -37,7 +48,7 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
 
 /** The samples of `a` then those of `b` (same sample shape and class names). */
 export function concat(a: Dataset, b: Dataset): Dataset {
-  const x = new Float32Array(a.x.length + b.x.length);
+  const x = a.x instanceof Uint8Array && b.x instanceof Uint8Array ? new Uint8Array(a.x.length + b.x.length) : new Float32Array(a.x.length + b.x.length);
   x.set(a.x);
   x.set(b.x, a.x.length);
   const labels = new Int32Array(a.labels.length + b.labels.length);
@@ -85,11 +96,12 @@ export function assertTrainable(d: Dataset, options: { allowEmpty?: boolean } = 
   if (count(d) === 0) throw new GraftError('BAD_DATA', `${d.source} holds no samples.`, { fix: 'Check the path and the file.' });
   const counts = classCounts(d);
   const present = counts.filter((c) => c > 0).length;
+  const empty = d.classNames.filter((_, i) => counts[i] === 0);
   if (present < 2) {
-    throw new GraftError('BAD_DATA', `${d.source} has ${present} class with samples (${d.classNames.join(', ')}); a classifier needs at least 2.`, {
+    const withSamples = d.classNames.filter((_, i) => counts[i] > 0);
+    throw new GraftError('BAD_DATA', `${d.source} has samples of ${present} class only (${withSamples.join(', ')}); a classifier needs at least 2.${empty.length ? ` Classes without samples: ${empty.join(', ')}.` : ''}`, {
       fix: 'Add samples of at least one more class.' });
   }
-  const empty = d.classNames.filter((_, i) => counts[i] === 0);
   if (empty.length && !options.allowEmpty) {
     throw new GraftError('BAD_DATA', `${d.source}: classes without samples: ${empty.join(', ')}.`, { fix: 'Remove the empty classes or add samples.' });
   }

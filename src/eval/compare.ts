@@ -57,7 +57,7 @@ const trainableOf = (g: Grafted) => weightCount(g.model.layers.filter((l) => l.t
 /** k-nearest neighbours by cosine similarity on flattened features; one matrix product per chunk of test samples. */
 function knnAccuracy(train: Dataset, test: Dataset, k: number): number {
   const d = train.x.length / train.labels.length;
-  const unit = (x: Float32Array, n: number) => tf.tidy(() => {
+  const unit = (x: Float32Array | Uint8Array, n: number) => tf.tidy(() => {
     const m = tf.tensor2d(x, [n, d]);
     return tf.div(m, tf.add(tf.norm(m, 'euclidean', 1, true), 1e-12));
   });

@@ -1,0 +1,194 @@
+// Image folders (one sub-folder per class, as Keras' image_dataset_from_directory and
+// torchvision's ImageFolder) and single image files, decoded with sharp (libvips; its
+// binaries ship inside npm packages). EXIF orientation is applied, grey and RGBA become the
+// model's channel count, images are resized to the model's input by centre crop, padding or
+// stretching, and kept as bytes (0-255): the model's own preprocessing runs per batch.
+// Files that cannot be used are listed with their reason and skipped, never fatal.
+
+import { availableParallelism } from 'node:os';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, extname, join, relative } from 'node:path';
+import sharp from 'sharp';
+import { GraftError } from '../errors.js';
+import type { Dataset, SkippedFile } from './dataset.js';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'];
+
+export type Fit = 'crop' | 'pad' | 'stretch';
+
+export interface ImageOptions {
+  /** Output height and width (the model's input). */
+  size: [number, number];
+  /** 1 (grey) or 3 (RGB): the model's input channels. Default 3. */
+  channels?: 1 | 3;
+  /** How the aspect ratio is matched: centre crop (default), pad with black, or stretch. */
+  fit?: Fit;
+  /** Images decoded at once (default: the number of cores). */
+  concurrency?: number;
+  /** Called after each decoded file, for progress. */
+  onFile?: (done: number, total: number) => void;
+}
+
+export interface DecodedImage {
+  pixels: Uint8Array;
+}
+
+// Each decode uses one libvips thread; parallelism comes from decoding several files at once
+// on libuv's thread pool (UV_THREADPOOL_SIZE, 4 by default, raised by the graft launcher).
+sharp.concurrency(1);
+sharp.cache(false);
+
+const FIT: Record<Fit, 'cover' | 'contain' | 'fill'> = { crop: 'cover', pad: 'contain', stretch: 'fill' };
+
+export function isImageFile(path: string): boolean {
+  return IMAGE_EXTENSIONS.includes(extname(path).toLowerCase());
+}
+
+function shortReason(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.replace(/^Input (buffer|file) /, '').split('\n')[0].trim();
+}
+
+/** Decodes one image file's bytes to size x size x channels bytes; throws with a short reason. */
+export async function decodeImage(bytes: Buffer, o: ImageOptions): Promise<Uint8Array> {
+  if (bytes.length === 0) throw new Error('empty file (0 bytes)');
+  const [h, w] = o.size;
+  const channels = o.channels ?? 3;
+  // failOn 'truncated': a cut-off JPEG or PNG is an error, not a half-grey picture.
+  let img = sharp(bytes, { failOn: 'truncated', animated: false, limitInputPixels: 268_402_689 })
+    .rotate() // EXIF orientation
+    .flatten({ background: { r: 255, g: 255, b: 255 } }); // RGBA: composite over white
+  img = channels === 1 ? img.greyscale() : img.toColourspace('srgb');
+  const { data, info } = await img
+    .resize(w, h, { fit: FIT[o.fit ?? 'crop'], position: 'centre', background: { r: 0, g: 0, b: 0 }, kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.width !== w || info.height !== h) throw new Error(`decoded to ${info.width}x${info.height}, expected ${w}x${h}`);
+  if (info.channels === channels) return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  // sharp keeps one channel for grey input even in sRGB; repeat it.
+  const out = new Uint8Array(h * w * channels);
+  for (let i = 0; i < h * w; i++) for (let c = 0; c < channels; c++) out[i * channels + c] = data[i * info.channels + Math.min(c, info.channels - 1)];
+  return out;
+}
+
+interface Found { path: string; label: number }
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await walk(p, out);
+    else out.push(p);
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try { return (await stat(p)).isDirectory(); } catch { return false; }
+}
+
+/** The class sub-folders of `root`, in natural order. */
+export async function classFolders(root: string): Promise<string[]> {
+  const entries = await readdir(root, { withFileTypes: true });
+  return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name)
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+/**
+ * `root/train`, `root/val` (or `validation`) and `root/test` when the user split the folders
+ * themselves; undefined when `root` holds class folders directly.
+ */
+export async function splitFolders(root: string): Promise<{ train: string; validation?: string; test?: string } | undefined> {
+  const names = await classFolders(root);
+  if (!names.includes('train')) return undefined;
+  const pick = (...c: string[]) => c.find((n) => names.includes(n));
+  const v = pick('val', 'valid', 'validation');
+  const t = pick('test');
+  const rest = names.filter((n) => !['train', v, t].includes(n));
+  if (rest.length) return undefined; // "train" is then just a class name
+  return { train: join(root, 'train'), validation: v && join(root, v), test: t && join(root, t) };
+}
+
+async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]): Promise<{ x: Uint8Array; labels: Int32Array }> {
+  const [h, w] = o.size;
+  const per = h * w * (o.channels ?? 3);
+  const decoded: (Uint8Array | undefined)[] = new Array(files.length);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) {
+      const f = files[i];
+      try {
+        decoded[i] = await decodeImage(await readFile(f.path), o);
+      } catch (e) {
+        skipped.push({ path: relative(process.cwd(), f.path) || f.path, reason: shortReason(e) });
+      }
+      o.onFile?.(++done, files.length);
+    }
+  };
+  const k = Math.max(1, Math.min(o.concurrency ?? availableParallelism() * 2, files.length));
+  await Promise.all(Array.from({ length: k }, worker));
+  const keep = files.map((_, i) => i).filter((i) => decoded[i]);
+  const x = new Uint8Array(keep.length * per);
+  const labels = new Int32Array(keep.length);
+  keep.forEach((i, j) => { x.set(decoded[i]!, j * per); labels[j] = files[i].label; });
+  skipped.sort((a, b) => a.path.localeCompare(b.path));
+  return { x, labels };
+}
+
+/**
+ * Loads a folder of class sub-folders. Unusable files (unreadable, truncated, empty, not an
+ * image, outside a class folder) are listed in `skipped` with their reason.
+ * `classNames` fixes the class order (e.g. the model's) instead of the folder names.
+ */
+export async function loadImageFolder(root: string, o: ImageOptions & { classNames?: string[] }): Promise<Dataset> {
+  if (!(await isDir(root))) throw new GraftError('BAD_DATA', `${root} is not a folder.`, { fix: 'Give a folder with one sub-folder of images per class.' });
+  const found = await classFolders(root);
+  if (!found.length) {
+    throw new GraftError('BAD_DATA', `${root} has no class sub-folders.`, {
+      fix: `Put the images of each class in their own sub-folder, e.g. ${join(root, 'cat')}/1.jpg and ${join(root, 'dog')}/1.jpg.` });
+  }
+  const classNames = o.classNames ?? found;
+  const skipped: SkippedFile[] = [];
+  const files: Found[] = [];
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    if (entry.isFile() && !entry.name.startsWith('.')) skipped.push({ path: join(root, entry.name), reason: 'not inside a class folder' });
+  }
+  for (const name of found) {
+    const label = classNames.indexOf(name);
+    const inFolder: string[] = [];
+    await walk(join(root, name), inFolder);
+    for (const p of inFolder) {
+      if (label < 0) skipped.push({ path: p, reason: `class "${name}" is not one of the model's classes` });
+      else if (!isImageFile(p)) skipped.push({ path: p, reason: `unsupported file type "${extname(p) || basename(p)}" (use ${IMAGE_EXTENSIONS.join(', ')})` });
+      else files.push({ path: p, label });
+    }
+  }
+  const { x, labels } = await decodeAll(files, o, skipped);
+  const [h, w] = o.size;
+  return {
+    x, labels, classNames, sampleShape: [h, w, o.channels ?? 3], source: root, skipped,
+  };
+}
+
+/** One or more single image files (for predict), in the order given. */
+export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<Dataset & { files: string[] }> {
+  const skipped: SkippedFile[] = [];
+  const files = paths.map((path) => ({ path, label: 0 }));
+  const { x, labels } = await decodeAll(files, o, skipped);
+  const bad = new Set(skipped.map((s) => s.path));
+  const [h, w] = o.size;
+  return {
+    x, labels, classNames: ['?'], sampleShape: [h, w, o.channels ?? 3], source: paths.length === 1 ? paths[0] : `${paths.length} images`, skipped,
+    files: paths.filter((p) => !bad.has(relative(process.cwd(), p) || p)),
+  };
+}
+
+/** The image size and channels a model input shape [null, h, w, c] asks for, or undefined. */
+export function imageInput(shape: (number | null)[] | undefined): { size: [number, number]; channels: 1 | 3 } | undefined {
+  if (!shape || shape.length !== 4) return undefined;
+  const [, h, w, c] = shape;
+  if (!h || !w || (c !== 1 && c !== 3)) return undefined;
+  return { size: [h, w], channels: c };
+}
