@@ -3,7 +3,7 @@
 export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, doctor, type BackendInfo, type Doctor } from './engine/backend.js';
 
-export { loadModel, type LoadedModel } from './model/load.js';
+export { loadModel, type LoadedModel, type LoadOptions } from './model/load.js';
 export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';
 export { adoptModel, FreezableBatchNormalization } from './model/batch-norm.js';
 export { versions, type GraftMeta, type HeadMeta, type EpochRecord, type Preprocessing, type ZooInfo } from './model/meta.js';
@@ -16,12 +16,14 @@ export { findLayer, paramCount, type LayerRef } from './model/layers.js';
 export { findOldHead, multiHeadModel, selectHead, headsMeta, type OldHead } from './model/multi-head.js';
 export { extendModel, mergeClassNames } from './model/extend.js';
 
-export { type Dataset, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
+export { type Dataset, type SkippedFile, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
+export { loadImageFolder, loadImageFiles, decodeImage, splitFolders, classFolders, imageInput, isImageFile, IMAGE_EXTENSIONS, type Fit, type ImageOptions } from './data/images.js';
 export { loadData, alignClasses, type DataOptions } from './data/load.js';
 export { loadMnist, parseDigits } from './data/mnist.js';
 export { loadCsv, parseCsv } from './data/csv.js';
 export { loadIdxDataset, parseIdx, readIdx } from './data/idx.js';
 export { standardization, preprocessInPlace, assertShape } from './data/preprocess.js';
+export { augmentBatch, parseAugment, describeAugment, AUGMENT_DEFAULTS, NO_AUGMENT, type AugmentOptions } from './data/augment.js';
 
 export { DEFAULTS } from './train/defaults.js';
 export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase, type TrainingState, type Divergence, type PhaseControl } from './train/fine-tune.js';

@@ -11,6 +11,7 @@ import { basename, extname, join, relative } from 'node:path';
 import sharp from 'sharp';
 import { GraftError } from '../errors.js';
 import type { Dataset, SkippedFile } from './dataset.js';
+import { makeRng, shuffle } from './random.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'];
 
@@ -27,6 +28,8 @@ export interface ImageOptions {
   concurrency?: number;
   /** Called after each decoded file, for progress. */
   onFile?: (done: number, total: number) => void;
+  /** Decode at most `n` files per class, chosen with `seed` (a quick run on a big folder). */
+  perClass?: { n: number; seed: number };
 }
 
 export interface DecodedImage {
@@ -42,6 +45,12 @@ const FIT: Record<Fit, 'cover' | 'contain' | 'fill'> = { crop: 'cover', pad: 'co
 
 export function isImageFile(path: string): boolean {
   return IMAGE_EXTENSIONS.includes(extname(path).toLowerCase());
+}
+
+/** A path for messages: relative to the working directory when inside it. */
+function shown(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r && !r.startsWith('..') ? r : p;
 }
 
 function shortReason(e: unknown): string {
@@ -72,6 +81,13 @@ export async function decodeImage(bytes: Buffer, o: ImageOptions): Promise<Uint8
 }
 
 interface Found { path: string; label: number }
+
+function pickPerClass(files: Found[], classes: number, n: number, seed: number): Found[] {
+  const rng = makeRng(seed);
+  const by: Found[][] = Array.from({ length: classes }, () => []);
+  for (const f of files) by[f.label].push(f);
+  return by.flatMap((b) => shuffle(b, rng).slice(0, n)).sort((a, b) => a.label - b.label || a.path.localeCompare(b.path, 'en', { numeric: true }));
+}
 
 async function walk(dir: string, out: string[]): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true });
@@ -122,7 +138,7 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
       try {
         decoded[i] = await decodeImage(await readFile(f.path), o);
       } catch (e) {
-        skipped.push({ path: relative(process.cwd(), f.path) || f.path, reason: shortReason(e) });
+        skipped.push({ path: shown(f.path), reason: shortReason(e) });
       }
       o.onFile?.(++done, files.length);
     }
@@ -153,19 +169,20 @@ export async function loadImageFolder(root: string, o: ImageOptions & { classNam
   const skipped: SkippedFile[] = [];
   const files: Found[] = [];
   for (const entry of await readdir(root, { withFileTypes: true })) {
-    if (entry.isFile() && !entry.name.startsWith('.')) skipped.push({ path: join(root, entry.name), reason: 'not inside a class folder' });
+    if (entry.isFile() && !entry.name.startsWith('.')) skipped.push({ path: shown(join(root, entry.name)), reason: 'not inside a class folder' });
   }
   for (const name of found) {
     const label = classNames.indexOf(name);
     const inFolder: string[] = [];
     await walk(join(root, name), inFolder);
     for (const p of inFolder) {
-      if (label < 0) skipped.push({ path: p, reason: `class "${name}" is not one of the model's classes` });
-      else if (!isImageFile(p)) skipped.push({ path: p, reason: `unsupported file type "${extname(p) || basename(p)}" (use ${IMAGE_EXTENSIONS.join(', ')})` });
+      if (label < 0) skipped.push({ path: shown(p), reason: `class "${name}" is not one of the model's classes` });
+      else if (!isImageFile(p)) skipped.push({ path: shown(p), reason: `unsupported file type "${extname(p) || basename(p)}" (use ${IMAGE_EXTENSIONS.join(', ')})` });
       else files.push({ path: p, label });
     }
   }
-  const { x, labels } = await decodeAll(files, o, skipped);
+  const chosen = o.perClass ? pickPerClass(files, classNames.length, o.perClass.n, o.perClass.seed) : files;
+  const { x, labels } = await decodeAll(chosen, o, skipped);
   const [h, w] = o.size;
   return {
     x, labels, classNames, sampleShape: [h, w, o.channels ?? 3], source: root, skipped,
@@ -181,7 +198,7 @@ export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<
   const [h, w] = o.size;
   return {
     x, labels, classNames: ['?'], sampleShape: [h, w, o.channels ?? 3], source: paths.length === 1 ? paths[0] : `${paths.length} images`, skipped,
-    files: paths.filter((p) => !bad.has(relative(process.cwd(), p) || p)),
+    files: paths.filter((p) => !bad.has(shown(p))),
   };
 }
 

@@ -18,6 +18,8 @@ export interface DataOptions {
   /** Class order to use for image folders (e.g. the model's classes). */
   classNames?: string[];
   onFile?: (done: number, total: number) => void;
+  /** Image folders: decode at most n files per class, chosen with seed. */
+  perClass?: { n: number; seed: number };
 }
 
 async function kind(spec: string): Promise<'dir' | 'file' | 'none'> {
@@ -33,7 +35,7 @@ export async function loadData(spec: string, options: DataOptions = {}): Promise
       throw new GraftError('BAD_DATA', `${spec} holds images, but the model does not take images (its input is not [height, width, 1 or 3]).`, {
         fix: 'Use a base model with an image input, or give CSV/IDX data.' });
     }
-    const o = { ...options.image, classNames: options.classNames, onFile: options.onFile };
+    const o = { ...options.image, classNames: options.classNames, onFile: options.onFile, perClass: options.perClass };
     return k === 'dir' ? loadImageFolder(spec, o) : loadImageFiles([spec], o);
   }
   if (k === 'none' && !/^[a-z]+-[a-z]+:/.test(spec)) {

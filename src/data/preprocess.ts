@@ -44,10 +44,11 @@ export function assertShape(d: Dataset, p: Preprocessing | undefined, modelShape
 }
 
 /** A batch tensor [b, ...sampleShape] of preprocessed samples at `indices`. */
-export function batchTensor(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined): tf.Tensor {
+export function batchTensor(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void): tf.Tensor {
   const s = sampleSize(d);
   const buf = new Float32Array(indices.length * s);
   for (let i = 0; i < indices.length; i++) buf.set(d.x.subarray(indices[i] * s, (indices[i] + 1) * s), i * s);
+  transform?.(buf, indices.length);
   return tf.tensor(preprocessInPlace(buf, p), [indices.length, ...d.sampleShape]);
 }
 

@@ -16,6 +16,8 @@ export interface Preprocessing {
   std?: number[];
   /** Words for people: "pixels 0-255 scaled to 0-1". */
   description?: string;
+  /** Images: how the aspect ratio was matched to the input (centre crop, pad or stretch). */
+  imageFit?: 'crop' | 'pad' | 'stretch';
 }
 
 export interface HeadMeta {

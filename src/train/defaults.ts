@@ -32,6 +32,13 @@ export const DEFAULTS = {
   /** Unfrozen BatchNorm layers update their statistics while fine-tuning ('keep' holds them). */
   batchNormStatistics: 'update' as 'update' | 'keep',
   seed: 42,
+  /**
+   * Class imbalance: 'auto' weights the loss by n / (k * n_class) when the largest class has
+   * 1.5x the samples of the smallest or more; 'weights', 'sample' (balanced sampling) or 'none'.
+   */
+  balance: 'auto' as 'auto' | 'none' | 'weights' | 'sample',
+  /** The largest/smallest class size ratio at which 'auto' weights the classes. */
+  imbalanceRatio: 1.5,
   head: HEAD_DEFAULTS,
 };
 Object.freeze(DEFAULTS);

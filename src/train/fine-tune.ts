@@ -20,6 +20,9 @@ import { layersOf } from './weights.js';
 
 export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
 import { featureDataset } from './predict.js';
+import { balancedClassWeights } from './loop.js';
+import { classCounts } from '../data/dataset.js';
+import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
 
 
@@ -64,6 +67,10 @@ export interface FineTuneOptions {
   resume?: TrainingState;
   /** Checkpoints and stop requests. */
   control?: PhaseControl;
+  /** Class imbalance handling (DEFAULTS.balance). */
+  balance?: 'auto' | 'none' | 'weights' | 'sample';
+  /** Image augmentation in the fine-tune phase (none unless given; `graft train` turns it on for image folders). */
+  augment?: AugmentOptions;
 }
 
 export type FineTuneCallbacks = PhaseCallbacks;
@@ -99,6 +106,13 @@ export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: nu
   return out;
 }
 
+/** What 'auto' means for this data: class weights when the classes are unequal enough. */
+export function resolveBalance(d: Dataset, balance: 'auto' | 'none' | 'weights' | 'sample', ratio: number): 'none' | 'weights' | 'sample' {
+  if (balance !== 'auto') return balance;
+  const present = classCounts(d).filter((c) => c > 0);
+  return Math.max(...present) >= ratio * Math.min(...present) ? 'weights' : 'none';
+}
+
 /**
  * Trains a grafted model on `train`: warm-up of the head on cached body features, then
  * fine-tuning of the unfrozen part of the body. Returns the history of both phases.
@@ -122,10 +136,19 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   const history: EpochRecord[] = [];
   const phases: PhaseSummary[] = [];
   const cb = o.callbacks;
+  if (o.losses && o.balance === 'weights') {
+    throw new GraftError('BAD_OPTION', 'Class weights apply to the plain cross-entropy loss, not to the distillation or penalty losses of keeping the old task.', {
+      fix: 'Use balance "sample" (--balance sample) instead.' });
+  }
+  const balance = o.losses && o.balance === 'auto' ? 'none' : resolveBalance(trainSet, o.balance, o.imbalanceRatio);
+  const classWeights = balance === 'weights' ? balancedClassWeights(trainSet) : undefined;
+  const balancing = { classWeights, balanced: balance === 'sample' };
+  const augment = o.augment && !isIdentity(o.augment) ? o.augment : undefined;
   const recipe = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
     validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
+    balance, augment: augment ? describeAugment(augment) : 'none',
   };
 
   let featureSeconds = 0;
@@ -147,7 +170,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
       train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
-      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true,
+      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing,
       frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name), resume,
     }, history, phases, cb, o.control);
     phases.push(out.summary);
@@ -164,7 +187,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       const model = o.fineTuneModel ?? g.model;
       const out = await runPhase({
         ...common, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
-        train: trainSet, val, preprocessing: p,
+        train: trainSet, val, preprocessing: p, ...balancing, augment,
         groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
         peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
         frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),

@@ -8,6 +8,7 @@ import { GraftError } from '../errors.js';
 import { count, type Dataset } from '../data/dataset.js';
 import { batchTensor, type Preprocessing } from '../data/preprocess.js';
 import { shuffle } from '../data/random.js';
+import { augmentBatch, type AugmentOptions } from '../data/augment.js';
 import type { Layer } from '../model/layers.js';
 import type { AdamW } from './optimizer.js';
 
@@ -52,6 +53,43 @@ export interface EpochRun {
   start?: EpochPosition;
   /** Asked after every batch; true ends the epoch there (for Ctrl-C, or a time-based checkpoint). */
   pause?: () => boolean;
+  /** Per-class loss weights for the default cross-entropy (class imbalance). */
+  classWeights?: Float32Array;
+  /** Every class as often as the largest one per epoch (sampling with repeats). */
+  balanced?: boolean;
+  /** Image augmentation of each training batch (seeded from `rng`). */
+  augment?: AugmentOptions;
+}
+
+/** The sample order of one epoch: a shuffle, or with `balanced` every class drawn as often as the largest. */
+export function epochOrder(d: Dataset, rng: () => number, balanced = false): number[] {
+  const n = count(d);
+  if (!balanced) return shuffle(Array.from({ length: n }, (_, i) => i), rng);
+  const by: number[][] = d.classNames.map(() => []);
+  d.labels.forEach((y, i) => by[y].push(i));
+  const most = Math.max(...by.map((b) => b.length));
+  const order: number[] = [];
+  for (const ix of by) {
+    if (!ix.length) continue;
+    const pool = shuffle(ix.slice(), rng);
+    for (let k = 0; k < most; k++) order.push(pool[k % pool.length]);
+  }
+  return shuffle(order, rng);
+}
+
+export function epochLength(d: Dataset, balanced = false): number {
+  if (!balanced) return count(d);
+  const counts = d.classNames.map(() => 0);
+  d.labels.forEach((y) => counts[y]++);
+  return Math.max(...counts) * counts.filter((c) => c > 0).length;
+}
+
+/** "Balanced" class weights n / (k * n_c): a class with half the samples weighs twice as much; the mean weight per sample is 1. */
+export function balancedClassWeights(d: Dataset): Float32Array {
+  const counts = d.classNames.map(() => 0);
+  d.labels.forEach((y) => counts[y]++);
+  const present = counts.filter((c) => c > 0).length;
+  return Float32Array.from(counts, (c) => (c ? count(d) / (present * c) : 0));
 }
 
 /** Where an epoch stands after `batch` batches, with its running sums. */
@@ -77,10 +115,12 @@ export class DivergedError extends GraftError {
   }
 }
 
-export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor, classWeights?: Float32Array): tf.Scalar {
   const k = probs.shape[probs.shape.length - 1]!;
   const oneHot = tf.oneHot(labels as tf.Tensor1D, k);
-  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1))) as tf.Scalar;
+  const perSample = tf.neg(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1));
+  if (!classWeights) return tf.mean(perSample) as tf.Scalar;
+  return tf.mean(tf.mul(perSample, tf.gather(tf.tensor1d(classWeights), labels as tf.Tensor1D))) as tf.Scalar;
 }
 
 function trainableOf(group: LayerGroup): LayerVariable[] {
@@ -93,8 +133,8 @@ function dropoutLayers(model: tfl.LayersModel): Array<Layer & { seed?: number }>
 
 /** Runs one epoch; returns mean loss and accuracy over its batches. */
 export async function runEpoch(r: EpochRun): Promise<EpochResult> {
-  const n = count(r.data);
-  const order = shuffle(Array.from({ length: n }, (_, i) => i), r.rng);
+  const order = epochOrder(r.data, r.rng, r.balanced);
+  const n = order.length;
   const batches = Math.ceil(n / r.batchSize);
   let lossSum = r.start?.lossSum ?? 0;
   let correct = r.start?.correct ?? 0;
@@ -104,9 +144,10 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
   try {
     for (let b = 0; b < batches; b++) {
       const seeds = dropouts.map(() => 1 + Math.floor(r.rng() * 2147483646));
+      const augmentSeed = r.augment ? 1 + Math.floor(r.rng() * 2147483646) : 0;
       if (r.start && b < r.start.batch) continue;
       dropouts.forEach((l, i) => { l.seed = seeds[i]; });
-      const done = await runBatch(r, order.slice(b * r.batchSize, (b + 1) * r.batchSize), b, batches, { lossSum, correct });
+      const done = await runBatch(r, order.slice(b * r.batchSize, (b + 1) * r.batchSize), b, batches, n, { lossSum, correct }, augmentSeed);
       lossSum = done.lossSum;
       correct = done.correct;
       // Let the event loop run (signals such as Ctrl-C, HTTP requests of graft serve): the
@@ -120,22 +161,22 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
   return { loss: lossSum / n, accuracy: correct / n, steps: batches };
 }
 
-async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, sums: { lossSum: number; correct: number }): Promise<{ lossSum: number; correct: number }> {
-  const n = count(r.data);
+async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, n: number, sums: { lossSum: number; correct: number }, augmentSeed: number): Promise<{ lossSum: number; correct: number }> {
   let { lossSum, correct } = sums;
   const lr = r.lrAt(r.firstStep + b);
   // Read the frozen state now: a freeze or unfreeze between steps applies at once.
   const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
   const vars = perGroup.flatMap((g) => g.vars);
   if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
-  const x = batchTensor(r.data, ix, r.preprocessing);
+  const augment = r.augment;
+  const x = batchTensor(r.data, ix, r.preprocessing, augment && ((raw, k) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, r.data.x instanceof Uint8Array ? 255 : Infinity)));
   const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
   let hits: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() => {
     const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
     const outputs = Array.isArray(out) ? out : [out];
     hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
-    return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y);
+    return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y, r.classWeights);
   }, vars.map((v) => v.read() as tf.Variable));
   const loss = (await value.data())[0];
   correct += (await hits!.data())[0];

@@ -10,7 +10,8 @@ import type { Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
 import type { Layer } from '../model/layers.js';
 import type { EpochRecord } from '../model/meta.js';
-import { DivergedError, runEpoch, type BatchProgress, type EpochPosition, type LayerGroup, type LossFn } from './loop.js';
+import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
+import { DivergedError, epochLength, runEpoch, type BatchProgress, type EpochPosition, type LayerGroup, type LossFn } from './loop.js';
 import { AdamW, type AdamWState } from './optimizer.js';
 import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
@@ -28,6 +29,10 @@ export interface PhaseInfo {
   /** Peak learning rate of each layer group, body groups first, head last. */
   groupLearningRates: { layers: string[]; lr: number }[];
   usesFeatureCache: boolean;
+  /** Image augmentation in words, when on. */
+  augmentation?: string;
+  /** How class imbalance is handled: class weights or balanced sampling. */
+  balance?: 'weights' | 'sample';
 }
 
 export interface Divergence {
@@ -102,6 +107,9 @@ export interface PhaseRun {
   usesFeatureCache: boolean;
   frozen: string[];
   resume?: TrainingState;
+  classWeights?: Float32Array;
+  balanced?: boolean;
+  augment?: AugmentOptions;
 }
 
 export interface PhaseOutcome {
@@ -118,11 +126,13 @@ async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Pre
 
 export function phaseInfo(r: PhaseRun): PhaseInfo {
   return {
-    phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(count(r.train) / r.batchSize),
+    phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(epochLength(r.train, r.balanced) / r.batchSize),
     trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length).map((l) => l.name)),
     frozenLayers: r.frozen,
     groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
     usesFeatureCache: r.usesFeatureCache,
+    ...(r.augment && !isIdentity(r.augment) ? { augmentation: describeAugment(r.augment) } : {}),
+    ...(r.balanced ? { balance: 'sample' as const } : r.classWeights ? { balance: 'weights' as const } : {}),
   };
 }
 
@@ -169,6 +179,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         res = await runEpoch({
           model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
           rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
+          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment && !isIdentity(r.augment) ? r.augment : undefined,
           pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
           onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
         });

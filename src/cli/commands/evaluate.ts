@@ -2,20 +2,24 @@
 
 import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
 import { parse, str } from '../args.js';
+import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, skippedLines } from '../data-args.js';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]
 
   <model>   a model directory written by graft train (or any model with a graft.json)
-  <data>    mnist-test:<digits> (e.g. mnist-test:5-9), a .csv file, or an IDX images file
+  <data>    a folder with one sub-folder of images per class, mnist-test:<digits> (e.g.
+            mnist-test:5-9), a .csv file, or an IDX images file
   --labels  the IDX labels file (default: beside the images file)
   --label-column  the CSV column holding the class (default: "label", else the last column)
   --head    new | old: which head of a multi-head model to evaluate (default new)
-  --json    print { accuracy, loss, count, perClass, confusion, classNames }`;
+  ${FIT_USAGE.replace('--fit <how>            ', '--fit <how>')}
+            (default: what training used, saved in graft.json)
+  --json    print { accuracy, loss, count, perClass, confusion, classNames, skipped }`;
 
 export const summary = 'accuracy, per-class accuracy and confusion matrix of a trained model on data';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { labels: { type: 'string' }, 'label-column': { type: 'string' }, head: { type: 'string' } }, usage);
+  const { values, positionals } = parse(argv, { ...DATA_ARGS, head: { type: 'string' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 2) { console.error(`graft evaluate needs a model and data.\n\nUsage:\n${usage}`); return 2; }
   const { model, meta } = await loadModel(positionals[0]);
@@ -24,9 +28,14 @@ export async function run(argv: string[]): Promise<number> {
       fix: 'Evaluate a model written by graft train, or a zoo model.' });
   }
   const head = selectHead(model, meta, str(values.head) ?? 'new');
-  const data = alignClasses(await loadData(positionals[1], { labels: str(values.labels), labelColumn: str(values['label-column']) }), head.classNames);
+  const data = alignClasses(await loadData(positionals[1], { ...dataOptions(values, model, meta.preprocessing, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
   assertShape(data, meta.preprocessing, head.model.inputs[0].shape);
   const result = await evaluate(head.model, data, meta.preprocessing);
-  console.log(values.json ? JSON.stringify({ ...result, backend: backendInfo()?.name }) : `${positionals[0]} on ${data.source} (backend ${backendInfo()?.name}): ${formatEvaluation(result)}`);
+  if (values.json) {
+    console.log(JSON.stringify({ ...result, backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
+  } else {
+    for (const line of skippedLines(data.skipped)) console.log(line);
+    console.log(`${positionals[0]} on ${data.source} (backend ${backendInfo()?.name}): ${formatEvaluation(result)}`);
+  }
   return 0;
 }

@@ -1,34 +1,60 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { assertShape, backendInfo, selectHead, GraftError, loadCsv, loadData, loadModel, predictAll, type Dataset } from '../../index.js';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { assertShape, backendInfo, classFolders, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
+import { DATA_ARGS, dataOptions, decodeProgress, skippedLines } from '../data-args.js';
 
-export const usage = `graft predict <model> <input> [--top-k 3] [--limit 20] [--json]
+export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] [--json]
 
   <model>   a model directory written by graft train (or any model with a graft.json)
-  <input>   a .csv file of feature rows (a label column is optional), an IDX images file,
-            or mnist-test:<digits>
+  <input>   image files (JPEG, PNG, WebP, GIF, TIFF, AVIF), a folder of images (or of class
+            sub-folders: the true class is shown), a .csv file of feature rows (a label
+            column is optional), an IDX images file, or mnist-test:<digits>
+            Images are resized as in training (graft.json's imageFit; --fit overrides).
   --head    new | old | all: which head of a multi-head model answers (default new)
   --top-k   how many classes to list per sample (default 3)
   --limit   predict only the first N samples (default: all; the text output shows 20)
-  --json    print { predictions: [{ index, top: [{ className, probability }], label? }] }`;
+  --json    print { predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
 
 export const summary = 'class names and probabilities for new samples';
 
-async function loadInput(spec: string, labels?: string): Promise<Dataset> {
+async function isDir(p: string): Promise<boolean> {
+  try { return (await stat(p)).isDirectory(); } catch { return false; }
+}
+
+async function loadInput(specs: string[], values: Record<string, unknown>, model: tfl.LayersModel, meta: GraftMeta): Promise<Dataset & { files?: string[] }> {
+  const o = dataOptions(values, model, meta.preprocessing, decodeProgress(Boolean(values.json)));
+  const spec = specs[0];
+  let files = specs;
+  if (specs.length === 1 && await isDir(spec)) {
+    if ((await classFolders(spec)).length) return loadData(spec, { ...o, classNames: undefined });
+    files = (await readdir(spec)).filter((f) => !f.startsWith('.')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).map((f) => join(spec, f));
+  }
+  if (files.length > 1 || isImageFile(spec) || files !== specs) {
+    if (!o.image) throw new GraftError('BAD_DATA', 'The model does not take images (its input is not [height, width, 1 or 3]).', { fix: 'Give CSV or IDX data.' });
+    const d = await loadImageFiles(files, { ...o.image, onFile: o.onFile });
+    return { ...d, classNames: [''] };
+  }
   if (/\.csv$/i.test(spec)) return loadCsv(spec, { labelsOptional: true });
-  return loadData(spec, { labels });
+  return loadData(spec, o);
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, labels: { type: 'string' }, head: { type: 'string' } }, usage);
+  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, head: { type: 'string' }, ...DATA_ARGS }, usage);
   if (values.help) { console.log(usage); return 0; }
-  if (positionals.length !== 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
+  if (positionals.length < 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
   const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
   const limit = num(values.limit, 'limit', intAtLeast(1));
   const { model, meta } = await loadModel(positionals[0]);
   if (!meta) throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names are unknown.`, { fix: 'Predict with a model written by graft train.' });
-  let data = await loadInput(positionals[1], str(values.labels));
+  let data = await loadInput(positionals.slice(1), values, model, meta);
+  const files = data.files;
+  if (!data.labels.length) {
+    throw new GraftError('BAD_DATA', `Nothing to predict: ${data.skipped?.length ? `every file was skipped (${data.skipped.map((f) => `${f.path}: ${f.reason}`).join('; ')})` : 'the input holds no samples'}.`, { fix: 'Give readable images or data rows.' });
+  }
   assertShape(data, meta.preprocessing, model.inputs[0].shape);
   if (limit !== undefined && limit < data.labels.length) {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
@@ -49,18 +75,19 @@ export async function run(argv: string[]): Promise<number> {
       row.sort((a, b) => b.probability - a.probability);
       return { head: h.name, top: row.slice(0, topK) };
     });
-    return { index: i, top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
+    return { index: i, ...(files ? { file: files[i] } : {}), top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
-    console.log(JSON.stringify({ model: positionals[0], input: data.source, backend: backendInfo()?.name, predictions }));
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
     return 0;
   }
+  for (const line of skippedLines(data.skipped)) console.log(line);
   const shown = limit ?? 20;
   const fmt = (top: { className: string; probability: number }[]) => top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ');
   for (const p of predictions.slice(0, shown)) {
     const mark = p.label === undefined ? '' : p.label === p.top[0].className ? `  (true: ${p.label}, right)` : `  (true: ${p.label}, WRONG)`;
     if (p.heads) console.log(`#${p.index}: ${p.heads.map((h) => `[${h.head}] ${fmt(h.top)}`).join('   ')}${p.label === undefined ? '' : `  (true: ${p.label})`}`);
-    else console.log(`#${p.index}: ${fmt(p.top)}${mark}`);
+    else console.log(`${p.file ?? `#${p.index}`}: ${fmt(p.top)}${mark}`);
   }
   if (predictions.length > shown) console.log(`... ${predictions.length - shown} more (use --limit or --json)`);
   return 0;

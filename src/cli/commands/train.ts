@@ -1,18 +1,29 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, takePerClass, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
+import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, parseFit, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
 
-  --base <model>          pretrained model: a zoo name (digits-cnn), a directory, model.json or URL
-  --data <data>           training data: mnist-train:<digits>, a .csv file, or an IDX images file
+  --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a directory,
+                          model.json or URL
+  --data <data>           training data: a folder with one sub-folder of images per class (or
+                          train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
+                          file, or an IDX images file
   --per-class <n>         use at most n training samples per class (seeded), e.g. for a quick run
+  ${FIT_USAGE}
+  --input-size <n|hxw>    run a fully convolutional base at another input size (e.g. 96 for
+                          mobilenet-v2: ~5x faster than 224); images are resized to it
+  --augment <spec>        default | none | crop=0.6,flip,rotate=10,jitter=0.2: augmentation in
+                          the fine-tune phase (default: on for image folders, off otherwise)
+  --balance <how>         auto | weights | sample | none: class imbalance (default auto: class
+                          weights n/(k*n_c) when the largest class is >= 1.5x the smallest)
   --labels <idx>          IDX labels file (default: beside the images file)
   --label-column <name>   CSV column with the class (default "label", else the last column)
   --cut <layer>           cut the base here, name or index (default: the base's suggested cut,
@@ -31,6 +42,7 @@ export const usage = `graft train --base <model> --data <data> [options]
   --batch-size <n>        (default ${DEFAULTS.batchSize})
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
   --val-data <data>       validation data instead of a split
+  --test-split <f>        fraction held out (stratified, seeded) and evaluated once at the end
   --test-data <data>      evaluated once at the end; its accuracy is saved in graft.json
   --keep-old <how>        keep the old task: head (the old head stays a second output of the
                           saved model; exact with --unfreeze none), lwf (also Learning without
@@ -50,6 +62,9 @@ export const usage = `graft train --base <model> --data <data> [options]
                           with that run's own options (give no other options)
   --seed <n>              (default ${DEFAULTS.seed})
   --json                  print one JSON object with the result instead of progress and words
+                          (validationAccuracy, testAccuracy, skipped: [{path, reason}], ...)
+
+Files that cannot be used (unreadable, truncated, empty, not an image) are listed and skipped.
 
 Ctrl-C stops after the current batch, writes a checkpoint and prints the command to resume.`;
 
@@ -96,7 +111,14 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
+  'input-size': { type: 'string' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
+  ...DATA_ARGS,
 };
+
+function parseBalance(how: string | undefined): 'auto' | 'none' | 'weights' | 'sample' | undefined {
+  if (how === undefined || how === 'auto' || how === 'none' || how === 'weights' || how === 'sample') return how;
+  throw new GraftError('BAD_ARGUMENT', `--balance "${how}" is not understood.`, { fix: 'Use auto, weights, sample or none.' });
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, OPTIONS, usage);
@@ -140,23 +162,47 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     lambda: num(values.lambda, 'lambda', (n) => n >= 0),
     validationSplit: num(values['val-split'], 'val-split', (n) => n >= 0 && n < 1),
     seed: num(values.seed, 'seed', intAtLeast(0)),
+    balance: parseBalance(str(values.balance)),
   };
+  const fit = parseFit(values.fit);
+  const inputSize = parseSize(values['input-size'], 'input-size');
+  const testSplit = num(values['test-split'], 'test-split', (n) => n > 0 && n < 1);
+  if (testSplit && values['test-data']) throw new GraftError('BAD_ARGUMENT', 'Give --test-split or --test-data, not both.', { fix: 'Drop one of them.' });
+  const augmentSpec = str(values.augment);
+  if (augmentSpec !== undefined) parseAugment(augmentSpec);
   const out = str(values.out) ?? 'graft-model';
   const json = Boolean(values.json);
   const log = (line: string) => { if (!json) console.log(line); };
   await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const base = await loadModel(baseSpec);
-  const dataOpts = { labels: str(values.labels), labelColumn: str(values['label-column']) };
+  const base = await loadModel(baseSpec, { inputSize });
+  const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
-  const all = await loadData(dataSpec, dataOpts);
-  const data = perClass === undefined ? all : takePerClass(all, perClass, options.seed ?? DEFAULTS.seed);
-  const validation = values['val-data'] ? alignClasses(await loadData(str(values['val-data'])!, dataOpts), data.classNames) : undefined;
+  const seed = options.seed ?? DEFAULTS.seed;
+  const folders = await splitFolders(dataSpec).catch(() => undefined);
+  const all = await loadData(folders?.train ?? dataSpec, { ...dataOpts, perClass: perClass === undefined ? undefined : { n: perClass, seed } });
+  let data = perClass === undefined ? all : takePerClass(all, perClass, seed);
+  const classOpts = { ...dataOpts, classNames: data.classNames };
+  const valSpec = str(values['val-data']) ?? folders?.validation;
+  const testSpec = str(values['test-data']) ?? (testSplit ? undefined : folders?.test);
+  const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
-  const testRaw = values['test-data'] ? await loadData(str(values['test-data'])!, dataOpts) : undefined;
+  let testRaw = testSpec ? await loadData(testSpec, classOpts) : undefined;
+  if (testSplit) ({ rest: data, split: testRaw } = stratifiedSplit(data, testSplit, seed));
+  const skipped = [...new Map([...all.skipped ?? [], ...validation?.skipped ?? [], ...testRaw?.skipped ?? []].map((f) => [f.path, f])).values()];
+  const images = data.x instanceof Uint8Array;
+  const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
   log(`backend: ${backend.name} (${backend.reason})`);
-  log(`base: ${baseSpec}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
+  log(`base: ${baseSpec}${inputSize ? ` at ${inputSize.join('x')}` : ''}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
+  for (const line of skippedLines(skipped)) log(line);
+  const counts = classCounts(data);
+  const present = counts.filter((c) => c > 0);
+  if (present.length && Math.max(...present) >= DEFAULTS.imbalanceRatio * Math.min(...present)) {
+    const how = options.balance ?? DEFAULTS.balance;
+    log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${(Math.max(...present) / Math.min(...present)).toFixed(1)}x); ${
+      how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : 'the loss weights each class by n/(k*n_class) (--balance)'}`);
+  }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const progress = progressCallbacks(process.stderr, json);
   let stop = false;
@@ -168,7 +214,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   process.on('SIGINT', onInterrupt);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   const transferOptions = {
-    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop,
+    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop, augment,
     checkpoints: {
       dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json'), out: resolve(out) },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
@@ -191,6 +237,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
+  if (images) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? base.meta?.preprocessing.imageFit ?? 'crop' };
   if (result.diverged) meta.diverged = result.diverged;
   await saveModel(t.model, out, meta);
   if (result.diverged) {
@@ -200,7 +247,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   }
   if (json) {
     console.log(JSON.stringify({
-      backend: backend.name, out, cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
+      backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
+      cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, phases: result.phases, history: result.history,
     }));
   } else {

@@ -1,0 +1,59 @@
+// The data options the commands share: IDX labels, the CSV label column, and for images the
+// model's input size and how to fit pictures to it.
+
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { GraftError, imageInput, type DataOptions, type Fit, type Preprocessing, type SkippedFile } from '../index.js';
+import { str, type Options } from './args.js';
+
+export const DATA_ARGS: Options = {
+  labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' },
+};
+
+export const FIT_USAGE = `--fit <how>             images: crop (centre crop, default) | pad (black bars) | stretch, to
+                          the model's input size`;
+
+export function parseFit(value: unknown): Fit | undefined {
+  const v = str(value);
+  if (v === undefined || v === 'crop' || v === 'pad' || v === 'stretch') return v;
+  throw new GraftError('BAD_ARGUMENT', `--fit "${v}" is not understood.`, { fix: 'Use crop, pad or stretch.' });
+}
+
+/** Parses "96" or "96x128" (height x width). */
+export function parseSize(value: unknown, name: string): [number, number] | undefined {
+  const v = str(value);
+  if (v === undefined) return undefined;
+  const m = /^(\d+)(?:x(\d+))?$/.exec(v.trim());
+  if (!m) throw new GraftError('BAD_ARGUMENT', `--${name} "${v}" is not a size.`, { fix: `Give --${name} 96 or 96x128 (height x width).` });
+  return [Number(m[1]), Number(m[2] ?? m[1])];
+}
+
+export function dataOptions(values: Record<string, unknown>, model: tfl.LayersModel, preprocessing?: Preprocessing, onFile?: DataOptions['onFile']): DataOptions {
+  const image = imageInput(model.inputs[0].shape);
+  const fit = parseFit(values.fit) ?? preprocessing?.imageFit;
+  return {
+    labels: str(values.labels), labelColumn: str(values['label-column']),
+    image: image && { ...image, fit }, onFile,
+  };
+}
+
+/** Lines about skipped files for the terminal (all of them are in --json). */
+export function skippedLines(skipped: SkippedFile[] | undefined, shown = 10): string[] {
+  if (!skipped?.length) return [];
+  const lines = [`skipped ${skipped.length} file(s) that could not be used:`];
+  for (const s of skipped.slice(0, shown)) lines.push(`  ${s.path}: ${s.reason}`);
+  if (skipped.length > shown) lines.push(`  ... and ${skipped.length - shown} more (all are listed with --json)`);
+  return lines;
+}
+
+/** A progress line on a terminal while images decode. */
+export function decodeProgress(json: boolean): DataOptions['onFile'] {
+  if (json || !process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (done, total) => {
+    const now = Date.now();
+    if (done === total || now - last > 200) {
+      last = now;
+      process.stderr.write(`\r  decoding images ${done}/${total}${done === total ? '\n' : ''}`);
+    }
+  };
+}
