@@ -30,6 +30,7 @@ export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type 
 export { writeCheckpoint, readLatestCheckpoint, applyCheckpoint, type Checkpoint } from './train/checkpoint.js';
 export { DivergedError } from './train/loop.js';
 export { predictAll, featureDataset } from './train/predict.js';
+export { cachedFeatureDataset, listCache, clearCache, cacheDir, modelFingerprint, featureKey, CACHE_DEFAULTS, type CacheEntry, type CachedFeatures } from './train/feature-cache.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
 export { transfer, defaultCut, describe, type Transfer, type TransferOptions, type KeepOld } from './train/transfer.js';

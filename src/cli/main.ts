@@ -2,6 +2,7 @@
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
 import { GraftError, initBackend } from '../index.js';
+import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
 import * as doctor from './commands/doctor.js';
@@ -18,7 +19,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve, doctor };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve, cache, doctor };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -16,6 +16,7 @@ import { paramCount, weightCount, type LayerRef } from '../model/layers.js';
 import type { LoadedModel } from '../model/load.js';
 import { DEFAULTS } from '../train/defaults.js';
 import { fineTune } from '../train/fine-tune.js';
+import { cachedFeatureDataset, modelFingerprint } from '../train/feature-cache.js';
 import { featureDataset, predictAll } from '../train/predict.js';
 import { defaultCut } from '../train/transfer.js';
 import { scoreProbabilities } from '../train/score.js';
@@ -38,6 +39,8 @@ export interface CompareOptions {
   /** Loads a fresh copy of the base (variants that fine-tune must not share weights). */
   reload: () => Promise<LoadedModel>;
   onProgress?: (line: string) => void;
+  /** Keep and reuse the frozen body's features in the disk cache (graft compare turns it on). */
+  diskCache?: boolean;
 }
 
 export interface CompareResult {
@@ -110,14 +113,17 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
   const perVariant: Record<string, number> = {};
   const runs = new Map<string, Run[]>();
   const t0 = Date.now();
-  const testFeatures = await featureDataset(body, test, p);
+  const bodyPrint = o.diskCache ? modelFingerprint(body) : undefined;
+  const describe = `${base.source} cut at ${cut}`;
+  const featuresOf = async (d: Dataset) => bodyPrint ? (await cachedFeatureDataset(body, d, p, 128, { bodyPrint, describe })).features : featureDataset(body, d, p);
+  const testFeatures = await featuresOf(test);
   let featuresSeconds = (Date.now() - t0) / 1000;
   const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
   const numClasses = data.classNames.length;
   for (let seed = 1; seed <= o.seeds; seed++) {
     const pool = takePerClass(data, sizes[sizes.length - 1], seed);
     const f0 = Date.now();
-    const poolFeatures = await featureDataset(body, pool, p);
+    const poolFeatures = await featuresOf(pool);
     featuresSeconds += (Date.now() - f0) / 1000;
     for (const size of sizes) {
       const train = takePerClass(pool, size, seed);

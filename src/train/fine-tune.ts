@@ -20,6 +20,7 @@ import { layersOf } from './weights.js';
 
 export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
 import { featureDataset } from './predict.js';
+import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights } from './loop.js';
 import { classCounts } from '../data/dataset.js';
 import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
@@ -69,6 +70,14 @@ export interface FineTuneOptions {
   control?: PhaseControl;
   /** Class imbalance handling (DEFAULTS.balance). */
   balance?: 'auto' | 'none' | 'weights' | 'sample';
+  /**
+   * Keep the warm-up's body features in the disk cache (feature-cache.ts) and reuse them when
+   * the same body meets the same data again. Off by default in the library; graft train and
+   * graft compare turn it on.
+   */
+  diskCache?: boolean;
+  /** How the body is named in `graft cache ls` (e.g. "mobilenet-v2 cut at block_13_expand_relu"). */
+  cacheLabel?: string;
   /** Image augmentation in the fine-tune phase (none unless given; `graft train` turns it on for image folders). */
   augment?: AugmentOptions;
 }
@@ -79,6 +88,8 @@ export interface FineTuneResult {
   history: EpochRecord[];
   phases: PhaseSummary[];
   featureSeconds: number;
+  /** With diskCache: how many feature sets came from the disk cache and how many were computed. */
+  featureCache?: { hits: number; misses: number };
   validation: { accuracy: number; loss: number } | null;
   recipe: Record<string, unknown>;
   /** Set when a stop request ended training; that state was checkpointed. */
@@ -152,6 +163,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   };
 
   let featureSeconds = 0;
+  let featureCache: { hits: number; misses: number } | undefined;
   const common = {
     batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
     patience: o.patience, seed: o.seed,
@@ -164,8 +176,15 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
     freezeBody(g);
     const t0 = Date.now();
-    const trainFeatures = o.cachedFeatures?.train ?? await featureDataset(g.body.model, trainSet, p, o.batchSize * 2);
-    const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await featureDataset(g.body.model, val, p, o.batchSize * 2);
+    const bodyPrint = o.diskCache && !o.cachedFeatures ? modelFingerprint(g.body.model) : undefined;
+    const features = async (d: Dataset) => {
+      if (!bodyPrint) return featureDataset(g.body.model, d, p, o.batchSize * 2);
+      const c = await cachedFeatureDataset(g.body.model, d, p, o.batchSize * 2, { bodyPrint, describe: o.cacheLabel });
+      featureCache = { hits: (featureCache?.hits ?? 0) + (c.hit ? 1 : 0), misses: (featureCache?.misses ?? 0) + (c.hit ? 0 : 1) };
+      return c.features;
+    };
+    const trainFeatures = o.cachedFeatures?.train ?? await features(trainSet);
+    const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
     featureSeconds = (Date.now() - t0) / 1000;
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
@@ -201,7 +220,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
   return {
-    history, phases, featureSeconds, recipe, interrupted, diverged,
+    history, phases, featureSeconds, featureCache, recipe, interrupted, diverged,
     validation: last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! },
   };
 }

@@ -137,7 +137,10 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   }
   const preprocessing = settlePreprocessing(base, train, options.preprocessing);
   await options.onSplit?.({ train, validation, preprocessing });
-  const fine: FineTuneOptions = { ...options, validation, preprocessing, allowEmptyClasses: options.extend };
+  const fine: FineTuneOptions = {
+    ...options, validation, preprocessing, allowEmptyClasses: options.extend,
+    cacheLabel: options.cacheLabel ?? `${base.source} cut at ${grafted.body.model.outputs[0].name.split('/')[0]}`,
+  };
   const distill = { temperature: options.temperature ?? DISTILL_DEFAULTS.temperature, lambda: options.lambda ?? DISTILL_DEFAULTS.lambda };
   if (options.extend || options.keepOld === 'lwf') {
     // Record the old head's outputs on the training data before anything trains.

@@ -2,10 +2,11 @@
 
 import { join } from 'node:path';
 import {
-  alignClasses, compareTransfer, GraftError, learningCurveSvg, loadData, loadModel, stratifiedSplit, writeDirAtomic, COMPARE_DEFAULTS, VARIANTS,
+  alignClasses, splitFolders, compareTransfer, GraftError, learningCurveSvg, loadData, loadModel, stratifiedSplit, writeDirAtomic, COMPARE_DEFAULTS, VARIANTS,
   type CompareResult, type VariantName,
 } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
+import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft compare --base <model> --data <data> [options]
 
@@ -15,8 +16,13 @@ the full recipe (warm-up then fine-tune), and LP-FT (linear probe, then fine-tun
 training-set sizes, and says in words whether transfer learning pays off.
 
   --base <model>        pretrained model (zoo name, directory, model.json or URL)
-  --data <data>         labelled data (mnist-train:<digits>, .csv, IDX images)
-  --test-data <data>    test data (default: mnist-test for mnist-train, else 20% held out)
+  --data <data>         labelled data: a folder of class sub-folders of images (or train/ and
+                        test/ folders of those), mnist-train:<digits>, .csv, IDX images
+  --test-data <data>    test data (default: mnist-test for mnist-train, the folder's test/,
+                        else 20% held out)
+  --input-size <n|hxw>  run a fully convolutional base at another input size (e.g. 96)
+  ${FIT_USAGE.replace('--fit <how>            ', '--fit <how>          ')}
+  --no-cache            do not keep or reuse body features in the disk cache (graft cache)
   --cut <layer>         where to cut (default: the base's suggested cut)
   --sizes <list>        labels per class, comma-separated (default ${COMPARE_DEFAULTS.sizes.join(',')})
   --seeds <n>           repeats with other subsets and initial weights (default ${COMPARE_DEFAULTS.seeds})
@@ -42,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     base: { type: 'string' }, data: { type: 'string' }, 'test-data': { type: 'string' }, cut: { type: 'string' }, sizes: { type: 'string' },
     seeds: { type: 'string' }, variants: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
-    out: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' },
+    out: { type: 'string' }, 'input-size': { type: 'string' }, 'no-cache': { type: 'boolean' }, ...DATA_ARGS,
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -53,17 +59,21 @@ export async function run(argv: string[]): Promise<number> {
   const variants = str(values.variants)?.split(',') as VariantName[] | undefined;
   const unknown = variants?.filter((v) => !(VARIANTS as readonly string[]).includes(v));
   if (unknown?.length) throw new GraftError('BAD_ARGUMENT', `Unknown variant ${unknown.join(', ')}.`, { fix: `Choose from ${VARIANTS.join(', ')}.` });
-  const opts = { labels: str(values.labels), labelColumn: str(values['label-column']) };
-  let data = await loadData(dataSpec, opts);
+  const inputSize = parseSize(values['input-size'], 'input-size');
+  const base = await loadModel(baseSpec, { inputSize });
+  const opts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
+  const folders = await splitFolders(dataSpec).catch(() => undefined);
+  let data = await loadData(folders?.train ?? dataSpec, opts);
   let test;
-  const testSpec = str(values['test-data']) ?? (/^mnist-train/.test(dataSpec) ? dataSpec.replace('mnist-train', 'mnist-test') : undefined);
-  if (testSpec) test = alignClasses(await loadData(testSpec, opts), data.classNames);
+  const testSpec = str(values['test-data']) ?? folders?.test ?? (/^mnist-train/.test(dataSpec) ? dataSpec.replace('mnist-train', 'mnist-test') : undefined);
+  if (testSpec) test = alignClasses(await loadData(testSpec, { ...opts, classNames: data.classNames }), data.classNames);
   else ({ rest: data, split: test } = stratifiedSplit(data, 0.2, 1));
-  const base = await loadModel(baseSpec);
+  const skipped = [...new Map([...data.skipped ?? [], ...test.skipped ?? []].map((f) => [f.path, f])).values()];
+  if (!json) for (const line of skippedLines(skipped)) process.stderr.write(`${line}\n`);
   const result = await compareTransfer(base, data, test, {
     cut: str(values.cut), sizes, variants, seeds: num(values.seeds, 'seeds', intAtLeast(1)),
     warmupEpochs: num(values['warmup-epochs'], 'warmup-epochs', intAtLeast(0)), finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
-    reload: () => loadModel(baseSpec),
+    reload: () => loadModel(baseSpec, { inputSize }), diskCache: !values['no-cache'],
     onProgress: (line) => { if (!json) process.stderr.write(`  ${line}\n`); },
   });
   const out = str(values.out);
@@ -74,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     await writeDirAtomic(out, { 'compare.json': JSON.stringify(result, null, 2), 'compare.svg': svg, 'compare.html': html });
   }
   if (json) {
-    console.log(JSON.stringify(result));
+    console.log(JSON.stringify({ ...result, skipped }));
     return 0;
   }
   console.log(compareTable(result));

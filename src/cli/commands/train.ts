@@ -60,6 +60,9 @@ export const usage = `graft train --base <model> --data <data> [options]
   --keep-checkpoints <k>  keep the last k checkpoints (default 3)
   --resume <dir>          go on with the run whose --out was <dir>, from its last checkpoint,
                           with that run's own options (give no other options)
+  --no-cache              do not keep the warm-up's body features in the disk cache (by default
+                          they are kept and reused when the same body meets the same data;
+                          see graft cache)
   --seed <n>              (default ${DEFAULTS.seed})
   --json                  print one JSON object with the result instead of progress and words
                           (validationAccuracy, testAccuracy, skipped: [{path, reason}], ...)
@@ -111,7 +114,7 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
-  'input-size': { type: 'string' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
+  'input-size': { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
   ...DATA_ARGS,
 };
 
@@ -214,7 +217,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   process.on('SIGINT', onInterrupt);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   const transferOptions = {
-    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop, augment,
+    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop, augment, diskCache: !values['no-cache'],
     checkpoints: {
       dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json'), out: resolve(out) },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
@@ -249,10 +252,13 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     console.log(JSON.stringify({
       backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
-      metrics: meta.metrics, forgetting: meta.forgetting ?? null, phases: result.phases, history: result.history,
+      metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null,
+      phases: result.phases, history: result.history,
     }));
   } else {
     if ('forgetting' in t) log(formatForgetting(t.forgetting as ForgettingReport));
+    const fc = result.featureCache;
+    if (fc) log(`body features: ${fc.hits ? `${fc.hits} set(s) read from the disk cache` : ''}${fc.hits && fc.misses ? ', ' : ''}${fc.misses ? `${fc.misses} set(s) computed and kept in the disk cache` : ''} (${result.featureSeconds.toFixed(1)} s; graft cache ls)`);
     log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${testRaw ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);

@@ -1,0 +1,164 @@
+// A disk cache of frozen-body features. The key is a hash of the body (its topology and every
+// weight value, so a cut at another layer or fine-tuned weights give another key), the
+// preprocessing, and the decoded input samples (so the same files decoded the same way hit,
+// and a changed file misses). A second run, or graft compare, on the same data and body skips
+// the forward pass. Entries beyond the size budget are dropped, least recently used first.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Dataset } from '../data/dataset.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import { writeFileAtomic } from '../model/io.js';
+import { featureDataset } from './predict.js';
+
+export interface CacheEntry {
+  key: string;
+  /** What the body was: its source and output layer. */
+  body: string;
+  data: string;
+  count: number;
+  featureShape: number[];
+  bytes: number;
+  createdAt: string;
+  lastUsed: string;
+}
+
+export const CACHE_DEFAULTS = {
+  /** Size budget in bytes; GRAFT_CACHE_MAX_MB overrides. */
+  maxBytes: 2048 * 1024 * 1024,
+};
+
+/** $GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else ~/.cache/graft; features live in features/. */
+export function cacheDir(): string {
+  const base = process.env.GRAFT_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'graft');
+  return join(base, 'features');
+}
+
+function maxBytes(): number {
+  const mb = Number(process.env.GRAFT_CACHE_MAX_MB);
+  return Number.isFinite(mb) && mb >= 0 ? mb * 1024 * 1024 : CACHE_DEFAULTS.maxBytes;
+}
+
+/** Hash of a model's topology and weights. */
+export function modelFingerprint(model: tfl.LayersModel): string {
+  const h = createHash('sha256');
+  // The model's own name is left out: tfjs numbers unnamed models per process (model1, model2...).
+  const topology = model.toJSON(undefined, false) as { config?: { name?: string } };
+  if (topology.config) topology.config = { ...topology.config, name: undefined };
+  h.update(JSON.stringify(topology));
+  for (const w of model.weights) {
+    const v = w.read().dataSync() as Float32Array;
+    h.update(w.originalName);
+    h.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  }
+  return h.digest('hex');
+}
+
+export function featureKey(bodyPrint: string, d: Dataset, p: Preprocessing | undefined): string {
+  const h = createHash('sha256');
+  h.update(bodyPrint);
+  h.update(JSON.stringify({ p: p ? { scale: p.scale, offset: p.offset, mean: p.mean, std: p.std } : null, shape: d.sampleShape, type: d.x.constructor.name }));
+  h.update(new Uint8Array(d.x.buffer, d.x.byteOffset, d.x.byteLength));
+  return h.digest('hex').slice(0, 40);
+}
+
+export interface CachedFeatures {
+  features: Dataset;
+  hit: boolean;
+  key: string;
+  seconds: number;
+}
+
+/**
+ * The body's features of `d`, from the disk cache when there, else computed and stored.
+ * `bodyPrint` lets a caller that asks several times hash the body once.
+ */
+export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize: number,
+  o: { bodyPrint?: string; describe?: string } = {}): Promise<CachedFeatures> {
+  const t0 = Date.now();
+  const dir = cacheDir();
+  const key = featureKey(o.bodyPrint ?? modelFingerprint(body), d, p);
+  const bin = join(dir, `${key}.bin`);
+  const metaPath = join(dir, `${key}.json`);
+  try {
+    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheEntry;
+    const buf = await readFile(bin);
+    const per = meta.featureShape.reduce((a, b) => a * b, 1);
+    if (meta.count === d.labels.length && buf.byteLength === meta.count * per * 4) {
+      const x = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+      const now = new Date();
+      await utimes(metaPath, now, now).catch(() => undefined);
+      return { features: { x, sampleShape: meta.featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` }, hit: true, key, seconds: (Date.now() - t0) / 1000 };
+    }
+  } catch {
+    // Not cached (or unreadable): compute.
+  }
+  const features = await featureDataset(body, d, p, batchSize);
+  const x = features.x as Float32Array;
+  if (x.byteLength <= maxBytes()) {
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFileAtomic(bin, new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+      const now = new Date().toISOString();
+      const entry: CacheEntry = {
+        key, body: o.describe ?? `${body.name} -> ${body.outputs[0].name}`, data: d.source, count: d.labels.length,
+        featureShape: features.sampleShape, bytes: x.byteLength, createdAt: now, lastUsed: now,
+      };
+      await writeFileAtomic(metaPath, JSON.stringify(entry, null, 1));
+      await evict(maxBytes(), key);
+    } catch {
+      // A cache that cannot be written (read-only home, full disk) must not stop training.
+    }
+  }
+  return { features, hit: false, key, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** Every cache entry, most recently used first. */
+export async function listCache(): Promise<CacheEntry[]> {
+  const dir = cacheDir();
+  let names: string[];
+  try { names = await readdir(dir); } catch { return []; }
+  const out: CacheEntry[] = [];
+  for (const n of names.filter((f) => f.endsWith('.json') && !f.startsWith('.'))) {
+    try {
+      const entry = JSON.parse(await readFile(join(dir, n), 'utf8')) as CacheEntry;
+      const s = await stat(join(dir, n));
+      const b = await stat(join(dir, `${entry.key}.bin`));
+      out.push({ ...entry, bytes: b.size, lastUsed: s.mtime.toISOString() });
+    } catch {
+      // A half-written or foreign file: not an entry.
+    }
+  }
+  return out.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));
+}
+
+async function evict(budget: number, keep: string): Promise<void> {
+  const entries = await listCache();
+  let total = entries.reduce((s, e) => s + e.bytes, 0);
+  for (const e of entries.slice().reverse()) {
+    if (total <= budget) break;
+    if (e.key === keep) continue;
+    await removeEntry(e.key);
+    total -= e.bytes;
+  }
+}
+
+async function removeEntry(key: string): Promise<void> {
+  const dir = cacheDir();
+  await rm(join(dir, `${key}.json`), { force: true });
+  await rm(join(dir, `${key}.bin`), { force: true });
+}
+
+/** Removes every entry (or those whose key starts with `prefix`); returns how many and the bytes freed. */
+export async function clearCache(prefix = ''): Promise<{ entries: number; bytes: number }> {
+  const entries = (await listCache()).filter((e) => e.key.startsWith(prefix));
+  for (const e of entries) await removeEntry(e.key);
+  if (!prefix) {
+    // Leftover temporary files of interrupted writes.
+    for (const n of await readdir(cacheDir()).catch(() => [] as string[])) if (n.startsWith('.')) await rm(join(cacheDir(), n), { force: true });
+  }
+  return { entries: entries.length, bytes: entries.reduce((s, e) => s + e.bytes, 0) };
+}
