@@ -16,7 +16,8 @@ export type GraftErrorCode =
   | 'CLASS_MISMATCH'
   | 'WRITE_FAILED'
   | 'NETWORK'
-  | 'TRAINING_DIVERGED';
+  | 'TRAINING_DIVERGED'
+  | 'OUT_OF_MEMORY';
 
 export class GraftError extends Error {
   readonly code: GraftErrorCode;

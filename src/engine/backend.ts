@@ -8,6 +8,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js';
+import { registerBatchNormGrad } from './batch-norm-grad.js';
 
 export type BackendName = 'wasm' | 'cpu';
 
@@ -29,6 +30,7 @@ export async function initBackend(wanted?: string): Promise<BackendInfo> {
   const request = wanted ?? process.env.GRAFT_BACKEND;
   if (chosen && (!request || chosen.name === request)) return chosen;
   registerWasmGradKernels();
+  registerBatchNormGrad();
   if (request) {
     if (!PREFERENCE.includes(request as BackendName)) {
       throw new GraftError('BAD_OPTION', `Unknown backend "${request}".`, { fix: `Use one of: ${PREFERENCE.join(', ')}.` });

@@ -14,6 +14,8 @@ export interface LoadedModel {
   meta?: GraftMeta;
   /** The source as given (zoo name, path or URL). */
   source: string;
+  /** With LoadOptions.inputSize: the layer after which the network was dropped to run at that size. */
+  truncatedAt?: string;
 }
 
 export interface LoadOptions {
@@ -22,6 +24,36 @@ export interface LoadOptions {
    * MobileNetV2 runs at any size; 96x96 is ~5x cheaper than 224x224). The weights are the same.
    */
   inputSize?: [number, number];
+  /**
+   * With inputSize: when the whole network cannot run at that size (an old head fixed to the
+   * original size, e.g. a 7x7 average pool), keep the layers up to this one (default: the zoo's
+   * suggested cut) and drop the rest.
+   */
+  keepUpTo?: string;
+}
+
+interface TopologyLayer { name?: string; config?: { name?: string }; inbound_nodes?: unknown[][] }
+
+/** Drops every layer the output of `layer` does not depend on; that layer becomes the output. */
+function truncateTopology(topology: unknown, layer: string): boolean {
+  const top = topology as { model_config?: unknown; config?: unknown };
+  const model = (top.model_config ?? top) as { config?: { layers?: TopologyLayer[]; output_layers?: unknown } };
+  const layers = model.config?.layers;
+  if (!layers || !model.config?.output_layers) return false;
+  const nameOf = (l: TopologyLayer) => l.name ?? l.config?.name ?? '';
+  const byName = new Map(layers.map((l) => [nameOf(l), l]));
+  if (!byName.has(layer)) return false;
+  const keep = new Set<string>();
+  const stack = [layer];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (keep.has(n) || !byName.has(n)) continue;
+    keep.add(n);
+    for (const node of byName.get(n)!.inbound_nodes ?? []) for (const inbound of node as unknown[]) if (Array.isArray(inbound)) stack.push(String(inbound[0]));
+  }
+  model.config.layers = layers.filter((l) => keep.has(nameOf(l)));
+  model.config.output_layers = [[layer, 0, 0]];
+  return true;
 }
 
 /** Sets every 4-d batch_input_shape in a topology to [null, h, w, c]; returns how many it changed. */
@@ -52,12 +84,24 @@ export async function loadModel(source: string | tfl.LayersModel, options: LoadO
     if (!resizeInputs(topology, size)) {
       throw new GraftError('BAD_OPTION', `${source} has no image input [height, width, channels] to resize.`, { fix: 'Leave out --input-size.' });
     }
+    const meta = files.meta && { ...files.meta, preprocessing: { ...files.meta.preprocessing, inputShape: [size[0], size[1], ...files.meta.preprocessing.inputShape.slice(2)] } };
     try {
       const model = await modelFromArtifacts({ ...files.artifacts, modelTopology: topology }, source);
-      const meta = files.meta && { ...files.meta, preprocessing: { ...files.meta.preprocessing, inputShape: [size[0], size[1], ...files.meta.preprocessing.inputShape.slice(2)] } };
       return { model, meta, source };
-    } catch (cause) {
-      throw new GraftError('BAD_OPTION', `${source} cannot run at ${size.join('x')}: ${(cause as Error).message}`, {
+    } catch (whole) {
+      // The layers after the cut may be tied to the original size; the body up to the cut is not.
+      const keep = options.keepUpTo ?? files.meta?.zoo?.suggestedCuts?.[0];
+      let cause: unknown = whole;
+      if (keep && truncateTopology(topology, keep)) {
+        try {
+          const model = await modelFromArtifacts({ ...files.artifacts, modelTopology: topology }, source);
+          const zoo = meta?.zoo && { ...meta.zoo, suggestedCuts: meta.zoo.suggestedCuts.filter((c) => model.layers.some((l) => l.name === c)) };
+          return { model, meta: meta && { ...meta, zoo }, source, truncatedAt: keep };
+        } catch (e) {
+          cause = e;
+        }
+      }
+      throw new GraftError('BAD_OPTION', `${source} cannot run at ${size.join('x')}${keep ? ` (even cut at ${keep})` : ''}: ${(cause as Error).message}`, {
         fix: 'Only fully convolutional networks (no Flatten or Reshape before the cut) change input size; leave out --input-size or pick a size the network allows.', cause });
     }
   }

@@ -29,8 +29,20 @@ export const DEFAULTS = {
   /** Stop a phase when the validation loss has not improved for this many epochs. */
   patience: 3,
   weightDecay: 1e-2,
-  /** Unfrozen BatchNorm layers update their statistics while fine-tuning ('keep' holds them). */
-  batchNormStatistics: 'update' as 'update' | 'keep',
+  /**
+   * Unfrozen BatchNorm layers: 'update' their moving statistics while fine-tuning, 'keep' the
+   * pretrained ones (Keras' advice), or 'auto': update only when the fine-tune has enough steps
+   * for the moving averages to follow (momentum^steps < autoBatchNormResidue), else keep. With
+   * Keras' momentum 0.999 and a few dozen steps, updating leaves inference on stale averages
+   * while training saw batch statistics, and validation accuracy drops.
+   */
+  batchNormStatistics: 'auto' as 'update' | 'keep' | 'auto',
+  autoBatchNormResidue: 0.05,
+  /**
+   * The warm-up runs at least this many steps when its epochs are not given (it is cheap: the
+   * head trains on cached features); small datasets otherwise stop far from convergence.
+   */
+  minWarmupSteps: 300,
   seed: 42,
   /**
    * Class imbalance: 'auto' weights the loss by n / (k * n_class) when the largest class has

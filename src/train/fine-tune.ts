@@ -20,8 +20,10 @@ import { layersOf } from './weights.js';
 
 export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
 import { featureDataset } from './predict.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { fitBatchSize } from './memory.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
-import { balancedClassWeights } from './loop.js';
+import { balancedClassWeights, epochLength } from './loop.js';
 import { classCounts } from '../data/dataset.js';
 import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
@@ -57,7 +59,7 @@ export interface FineTuneOptions {
    * updated) or 'keep' (unfrozen BatchNorm layers train gamma and beta but normalise with their
    * pretrained moving statistics, as Keras' fine-tuning guide advises).
    */
-  batchNormStatistics?: 'update' | 'keep';
+  batchNormStatistics?: 'update' | 'keep' | 'auto';
   /** Classes without training samples are allowed (extend mode without replay: the old classes). */
   allowEmptyClasses?: boolean;
   /** Layers outside body and new head that train with the head in the fine-tune phase (e.g. the old head). */
@@ -88,6 +90,8 @@ export interface FineTuneResult {
   history: EpochRecord[];
   phases: PhaseSummary[];
   featureSeconds: number;
+  /** Set when the fine-tune phase used a smaller batch to fit the backend's memory, in words. */
+  memoryNote?: string;
   /** With diskCache: how many feature sets came from the disk cache and how many were computed. */
   featureCache?: { hits: number; misses: number };
   validation: { accuracy: number; loss: number } | null;
@@ -115,6 +119,13 @@ export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: nu
   }
   out.push({ layers: headLayers, lrMult: 1 });
   return out;
+}
+
+/** 'keep' when the unfrozen BatchNorm layers' moving averages would still hold more than `residue` of their pretrained values after `steps`. */
+export function autoBatchNorm(bodyLayers: Layer[], steps: number, residue: number): 'update' | 'keep' {
+  const momenta = bodyLayers.filter((l) => l.trainable && l instanceof FreezableBatchNormalization).map((l) => (l as unknown as { momentum: number }).momentum);
+  if (!momenta.length) return 'update';
+  return Math.max(...momenta) ** steps > residue ? 'keep' : 'update';
 }
 
 /** What 'auto' means for this data: class weights when the classes are unequal enough. */
@@ -155,7 +166,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   const classWeights = balance === 'weights' ? balancedClassWeights(trainSet) : undefined;
   const balancing = { classWeights, balanced: balance === 'sample' };
   const augment = o.augment && !isIdentity(o.augment) ? o.augment : undefined;
-  const recipe = {
+  const recipe: Record<string, unknown> = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
     validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
@@ -164,6 +175,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
 
   let featureSeconds = 0;
   let featureCache: { hits: number; misses: number } | undefined;
+  let memoryNote: string | undefined;
   const common = {
     batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
     patience: o.patience, seed: o.seed,
@@ -173,6 +185,11 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let diverged: Divergence | undefined;
   if (resume) phases.push(...resume.phases);
   if (resume) history.push(...resume.history);
+  if (options.warmupEpochs === undefined && o.warmupEpochs > 0) {
+    const perEpoch = Math.ceil(epochLength(trainSet, balance === 'sample') / o.batchSize);
+    o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
+    recipe.warmupEpochs = o.warmupEpochs;
+  }
   if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
     freezeBody(g);
     const t0 = Date.now();
@@ -199,13 +216,21 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
     const open = unfreeze(g, o.unfreeze);
     for (const l of o.alsoTrain ?? []) l.trainable = true;
-    setKeepStatistics(g.body.layers, o.batchNormStatistics === 'keep');
     if (open.length === 0 && o.warmupEpochs > 0) {
       // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
     } else {
       const model = o.fineTuneModel ?? g.model;
+      const fitted = await fitBatchSize(model, trainSet, p, o.batchSize);
+      if (fitted.batchSize < o.batchSize) {
+        memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
+        recipe.finetuneBatchSize = fitted.batchSize;
+      }
+      const steps = o.finetuneEpochs * Math.ceil(epochLength(trainSet, balance === 'sample') / fitted.batchSize);
+      const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
+      recipe.batchNormStatistics = bnStats;
+      setKeepStatistics(g.body.layers, bnStats === 'keep');
       const out = await runPhase({
-        ...common, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
+        ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
         train: trainSet, val, preprocessing: p, ...balancing, augment,
         groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
         peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
@@ -220,7 +245,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
   return {
-    history, phases, featureSeconds, featureCache, recipe, interrupted, diverged,
+    history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged,
     validation: last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! },
   };
 }

@@ -115,6 +115,14 @@ export class DivergedError extends GraftError {
   }
 }
 
+/** A backend running out of its heap (wasm aborts with a RuntimeError) as a GraftError that says what to do. */
+export function asMemoryError(e: unknown, batchSize: number): unknown {
+  const m = String((e as Error)?.message ?? e);
+  if (!/memory access out of bounds|table index is out of bounds|Aborted\(|out of memory|Cannot enlarge memory/i.test(m)) return e;
+  return new GraftError('OUT_OF_MEMORY', `The ${tf.getBackend()} backend ran out of memory in a training step of ${batchSize} samples (${m.split('\n')[0]}).`, {
+    fix: 'Use a smaller --batch-size, a smaller --input-size, or unfreeze fewer layers (--unfreeze N); the process must be restarted.', cause: e });
+}
+
 export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor, classWeights?: Float32Array): tf.Scalar {
   const k = probs.shape[probs.shape.length - 1]!;
   const oneHot = tf.oneHot(labels as tf.Tensor1D, k);
@@ -172,12 +180,18 @@ async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, n
   const x = batchTensor(r.data, ix, r.preprocessing, augment && ((raw, k) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, r.data.x instanceof Uint8Array ? 255 : Infinity)));
   const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
   let hits: tf.Tensor | undefined;
-  const { value, grads } = tf.variableGrads(() => {
-    const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
-    const outputs = Array.isArray(out) ? out : [out];
-    hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
-    return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y, r.classWeights);
-  }, vars.map((v) => v.read() as tf.Variable));
+  let step: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  try {
+    step = tf.variableGrads(() => {
+      const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
+      const outputs = Array.isArray(out) ? out : [out];
+      hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
+      return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y, r.classWeights);
+    }, vars.map((v) => v.read() as tf.Variable));
+  } catch (e) {
+    throw asMemoryError(e, ix.length);
+  }
+  const { value, grads } = step;
   const loss = (await value.data())[0];
   correct += (await hits!.data())[0];
   if (!Number.isFinite(loss)) {

@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
   const unknown = variants?.filter((v) => !(VARIANTS as readonly string[]).includes(v));
   if (unknown?.length) throw new GraftError('BAD_ARGUMENT', `Unknown variant ${unknown.join(', ')}.`, { fix: `Choose from ${VARIANTS.join(', ')}.` });
   const inputSize = parseSize(values['input-size'], 'input-size');
-  const base = await loadModel(baseSpec, { inputSize });
+  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
   const opts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const folders = await splitFolders(dataSpec).catch(() => undefined);
   let data = await loadData(folders?.train ?? dataSpec, opts);
@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   const result = await compareTransfer(base, data, test, {
     cut: str(values.cut), sizes, variants, seeds: num(values.seeds, 'seeds', intAtLeast(1)),
     warmupEpochs: num(values['warmup-epochs'], 'warmup-epochs', intAtLeast(0)), finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
-    reload: () => loadModel(baseSpec, { inputSize }), diskCache: !values['no-cache'],
+    reload: () => loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) }), diskCache: !values['no-cache'],
     onProgress: (line) => { if (!json) process.stderr.write(`  ${line}\n`); },
   });
   const out = str(values.out);

@@ -30,14 +30,17 @@ export const usage = `graft train --base <model> --data <data> [options]
                           else the layer feeding its output layer)
   --head <spec>           head options, e.g. hidden=128:64,dropout=0.3,pool=max (default: pooling
                           if needed, dropout ${DEFAULTS.head.dropout}, dense softmax)
-  --warmup-epochs <n>     epochs with the body frozen, on cached features (default ${DEFAULTS.warmupEpochs})
+  --warmup-epochs <n>     epochs with the body frozen, on cached features (default ${DEFAULTS.warmupEpochs},
+                          more on small data: at least ${DEFAULTS.minWarmupSteps} steps)
   --finetune-epochs <n>   epochs after unfreezing (default ${DEFAULTS.finetuneEpochs})
   --unfreeze <what>       none | all | N (top N weighted layers) | from:<layer> (default all)
   --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
   --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
-  --bn-stats <how>        update | keep: whether unfrozen BatchNorm layers update their moving
-                          statistics while fine-tuning (default update; keep = Keras' advice)
+  --bn-stats <how>        auto | update | keep: whether unfrozen BatchNorm layers update their
+                          moving statistics while fine-tuning (keep = Keras' advice; default
+                          auto: update only when the fine-tune has enough steps for the moving
+                          averages to follow, i.e. momentum^steps < ${DEFAULTS.autoBatchNormResidue})
   --schedule <name>       one-cycle | cosine | constant (default ${DEFAULTS.schedule})
   --batch-size <n>        (default ${DEFAULTS.batchSize})
   --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
@@ -78,9 +81,9 @@ function parseKeepOld(how: string | undefined): KeepOld | undefined {
   throw new GraftError('BAD_ARGUMENT', `--keep-old "${how}" is not understood.`, { fix: 'Use head, lwf or ewc.' });
 }
 
-function parseBnStats(how: string | undefined): 'update' | 'keep' | undefined {
-  if (how === undefined || how === 'update' || how === 'keep') return how;
-  throw new GraftError('BAD_ARGUMENT', `--bn-stats "${how}" is not understood.`, { fix: 'Use update or keep.' });
+function parseBnStats(how: string | undefined): 'update' | 'keep' | 'auto' | undefined {
+  if (how === undefined || how === 'update' || how === 'keep' || how === 'auto') return how;
+  throw new GraftError('BAD_ARGUMENT', `--bn-stats "${how}" is not understood.`, { fix: 'Use auto, update or keep.' });
 }
 
 function parseSchedule(name: string | undefined): 'one-cycle' | 'cosine' | 'constant' | undefined {
@@ -179,7 +182,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const base = await loadModel(baseSpec, { inputSize });
+  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
   const seed = options.seed ?? DEFAULTS.seed;
@@ -198,6 +201,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
   log(`backend: ${backend.name} (${backend.reason})`);
   log(`base: ${baseSpec}${inputSize ? ` at ${inputSize.join('x')}` : ''}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
+  if (base.truncatedAt) log(`${baseSpec} at ${inputSize!.join('x')}: the layers after ${base.truncatedAt} only run at the original size and were left out`);
   for (const line of skippedLines(skipped)) log(line);
   const counts = classCounts(data);
   const present = counts.filter((c) => c > 0);
@@ -252,12 +256,13 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     console.log(JSON.stringify({
       backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
-      metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null,
+      metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       phases: result.phases, history: result.history,
     }));
   } else {
     if ('forgetting' in t) log(formatForgetting(t.forgetting as ForgettingReport));
     const fc = result.featureCache;
+    if (result.memoryNote) log(result.memoryNote);
     if (fc) log(`body features: ${fc.hits ? `${fc.hits} set(s) read from the disk cache` : ''}${fc.hits && fc.misses ? ', ' : ''}${fc.misses ? `${fc.misses} set(s) computed and kept in the disk cache` : ''} (${result.featureSeconds.toFixed(1)} s; graft cache ls)`);
     log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${testRaw ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
