@@ -69,3 +69,19 @@ test('balance: balanced sampling draws every class as often as the largest; clas
   assert.ok(Math.abs(plain - (-Math.log(0.9) - Math.log(0.05)) / 2) < 1e-5);
   assert.ok(Math.abs(weighted - (0.5 * -Math.log(0.9) + 3 * -Math.log(0.05)) / 2) < 1e-4);
 });
+
+test('augmentedViews: the original first, then seeded augmented copies with the same labels', async () => {
+  const { augmentedViews } = await import('./augment.js');
+  const x = Uint8Array.from(gradient(3, 8, 10, 3), (v) => Math.round(v));
+  const d: Dataset = { x, sampleShape: [8, 10, 3], labels: Int32Array.from([0, 1, 2]), classNames: ['a', 'b', 'c'], source: 'g' };
+  const v = augmentedViews(d, 3, AUGMENT_DEFAULTS, 4);
+  assert.ok(v.x instanceof Uint8Array);
+  assert.equal(v.x.length, 3 * x.length);
+  assert.deepEqual(Array.from(v.labels), [0, 1, 2, 0, 1, 2, 0, 1, 2]);
+  assert.deepEqual(v.x.subarray(0, x.length), x);
+  assert.notDeepEqual(v.x.subarray(x.length, 2 * x.length), x);
+  assert.notDeepEqual(v.x.subarray(x.length, 2 * x.length), v.x.subarray(2 * x.length));
+  assert.deepEqual(augmentedViews(d, 3, AUGMENT_DEFAULTS, 4).x, v.x, 'repeats with the seed');
+  assert.equal(augmentedViews(d, 1, AUGMENT_DEFAULTS, 4), d);
+  assert.equal(augmentedViews(d, 3, NO_AUGMENT, 4), d);
+});

@@ -3,6 +3,7 @@
 // resampling pass, then brightness, contrast and saturation jitter. Seeded: a run repeats.
 
 import { GraftError } from '../errors.js';
+import type { Dataset } from './dataset.js';
 import { makeRng } from './random.js';
 
 export interface AugmentOptions {
@@ -125,4 +126,34 @@ export function augmentBatch(buf: Float32Array, n: number, shape: number[], o: A
       }
     }
   }
+}
+
+/**
+ * The dataset followed by `views - 1` augmented copies of it (seeded), for a warm-up on cached
+ * features that still sees augmentation: each view's features are computed once (and kept in
+ * the disk cache, since the copies repeat with the seed).
+ */
+export function augmentedViews(d: Dataset, views: number, o: AugmentOptions, seed: number): Dataset {
+  if (views <= 1 || d.sampleShape.length !== 3 || isIdentity(o)) return d;
+  const n = d.labels.length;
+  const per = d.x.length / Math.max(1, n);
+  const bytes = d.x instanceof Uint8Array;
+  const x = bytes ? new Uint8Array(d.x.length * views) : new Float32Array(d.x.length * views);
+  x.set(d.x);
+  const chunk = 64;
+  const buf = new Float32Array(chunk * per);
+  for (let v = 1; v < views; v++) {
+    for (let start = 0; start < n; start += chunk) {
+      const k = Math.min(chunk, n - start);
+      const part = buf.subarray(0, k * per);
+      part.set(d.x.subarray(start * per, (start + k) * per));
+      augmentBatch(part, k, d.sampleShape, o, seed * 7919 + v * 104729 + start, bytes ? 255 : Infinity);
+      const at = (v * n + start) * per;
+      if (bytes) for (let i = 0; i < part.length; i++) x[at + i] = Math.round(part[i]);
+      else x.set(part, at);
+    }
+  }
+  const labels = new Int32Array(n * views);
+  for (let v = 0; v < views; v++) labels.set(d.labels, v * n);
+  return { ...d, x, labels, source: `${d.source} (+${views - 1} augmented view${views > 2 ? 's' : ''})` };
 }

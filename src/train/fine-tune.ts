@@ -25,7 +25,7 @@ import { fitBatchSize } from './memory.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classCounts } from '../data/dataset.js';
-import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
+import { augmentedViews, describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
 
 
@@ -80,6 +80,8 @@ export interface FineTuneOptions {
   diskCache?: boolean;
   /** How the body is named in `graft cache ls` (e.g. "mobilenet-v2 cut at block_13_expand_relu"). */
   cacheLabel?: string;
+  /** Warm-up on this many views of each training image: the original and views - 1 augmented copies (needs augment). Default 1. */
+  warmupViews?: number;
   /** Image augmentation in the fine-tune phase (none unless given; `graft train` turns it on for image folders). */
   augment?: AugmentOptions;
 }
@@ -170,7 +172,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
     validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
-    balance, augment: augment ? describeAugment(augment) : 'none',
+    balance, augment: augment ? describeAugment(augment) : 'none', warmupViews: o.warmupViews ?? 1,
   };
 
   let featureSeconds = 0;
@@ -186,7 +188,8 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (resume) phases.push(...resume.phases);
   if (resume) history.push(...resume.history);
   if (options.warmupEpochs === undefined && o.warmupEpochs > 0) {
-    const perEpoch = Math.ceil(epochLength(trainSet, balance === 'sample') / o.batchSize);
+    const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
+    const perEpoch = Math.ceil((epochLength(trainSet, balance === 'sample') * views) / o.batchSize);
     o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
     recipe.warmupEpochs = o.warmupEpochs;
   }
@@ -200,7 +203,9 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       featureCache = { hits: (featureCache?.hits ?? 0) + (c.hit ? 1 : 0), misses: (featureCache?.misses ?? 0) + (c.hit ? 0 : 1) };
       return c.features;
     };
-    const trainFeatures = o.cachedFeatures?.train ?? await features(trainSet);
+    const views = o.warmupViews ?? 1;
+    const warmupSet = augment && views > 1 ? augmentedViews(trainSet, views, augment, o.seed) : trainSet;
+    const trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
     const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
     featureSeconds = (Date.now() - t0) / 1000;
     const out = await runPhase({

@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -22,6 +22,8 @@ export const usage = `graft train --base <model> --data <data> [options]
                           mobilenet-v2: ~5x faster than 224); images are resized to it
   --augment <spec>        default | none | crop=0.6,flip,rotate=10,jitter=0.2: augmentation in
                           the fine-tune phase (default: on for image folders, off otherwise)
+  --warmup-views <k>      warm up on k views of each image: the original and k-1 augmented
+                          copies, their features computed once and cached (default 1)
   --balance <how>         auto | weights | sample | none: class imbalance (default auto: class
                           weights n/(k*n_c) when the largest class is >= 1.5x the smallest)
   --labels <idx>          IDX labels file (default: beside the images file)
@@ -117,7 +119,7 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
-  'input-size': { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
+  'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
   ...DATA_ARGS,
 };
 
@@ -169,6 +171,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     validationSplit: num(values['val-split'], 'val-split', (n) => n >= 0 && n < 1),
     seed: num(values.seed, 'seed', intAtLeast(0)),
     balance: parseBalance(str(values.balance)),
+    warmupViews: num(values['warmup-views'], 'warmup-views', (n) => Number.isInteger(n) && n >= 1 && n <= 32),
   };
   const fit = parseFit(values.fit);
   const inputSize = parseSize(values['input-size'], 'input-size');
@@ -199,6 +202,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const skipped = [...new Map([...all.skipped ?? [], ...validation?.skipped ?? [], ...testRaw?.skipped ?? []].map((f) => [f.path, f])).values()];
   const images = data.x instanceof Uint8Array;
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
+  if ((options.warmupViews ?? 1) > 1 && (!augment || describeAugment(augment) === 'none' || data.sampleShape.length !== 3)) {
+    throw new GraftError('BAD_ARGUMENT', '--warmup-views needs image data and augmentation.', { fix: 'Drop --warmup-views, or give images and --augment default.' });
+  }
   log(`backend: ${backend.name} (${backend.reason})`);
   log(`base: ${baseSpec}${inputSize ? ` at ${inputSize.join('x')}` : ''}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
   if (base.truncatedAt) log(`${baseSpec} at ${inputSize!.join('x')}: the layers after ${base.truncatedAt} only run at the original size and were left out`);
