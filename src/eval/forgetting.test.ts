@@ -91,7 +91,7 @@ test('LwF keeps the old digits far better than plain fine-tuning with the same r
   const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
   const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
   // No dropout: with seeded initialisers, splits and shuffles the run is then deterministic.
-  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 } };
+  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
   const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
   const lwf = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'lwf' });
   assert.equal(lwf.meta.recipe?.keepOld, 'lwf');
@@ -106,7 +106,7 @@ test('LwF keeps the old digits far better than plain fine-tuning with the same r
 test('EWC keeps the old digits far better than plain fine-tuning with the same recipe, and needs old data', async () => {
   const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
   const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
-  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 } };
+  const recipe = { warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
   const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
   const ewc = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'ewc' });
   console.log('old-task agreement: plain', plain.forgetting.oldTask.agreementAfter, 'ewc', ewc.forgetting.oldTask.agreementAfter);

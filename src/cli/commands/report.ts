@@ -5,11 +5,13 @@ import {
   selectHead, writeFileAtomic, type ReportInput,
 } from '../../index.js';
 import { parse, str } from '../args.js';
+import { DATA_ARGS, dataOptions } from '../data-args.js';
 
 export const usage = `graft report <model-dir> [--data <data>] [--out <file.html>] [--expand <groups>]
 
   <model-dir>   a model written by graft train (with its graft.json)
-  --data        test data for the confusion matrix and sample predictions (default: the
+  --data        test data for the confusion matrix and sample predictions: a folder of class
+                sub-folders of images, mnist-test:<digits>, CSV or IDX (default: the
                 evaluation saved by graft train --test-data, when there is one)
   --out         where to write the page (default <model-dir>/report.html)
   --expand      diagram groups to draw layer by layer (comma-separated, or all)
@@ -19,7 +21,7 @@ The page is one HTML file with everything inline: it works offline.`;
 export const summary = 'one self-contained HTML page: diagram, curves, confusion matrix, forgetting, and what was done';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { data: { type: 'string' }, out: { type: 'string' }, expand: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' } }, usage);
+  const { values, positionals } = parse(argv, { data: { type: 'string' }, out: { type: 'string' }, expand: { type: 'string' }, ...DATA_ARGS }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 1) { console.error(`graft report needs one model directory.\n\nUsage:\n${usage}`); return 2; }
   const dir = positionals[0];
@@ -30,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
   const dataSpec = str(values.data);
   if (dataSpec) {
     const head = selectHead(model, meta, 'new');
-    const data = alignClasses(await loadData(dataSpec, { labels: str(values.labels), labelColumn: str(values['label-column']) }), head.classNames);
+    const data = alignClasses(await loadData(dataSpec, { ...dataOptions(values, model, meta.preprocessing), classNames: head.classNames }), head.classNames);
     input.evaluation = { ...(await evaluate(head.model, data, meta.preprocessing)), on: data.source };
     if (data.sampleShape.length === 3) {
       const { values: probs } = await predictAll(head.model, data, meta.preprocessing);
