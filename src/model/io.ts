@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
+import { isKerasPath, readKerasModel } from './keras.js';
 import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
 import { checkTopology } from './topology.js';
 import type { GraftMeta } from './meta.js';
@@ -101,6 +102,10 @@ async function readLocal(source: string): Promise<ModelFiles> {
   } catch {
     throw new GraftError('MODEL_NOT_FOUND', `No model at "${source}".`, {
       fix: 'Give a model directory, a model.json path, an http(s) URL, or a zoo name (graft inspect --help lists them).' });
+  }
+  if (!info.isDirectory() && isKerasPath(path)) {
+    const { artifacts } = await readKerasModel(path);
+    return { artifacts, source };
   }
   const jsonPath = info.isDirectory() ? join(path, 'model.json') : path;
   const dir = dirname(jsonPath);
