@@ -9,6 +9,26 @@ export const DATA_ARGS: Options = {
   labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' },
 };
 
+export const PREPROCESS_USAGE = `--preprocess <how>      how pixels (0-255) become model inputs, for a base without graft.json
+                          (a Keras .h5/.keras or plain tfjs model): unit (x/255), symmetric
+                          (x/127.5 - 1: Keras MobileNet, Inception), imagenet (x/255, then the
+                          ImageNet mean and std per channel: torchvision), none (raw 0-255);
+                          default: the base's graft.json, else none`;
+
+/** A named input transform for a base model that carries none. */
+export function parsePreprocess(value: unknown, inputShape: (number | null)[]): Preprocessing | undefined {
+  const v = str(value);
+  if (v === undefined) return undefined;
+  const shape = inputShape.slice(1).map((d) => d ?? 0);
+  switch (v) {
+    case 'none': return { inputShape: shape, description: 'raw values' };
+    case 'unit': return { inputShape: shape, scale: 1 / 255, description: 'pixels 0-255 divided by 255' };
+    case 'symmetric': return { inputShape: shape, scale: 1 / 127.5, offset: -1, description: 'pixels 0-255 mapped to -1..1' };
+    case 'imagenet': return { inputShape: shape, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], description: 'pixels divided by 255, then ImageNet mean and std per channel' };
+    default: throw new GraftError('BAD_ARGUMENT', `--preprocess "${v}" is not understood.`, { fix: 'Use unit, symmetric, imagenet or none.' });
+  }
+}
+
 export const FIT_USAGE = `--fit <how>             images: crop (centre crop, default) | pad (black bars) | stretch, to
                           the model's input size`;
 

@@ -6,7 +6,8 @@ import { parse, str } from '../args.js';
 
 export const usage = `graft inspect <model> [--cut <layer>] [--svg <file>] [--expand <groups>] [--json]
 
-  <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, or an http(s) URL
+  <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, an http(s) URL, or a
+                   Keras .h5 / .keras file
   --cut <layer>    show what a cut at this layer (name or index) keeps and removes
   --svg <file>     also draw the architecture: input node at the top, the cut, removed layers greyed
   --expand <list>  groups to draw layer by layer (comma-separated group names, or all)

@@ -7,17 +7,18 @@ import {
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
-import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, parseFit, parseSize, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, parseFit, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
 
   --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a directory,
-                          model.json or URL
+                          model.json or URL, a Keras .h5 or .keras file
   --data <data>           training data: a folder with one sub-folder of images per class (or
                           train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
                           file, or an IDX images file
   --per-class <n>         use at most n training samples per class (seeded), e.g. for a quick run
   ${FIT_USAGE}
+  ${PREPROCESS_USAGE}
   --input-size <n|hxw>    run a fully convolutional base at another input size (e.g. 96 for
                           mobilenet-v2: ~5x faster than 224); images are resized to it
   --augment <spec>        default | none | crop=0.6,flip,rotate=10,jitter=0.2: augmentation in
@@ -119,7 +120,7 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
-  'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
+  'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, preprocess: { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
   ...DATA_ARGS,
 };
 
@@ -226,8 +227,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   };
   process.on('SIGINT', onInterrupt);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
+  const givenPreprocessing = parsePreprocess(values.preprocess, base.model.inputs[0].shape);
   const transferOptions = {
-    ...cleanOptions, validation, resumeFrom, shouldStop: () => stop, augment, diskCache: !values['no-cache'],
+    ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment, diskCache: !values['no-cache'],
     checkpoints: {
       dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json'), out: resolve(out) },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,

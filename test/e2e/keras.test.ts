@@ -1,0 +1,67 @@
+// A Keras .h5 file as the base of graft train, on a folder of real PNG files; bad files refused
+// before anything is written.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { access, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { makeRng } from '../../src/data/random.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const bin = join(root, 'bin', 'graft.js');
+const fixtures = join(root, 'test', 'fixtures', 'keras');
+
+function graft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, GRAFT_CACHE_DIR: join(tmpdir(), 'graft-e2e-cache') } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('graft train --base model.h5 on image folders; inspect lists its layers; a truncated .h5 is refused and nothing is written', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-keras-e2e-'));
+  try {
+    const rng = makeRng(3);
+    const colours: Record<string, number[]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [30, 40, 220] };
+    for (const [name, rgb] of Object.entries(colours)) {
+      await mkdir(join(dir, 'data', name), { recursive: true });
+      for (let i = 0; i < 30; i++) {
+        const px = Buffer.alloc(20 * 20 * 3);
+        for (let p = 0; p < 400; p++) for (let c = 0; c < 3; c++) px[p * 3 + c] = Math.max(0, Math.min(255, rgb[c] + (rng() - 0.5) * 120));
+        await writeFile(join(dir, 'data', name, `${i}.png`), await sharp(px, { raw: { width: 20, height: 20, channels: 3 } }).png().toBuffer());
+      }
+    }
+    const ins = await graft(['inspect', join(fixtures, 'cnn.h5')]);
+    assert.equal(ins.code, 0, ins.stderr);
+    assert.match(ins.stdout, /depthwise|DepthwiseConv2D/i);
+    assert.match(ins.stdout, /Input node: image \[batch, 12, 12, 3\]/);
+    const out = join(dir, 'model');
+    const r = await graft(['train', '--base', join(fixtures, 'cnn.h5'), '--cut', 'gap', '--data', join(dir, 'data'), '--preprocess', 'unit',
+      '--warmup-epochs', '30', '--lr', '0.05', '--finetune-epochs', '1', '--augment', 'none', '--val-split', '0.2', '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    assert.deepEqual(res.classNames, ['blue', 'green', 'red']);
+    assert.ok(res.validationAccuracy >= 0.8, `validation accuracy ${res.validationAccuracy}`);
+    const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
+    assert.equal(meta.preprocessing.scale, 1 / 255);
+    assert.deepEqual(meta.preprocessing.inputShape, [12, 12, 3]);
+    const pr = await graft(['predict', out, join(dir, 'data', 'red', '0.png'), '--json']);
+    assert.equal(pr.code, 0, pr.stderr);
+    assert.equal(JSON.parse(pr.stdout).predictions[0].top[0].className, 'red');
+
+    const h5 = await readFile(join(fixtures, 'cnn.h5'));
+    await writeFile(join(dir, 'cut.h5'), h5.subarray(0, 3000));
+    const bad = await graft(['train', '--base', join(dir, 'cut.h5'), '--data', join(dir, 'data'), '--out', join(dir, 'never')]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cut\.h5 cannot be read.*truncated/);
+    assert.doesNotMatch(bad.stderr, /HDF5-DIAG/);
+    await assert.rejects(access(join(dir, 'never')));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
