@@ -11,6 +11,8 @@ const cases: Array<{ x: [number, number, number, number]; f: [number, number, nu
   { x: [3, 8, 7, 3], f: [3, 3, 3, 5], s: 2, pad: 'same' },
   { x: [1, 10, 10, 4], f: [5, 5, 4, 2], s: 1, pad: 'valid' },
   { x: [2, 7, 8, 6], f: [1, 1, 6, 3], s: 2, pad: 'valid' },
+  { x: [3, 5, 6, 8], f: [1, 1, 8, 4], s: 1, pad: 'same' },
+  { x: [1, 4, 4, 5], f: [1, 1, 5, 7], s: 1, pad: 'valid' },
   { x: [2, 6, 6, 2], f: [2, 2, 2, 3], s: 2, pad: 'same' },
 ];
 
