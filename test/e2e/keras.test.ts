@@ -65,3 +65,47 @@ test('graft train --base model.h5 on image folders; inspect lists its layers; a 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('graft train --base model.onnx: the head trains on onnxruntime features; predict and evaluate run body and head; fine-tuning is refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-onnx-e2e-'));
+  try {
+    const rng = makeRng(4);
+    const colours: Record<string, number[]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [30, 40, 220] };
+    for (const [name, rgb] of Object.entries(colours)) {
+      await mkdir(join(dir, 'data', name), { recursive: true });
+      for (let i = 0; i < 30; i++) {
+        const px = Buffer.alloc(24 * 24 * 3);
+        for (let p = 0; p < 576; p++) for (let c = 0; c < 3; c++) px[p * 3 + c] = Math.max(0, Math.min(255, rgb[c] + (rng() - 0.5) * 120));
+        await writeFile(join(dir, 'data', name, `${i}.jpg`), await sharp(px, { raw: { width: 24, height: 24, channels: 3 } }).jpeg().toBuffer());
+      }
+    }
+    await writeFile(join(dir, 'data', 'red', 'broken.jpg'), 'nope');
+    const onnx = join(root, 'test', 'fixtures', 'onnx', 'tiny-cnn.onnx');
+    const ins = await graft(['inspect', onnx]);
+    assert.equal(ins.code, 0, ins.stderr);
+    assert.match(ins.stdout, /Input node: pixels \[batch, 3, 16, 16\]/);
+    assert.match(ins.stdout, /\/Relu_1\s+Relu\s+\/Relu_1_output_0/);
+    const out = join(dir, 'model');
+    const r = await graft(['train', '--base', onnx, '--cut', '/Relu_1', '--data', join(dir, 'data'), '--preprocess', 'unit', '--warmup-epochs', '30', '--lr', '0.05', '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    assert.equal(res.body, 'onnxruntime');
+    assert.ok(res.validationAccuracy >= 0.8, `validation accuracy ${res.validationAccuracy}`);
+    assert.deepEqual(res.skipped.map((s: { path: string }) => s.path.split('/').pop()), ['broken.jpg']);
+    const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
+    assert.equal(meta.body.kind, 'onnx');
+    assert.match(meta.body.sha256, /^[0-9a-f]{64}$/);
+    const ev = await graft(['evaluate', out, join(dir, 'data'), '--json']);
+    assert.equal(ev.code, 0, ev.stderr);
+    assert.ok(JSON.parse(ev.stdout).accuracy >= 0.8);
+    const pr = await graft(['predict', out, join(dir, 'data', 'blue', '3.jpg'), '--json']);
+    assert.equal(pr.code, 0, pr.stderr);
+    assert.equal(JSON.parse(pr.stdout).predictions[0].top[0].className, 'blue');
+    const ft = await graft(['train', '--base', onnx, '--data', join(dir, 'data'), '--finetune-epochs', '2', '--out', join(dir, 'never')]);
+    assert.equal(ft.code, 1);
+    assert.match(ft.stderr, /cannot be trained in tfjs.*export it as a Keras/s);
+    await assert.rejects(access(join(dir, 'never')));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

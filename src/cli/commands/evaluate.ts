@@ -2,7 +2,8 @@
 
 import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
 import { parse, str } from '../args.js';
-import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, decodeProgress, skippedLines } from '../data-args.js';
+import { modelInputs, savedDataOptions } from '../external-body.js';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]
 
@@ -28,9 +29,10 @@ export async function run(argv: string[]): Promise<number> {
       fix: 'Evaluate a model written by graft train, or a zoo model.' });
   }
   const head = selectHead(model, meta, str(values.head) ?? 'new');
-  const data = alignClasses(await loadData(positionals[1], { ...dataOptions(values, model, meta.preprocessing, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
-  assertShape(data, meta.preprocessing, head.model.inputs[0].shape);
-  const result = await evaluate(head.model, data, meta.preprocessing);
+  const raw = alignClasses(await loadData(positionals[1], { ...savedDataOptions(values, model, meta, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
+  const { data, preprocessing } = await modelInputs(meta, raw);
+  assertShape(data, preprocessing, head.model.inputs[0].shape);
+  const result = await evaluate(head.model, data, preprocessing);
   if (values.json) {
     console.log(JSON.stringify({ ...result, backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
   } else {

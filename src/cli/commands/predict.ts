@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { assertShape, backendInfo, classFolders, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
-import { DATA_ARGS, dataOptions, decodeProgress, skippedLines } from '../data-args.js';
+import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
+import { modelInputs, savedDataOptions } from '../external-body.js';
 
 export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] [--json]
 
@@ -26,7 +27,7 @@ async function isDir(p: string): Promise<boolean> {
 }
 
 async function loadInput(specs: string[], values: Record<string, unknown>, model: tfl.LayersModel, meta: GraftMeta): Promise<Dataset & { files?: string[] }> {
-  const o = dataOptions(values, model, meta.preprocessing, decodeProgress(Boolean(values.json)));
+  const o = savedDataOptions(values, model, meta, decodeProgress(Boolean(values.json)));
   const spec = specs[0];
   let files = specs;
   if (specs.length === 1 && await isDir(spec)) {
@@ -50,12 +51,13 @@ export async function run(argv: string[]): Promise<number> {
   const limit = num(values.limit, 'limit', intAtLeast(1));
   const { model, meta } = await loadModel(positionals[0]);
   if (!meta) throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names are unknown.`, { fix: 'Predict with a model written by graft train.' });
-  let data = await loadInput(positionals.slice(1), values, model, meta);
-  const files = data.files;
+  const input = await loadInput(positionals.slice(1), values, model, meta);
+  const files = input.files;
+  let { data, preprocessing } = await modelInputs(meta, input);
   if (!data.labels.length) {
     throw new GraftError('BAD_DATA', `Nothing to predict: ${data.skipped?.length ? `every file was skipped (${data.skipped.map((f) => `${f.path}: ${f.reason}`).join('; ')})` : 'the input holds no samples'}.`, { fix: 'Give readable images or data rows.' });
   }
-  assertShape(data, meta.preprocessing, model.inputs[0].shape);
+  assertShape(data, preprocessing, model.inputs[0].shape);
   if (limit !== undefined && limit < data.labels.length) {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
     data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
@@ -64,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
   const heads: { name: string; classNames: string[]; probs: Float32Array }[] = [];
   for (const name of headNames) {
     const head = selectHead(model, meta, name);
-    const { values: probs } = await predictAll(head.model, data, meta.preprocessing);
+    const { values: probs } = await predictAll(head.model, data, preprocessing);
     heads.push({ name, classNames: head.classNames, probs });
   }
   const hasLabels = data.classNames.some((c) => c !== '');

@@ -7,12 +7,16 @@ import {
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
+import { isOnnxPath } from '../external-body.js';
+import { trainOnnx } from './train-onnx.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, parseFit, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
 
   --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a directory,
-                          model.json or URL, a Keras .h5 or .keras file
+                          model.json or URL, a Keras .h5 or .keras file, or an ONNX file (a
+                          frozen body run by onnxruntime: the head trains on its features;
+                          --cut names an ONNX node or value, see graft inspect)
   --data <data>           training data: a folder with one sub-folder of images per class (or
                           train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
                           file, or an IDX images file
@@ -153,6 +157,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const baseSpec = str(values.base);
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
+  if (isOnnxPath(baseSpec)) return trainOnnx(values);
   const options = {
     cut: str(values.cut),
     head: parseHead(str(values.head)),
