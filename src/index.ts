@@ -16,6 +16,7 @@ export { findLayer, paramCount, type LayerRef } from './model/layers.js';
 export { findOldHead, multiHeadModel, selectHead, headsMeta, type OldHead } from './model/multi-head.js';
 export { extendModel, mergeClassNames } from './model/extend.js';
 export { readKerasModel, isKerasPath, keras3ToKeras2 } from './model/keras.js';
+export { GraphBody, graphModelJson, graphNodes, formatGraphNodes, type GraphBodyInfo, type GraphNode } from './model/graph-body.js';
 export { OnnxBody, readOnnxGraph, formatOnnxGraph, withOutputs, type OnnxBodyInfo, type OnnxGraph, type OnnxNode } from './model/onnx.js';
 
 export { type Dataset, type SkippedFile, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
@@ -35,7 +36,7 @@ export { predictAll, featureDataset } from './train/predict.js';
 export { cachedFeatureDataset, listCache, clearCache, cacheDir, modelFingerprint, featureKey, CACHE_DEFAULTS, type CacheEntry, type CachedFeatures } from './train/feature-cache.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
-export { transferOnnx, type OnnxTransfer, type OnnxTransferOptions } from './train/onnx-transfer.js';
+export { transferOnnx, type OnnxTransfer, type OnnxTransferOptions, type FrozenBody } from './train/onnx-transfer.js';
 export { transfer, defaultCut, describe, type Transfer, type TransferOptions, type KeepOld } from './train/transfer.js';
 export { lwfLoss, distillationLoss, soften, DISTILL_DEFAULTS, type DistillOptions } from './train/distill.js';
 export { crossEntropy, type LossFn, type LossContext } from './train/loop.js';

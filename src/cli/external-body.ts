@@ -2,7 +2,7 @@
 // and report run the body with onnxruntime first, then the tfjs head on its features.
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { OnnxBody, type Dataset, type DataOptions, type GraftMeta, type Preprocessing } from '../index.js';
+import { GraphBody, OnnxBody, type Dataset, type DataOptions, type GraftMeta, type Preprocessing } from '../index.js';
 import { dataOptions } from './data-args.js';
 
 export function isOnnxPath(spec: string): boolean {
@@ -22,7 +22,8 @@ export function savedDataOptions(values: Record<string, unknown>, model: tfl.Lay
 /** What the tfjs model takes: the data itself, or the ONNX body's features of it. */
 export async function modelInputs(meta: GraftMeta, data: Dataset): Promise<{ data: Dataset; preprocessing?: Preprocessing }> {
   if (!meta.body) return { data, preprocessing: meta.preprocessing };
-  const body = await OnnxBody.load(meta.body.path, meta.body.output, meta.body.sha256);
+  const b = meta.body;
+  const body = b.kind === 'onnx' ? await OnnxBody.load(b.path, b.output, b.sha256) : await GraphBody.load(b.path, b.output, b.sha256);
   try {
     return { data: { ...(await body.features(data, meta.preprocessing)), source: data.source, skipped: data.skipped }, preprocessing: undefined };
   } finally {

@@ -52,8 +52,8 @@ export interface GraftMeta {
     removed?: { name: string; className: string; shape: (number | null)[]; params: number }[];
   };
   heads: HeadMeta[];
-  /** A body outside the tfjs model (an ONNX file run by onnxruntime); the model's input is its features. */
-  body?: { kind: 'onnx'; path: string; sha256: string; input: string; output: string; layout: 'NCHW' | 'NHWC'; imageShape: [number, number, number]; featureShape: number[] };
+  /** A frozen body outside the saved LayersModel (an ONNX file run by onnxruntime, or a tfjs GraphModel); the model's input is its features. */
+  body?: { kind: 'onnx' | 'tfjs-graph'; path: string; sha256: string; input: string; output: string; layout: 'NCHW' | 'NHWC'; imageShape: [number, number, number]; featureShape: number[] };
   frozen?: string[];
   metrics?: Record<string, number | null | undefined>;
   history?: EpochRecord[];

@@ -152,10 +152,15 @@ export interface OnnxBodyInfo {
   featureShape: number[];
 }
 
-/** Names close to `name` (for "did you mean"). */
-function closeNames(name: string, all: string[]): string[] {
+/** Names close to `name` (for "did you mean"): sharing a word of 3+ letters, or containing it. */
+export function closeNames(name: string, all: string[]): string[] {
   const lower = name.toLowerCase();
-  return all.filter((n) => n.toLowerCase().includes(lower) || lower.includes(n.toLowerCase())).slice(0, 8);
+  const words = lower.split(/[/_:.\-\s]+/).filter((w) => w.length >= 3);
+  const close = all.filter((n) => {
+    const l = n.toLowerCase();
+    return l.includes(lower) || lower.includes(l) || words.some((w) => l.includes(w));
+  });
+  return [...new Set(close)].slice(0, 8);
 }
 
 /** A frozen ONNX body cut at a named value (a node's name or one of its output names). */
@@ -247,6 +252,11 @@ export class OnnxBody {
       x.set(out.values, i * per);
     }
     return { x, sampleShape: this.info.featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` };
+  }
+
+  /** Index of the node that produces the cut value. */
+  cutIndex(): number {
+    return this.graph.nodes.findIndex((n) => n.outputs.includes(this.info.output));
   }
 
   async dispose(): Promise<void> {

@@ -1,7 +1,7 @@
-// Transfer with a frozen ONNX body: its features are computed once by onnxruntime, the head
-// trains on them in tfjs (the warm-up phase alone: tfjs cannot train the ONNX graph), and the
-// saved model is the head, whose input is the body's features, plus graft.json's `body`: the
-// .onnx path, its content hash and the cut, so predict runs the body and then the head.
+// Transfer with a frozen body that tfjs cannot train (an ONNX file run by onnxruntime, or a
+// tfjs GraphModel): its features are computed once, the head trains on them in tfjs (the
+// warm-up phase alone), and the saved model is the head, whose input is the body's features,
+// plus graft.json's `body`: path, content hash and cut, so predict runs the body, then the head.
 
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
@@ -12,6 +12,10 @@ import { graft } from '../model/graft.js';
 import type { HeadOptions } from '../model/head.js';
 import { headsMeta } from '../model/multi-head.js';
 import { OnnxBody } from '../model/onnx.js';
+import type { GraphBody } from '../model/graph-body.js';
+
+/** A frozen body run outside tfjs-layers. */
+export type FrozenBody = OnnxBody | GraphBody;
 import { versions, type GraftMeta } from '../model/meta.js';
 import { DEFAULTS } from './defaults.js';
 import { fineTune, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
@@ -26,20 +30,20 @@ export interface OnnxTransferOptions extends Omit<FineTuneOptions, 'preprocessin
 }
 
 export interface OnnxTransfer {
-  body: OnnxBody;
+  body: FrozenBody;
   grafted: Grafted;
   result: FineTuneResult;
   meta: GraftMeta;
   featureSeconds: number;
 }
 
-export async function transferOnnx(source: string | OnnxBody, data: Dataset, o: OnnxTransferOptions = {}): Promise<OnnxTransfer> {
+export async function transferOnnx(source: string | FrozenBody, data: Dataset, o: OnnxTransferOptions = {}): Promise<OnnxTransfer> {
   assertTrainable(data);
   const body = typeof source === 'string' ? await OnnxBody.load(source, o.cut) : source;
   const path = body.info.path;
   const [h, w, c] = body.info.imageShape;
   if (data.sampleShape.join() !== [h, w, c].join()) {
-    throw new GraftError('SHAPE_MISMATCH', `${data.source} has samples of shape [${data.sampleShape.join(', ')}]; the ONNX body takes [${h}, ${w}, ${c}].`, {
+    throw new GraftError('SHAPE_MISMATCH', `${data.source} has samples of shape [${data.sampleShape.join(', ')}]; the body takes [${h}, ${w}, ${c}].`, {
       fix: 'Give images (they are resized to the body\'s input), or data of that shape.' });
   }
   const seed = o.seed ?? DEFAULTS.seed;
@@ -61,13 +65,13 @@ export async function transferOnnx(source: string | OnnxBody, data: Dataset, o: 
     format: 'graft/1',
     classNames: data.classNames,
     preprocessing: o.preprocessing ?? { inputShape: [h, w, c], description: 'none: raw values' },
-    base: { source: path, cut: { layer: body.info.output, index: body.graph.nodes.findIndex((n) => n.outputs.includes(body.info.output)) } },
+    base: { source: path, cut: { layer: body.info.output, index: body.cutIndex() } },
     body: body.info,
     heads: headsMeta(grafted, data.classNames),
-    frozen: [`${path} (ONNX body, run by onnxruntime)`],
+    frozen: [body.info.kind === 'onnx' ? `${path} (ONNX body, run by onnxruntime)` : `${path} (tfjs GraphModel body)`],
     metrics: { validationAccuracy: result.validation?.accuracy ?? null, validationLoss: result.validation?.loss ?? null, trainSamples: count(train), featureSeconds },
     history: result.history,
-    recipe: { ...result.recipe, head: grafted.head.options, body: 'onnx (frozen; warm-up only)' },
+    recipe: { ...result.recipe, head: grafted.head.options, body: `${body.info.kind} (frozen; warm-up only)` },
     versions: versions(),
     createdAt: new Date().toISOString(),
   };

@@ -4,14 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { isOnnxPath } from '../external-body.js';
-import { GraftError, readOnnxGraph, formatOnnxGraph, diagramOfModel, formatInspection, inspectModel, loadModel, renderDiagram, writeFileAtomic, ZOO } from '../../index.js';
+import { GraftError, graphModelJson, graphNodes, formatGraphNodes, readModelFiles, readOnnxGraph, formatOnnxGraph, diagramOfModel, formatInspection, inspectModel, loadModel, renderDiagram, writeFileAtomic, ZOO } from '../../index.js';
 import { parse, str } from '../args.js';
 
 export const usage = `graft inspect <model> [--cut <layer>] [--svg <file>] [--expand <groups>] [--json]
 
   <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, an http(s) URL, or a
-                   Keras .h5 / .keras file, or an .onnx file (its nodes and their outputs:
-                   the names --cut takes)
+                   Keras .h5 / .keras file, or an .onnx file or tfjs GraphModel (their
+                   nodes: the names --cut takes)
   --cut <layer>    show what a cut at this layer (name or index) keeps and removes
   --svg <file>     also draw the architecture: input node at the top, the cut, removed layers greyed
   --expand <list>  groups to draw layer by layer (comma-separated group names, or all)
@@ -28,6 +28,12 @@ export async function run(argv: string[]): Promise<number> {
     try { bytes = await readFile(positionals[0]); } catch { throw new GraftError('MODEL_NOT_FOUND', `No ONNX model at "${positionals[0]}".`, { fix: 'Check the path.' }); }
     const graph = readOnnxGraph(bytes, basename(positionals[0]));
     console.log(values.json ? JSON.stringify(graph, null, 2) : formatOnnxGraph(graph, positionals[0]));
+    return 0;
+  }
+  const graphJson = await graphModelJson(positionals[0]);
+  if (graphJson) {
+    const nodes = graphNodes((await readModelFiles(graphJson)).artifacts.modelTopology);
+    console.log(values.json ? JSON.stringify({ kind: 'tfjs-graph', nodes }, null, 2) : formatGraphNodes(nodes, positionals[0]));
     return 0;
   }
   const { model } = await loadModel(positionals[0]);

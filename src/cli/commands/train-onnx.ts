@@ -1,8 +1,8 @@
-// graft train --base model.onnx: the ONNX body stays frozen (run by onnxruntime); the head
-// trains on its features and is saved with a reference to the body.
+// graft train --base model.onnx | graph-model dir: the body stays frozen (onnxruntime, or the
+// tfjs GraphModel); the head trains on its features and is saved with a reference to the body.
 
 import { resolve } from 'node:path';
-import { GraftError, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, loadData, saveModel, splitFolders, stratifiedSplit, takePerClass, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
+import { GraftError, GraphBody, graphModelJson, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, loadData, saveModel, splitFolders, stratifiedSplit, takePerClass, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
 import { intAtLeast, num, percent, str } from '../args.js';
 import { decodeProgress, parseFit, parsePreprocess, skippedLines } from '../data-args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
@@ -15,7 +15,7 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   const dataSpec = str(values.data)!;
   const given = NOT_FOR_ONNX.filter((k) => values[k] !== undefined && !(k === 'finetune-epochs' && Number(values[k]) === 0));
   if (given.length) {
-    throw new GraftError('BAD_ARGUMENT', `An ONNX body cannot be trained in tfjs, so ${given.map((k) => `--${k}`).join(', ')} cannot apply: Graft computes its features with onnxruntime and trains the head on them (the warm-up phase).`, {
+    throw new GraftError('BAD_ARGUMENT', `An ONNX or GraphModel body cannot be trained in tfjs, so ${given.map((k) => `--${k}`).join(', ')} cannot apply: Graft computes its features and trains the head on them (the warm-up phase).`, {
       fix: 'Drop those options; to fine-tune the body, export it as a Keras .h5/.keras file or a tfjs LayersModel and use that as --base.' });
   }
   const json = Boolean(values.json);
@@ -24,7 +24,8 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const body = await OnnxBody.load(resolve(baseSpec), str(values.cut));
+  const body = (await graphModelJson(baseSpec)) ? await GraphBody.load(baseSpec, str(values.cut)) : await OnnxBody.load(resolve(baseSpec), str(values.cut));
+  const kind = body.info.kind === 'onnx' ? 'ONNX' : 'tfjs GraphModel';
   const [h, w, c] = body.info.imageShape;
   const fit = parseFit(values.fit);
   const seed = num(values.seed, 'seed', intAtLeast(0)) ?? DEFAULTS.seed;
@@ -42,8 +43,8 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   if (testSplit) ({ rest: data, split: test } = stratifiedSplit(data, testSplit, seed));
   const skipped = [...new Map([...all.skipped ?? [], ...validation?.skipped ?? [], ...test?.skipped ?? []].map((f) => [f.path, f])).values()];
   const preprocessing = parsePreprocess(values.preprocess, [null, h, w, c]);
-  log(`backend: ${backend.name} for the head; onnxruntime for the body`);
-  log(`base: ${baseSpec} (ONNX, input ${body.info.input} ${body.info.layout}), cut at ${body.info.output}: features [${body.info.featureShape.join(', ')}]; the body stays frozen`);
+  log(`backend: ${backend.name} for the head; ${body.info.kind === 'onnx' ? 'onnxruntime' : backend.name} for the body`);
+  log(`base: ${baseSpec} (${kind}, input ${body.info.input} ${body.info.layout}), cut at ${body.info.output}: features [${body.info.featureShape.join(', ')}]; the body stays frozen`);
   log(`data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
   for (const line of skippedLines(skipped)) log(line);
   const progress = progressCallbacks(process.stderr, json);
@@ -66,9 +67,9 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
   await saveModel(t.grafted.model, out, meta);
   if (json) {
-    console.log(JSON.stringify({ backend: backend.name, body: 'onnxruntime', out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped, cut: meta.base?.cut, classNames: meta.classNames, metrics: meta.metrics, featureSeconds: t.featureSeconds, history: t.result.history }));
+    console.log(JSON.stringify({ backend: backend.name, body: body.info.kind === 'onnx' ? 'onnxruntime' : 'tfjs-graph', out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped, cut: meta.base?.cut, classNames: meta.classNames, metrics: meta.metrics, featureSeconds: t.featureSeconds, history: t.result.history }));
   } else {
-    log(`body features: ${t.featureSeconds.toFixed(1)} s with onnxruntime`);
+    log(`body features: ${t.featureSeconds.toFixed(1)} s with ${body.info.kind === 'onnx' ? 'onnxruntime' : 'the GraphModel'}`);
     log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${test ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
     log(`saved ${out}/: the head (model.json + weights.bin) and graft.json, which points at ${body.info.path} (sha256 ${body.info.sha256.slice(0, 12)}...); graft predict runs both`);
   }

@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  graphModelJson, alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -14,9 +14,10 @@ import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, d
 export const usage = `graft train --base <model> --data <data> [options]
 
   --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a directory,
-                          model.json or URL, a Keras .h5 or .keras file, or an ONNX file (a
-                          frozen body run by onnxruntime: the head trains on its features;
-                          --cut names an ONNX node or value, see graft inspect)
+                          model.json or URL, a Keras .h5 or .keras file, or a frozen body that
+                          tfjs cannot train: an ONNX file (run by onnxruntime) or a tfjs
+                          GraphModel; the head trains on its features; --cut names a node or
+                          value (graft inspect lists them)
   --data <data>           training data: a folder with one sub-folder of images per class (or
                           train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
                           file, or an IDX images file
@@ -157,7 +158,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const baseSpec = str(values.base);
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
-  if (isOnnxPath(baseSpec)) return trainOnnx(values);
+  if (isOnnxPath(baseSpec) || await graphModelJson(baseSpec)) return trainOnnx(values);
   const options = {
     cut: str(values.cut),
     head: parseHead(str(values.head)),
