@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GraphModel } from '@tensorflow/tfjs-converter';
 import { GraftError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
-import { batchTensor, type Preprocessing } from '../data/preprocess.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import { featuresInBatches } from './frozen-body.js';
 import { readModelFiles } from './io.js';
 import { closeNames } from './onnx.js';
 
@@ -108,19 +109,11 @@ export class GraphBody {
     }
   }
 
-  async features(d: Dataset, p: Preprocessing | undefined, batchSize = 32): Promise<Dataset> {
-    const per = this.info.featureShape.reduce((a, b) => a * b, 1);
-    const n = d.labels.length;
-    const x = new Float32Array(n * per);
-    for (let i = 0; i < n; i += batchSize) {
-      const ix = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
-      const t = batchTensor(d, ix, p);
-      const values = (await t.data()) as Float32Array;
-      t.dispose();
-      x.set((await this.run(values, ix.length)).values, i * per);
-    }
-    return { x, sampleShape: this.info.featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` };
+  /** Features of every sample of `d` (raw values, preprocessed here), batch by batch. */
+  features(d: Dataset, p: Preprocessing | undefined, batchSize = 32): Promise<Dataset> {
+    return featuresInBatches((x, n) => this.run(x, n), this.info.featureShape, d, p, batchSize);
   }
+
 
   cutIndex(): number {
     return this.nodes.findIndex((n) => n.name === this.info.output.replace(/:\d+$/, ''));

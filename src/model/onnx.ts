@@ -13,7 +13,8 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { GraftError } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
-import { batchTensor, type Preprocessing } from '../data/preprocess.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import { featuresInBatches } from './frozen-body.js';
 
 export interface OnnxNode { name: string; opType: string; inputs: string[]; outputs: string[] }
 export interface OnnxValue { name: string; dims: (number | string)[] }
@@ -239,20 +240,10 @@ export class OnnxBody {
   }
 
   /** Features of every sample of `d` (raw values, preprocessed here), batch by batch. */
-  async features(d: Dataset, p: Preprocessing | undefined, batchSize = 32): Promise<Dataset> {
-    const per = this.info.featureShape.reduce((a, b) => a * b, 1);
-    const n = d.labels.length;
-    const x = new Float32Array(n * per);
-    for (let i = 0; i < n; i += batchSize) {
-      const ix = Array.from({ length: Math.min(batchSize, n - i) }, (_, k) => i + k);
-      const t = batchTensor(d, ix, p);
-      const values = t.dataSync() as Float32Array;
-      t.dispose();
-      const out = await this.run(values, ix.length);
-      x.set(out.values, i * per);
-    }
-    return { x, sampleShape: this.info.featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` };
+  features(d: Dataset, p: Preprocessing | undefined, batchSize = 32): Promise<Dataset> {
+    return featuresInBatches((x, n) => this.run(x, n), this.info.featureShape, d, p, batchSize);
   }
+
 
   /** Index of the node that produces the cut value. */
   cutIndex(): number {

@@ -3,39 +3,17 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { access, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
-import { makeRng } from '../../src/data/random.js';
+import { colourFolder, graft, root } from '../cli.js';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url));
-const bin = join(root, 'bin', 'graft.js');
 const fixtures = join(root, 'test', 'fixtures', 'keras');
-
-function graft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, GRAFT_CACHE_DIR: join(tmpdir(), 'graft-e2e-cache') } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 test('graft train --base model.h5 on image folders; inspect lists its layers; a truncated .h5 is refused and nothing is written', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'graft-keras-e2e-'));
   try {
-    const rng = makeRng(3);
-    const colours: Record<string, number[]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [30, 40, 220] };
-    for (const [name, rgb] of Object.entries(colours)) {
-      await mkdir(join(dir, 'data', name), { recursive: true });
-      for (let i = 0; i < 30; i++) {
-        const px = Buffer.alloc(20 * 20 * 3);
-        for (let p = 0; p < 400; p++) for (let c = 0; c < 3; c++) px[p * 3 + c] = Math.max(0, Math.min(255, rgb[c] + (rng() - 0.5) * 120));
-        await writeFile(join(dir, 'data', name, `${i}.png`), await sharp(px, { raw: { width: 20, height: 20, channels: 3 } }).png().toBuffer());
-      }
-    }
+    await colourFolder(join(dir, 'data'), 20, 30, 3, 'png');
     const ins = await graft(['inspect', join(fixtures, 'cnn.h5')]);
     assert.equal(ins.code, 0, ins.stderr);
     assert.match(ins.stdout, /depthwise|DepthwiseConv2D/i);
@@ -69,16 +47,7 @@ test('graft train --base model.h5 on image folders; inspect lists its layers; a 
 test('graft train --base model.onnx: the head trains on onnxruntime features; predict and evaluate run body and head; fine-tuning is refused', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'graft-onnx-e2e-'));
   try {
-    const rng = makeRng(4);
-    const colours: Record<string, number[]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [30, 40, 220] };
-    for (const [name, rgb] of Object.entries(colours)) {
-      await mkdir(join(dir, 'data', name), { recursive: true });
-      for (let i = 0; i < 30; i++) {
-        const px = Buffer.alloc(24 * 24 * 3);
-        for (let p = 0; p < 576; p++) for (let c = 0; c < 3; c++) px[p * 3 + c] = Math.max(0, Math.min(255, rgb[c] + (rng() - 0.5) * 120));
-        await writeFile(join(dir, 'data', name, `${i}.jpg`), await sharp(px, { raw: { width: 24, height: 24, channels: 3 } }).jpeg().toBuffer());
-      }
-    }
+    await colourFolder(join(dir, 'data'), 24, 30, 4, 'jpg');
     await writeFile(join(dir, 'data', 'red', 'broken.jpg'), 'nope');
     const onnx = join(root, 'test', 'fixtures', 'onnx', 'tiny-cnn.onnx');
     const ins = await graft(['inspect', onnx]);
