@@ -70,6 +70,9 @@ test('graft train --base model.onnx: the head trains on onnxruntime features; pr
     const pr = await graft(['predict', out, join(dir, 'data', 'blue', '3.jpg'), '--json']);
     assert.equal(pr.code, 0, pr.stderr);
     assert.equal(JSON.parse(pr.stdout).predictions[0].top[0].className, 'blue');
+    const rep = await graft(['report', out, '--data', join(dir, 'data'), '--out', join(dir, 'report.html')]);
+    assert.equal(rep.code, 0, rep.stderr);
+    assert.match(await readFile(join(dir, 'report.html'), 'utf8'), /blue/);
     const ft = await graft(['train', '--base', onnx, '--data', join(dir, 'data'), '--finetune-epochs', '2', '--out', join(dir, 'never')]);
     assert.equal(ft.code, 1);
     assert.match(ft.stderr, /cannot be trained in tfjs.*export it as a Keras/s);

@@ -5,7 +5,8 @@ import {
   selectHead, writeFileAtomic, type ReportInput,
 } from '../../index.js';
 import { parse, str } from '../args.js';
-import { DATA_ARGS, dataOptions } from '../data-args.js';
+import { DATA_ARGS } from '../data-args.js';
+import { modelInputs, savedDataOptions } from '../external-body.js';
 
 export const usage = `graft report <model-dir> [--data <data>] [--out <file.html>] [--expand <groups>]
 
@@ -32,10 +33,11 @@ export async function run(argv: string[]): Promise<number> {
   const dataSpec = str(values.data);
   if (dataSpec) {
     const head = selectHead(model, meta, 'new');
-    const data = alignClasses(await loadData(dataSpec, { ...dataOptions(values, model, meta.preprocessing), classNames: head.classNames }), head.classNames);
-    input.evaluation = { ...(await evaluate(head.model, data, meta.preprocessing)), on: data.source };
+    const data = alignClasses(await loadData(dataSpec, { ...savedDataOptions(values, model, meta), classNames: head.classNames }), head.classNames);
+    const inputs = await modelInputs(meta, data);
+    input.evaluation = { ...(await evaluate(head.model, inputs.data, inputs.preprocessing)), on: data.source };
     if (data.sampleShape.length === 3) {
-      const { values: probs } = await predictAll(head.model, data, meta.preprocessing);
+      const { values: probs } = await predictAll(head.model, inputs.data, inputs.preprocessing);
       input.samplesSvg = sampleGridSvg(data, pickSamples(probs, data, head.classNames));
     }
   }
