@@ -19,7 +19,7 @@ export { readKerasModel, isKerasPath, keras3ToKeras2 } from './model/keras.js';
 export { GraphBody, graphModelJson, graphNodes, formatGraphNodes, type GraphBodyInfo, type GraphNode } from './model/graph-body.js';
 export { OnnxBody, readOnnxGraph, formatOnnxGraph, withOutputs, type OnnxBodyInfo, type OnnxGraph, type OnnxNode } from './model/onnx.js';
 
-export { type Dataset, type SkippedFile, count, classCounts, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
+export { type Dataset, type SkippedFile, count, classCounts, classImbalance, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
 export { loadImageFolder, loadImageFiles, decodeImage, splitFolders, classFolders, imageInput, isImageFile, IMAGE_EXTENSIONS, type Fit, type ImageOptions } from './data/images.js';
 export { loadData, alignClasses, type DataOptions } from './data/load.js';
 export { loadMnist, parseDigits } from './data/mnist.js';

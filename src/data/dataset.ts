@@ -57,7 +57,8 @@ export function concat(a: Dataset, b: Dataset): Dataset {
   return { ...a, x, labels, source: `${a.source} + ${b.source}` };
 }
 
-function indicesByClass(d: Dataset): number[][] {
+/** The sample indices of each class, in class order, ascending. */
+export function indicesByClass(d: Dataset): number[][] {
   const by: number[][] = d.classNames.map(() => []);
   d.labels.forEach((y, i) => by[y].push(i));
   return by;
@@ -65,6 +66,12 @@ function indicesByClass(d: Dataset): number[][] {
 
 export function classCounts(d: Dataset): number[] {
   return indicesByClass(d).map((ix) => ix.length);
+}
+
+/** Largest class size over smallest, among the classes that have samples (1 when none do). */
+export function classImbalance(d: Dataset): number {
+  const present = classCounts(d).filter((c) => c > 0);
+  return present.length ? Math.max(...present) / Math.min(...present) : 1;
 }
 
 /** Splits off `fraction` of each class (at least one sample per class when it has two or more). */

@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
-import { classCounts } from '../data/dataset.js';
+import { classImbalance } from '../data/dataset.js';
 import { augmentedViews, describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
 
@@ -133,8 +133,7 @@ export function autoBatchNorm(bodyLayers: Layer[], steps: number, residue: numbe
 /** What 'auto' means for this data: class weights when the classes are unequal enough. */
 export function resolveBalance(d: Dataset, balance: 'auto' | 'none' | 'weights' | 'sample', ratio: number): 'none' | 'weights' | 'sample' {
   if (balance !== 'auto') return balance;
-  const present = classCounts(d).filter((c) => c > 0);
-  return Math.max(...present) >= ratio * Math.min(...present) ? 'weights' : 'none';
+  return classImbalance(d) >= ratio ? 'weights' : 'none';
 }
 
 /**

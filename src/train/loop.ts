@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { count, type Dataset } from '../data/dataset.js';
+import { classCounts, count, indicesByClass, type Dataset } from '../data/dataset.js';
 import { batchTensor, type Preprocessing } from '../data/preprocess.js';
 import { shuffle } from '../data/random.js';
 import { augmentBatch, type AugmentOptions } from '../data/augment.js';
@@ -63,15 +63,13 @@ export interface EpochRun {
 
 /** The sample order of one epoch: a shuffle, or with `balanced` every class drawn as often as the largest. */
 export function epochOrder(d: Dataset, rng: () => number, balanced = false): number[] {
-  const n = count(d);
-  if (!balanced) return shuffle(Array.from({ length: n }, (_, i) => i), rng);
-  const by: number[][] = d.classNames.map(() => []);
-  d.labels.forEach((y, i) => by[y].push(i));
+  if (!balanced) return shuffle(Array.from({ length: count(d) }, (_, i) => i), rng);
+  const by = indicesByClass(d);
   const most = Math.max(...by.map((b) => b.length));
   const order: number[] = [];
   for (const ix of by) {
     if (!ix.length) continue;
-    const pool = shuffle(ix.slice(), rng);
+    const pool = shuffle(ix, rng);
     for (let k = 0; k < most; k++) order.push(pool[k % pool.length]);
   }
   return shuffle(order, rng);
@@ -79,15 +77,13 @@ export function epochOrder(d: Dataset, rng: () => number, balanced = false): num
 
 export function epochLength(d: Dataset, balanced = false): number {
   if (!balanced) return count(d);
-  const counts = d.classNames.map(() => 0);
-  d.labels.forEach((y) => counts[y]++);
+  const counts = classCounts(d);
   return Math.max(...counts) * counts.filter((c) => c > 0).length;
 }
 
 /** "Balanced" class weights n / (k * n_c): a class with half the samples weighs twice as much; the mean weight per sample is 1. */
 export function balancedClassWeights(d: Dataset): Float32Array {
-  const counts = d.classNames.map(() => 0);
-  d.labels.forEach((y) => counts[y]++);
+  const counts = classCounts(d);
   const present = counts.filter((c) => c > 0).length;
   return Float32Array.from(counts, (c) => (c ? count(d) / (present * c) : 0));
 }

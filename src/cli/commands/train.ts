@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  graphModelJson, alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  graphModelJson, alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, classImbalance, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -217,10 +217,10 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (base.truncatedAt) log(`${baseSpec} at ${inputSize!.join('x')}: the layers after ${base.truncatedAt} only run at the original size and were left out`);
   for (const line of skippedLines(skipped)) log(line);
   const counts = classCounts(data);
-  const present = counts.filter((c) => c > 0);
-  if (present.length && Math.max(...present) >= DEFAULTS.imbalanceRatio * Math.min(...present)) {
+  const imbalance = classImbalance(data);
+  if (imbalance >= DEFAULTS.imbalanceRatio) {
     const how = options.balance ?? DEFAULTS.balance;
-    log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${(Math.max(...present) / Math.min(...present)).toFixed(1)}x); ${
+    log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${imbalance.toFixed(1)}x); ${
       how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : 'the loss weights each class by n/(k*n_class) (--balance)'}`);
   }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
