@@ -43,13 +43,18 @@ export function assertShape(d: Dataset, p: Preprocessing | undefined, modelShape
   }
 }
 
-/** A batch tensor [b, ...sampleShape] of preprocessed samples at `indices`. */
-export function batchTensor(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void): tf.Tensor {
+/** The preprocessed samples at `indices`, row-major; `transform` sees the raw values first (augmentation). */
+export function batchValues(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void): Float32Array {
   const s = sampleSize(d);
   const buf = new Float32Array(indices.length * s);
   for (let i = 0; i < indices.length; i++) buf.set(d.x.subarray(indices[i] * s, (indices[i] + 1) * s), i * s);
   transform?.(buf, indices.length);
-  return tf.tensor(preprocessInPlace(buf, p), [indices.length, ...d.sampleShape]);
+  return preprocessInPlace(buf, p);
+}
+
+/** A batch tensor [b, ...sampleShape] of preprocessed samples at `indices`. */
+export function batchTensor(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void): tf.Tensor {
+  return tf.tensor(batchValues(d, indices, p, transform), [indices.length, ...d.sampleShape]);
 }
 
 /** Consecutive index ranges [start, end) covering the dataset in batches. */
