@@ -2,8 +2,11 @@
 // model's input size and how to fit pictures to it.
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { GraftError, imageInput, type DataOptions, type Fit, type Preprocessing, type SkippedFile } from '../index.js';
-import { str, type Options } from './args.js';
+import {
+  GraftError, alignClasses, imageInput, loadData, splitFolders, stratifiedSplit, takePerClass,
+  type DataOptions, type Dataset, type Fit, type Preprocessing, type SkippedFile,
+} from '../index.js';
+import { intAtLeast, num, str, type Options } from './args.js';
 
 export const DATA_ARGS: Options = {
   labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' },
@@ -76,4 +79,46 @@ export function decodeProgress(json: boolean): DataOptions['onFile'] {
       process.stderr.write(`\r  decoding images ${done}/${total}${done === total ? '\n' : ''}`);
     }
   };
+}
+
+/** The skipped files of several datasets, each path once (splits of one folder share them). */
+export function mergeSkipped(...sets: (Dataset | undefined)[]): SkippedFile[] {
+  return [...new Map(sets.flatMap((d) => d?.skipped ?? []).map((f) => [f.path, f])).values()];
+}
+
+export interface TrainingData {
+  /** Everything loaded from --data (or its train/ folder), before --per-class and --test-split. */
+  all: Dataset;
+  data: Dataset;
+  validation?: Dataset;
+  /** Test data with its own class order (align it to the model's classes before use). */
+  test?: Dataset;
+  skipped: SkippedFile[];
+}
+
+/** --test-split, checked against --test-data (call it before any work to fail early). */
+export function parseTestSplit(values: Record<string, unknown>): number | undefined {
+  const testSplit = num(values['test-split'], 'test-split', (n) => n > 0 && n < 1);
+  if (testSplit && values['test-data']) throw new GraftError('BAD_ARGUMENT', 'Give --test-split or --test-data, not both.', { fix: 'Drop one of them.' });
+  return testSplit;
+}
+
+/**
+ * --data (a folder with train/ val/ test/ folders, or one dataset), --per-class, --val-data,
+ * --test-data and --test-split, as graft train reads them for every kind of base.
+ */
+export async function loadTrainingData(values: Record<string, unknown>, o: DataOptions, seed: number): Promise<TrainingData> {
+  const dataSpec = str(values.data)!;
+  const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
+  const testSplit = parseTestSplit(values);
+  const folders = await splitFolders(dataSpec).catch(() => undefined);
+  const all = await loadData(folders?.train ?? dataSpec, { ...o, perClass: perClass === undefined ? undefined : { n: perClass, seed } });
+  let data = perClass === undefined ? all : takePerClass(all, perClass, seed);
+  const classOpts = { ...o, classNames: data.classNames };
+  const valSpec = str(values['val-data']) ?? folders?.validation;
+  const testSpec = str(values['test-data']) ?? (testSplit ? undefined : folders?.test);
+  const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
+  let test = testSpec ? await loadData(testSpec, classOpts) : undefined;
+  if (testSplit) ({ rest: data, split: test } = stratifiedSplit(data, testSplit, seed));
+  return { all, data, validation, test, skipped: mergeSkipped(all, validation, test) };
 }

@@ -6,7 +6,7 @@ import {
   type CompareResult, type VariantName,
 } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
-import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, parseSize, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, mergeSkipped, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft compare --base <model> --data <data> [options]
 
@@ -68,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
   const testSpec = str(values['test-data']) ?? folders?.test ?? (/^mnist-train/.test(dataSpec) ? dataSpec.replace('mnist-train', 'mnist-test') : undefined);
   if (testSpec) test = alignClasses(await loadData(testSpec, { ...opts, classNames: data.classNames }), data.classNames);
   else ({ rest: data, split: test } = stratifiedSplit(data, 0.2, 1));
-  const skipped = [...new Map([...data.skipped ?? [], ...test.skipped ?? []].map((f) => [f.path, f])).values()];
+  const skipped = mergeSkipped(data, test);
   if (!json) for (const line of skippedLines(skipped)) process.stderr.write(`${line}\n`);
   const result = await compareTransfer(base, data, test, {
     cut: str(values.cut), sizes, variants, seeds: num(values.seeds, 'seeds', intAtLeast(1)),

@@ -2,9 +2,9 @@
 // tfjs GraphModel); the head trains on its features and is saved with a reference to the body.
 
 import { resolve } from 'node:path';
-import { GraftError, GraphBody, graphModelJson, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, loadData, saveModel, splitFolders, stratifiedSplit, takePerClass, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
+import { GraftError, GraphBody, graphModelJson, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
 import { intAtLeast, num, percent, str } from '../args.js';
-import { decodeProgress, parseFit, parsePreprocess, skippedLines } from '../data-args.js';
+import { decodeProgress, loadTrainingData, parseFit, parsePreprocess, parseTestSplit, skippedLines } from '../data-args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { parseHead } from './train.js';
 
@@ -18,6 +18,7 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
     throw new GraftError('BAD_ARGUMENT', `An ONNX or GraphModel body cannot be trained in tfjs, so ${given.map((k) => `--${k}`).join(', ')} cannot apply: Graft computes its features and trains the head on them (the warm-up phase).`, {
       fix: 'Drop those options; to fine-tune the body, export it as a Keras .h5/.keras file or a tfjs LayersModel and use that as --base.' });
   }
+  parseTestSplit(values);
   const json = Boolean(values.json);
   const log = (line: string) => { if (!json) console.log(line); };
   const out = str(values.out) ?? 'graft-model';
@@ -29,19 +30,10 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   const [h, w, c] = body.info.imageShape;
   const fit = parseFit(values.fit);
   const seed = num(values.seed, 'seed', intAtLeast(0)) ?? DEFAULTS.seed;
-  const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
   const dataOpts = { labels: str(values.labels), labelColumn: str(values['label-column']), image: { size: [h, w] as [number, number], channels: (c === 1 ? 1 : 3) as 1 | 3, fit }, onFile: decodeProgress(json) };
-  const folders = await splitFolders(dataSpec).catch(() => undefined);
-  const all = await loadData(folders?.train ?? dataSpec, { ...dataOpts, perClass: perClass === undefined ? undefined : { n: perClass, seed } });
-  let data = perClass === undefined ? all : takePerClass(all, perClass, seed);
-  const classOpts = { ...dataOpts, classNames: data.classNames };
-  const valSpec = str(values['val-data']) ?? folders?.validation;
-  const testSplit = num(values['test-split'], 'test-split', (n) => n > 0 && n < 1);
-  const testSpec = str(values['test-data']) ?? (testSplit ? undefined : folders?.test);
-  const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
-  let test = testSpec ? alignClasses(await loadData(testSpec, classOpts), data.classNames) : undefined;
-  if (testSplit) ({ rest: data, split: test } = stratifiedSplit(data, testSplit, seed));
-  const skipped = [...new Map([...all.skipped ?? [], ...validation?.skipped ?? [], ...test?.skipped ?? []].map((f) => [f.path, f])).values()];
+  const loaded = await loadTrainingData(values, dataOpts, seed);
+  const { data, validation, skipped } = loaded;
+  const test = loaded.test && alignClasses(loaded.test, data.classNames);
   const preprocessing = parsePreprocess(values.preprocess, [null, h, w, c]);
   log(`backend: ${backend.name} for the head; ${body.info.kind === 'onnx' ? 'onnxruntime' : backend.name} for the body`);
   log(`base: ${baseSpec} (${kind}, input ${body.info.input} ${body.info.layout}), cut at ${body.info.output}: features [${body.info.featureShape.join(', ')}]; the body stays frozen`);

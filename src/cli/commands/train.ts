@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  graphModelJson, alignClasses, evaluate, takePerClass, splitFolders, stratifiedSplit, classCounts, classImbalance, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
-import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, parseFit, parseSize, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
 
@@ -182,8 +182,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   };
   const fit = parseFit(values.fit);
   const inputSize = parseSize(values['input-size'], 'input-size');
-  const testSplit = num(values['test-split'], 'test-split', (n) => n > 0 && n < 1);
-  if (testSplit && values['test-data']) throw new GraftError('BAD_ARGUMENT', 'Give --test-split or --test-data, not both.', { fix: 'Drop one of them.' });
+  parseTestSplit(values);
   const augmentSpec = str(values.augment);
   if (augmentSpec !== undefined) parseAugment(augmentSpec);
   const out = str(values.out) ?? 'graft-model';
@@ -194,19 +193,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const started = Date.now();
   const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
-  const perClass = num(values['per-class'], 'per-class', intAtLeast(1));
   const seed = options.seed ?? DEFAULTS.seed;
-  const folders = await splitFolders(dataSpec).catch(() => undefined);
-  const all = await loadData(folders?.train ?? dataSpec, { ...dataOpts, perClass: perClass === undefined ? undefined : { n: perClass, seed } });
-  let data = perClass === undefined ? all : takePerClass(all, perClass, seed);
-  const classOpts = { ...dataOpts, classNames: data.classNames };
-  const valSpec = str(values['val-data']) ?? folders?.validation;
-  const testSpec = str(values['test-data']) ?? (testSplit ? undefined : folders?.test);
-  const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
+  const { data, validation, test: testRaw, skipped } = await loadTrainingData(values, dataOpts, seed);
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
-  let testRaw = testSpec ? await loadData(testSpec, classOpts) : undefined;
-  if (testSplit) ({ rest: data, split: testRaw } = stratifiedSplit(data, testSplit, seed));
-  const skipped = [...new Map([...all.skipped ?? [], ...validation?.skipped ?? [], ...testRaw?.skipped ?? []].map((f) => [f.path, f])).values()];
   const images = data.x instanceof Uint8Array;
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
   if ((options.warmupViews ?? 1) > 1 && (!augment || describeAugment(augment) === 'none' || data.sampleShape.length !== 3)) {
