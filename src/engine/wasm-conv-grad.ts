@@ -139,33 +139,27 @@ function depthwiseInfo(xShape: number[], filterShape: number[], a: DepthwiseAttr
     a.strides, a.dilations, a.pad, a.dimRoundingMode, true, 'channelsLast');
 }
 
-function depthwiseBackpropFilter(args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+/**
+ * Both depthwise gradients: 'filter' (inputs x, dy; output shaped like the filter) and 'input'
+ * (inputs dy, filter; output shaped like x), accumulated by the same tap loop.
+ */
+function depthwiseBackprop(mode: 'filter' | 'input', args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const backend = args.backend as WasmBackend;
-  const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const { x, dy, filter } = args.inputs as { x?: tf.TensorInfo; dy: tf.TensorInfo; filter?: tf.TensorInfo };
   const a = args.attrs as unknown as DepthwiseAttrs;
-  const info = depthwiseInfo(x.shape, a.filterShape!, a);
-  const out = backend.makeOutput(a.filterShape!, 'float32');
-  const dw = backend.typedArrayFromHeap(out);
-  dw.fill(0);
-  const xs = backend.typedArrayFromHeap(x);
-  const dys = backend.typedArrayFromHeap(dy);
-  depthwiseAccumulate(info, 'filter', dw as Float32Array, xs as Float32Array, dys as Float32Array);
+  const xShape = mode === 'filter' ? x!.shape : a.inputShape!;
+  const filterShape = mode === 'filter' ? a.filterShape! : filter!.shape;
+  const info = depthwiseInfo(xShape, filterShape, a);
+  const out = backend.makeOutput(mode === 'filter' ? filterShape : xShape, 'float32');
+  const acc = backend.typedArrayFromHeap(out) as Float32Array;
+  acc.fill(0);
+  const other = backend.typedArrayFromHeap(mode === 'filter' ? x! : filter!) as Float32Array;
+  depthwiseAccumulate(info, mode, acc, other, backend.typedArrayFromHeap(dy) as Float32Array);
   return out;
 }
 
-function depthwiseBackpropInput(args: { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const backend = args.backend as WasmBackend;
-  const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-  const a = args.attrs as unknown as DepthwiseAttrs;
-  const info = depthwiseInfo(a.inputShape!, filter.shape, a);
-  const out = backend.makeOutput(a.inputShape!, 'float32');
-  const dx = backend.typedArrayFromHeap(out);
-  dx.fill(0);
-  const ws = backend.typedArrayFromHeap(filter);
-  const dys = backend.typedArrayFromHeap(dy);
-  depthwiseAccumulate(info, 'input', dx as Float32Array, ws as Float32Array, dys as Float32Array);
-  return out;
-}
+const depthwiseBackpropFilter = (args: Parameters<typeof depthwiseBackprop>[1]) => depthwiseBackprop('filter', args);
+const depthwiseBackpropInput = (args: Parameters<typeof depthwiseBackprop>[1]) => depthwiseBackprop('input', args);
 
 let registered = false;
 
