@@ -26,7 +26,7 @@ export { loadMnist, parseDigits } from './data/mnist.js';
 export { loadCsv, parseCsv } from './data/csv.js';
 export { loadIdxDataset, parseIdx, readIdx } from './data/idx.js';
 export { standardization, preprocessInPlace, assertShape } from './data/preprocess.js';
-export { augmentBatch, augmentedViews, parseAugment, describeAugment, AUGMENT_DEFAULTS, NO_AUGMENT, type AugmentOptions } from './data/augment.js';
+export { augmentBatch, augmentedViews, parseAugment, describeAugment, isIdentity, AUGMENT_DEFAULTS, NO_AUGMENT, type AugmentOptions } from './data/augment.js';
 
 export { DEFAULTS } from './train/defaults.js';
 export { fineTune, layerGroups, type FineTuneOptions, type FineTuneResult, type FineTuneCallbacks, type PhaseInfo, type PhaseSummary, type Phase, type TrainingState, type Divergence, type PhaseControl } from './train/fine-tune.js';

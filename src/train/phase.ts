@@ -10,7 +10,7 @@ import type { Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
 import type { Layer } from '../model/layers.js';
 import type { EpochRecord } from '../model/meta.js';
-import { describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
+import { describeAugment, type AugmentOptions } from '../data/augment.js';
 import { DivergedError, epochLength, runEpoch, type BatchProgress, type EpochPosition, type LayerGroup, type LossFn } from './loop.js';
 import { AdamW, type AdamWState } from './optimizer.js';
 import { predictAll } from './predict.js';
@@ -109,6 +109,7 @@ export interface PhaseRun {
   resume?: TrainingState;
   classWeights?: Float32Array;
   balanced?: boolean;
+  /** Augmentation of each training batch; undefined when off (fineTune drops the identity). */
   augment?: AugmentOptions;
 }
 
@@ -131,7 +132,7 @@ export function phaseInfo(r: PhaseRun): PhaseInfo {
     frozenLayers: r.frozen,
     groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
     usesFeatureCache: r.usesFeatureCache,
-    ...(r.augment && !isIdentity(r.augment) ? { augmentation: describeAugment(r.augment) } : {}),
+    ...(r.augment ? { augmentation: describeAugment(r.augment) } : {}),
     ...(r.balanced ? { balance: 'sample' as const } : r.classWeights ? { balance: 'weights' as const } : {}),
   };
 }
@@ -179,7 +180,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         res = await runEpoch({
           model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
           rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
-          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment && !isIdentity(r.augment) ? r.augment : undefined,
+          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment,
           pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
           onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
         });

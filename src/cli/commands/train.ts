@@ -1,7 +1,7 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
 import {
-  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, describeAugment, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -198,7 +198,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
   const images = data.x instanceof Uint8Array;
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
-  if ((options.warmupViews ?? 1) > 1 && (!augment || describeAugment(augment) === 'none' || data.sampleShape.length !== 3)) {
+  if ((options.warmupViews ?? 1) > 1 && (!augment || isIdentity(augment) || data.sampleShape.length !== 3)) {
     throw new GraftError('BAD_ARGUMENT', '--warmup-views needs image data and augmentation.', { fix: 'Drop --warmup-views, or give images and --augment default.' });
   }
   log(`backend: ${backend.name} (${backend.reason})`);
