@@ -89,7 +89,8 @@ function pickPerClass(files: Found[], classes: number, n: number, seed: number):
   return by.flatMap((b) => shuffle(b, rng).slice(0, n)).sort((a, b) => a.label - b.label || a.path.localeCompare(b.path, 'en', { numeric: true }));
 }
 
-async function walk(dir: string, out: string[]): Promise<void> {
+/** Every non-hidden file under `dir`, sub-folders included, in natural order. */
+export async function walk(dir: string, out: string[] = []): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
   for (const e of entries) {
@@ -98,9 +99,10 @@ async function walk(dir: string, out: string[]): Promise<void> {
     if (e.isDirectory()) await walk(p, out);
     else out.push(p);
   }
+  return out;
 }
 
-async function isDir(p: string): Promise<boolean> {
+export async function isDir(p: string): Promise<boolean> {
   try { return (await stat(p)).isDirectory(); } catch { return false; }
 }
 

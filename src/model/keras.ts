@@ -6,7 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -304,7 +304,7 @@ function nameKeras3Weights(topology: object, weights: WeightEntry[], where: stri
 export async function readKerasModel(path: string): Promise<{ artifacts: tf.io.ModelArtifacts; kerasVersion?: string }> {
   const where = basename(path);
   try {
-    await readFile(path, { flag: 'r' }).then(() => undefined);
+    await stat(path);
   } catch {
     throw new GraftError('MODEL_NOT_FOUND', `No model at "${path}".`, { fix: 'Check the path to the .h5 or .keras file.' });
   }

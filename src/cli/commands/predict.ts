@@ -1,9 +1,7 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { assertShape, backendInfo, classFolders, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
+import { assertShape, backendInfo, classFolders, isDir, walk, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
@@ -22,19 +20,13 @@ export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] 
 
 export const summary = 'class names and probabilities for new samples';
 
-async function isDir(p: string): Promise<boolean> {
-  try { return (await stat(p)).isDirectory(); } catch { return false; }
-}
-
 async function loadInput(specs: string[], values: Record<string, unknown>, model: tfl.LayersModel, meta: GraftMeta): Promise<Dataset & { files?: string[] }> {
   const o = savedDataOptions(values, model, meta, decodeProgress(Boolean(values.json)));
   const spec = specs[0];
-  let files = specs;
-  if (specs.length === 1 && await isDir(spec)) {
-    if ((await classFolders(spec)).length) return loadData(spec, { ...o, classNames: undefined });
-    files = (await readdir(spec)).filter((f) => !f.startsWith('.')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).map((f) => join(spec, f));
-  }
-  if (files.length > 1 || isImageFile(spec) || files !== specs) {
+  const folder = specs.length === 1 && await isDir(spec);
+  if (folder && (await classFolders(spec)).length) return loadData(spec, { ...o, classNames: undefined });
+  const files = folder ? await walk(spec) : specs;
+  if (folder || files.length > 1 || isImageFile(spec)) {
     if (!o.image) throw new GraftError('BAD_DATA', 'The model does not take images (its input is not [height, width, 1 or 3]).', { fix: 'Give CSV or IDX data.' });
     const d = await loadImageFiles(files, { ...o.image, onFile: o.onFile });
     return { ...d, classNames: [''] };

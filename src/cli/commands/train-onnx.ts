@@ -2,10 +2,11 @@
 // tfjs GraphModel); the head trains on its features and is saved with a reference to the body.
 
 import { resolve } from 'node:path';
-import { GraftError, GraphBody, graphModelJson, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
+import { GraftError, GraphBody, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
 import { intAtLeast, num, percent, str } from '../args.js';
 import { decodeProgress, loadTrainingData, parseFit, parsePreprocess, parseTestSplit, skippedLines } from '../data-args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
+import { isOnnxPath } from '../external-body.js';
 import { parseHead } from './train.js';
 
 const NOT_FOR_ONNX = ['finetune-epochs', 'unfreeze', 'keep-old', 'extend', 'old-data', 'replay', 'resume', 'input-size', 'lr-mult', 'bn-stats', 'augment', 'warmup-views'];
@@ -25,7 +26,8 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const body = (await graphModelJson(baseSpec)) ? await GraphBody.load(baseSpec, str(values.cut)) : await OnnxBody.load(resolve(baseSpec), str(values.cut));
+  // graft train sends only .onnx files and GraphModels here.
+  const body = isOnnxPath(baseSpec) ? await OnnxBody.load(resolve(baseSpec), str(values.cut)) : await GraphBody.load(baseSpec, str(values.cut));
   const kind = body.info.kind === 'onnx' ? 'ONNX' : 'tfjs GraphModel';
   const [h, w, c] = body.info.imageShape;
   const fit = parseFit(values.fit);
