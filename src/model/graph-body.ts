@@ -7,12 +7,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { GraphModel } from '@tensorflow/tfjs-converter';
-import { GraftError } from '../errors.js';
+import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { featuresInBatches } from './frozen-body.js';
 import { readModelFiles } from './io.js';
-import { closeNames } from './onnx.js';
 
 export interface GraphNode { name: string; op: string; inputs: string[] }
 

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { GraftError } from '../errors.js';
+import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { featuresInBatches } from './frozen-body.js';
@@ -153,17 +153,6 @@ export interface OnnxBodyInfo {
   featureShape: number[];
 }
 
-/** Names close to `name` (for "did you mean"): sharing a word of 3+ letters, or containing it. */
-export function closeNames(name: string, all: string[]): string[] {
-  const lower = name.toLowerCase();
-  const words = lower.split(/[/_:.\-\s]+/).filter((w) => w.length >= 3);
-  const close = all.filter((n) => {
-    const l = n.toLowerCase();
-    return l.includes(lower) || lower.includes(l) || words.some((w) => l.includes(w));
-  });
-  return [...new Set(close)].slice(0, 8);
-}
-
 /** A frozen ONNX body cut at a named value (a node's name or one of its output names). */
 export class OnnxBody {
   private constructor(readonly info: OnnxBodyInfo, private readonly session: import('onnxruntime-node').InferenceSession, readonly graph: OnnxGraph) {}
@@ -190,8 +179,7 @@ export class OnnxBody {
     for (const n of graph.nodes) for (const o of n.outputs) { values.set(o, o); if (n.outputs.length === 1 && n.name) values.set(n.name, o); }
     const output = cut === undefined ? graph.outputs[0]?.name : values.get(cut);
     if (!output) {
-      const names = [...graph.nodes.map((n) => n.name), ...graph.nodes.flatMap((n) => n.outputs)];
-      const close = cut ? closeNames(cut, names) : [];
+      const close = cut ? closeNames(cut, [...values.keys()]) : [];
       throw new GraftError('LAYER_NOT_FOUND', `${where} has no node or value "${cut}".${close.length ? ` Close names: ${close.join(', ')}.` : ''}`, {
         fix: `graft inspect ${path} lists the nodes and their outputs.` });
     }
