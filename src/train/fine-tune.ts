@@ -167,6 +167,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   const classWeights = balance === 'weights' ? balancedClassWeights(trainSet) : undefined;
   const balancing = { classWeights, balanced: balance === 'sample' };
   const augment = o.augment && !isIdentity(o.augment) ? o.augment : undefined;
+  const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
   const recipe: Record<string, unknown> = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
@@ -187,7 +188,6 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   if (resume) phases.push(...resume.phases);
   if (resume) history.push(...resume.history);
   if (options.warmupEpochs === undefined && o.warmupEpochs > 0) {
-    const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
     const perEpoch = Math.ceil((epochLength(trainSet, balance === 'sample') * views) / o.batchSize);
     o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
     recipe.warmupEpochs = o.warmupEpochs;
@@ -202,7 +202,6 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       featureCache = { hits: (featureCache?.hits ?? 0) + (c.hit ? 1 : 0), misses: (featureCache?.misses ?? 0) + (c.hit ? 0 : 1) };
       return c.features;
     };
-    const views = o.warmupViews ?? 1;
     const warmupSet = augment && views > 1 ? augmentedViews(trainSet, views, augment, o.seed) : trainSet;
     const trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
     const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
