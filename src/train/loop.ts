@@ -6,11 +6,12 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { classCounts, count, indicesByClass, type Dataset } from '../data/dataset.js';
-import { batchTensor, type Preprocessing } from '../data/preprocess.js';
+import { batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
 import { shuffle } from '../data/random.js';
 import { augmentBatch, type AugmentOptions } from '../data/augment.js';
 import type { Layer } from '../model/layers.js';
 import type { AdamW } from './optimizer.js';
+import type { NativeNet } from '../engine/native.js';
 
 export interface LayerGroup {
   layers: Layer[];
@@ -59,6 +60,11 @@ export interface EpochRun {
   balanced?: boolean;
   /** Image augmentation of each training batch (seeded from `rng`). */
   augment?: AugmentOptions;
+  /**
+   * The model copied into the native engine: each batch is then one native call (forward,
+   * loss, backward, AdamW). Its weights stay native until the caller syncs them back.
+   */
+  native?: NativeNet;
 }
 
 /** The sample order of one epoch: a shuffle, or with `balanced` every class drawn as often as the largest. */
@@ -151,7 +157,10 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
       const augmentSeed = r.augment ? 1 + Math.floor(r.rng() * 2147483646) : 0;
       if (r.start && b < r.start.batch) continue;
       dropouts.forEach((l, i) => { l.seed = seeds[i]; });
-      const done = await runBatch(r, order.slice(b * r.batchSize, (b + 1) * r.batchSize), b, batches, n, { lossSum, correct }, augmentSeed);
+      const ix = order.slice(b * r.batchSize, (b + 1) * r.batchSize);
+      const done = r.native
+        ? await runNativeBatch(r, r.native, ix, b, batches, n, { lossSum, correct }, augmentSeed, seeds[0] ?? 0)
+        : await runBatch(r, ix, b, batches, n, { lossSum, correct }, augmentSeed);
       lossSum = done.lossSum;
       correct = done.correct;
       // Let the event loop run (signals such as Ctrl-C, HTTP requests of graft serve): the
@@ -165,15 +174,42 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
   return { loss: lossSum / n, accuracy: correct / n, steps: batches };
 }
 
+function augmenter(r: EpochRun, augmentSeed: number) {
+  const augment = r.augment;
+  return augment && ((raw: Float32Array, k: number) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, r.data.x instanceof Uint8Array ? 255 : Infinity));
+}
+
+const nothingTrainable = () => new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
+
+/** One batch in the native engine: the same data, augmentation, loss and AdamW as runBatch, in one call. */
+async function runNativeBatch(r: EpochRun, net: NativeNet, ix: number[], b: number, batches: number, n: number, sums: { lossSum: number; correct: number }, augmentSeed: number, dropoutSeed: number): Promise<{ lossSum: number; correct: number }> {
+  let { lossSum, correct } = sums;
+  const lr = r.lrAt(r.firstStep + b);
+  if (!net.trainable) throw nothingTrainable();
+  const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, augmentSeed));
+  const y = Int32Array.from(ix, (i) => r.data.labels[i]);
+  const lrs = Float64Array.from(r.groups, (g) => lr * g.lrMult);
+  let step: { loss: number; correct: number };
+  try {
+    step = net.trainStep(x, y, lrs, dropoutSeed, r.classWeights);
+  } catch (e) {
+    throw asMemoryError(e, ix.length);
+  }
+  if (!Number.isFinite(step.loss)) throw new DivergedError(b + 1, lr, step.loss);
+  correct += step.correct;
+  lossSum += step.loss * ix.length;
+  await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
+  return { lossSum, correct };
+}
+
 async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, n: number, sums: { lossSum: number; correct: number }, augmentSeed: number): Promise<{ lossSum: number; correct: number }> {
   let { lossSum, correct } = sums;
   const lr = r.lrAt(r.firstStep + b);
   // Read the frozen state now: a freeze or unfreeze between steps applies at once.
   const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
   const vars = perGroup.flatMap((g) => g.vars);
-  if (!vars.length) throw new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
-  const augment = r.augment;
-  const x = batchTensor(r.data, ix, r.preprocessing, augment && ((raw, k) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, r.data.x instanceof Uint8Array ? 255 : Infinity)));
+  if (!vars.length) throw nothingTrainable();
+  const x = batchTensor(r.data, ix, r.preprocessing, augmenter(r, augmentSeed));
   const y = tf.tensor1d(Int32Array.from(ix, (i) => r.data.labels[i]), 'int32') as tf.Tensor1D;
   let hits: tf.Tensor | undefined;
   let step: { value: tf.Scalar; grads: tf.NamedTensorMap };

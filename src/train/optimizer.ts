@@ -52,6 +52,24 @@ export class AdamW {
     });
   }
 
+  /** One variable's moments, as arrays (for the native engine, which trains with its own copy). */
+  slot(variable: LayerVariable): { step: number; m: Float32Array; v: Float32Array } | undefined {
+    const s = this.slots.get(variable);
+    return s && { step: s.step, m: s.m.dataSync() as Float32Array, v: s.v.dataSync() as Float32Array };
+  }
+
+  setSlot(variable: LayerVariable, step: number, m: Float32Array, v: Float32Array): void {
+    const old = this.slots.get(variable);
+    if (old) tf.dispose([old.m, old.v]);
+    const shape = variable.shape as number[];
+    this.slots.set(variable, tf.tidy(() => ({ m: tf.variable(tf.tensor(m, shape), false), v: tf.variable(tf.tensor(v, shape), false), step })));
+  }
+
+  /** The variables that have moments. */
+  variables(): LayerVariable[] {
+    return [...this.slots.keys()];
+  }
+
   /** Every slot, keyed by `keyOf` (variables without a key are left out). */
   exportState(keyOf: (v: LayerVariable) => string | undefined): AdamWState {
     const slots: SlotState[] = [];

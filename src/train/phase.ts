@@ -17,6 +17,7 @@ import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
+import { NativeNet, Unsupported } from '../engine/native.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
 
@@ -33,6 +34,10 @@ export interface PhaseInfo {
   augmentation?: string;
   /** How class imbalance is handled: class weights or balanced sampling. */
   balance?: 'weights' | 'sample';
+  /** 'native': each batch is one call into the libtorch engine; 'tfjs': per-op on the tfjs backend. */
+  engine?: 'native' | 'tfjs';
+  /** Why the phase does not run natively, when it does not. */
+  engineNote?: string;
 }
 
 export interface Divergence {
@@ -111,6 +116,8 @@ export interface PhaseRun {
   balanced?: boolean;
   /** Augmentation of each training batch; undefined when off (fineTune drops the identity). */
   augment?: AugmentOptions;
+  /** 'auto' (default): the native engine when it is built and supports every layer; 'tfjs': never. */
+  engine?: 'auto' | 'tfjs';
 }
 
 export interface PhaseOutcome {
@@ -137,13 +144,29 @@ export function phaseInfo(r: PhaseRun): PhaseInfo {
   };
 }
 
+/** The phase's model in the native engine, or why not. A custom loss (keeping the old task) needs tfjs. */
+function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
+  if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
+  if (r.loss) return { note: 'the loss that keeps the old task runs on tfjs' };
+  const groupIndex = new Map<Layer, number>();
+  r.groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
+  try {
+    return { net: new NativeNet(r.model, { groupOf: (l) => groupIndex.get(l), weightDecay: r.weightDecay }) };
+  } catch (e) {
+    if (e instanceof Unsupported) return { note: e.message };
+    throw e;
+  }
+}
+
 export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: PhaseSummary[], callbacks: PhaseCallbacks = {}, control: PhaseControl = {}): Promise<PhaseOutcome> {
-  const info = phaseInfo(r);
+  const { net: native, note: engineNote } = nativeFor(r);
+  const info: PhaseInfo = { ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}) };
   const batches = info.batchesPerEpoch;
   await callbacks.onPhaseStart?.(info);
   const started = Date.now();
   const optimizer = new AdamW({ weightDecay: r.weightDecay });
   if (r.resume) optimizer.importState(r.resume.optimizer, variablesByKey(r.layers));
+  if (native) for (const v of optimizer.variables()) { const s = optimizer.slot(v)!; native.setOptimizerState(v, s.step, s.m, s.v); }
   const keys = variableKeys(r.layers);
   let rngState = r.resume?.rngState ?? makeRng(r.seed + (r.phase === 'warm-up' ? 1 : 2)).state();
   let position = r.resume?.position;
@@ -157,11 +180,16 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
   let epoch = (r.resume?.epochsDone ?? 0) + 1;
   let stoppedEarly = false;
   let diverged: Divergence | undefined;
-  const state = (epochsDone: number, pos?: EpochPosition): TrainingState => ({
+  const state = (epochsDone: number, pos?: EpochPosition): TrainingState => {
+    if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s.step, s.m, s.v);
+    return stateOf(epochsDone, pos);
+  };
+  const stateOf = (epochsDone: number, pos?: EpochPosition): TrainingState => ({
     phase: r.phase, epochsDone, position: pos, rngState, optimizer: optimizer.exportState((v) => keys.get(v)), best, sinceBest,
     history: history.slice(), phases: phases.slice(),
   });
   const finish = async (interrupted?: TrainingState): Promise<PhaseOutcome> => {
+    native?.dispose();
     optimizer.dispose();
     tf.dispose([...lastGood.values()]);
     const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000, diverged };
@@ -180,7 +208,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         res = await runEpoch({
           model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
           rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
-          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment,
+          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment, native,
           pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
           onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
         });
@@ -190,6 +218,8 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.message, fix: e.fix! };
         return finish();
       }
+      // The tfjs model gets the native weights for validation, checkpoints and the NaN guard.
+      native?.syncWeights();
       if (!res.paused) break;
       position = res.paused;
       await control.checkpoint?.(state(epoch - 1, position));

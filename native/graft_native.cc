@@ -1,0 +1,527 @@
+// Graft's native engine: a layer graph run by libtorch (ATen + autograd), called from Node
+// through N-API. JavaScript (src/engine/native-net.ts) describes a tfjs-layers model as a list
+// of ops and hands over its weights once; each training batch is then one call that runs
+// forward, the cross-entropy loss, backward and the AdamW update, and each prediction batch
+// one call. Weights and optimizer state go back to JavaScript on request.
+//
+// Layout: tfjs tensors are NHWC. ATen sees them as NCHW tensors with channels-last strides
+// (the same bytes), so inputs and outputs are not transposed; weights are converted once.
+
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <malloc.h>
+#include <string>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+enum class Act { Linear, Relu, Relu6, Sigmoid, Tanh, Softmax, Elu, Swish, LeakyRelu, Softplus };
+
+Act parseAct(const std::string& s) {
+  if (s == "linear" || s.empty()) return Act::Linear;
+  if (s == "relu") return Act::Relu;
+  if (s == "relu6") return Act::Relu6;
+  if (s == "sigmoid") return Act::Sigmoid;
+  if (s == "tanh") return Act::Tanh;
+  if (s == "softmax") return Act::Softmax;
+  if (s == "elu") return Act::Elu;
+  if (s == "swish") return Act::Swish;
+  if (s == "leakyrelu") return Act::LeakyRelu;
+  if (s == "softplus") return Act::Softplus;
+  throw std::runtime_error("unsupported activation \"" + s + "\"");
+}
+
+// Softmax and friends act on the last axis in tfjs: channels, which is dim 1 of a 4-D NCHW view.
+int64_t lastAxis(const Tensor& x) { return x.dim() == 4 ? 1 : x.dim() - 1; }
+
+Tensor activate(const Tensor& x, Act a, double alpha) {
+  switch (a) {
+    case Act::Linear: return x;
+    case Act::Relu: return at::relu(x);
+    case Act::Relu6: return at::hardtanh(x, 0.0, 6.0);
+    case Act::Sigmoid: return at::sigmoid(x);
+    case Act::Tanh: return at::tanh(x);
+    case Act::Softmax: return at::softmax(x, lastAxis(x));
+    case Act::Elu: return at::elu(x);
+    case Act::Swish: return at::silu(x);
+    case Act::LeakyRelu: return at::leaky_relu(x, alpha);
+    case Act::Softplus: return at::softplus(x);
+  }
+  return x;
+}
+
+enum class Layout { Plain, Conv, Depthwise };
+
+struct Param {
+  Tensor t;                      // ATen layout
+  Tensor m, v;                   // AdamW moments (defined once the parameter has trained)
+  int64_t step = 0;
+  bool trainable = false;
+  int group = 0;
+  Layout layout = Layout::Plain;
+  std::vector<int64_t> tfShape;  // tfjs layout, for the way back
+};
+
+enum class Kind { Input, Conv, SepConv, BatchNorm, Activation, Add, Multiply, Concat, Pad, MaxPool, AvgPool, GlobalAvg, GlobalMax, Flatten, Dense, Dropout, Reshape, Rescale };
+
+struct Op {
+  Kind kind = Kind::Input;
+  std::vector<int> inputs;
+  int w = -1, w2 = -1, b = -1;                // conv/dense weights and bias
+  int gamma = -1, beta = -1, mean = -1, var = -1;
+  std::vector<int64_t> stride{1, 1}, dilation{1, 1}, pad{0, 0, 0, 0}, kernel{1, 1}, shape;
+  int64_t groups = 1;
+  Act act = Act::Linear;
+  double alpha = 0.2, eps = 1e-3, momentum = 0.99, rate = 0, scale = 1, offset = 0;
+  int bnMode = 0;  // 0 inference (frozen or keeping statistics), 1 batch statistics with moving averages updated
+  bool keepDims = false;
+};
+
+int64_t getInt(const Napi::Object& o, const char* k, int64_t dflt) {
+  if (!o.Has(k) || o.Get(k).IsUndefined() || o.Get(k).IsNull()) return dflt;
+  return o.Get(k).As<Napi::Number>().Int64Value();
+}
+double getNum(const Napi::Object& o, const char* k, double dflt) {
+  if (!o.Has(k) || o.Get(k).IsUndefined() || o.Get(k).IsNull()) return dflt;
+  return o.Get(k).As<Napi::Number>().DoubleValue();
+}
+std::vector<int64_t> getInts(const Napi::Object& o, const char* k, std::vector<int64_t> dflt) {
+  if (!o.Has(k) || !o.Get(k).IsArray()) return dflt;
+  auto a = o.Get(k).As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  return out;
+}
+std::string getStr(const Napi::Object& o, const char* k, const std::string& dflt = "") {
+  if (!o.Has(k) || !o.Get(k).IsString()) return dflt;
+  return o.Get(k).As<Napi::String>().Utf8Value();
+}
+
+Kind parseKind(const std::string& s) {
+  static const std::pair<const char*, Kind> kinds[] = {
+      {"input", Kind::Input}, {"conv", Kind::Conv}, {"sepconv", Kind::SepConv}, {"batchnorm", Kind::BatchNorm},
+      {"activation", Kind::Activation}, {"add", Kind::Add}, {"multiply", Kind::Multiply}, {"concat", Kind::Concat},
+      {"pad", Kind::Pad}, {"maxpool", Kind::MaxPool}, {"avgpool", Kind::AvgPool}, {"globalavg", Kind::GlobalAvg},
+      {"globalmax", Kind::GlobalMax}, {"flatten", Kind::Flatten}, {"dense", Kind::Dense}, {"dropout", Kind::Dropout},
+      {"reshape", Kind::Reshape}, {"rescale", Kind::Rescale}};
+  for (auto& k : kinds) if (s == k.first) return k.second;
+  throw std::runtime_error("unsupported op kind \"" + s + "\"");
+}
+
+// tfjs weight layout -> ATen layout, and back.
+Tensor toAten(const Tensor& tf, Layout l) {
+  switch (l) {
+    case Layout::Plain: return tf.clone();
+    case Layout::Conv:  // [kh, kw, in, out] -> [out, in, kh, kw]
+      return tf.permute({3, 2, 0, 1}).contiguous(at::MemoryFormat::ChannelsLast);
+    case Layout::Depthwise: {  // [kh, kw, in, mult] -> [in * mult, 1, kh, kw]
+      auto s = tf.sizes();
+      return tf.reshape({s[0], s[1], s[2] * s[3]}).permute({2, 0, 1}).unsqueeze(1).contiguous(at::MemoryFormat::ChannelsLast);
+    }
+  }
+  return tf;
+}
+
+Tensor toTfjs(const Tensor& t, Layout l, const std::vector<int64_t>& tfShape) {
+  switch (l) {
+    case Layout::Plain: return t.contiguous();
+    case Layout::Conv: return t.permute({2, 3, 1, 0}).contiguous();
+    case Layout::Depthwise: return t.squeeze(1).permute({1, 2, 0}).contiguous().reshape(tfShape);
+  }
+  return t;
+}
+
+class Net : public Napi::ObjectWrap<Net> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Net", {
+        InstanceMethod("trainStep", &Net::TrainStep),
+        InstanceMethod("predict", &Net::Predict),
+        InstanceMethod("getWeights", &Net::GetWeights),
+        InstanceMethod("getOptimizerState", &Net::GetOptimizerState),
+        InstanceMethod("setOptimizerState", &Net::SetOptimizerState),
+        InstanceMethod("dispose", &Net::Dispose),
+    });
+  }
+
+  // new Net(ops, params, { inputShape, output, beta1, beta2, epsilon, weightDecay })
+  explicit Net(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Net>(info) {
+    Napi::Env env = info.Env();
+    try {
+      auto ops = info[0].As<Napi::Array>();
+      auto params = info[1].As<Napi::Array>();
+      auto opt = info[2].As<Napi::Object>();
+      inputShape_ = getInts(opt, "inputShape", {});
+      output_ = (int)getInt(opt, "output", -1);
+      beta1_ = getNum(opt, "beta1", 0.9);
+      beta2_ = getNum(opt, "beta2", 0.999);
+      epsilon_ = getNum(opt, "epsilon", 1e-7);
+      weightDecay_ = getNum(opt, "weightDecay", 0);
+      for (uint32_t i = 0; i < params.Length(); i++) {
+        auto p = params.Get(i).As<Napi::Object>();
+        auto data = p.Get("data").As<Napi::Float32Array>();
+        Param q;
+        q.tfShape = getInts(p, "shape", {});
+        int64_t n = 1;
+        for (auto d : q.tfShape) n *= d;
+        if (n != (int64_t)data.ElementLength()) throw std::runtime_error("parameter " + std::to_string(i) + " has " + std::to_string(data.ElementLength()) + " values for shape of " + std::to_string(n));
+        std::string layout = getStr(p, "layout", "plain");
+        q.layout = layout == "conv" ? Layout::Conv : layout == "depthwise" ? Layout::Depthwise : Layout::Plain;
+        Tensor tf = at::from_blob(data.Data(), q.tfShape, at::kFloat);
+        q.t = toAten(tf, q.layout);
+        q.trainable = p.Get("trainable").ToBoolean();
+        q.group = (int)getInt(p, "group", 0);
+        q.t.set_requires_grad(q.trainable);
+        params_.push_back(std::move(q));
+      }
+      for (uint32_t i = 0; i < ops.Length(); i++) ops_.push_back(parseOp(ops.Get(i).As<Napi::Object>(), (int)i));
+      if (output_ < 0 || output_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
+      if (inputShape_.empty()) throw std::runtime_error("inputShape missing");
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
+    }
+  }
+
+ private:
+  std::vector<Op> ops_;
+  std::vector<Param> params_;
+  std::vector<int64_t> inputShape_;
+  int output_ = -1;
+  double beta1_, beta2_, epsilon_, weightDecay_;
+
+  int paramIndex(const Napi::Object& o, const char* k) {
+    int i = (int)getInt(o, k, -1);
+    if (i >= (int)params_.size()) throw std::runtime_error(std::string("param index ") + k + " out of range");
+    return i;
+  }
+
+  Op parseOp(const Napi::Object& o, int index) {
+    Op op;
+    op.kind = parseKind(getStr(o, "kind"));
+    for (auto i : getInts(o, "inputs", {})) {
+      if (i < 0 || i >= index) throw std::runtime_error("op " + std::to_string(index) + " reads op " + std::to_string(i) + ", which does not come before it");
+      op.inputs.push_back((int)i);
+    }
+    if (op.kind != Kind::Input && op.inputs.empty()) throw std::runtime_error("op " + std::to_string(index) + " has no inputs");
+    op.w = paramIndex(o, "w");
+    op.w2 = paramIndex(o, "w2");
+    op.b = paramIndex(o, "b");
+    op.gamma = paramIndex(o, "gamma");
+    op.beta = paramIndex(o, "beta");
+    op.mean = paramIndex(o, "mean");
+    op.var = paramIndex(o, "var");
+    op.stride = getInts(o, "stride", {1, 1});
+    op.dilation = getInts(o, "dilation", {1, 1});
+    op.pad = getInts(o, "pad", {0, 0, 0, 0});
+    op.kernel = getInts(o, "kernel", {1, 1});
+    op.shape = getInts(o, "shape", {});
+    op.groups = getInt(o, "groups", 1);
+    op.act = parseAct(getStr(o, "act", "linear"));
+    op.alpha = getNum(o, "alpha", 0.2);
+    op.eps = getNum(o, "eps", 1e-3);
+    op.momentum = getNum(o, "momentum", 0.99);
+    op.rate = getNum(o, "rate", 0);
+    op.scale = getNum(o, "scale", 1);
+    op.offset = getNum(o, "offset", 0);
+    op.bnMode = getStr(o, "mode", "inference") == "update" ? 1 : 0;
+    op.keepDims = o.Has("keepDims") && o.Get("keepDims").ToBoolean();
+    if ((op.kind == Kind::Conv || op.kind == Kind::SepConv || op.kind == Kind::Dense) && op.w < 0) throw std::runtime_error("op " + std::to_string(index) + " has no weight");
+    if (op.kind == Kind::SepConv && op.w2 < 0) throw std::runtime_error("separable conv without pointwise weight");
+    if (op.kind == Kind::BatchNorm && (op.mean < 0 || op.var < 0)) throw std::runtime_error("batch norm without statistics");
+    if (op.stride.size() != 2 || op.dilation.size() != 2 || op.pad.size() != 4 || op.kernel.size() != 2) throw std::runtime_error("op " + std::to_string(index) + ": stride, dilation and kernel need 2 values, pad 4");
+    return op;
+  }
+
+  Tensor P(int i) const { return i < 0 ? Tensor() : params_[i].t; }
+
+  // Pads [top, bottom, left, right]; symmetric pads go to the conv itself.
+  static Tensor padded(const Tensor& x, const std::vector<int64_t>& pad, double value, std::vector<int64_t>& inner) {
+    if (pad[0] == pad[1] && pad[2] == pad[3]) {
+      inner = {pad[0], pad[2]};
+      return x;
+    }
+    inner = {0, 0};
+    return at::constant_pad_nd(x, {pad[2], pad[3], pad[0], pad[1]}, value).contiguous(at::MemoryFormat::ChannelsLast);
+  }
+
+  Tensor run(const Op& op, const std::vector<Tensor>& v, bool training) {
+    const Tensor& x = v[op.inputs[0]];
+    std::vector<int64_t> inner;
+    switch (op.kind) {
+      case Kind::Input: return x;
+      case Kind::Conv: {
+        Tensor in = padded(x, op.pad, 0, inner);
+        return activate(at::conv2d(in, P(op.w), P(op.b), op.stride, inner, op.dilation, op.groups), op.act, op.alpha);
+      }
+      case Kind::SepConv: {
+        Tensor in = padded(x, op.pad, 0, inner);
+        Tensor d = at::conv2d(in, P(op.w), Tensor(), op.stride, inner, op.dilation, in.size(1));
+        return activate(at::conv2d(d, P(op.w2), P(op.b)), op.act, op.alpha);
+      }
+      case Kind::BatchNorm: {
+        Tensor& rm = params_[op.mean].t;
+        Tensor& rv = params_[op.var].t;
+        if (training && op.bnMode == 1) {
+          auto out = at::native_batch_norm(x, P(op.gamma), P(op.beta), Tensor(), Tensor(), true, 0.0, op.eps);
+          at::NoGradGuard ng;
+          Tensor batchVar = std::get<2>(out).pow(-2).sub_(op.eps);
+          // tfjs: moving -= (moving - batch) * (1 - momentum), with the biased batch variance.
+          rm.sub_((rm - std::get<1>(out)).mul_(1 - op.momentum));
+          rv.sub_((rv - batchVar).mul_(1 - op.momentum));
+          return std::get<0>(out);
+        }
+        return at::batch_norm(x, P(op.gamma), P(op.beta), rm, rv, false, 0.0, op.eps, false);
+      }
+      case Kind::Activation: return activate(x, op.act, op.alpha);
+      case Kind::Add: {
+        Tensor s = x;
+        for (size_t i = 1; i < op.inputs.size(); i++) s = s + v[op.inputs[i]];
+        return s;
+      }
+      case Kind::Multiply: {
+        Tensor s = x;
+        for (size_t i = 1; i < op.inputs.size(); i++) s = s * v[op.inputs[i]];
+        return s;
+      }
+      case Kind::Concat: {
+        std::vector<Tensor> parts;
+        for (int i : op.inputs) parts.push_back(v[i]);
+        return at::cat(parts, lastAxis(x));
+      }
+      case Kind::Pad: return at::constant_pad_nd(x, {op.pad[2], op.pad[3], op.pad[0], op.pad[1]}, 0).contiguous(at::MemoryFormat::ChannelsLast);
+      case Kind::MaxPool: {
+        Tensor in = padded(x, op.pad, -std::numeric_limits<double>::infinity(), inner);
+        return at::max_pool2d(in, op.kernel, op.stride, inner);
+      }
+      case Kind::AvgPool: {
+        if (op.pad[0] != op.pad[1] || op.pad[2] != op.pad[3]) throw std::runtime_error("average pooling with uneven 'same' padding is not supported natively");
+        return at::avg_pool2d(x, op.kernel, op.stride, {op.pad[0], op.pad[2]}, false, false);
+      }
+      case Kind::GlobalAvg: return x.mean({2, 3}, op.keepDims);
+      case Kind::GlobalMax: return x.amax({2, 3}, op.keepDims);
+      case Kind::Flatten: return (x.dim() == 4 ? x.permute({0, 2, 3, 1}) : x).reshape({x.size(0), -1});
+      case Kind::Dense: {
+        if (x.dim() != 2) throw std::runtime_error("Dense on a tensor of rank " + std::to_string(x.dim()) + " is not supported natively");
+        Tensor y = op.b >= 0 ? at::addmm(P(op.b), x, P(op.w)) : at::mm(x, P(op.w));
+        return activate(y, op.act, op.alpha);
+      }
+      case Kind::Dropout: return op.rate > 0 ? at::dropout(x, op.rate, training) : x;
+      case Kind::Reshape: {
+        Tensor t = x.dim() == 4 ? x.permute({0, 2, 3, 1}) : x;
+        std::vector<int64_t> s{x.size(0)};
+        s.insert(s.end(), op.shape.begin(), op.shape.end());
+        Tensor r = t.reshape(s);
+        return r.dim() == 4 ? r.permute({0, 3, 1, 2}) : r;
+      }
+      case Kind::Rescale: return x * op.scale + op.offset;
+    }
+    return x;
+  }
+
+  Tensor forward(const Tensor& x, bool training) {
+    std::vector<Tensor> v(ops_.size());
+    std::vector<int> lastUse(ops_.size(), -1);
+    for (size_t i = 0; i < ops_.size(); i++) for (int j : ops_[i].inputs) lastUse[j] = (int)i;
+    for (size_t i = 0; i < ops_.size(); i++) {
+      if (ops_[i].kind == Kind::Input) v[i] = x;
+      else v[i] = run(ops_[i], v, training);
+      // Free what no later op reads (autograd keeps what backward needs).
+      for (int j : ops_[i].inputs) if (lastUse[j] == (int)i && j != output_) v[j] = Tensor();
+    }
+    return v[output_];
+  }
+
+  Tensor input(Napi::Float32Array data, int64_t n) {
+    int64_t per = 1;
+    for (auto d : inputShape_) per *= d;
+    if (n <= 0) throw std::runtime_error("a batch needs at least one sample");
+    if ((int64_t)data.ElementLength() != n * per) throw std::runtime_error("input has " + std::to_string(data.ElementLength()) + " values; " + std::to_string(n) + " samples need " + std::to_string(n * per));
+    std::vector<int64_t> s{n};
+    s.insert(s.end(), inputShape_.begin(), inputShape_.end());
+    Tensor t = at::from_blob(data.Data(), s, at::kFloat);
+    return t.dim() == 4 ? t.permute({0, 3, 1, 2}) : t;  // NHWC bytes seen as channels-last NCHW
+  }
+
+  static Napi::Float32Array toJs(Napi::Env env, const Tensor& y) {
+    Tensor t = (y.dim() == 4 ? y.permute({0, 2, 3, 1}) : y).contiguous();
+    auto out = Napi::Float32Array::New(env, t.numel());
+    std::memcpy(out.Data(), t.data_ptr<float>(), t.numel() * sizeof(float));
+    return out;
+  }
+
+  // predict(x: Float32Array, n) -> Float32Array (outputs in tfjs layout)
+  Napi::Value Predict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      at::NoGradGuard ng;
+      Tensor x = input(info[0].As<Napi::Float32Array>(), info[1].As<Napi::Number>().Int64Value());
+      return toJs(env, forward(x, false));
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("graft-native predict: ") + e.what()).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+
+  // trainStep(x, n, labels: Int32Array, lrs: Float64Array, seed, classWeights?: Float32Array)
+  //   -> { loss, correct }; no update when the loss is not finite.
+  Napi::Value TrainStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      int64_t n = info[1].As<Napi::Number>().Int64Value();
+      Tensor x = input(info[0].As<Napi::Float32Array>(), n);
+      auto labelsJs = info[2].As<Napi::Int32Array>();
+      auto lrs = info[3].As<Napi::Float64Array>();
+      int64_t seed = info[4].As<Napi::Number>().Int64Value();
+      if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error("labels: " + std::to_string(labelsJs.ElementLength()) + " for " + std::to_string(n) + " samples");
+      if (seed > 0) at::manual_seed(seed);
+      Tensor probs = forward(x, true);
+      if (probs.dim() != 2) throw std::runtime_error("the output must be [batch, classes] class probabilities");
+      int64_t k = probs.size(1);
+      for (size_t i = 0; i < labelsJs.ElementLength(); i++) {
+        if (labelsJs[i] < 0 || labelsJs[i] >= k) throw std::runtime_error("label " + std::to_string(labelsJs[i]) + " outside 0.." + std::to_string(k - 1));
+      }
+      Tensor y = at::from_blob(labelsJs.Data(), {n}, at::kInt).to(at::kLong);
+      Tensor perSample = probs.gather(1, y.unsqueeze(1)).squeeze(1).clamp(1e-7, 1.0).log().neg();
+      if (info.Length() > 5 && info[5].IsTypedArray()) {
+        auto cw = info[5].As<Napi::Float32Array>();
+        if ((int64_t)cw.ElementLength() != k) throw std::runtime_error("class weights: " + std::to_string(cw.ElementLength()) + " for " + std::to_string(k) + " classes");
+        perSample = perSample * at::from_blob(cw.Data(), {k}, at::kFloat).index_select(0, y);
+      }
+      Tensor loss = perSample.mean();
+      double correct = (probs.detach().argmax(1) == y).sum().item<double>();
+      double lossValue = loss.item<double>();
+      if (std::isfinite(lossValue)) {
+        loss.backward();
+        update(lrs);
+      }
+      for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
+      auto out = Napi::Object::New(env);
+      out.Set("loss", lossValue);
+      out.Set("correct", correct);
+      return out;
+    } catch (const std::exception& e) {
+      for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
+      Napi::Error::New(env, std::string("graft-native train step: ") + e.what()).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+
+  // Graft's AdamW (src/train/optimizer.ts): bias-corrected Adam, epsilon outside the square
+  // root, decoupled weight decay on weights of rank > 1.
+  void update(const Napi::Float64Array& lrs) {
+    at::NoGradGuard ng;
+    for (auto& p : params_) {
+      if (!p.trainable || !p.t.grad().defined()) continue;
+      if (p.group < 0 || p.group >= (int)lrs.ElementLength()) throw std::runtime_error("no learning rate for group " + std::to_string(p.group));
+      double lr = lrs[p.group];
+      const Tensor& g = p.t.grad();
+      if (!p.m.defined()) {
+        p.m = at::zeros_like(p.t);
+        p.v = at::zeros_like(p.t);
+      }
+      p.step++;
+      double c1 = 1 - std::pow(beta1_, (double)p.step);
+      double c2 = 1 - std::pow(beta2_, (double)p.step);
+      p.m.mul_(beta1_).add_(g, 1 - beta1_);
+      p.v.mul_(beta2_).addcmul_(g, g, 1 - beta2_);
+      Tensor denom = (p.v / c2).sqrt_().add_(epsilon_);
+      if (weightDecay_ > 0 && p.t.dim() > 1) p.t.mul_(1 - lr * weightDecay_);
+      p.t.addcdiv_(p.m, denom, -lr / c1);
+    }
+  }
+
+  // getWeights() -> Float32Array[] in tfjs layout, in the order the params were given.
+  Napi::Value GetWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto out = Napi::Array::New(env, params_.size());
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < params_.size(); i++) {
+      Tensor t = toTfjs(params_[i].t.detach(), params_[i].layout, params_[i].tfShape);
+      auto a = Napi::Float32Array::New(env, t.numel());
+      std::memcpy(a.Data(), t.data_ptr<float>(), t.numel() * sizeof(float));
+      out.Set(i, a);
+    }
+    return out;
+  }
+
+  // getOptimizerState() -> ({ step, m, v } | null)[] in tfjs layout.
+  Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto out = Napi::Array::New(env, params_.size());
+    for (size_t i = 0; i < params_.size(); i++) {
+      const Param& p = params_[i];
+      if (!p.m.defined()) { out.Set(i, env.Null()); continue; }
+      auto s = Napi::Object::New(env);
+      s.Set("step", (double)p.step);
+      for (auto [name, t] : {std::pair<const char*, Tensor>{"m", p.m}, {"v", p.v}}) {
+        Tensor c = toTfjs(t, p.layout, p.tfShape);
+        auto a = Napi::Float32Array::New(env, c.numel());
+        std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+        s.Set(name, a);
+      }
+      out.Set(i, s);
+    }
+    return out;
+  }
+
+  // setOptimizerState(index, step, m, v) with m and v in tfjs layout.
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      int64_t i = info[0].As<Napi::Number>().Int64Value();
+      if (i < 0 || i >= (int64_t)params_.size()) throw std::runtime_error("param index out of range");
+      Param& p = params_[i];
+      auto m = info[2].As<Napi::Float32Array>();
+      auto v = info[3].As<Napi::Float32Array>();
+      if ((int64_t)m.ElementLength() != p.t.numel() || (int64_t)v.ElementLength() != p.t.numel()) throw std::runtime_error("optimizer state size does not match the parameter");
+      p.step = info[1].As<Napi::Number>().Int64Value();
+      p.m = toAten(at::from_blob(m.Data(), p.tfShape, at::kFloat), p.layout);
+      p.v = toAten(at::from_blob(v.Data(), p.tfShape, at::kFloat), p.layout);
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    params_.clear();
+    ops_.clear();
+    return info.Env().Undefined();
+  }
+};
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  at::set_num_threads((int)info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  o.Set("threads", at::get_num_threads());
+  o.Set("torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH));
+  o.Set("mkldnn", at::hasMKLDNN());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Keep freed large blocks in the heap instead of returning them to the kernel: a training
+  // step allocates and frees the same big activations every batch, and fresh pages each time
+  // cost page faults (NATIVE-NOTES.md).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+  exports.Set("Net", Net::Define(env));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(graft_native, Init)

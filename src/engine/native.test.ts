@@ -1,0 +1,203 @@
+// The native engine against tfjs: single layers on many shapes (forward, against tfjs cpu),
+// and whole training steps (loss curve and weights after N steps, against the per-op path).
+// CI builds the addon (GRAFT_NATIVE=require); elsewhere these tests are skipped with the reason.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { initBackend } from './backend.js';
+import { NativeNet, nativeStatus, nativeUnsupported, samePads } from './native.js';
+import { adoptModel, FreezableBatchNormalization } from '../model/batch-norm.js';
+import { runEpoch, type LayerGroup } from '../train/loop.js';
+import { AdamW } from '../train/optimizer.js';
+import { makeRng } from '../data/random.js';
+import type { Dataset } from '../data/dataset.js';
+import type { Layer } from '../model/layers.js';
+
+await initBackend();
+const status = nativeStatus();
+if (!status.available && process.env.GRAFT_NATIVE === 'require') throw new Error(`GRAFT_NATIVE=require but the native engine is ${status.reason}`);
+const skip = status.available ? false : `native engine ${status.reason}`;
+
+function randomData(n: number, shape: number[], classes: number, seed: number): Dataset {
+  const rng = makeRng(seed);
+  const per = shape.reduce((a, b) => a * b, 1);
+  return {
+    x: Float32Array.from({ length: n * per }, () => rng() * 2 - 1), sampleShape: shape,
+    labels: Int32Array.from({ length: n }, (_, i) => i % classes), classNames: Array.from({ length: classes }, (_, i) => `c${i}`), source: 'random',
+  };
+}
+
+function maxRelErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let scale = 1e-6;
+  for (const v of b) scale = Math.max(scale, Math.abs(v));
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
+  return err / scale;
+}
+
+async function onCpu<T>(f: () => T | Promise<T>): Promise<T> {
+  const was = tf.getBackend();
+  await tf.setBackend('cpu');
+  try { return await f(); } finally { await tf.setBackend(was); }
+}
+
+/** One-layer models: native predict against tfjs cpu. */
+const LAYERS: Array<[string, number[], () => tfl.layers.Layer]> = [
+  ['conv 3x3 same stride 1', [9, 7, 3], () => tfl.layers.conv2d({ filters: 5, kernelSize: 3, padding: 'same', activation: 'relu' })],
+  ['conv 3x3 same stride 2 (uneven pad)', [8, 8, 3], () => tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same' })],
+  ['conv 3x3 same stride 2 odd size', [9, 11, 2], () => tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', useBias: false })],
+  ['conv 5x3 valid stride (2,1)', [10, 9, 3], () => tfl.layers.conv2d({ filters: 6, kernelSize: [5, 3], strides: [2, 1], padding: 'valid', activation: 'relu6' })],
+  ['conv 3x3 dilation 2 same', [11, 11, 2], () => tfl.layers.conv2d({ filters: 3, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'tanh' })],
+  ['conv 1x1', [5, 5, 8], () => tfl.layers.conv2d({ filters: 16, kernelSize: 1, activation: 'sigmoid' })],
+  ['depthwise 3x3 same stride 2', [8, 8, 4], () => tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same' })],
+  ['depthwise 3x3 multiplier 2 valid', [7, 6, 3], () => tfl.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'valid', activation: 'relu' })],
+  ['separable 3x3 same multiplier 2', [9, 9, 3], () => tfl.layers.separableConv2d({ filters: 5, kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'elu' })],
+  ['max pool 3 stride 2 same', [9, 8, 3], () => tfl.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' })],
+  ['max pool 2 valid', [9, 8, 3], () => tfl.layers.maxPooling2d({ poolSize: 2 })],
+  ['average pool 2 valid', [8, 8, 3], () => tfl.layers.averagePooling2d({ poolSize: 2 })],
+  ['average pool 3 stride 1 same (even pad)', [6, 6, 2], () => tfl.layers.averagePooling2d({ poolSize: 3, strides: 1, padding: 'same' })],
+  ['zero padding ((1,2),(0,3))', [4, 5, 2], () => tfl.layers.zeroPadding2d({ padding: [[1, 2], [0, 3]] })],
+  ['global average pool', [6, 5, 7], () => tfl.layers.globalAveragePooling2d({})],
+  ['global max pool', [6, 5, 7], () => tfl.layers.globalMaxPooling2d({})],
+  ['flatten (NHWC order)', [3, 4, 5], () => tfl.layers.flatten()],
+  ['reshape to rank 4', [4, 6, 2], () => tfl.layers.reshape({ targetShape: [8, 3, 2] })],
+  ['dense softmax', [12], () => tfl.layers.dense({ units: 5, activation: 'softmax' })],
+  ['batch norm (inference)', [5, 5, 6], () => new FreezableBatchNormalization({ movingMeanInitializer: 'randomNormal', movingVarianceInitializer: 'ones', gammaInitializer: 'randomUniform', betaInitializer: 'randomNormal' }) as unknown as tfl.layers.Layer],
+  ['leaky relu', [4, 4, 3], () => tfl.layers.leakyReLU({ alpha: 0.1 })],
+  ['relu maxValue 6', [4, 4, 3], () => tfl.layers.reLU({ maxValue: 6 })],
+  ['softmax layer', [7], () => tfl.layers.softmax()],
+];
+
+for (const [name, shape, make] of LAYERS) {
+  test(`native ${name} matches tfjs cpu`, { skip }, async () => {
+    const input = tfl.input({ shape });
+    const model = tfl.model({ inputs: input, outputs: make().apply(input) as tfl.SymbolicTensor });
+    // Random weights everywhere, biases included, so the comparison sees them.
+    const rng = makeRng(7);
+    // (BatchNorm's moving variance, its last weight, positive.)
+    const isBn = model.layers[1] instanceof FreezableBatchNormalization;
+    model.setWeights(model.getWeights().map((w, i, all) => tf.tensor(Float32Array.from({ length: w.size }, () => (isBn && i === all.length - 1 ? rng() + 0.5 : rng() * 2 - 0.5)), w.shape)));
+    const d = randomData(3, shape, 2, 1);
+    const x = Float32Array.from(d.x as Float32Array, (v) => v * 3);
+    const want = await onCpu(() => tf.tidy(() => (model.predict(tf.tensor(x, [3, ...shape])) as tf.Tensor).dataSync() as Float32Array));
+    const net = new NativeNet(model);
+    const got = net.predict(x, 3);
+    net.dispose();
+    const err = maxRelErr(got, want);
+    assert.ok(err <= 1e-4, `${name}: max relative error ${err}`);
+  });
+}
+
+test('samePads puts the odd pixel at the bottom and right, as tfjs', () => {
+  assert.deepEqual(samePads([null, 8, 8, 3], [3, 3], [2, 2]), [0, 1, 0, 1]);
+  assert.deepEqual(samePads([null, 9, 9, 3], [3, 3], [2, 2]), [1, 1, 1, 1]);
+  assert.deepEqual(samePads([null, 7, 7, 3], [3, 3], [1, 1], [2, 2]), [2, 2, 2, 2]);
+});
+
+/** A small conv net with what pretrained CNNs use: BN in three modes, depthwise, residual Add, separable conv, dropout. */
+function residualNet(seed: number): tfl.LayersModel {
+  const init = (s: number) => tfl.initializers.glorotUniform({ seed: seed * 100 + s });
+  const input = tfl.input({ shape: [10, 10, 3] });
+  let x = tfl.layers.conv2d({ name: 'stem', filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init(1) }).apply(input) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'stem_bn', momentum: 0.9 }).apply(x) as tfl.SymbolicTensor;
+  const a = tfl.layers.reLU({ name: 'stem_relu', maxValue: 6 }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: init(2) }).apply(a) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'dw_bn', momentum: 0.9 }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.activation({ name: 'dw_relu', activation: 'relu6' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.conv2d({ name: 'project', filters: 8, kernelSize: 1, useBias: false, kernelInitializer: init(3) }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'project_bn', momentum: 0.9 }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.add({ name: 'add' }).apply([a, x]) as tfl.SymbolicTensor;
+  x = tfl.layers.zeroPadding2d({ name: 'pad', padding: [[0, 1], [0, 1]] }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.separableConv2d({ name: 'sep', filters: 12, kernelSize: 3, strides: 2, activation: 'relu', depthwiseInitializer: init(4), pointwiseInitializer: init(5) }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.dropout({ name: 'drop', rate: 0 }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.dense({ name: 'head', units: 4, activation: 'softmax', kernelInitializer: init(6) }).apply(x) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: input, outputs: x });
+}
+
+async function trainSteps(model: tfl.LayersModel, data: Dataset, native: boolean, epochs: number): Promise<number[]> {
+  const byName = (n: string) => model.getLayer(n) as unknown as Layer;
+  byName('stem').trainable = false;
+  byName('stem_bn').trainable = false;          // frozen: inference mode
+  (byName('dw_bn') as unknown as FreezableBatchNormalization).keepStatistics = true; // trains gamma/beta on moving statistics
+  const groups: LayerGroup[] = [
+    { layers: ['dw', 'dw_bn', 'project', 'project_bn'].map(byName), lrMult: 0.1 },
+    { layers: ['sep', 'head'].map(byName), lrMult: 1 },
+  ];
+  const groupIndex = new Map<Layer, number>();
+  groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
+  const net = native ? new NativeNet(model, { groupOf: (l) => groupIndex.get(l), weightDecay: 0.01 }) : undefined;
+  const optimizer = new AdamW({ weightDecay: 0.01 });
+  const losses: number[] = [];
+  const rng = makeRng(5);
+  for (let e = 0; e < epochs; e++) {
+    await runEpoch({
+      model, data, groups, optimizer, batchSize: 8, rng, lrAt: (s) => 0.01 * (1 - s / 40), firstStep: e * 3, native: net,
+      classWeights: Float32Array.from([1, 2, 0.5, 1]),
+      onBatch: (p) => { losses.push(p.loss); },
+    });
+  }
+  net?.syncWeights();
+  net?.dispose();
+  optimizer.dispose();
+  return losses;
+}
+
+test('a native training step follows the per-op tfjs path: loss curve and weights after 12 steps', { skip }, async () => {
+  const data = randomData(24, [10, 10, 3], 4, 3);
+  const a = await adoptModel(residualNet(1));
+  const b = await adoptModel(residualNet(1));
+  const weightsOf = (m: tfl.LayersModel) => m.layers.flatMap((l) => l.weights.map((w) => ({ name: `${l.name}#${w.originalName}`, value: w.read().dataSync().slice() as Float32Array })));
+  const before = weightsOf(a);
+  const lossTfjs = await trainSteps(a, data, false, 4);
+  const tensors = tf.memory().numTensors;
+  const lossNative = await trainSteps(b, data, true, 4);
+  assert.equal(tf.memory().numTensors, tensors, 'the native path leaves no tfjs tensors behind');
+  assert.equal(lossNative.length, 12);
+  for (let i = 0; i < lossTfjs.length; i++) {
+    assert.ok(Math.abs(lossNative[i] - lossTfjs[i]) <= 1e-4 * Math.abs(lossTfjs[i]), `step ${i + 1}: native loss ${lossNative[i]} vs tfjs ${lossTfjs[i]}`);
+  }
+  const wb = weightsOf(b);
+  let changed = 0;
+  weightsOf(a).forEach((w, i) => {
+    const err = maxRelErr(wb[i].value, w.value);
+    assert.ok(err <= 1e-4, `${w.name}: max relative difference ${err}`);
+    if (maxRelErr(w.value, before[i].value) > 1e-3) changed++;
+  });
+  // Trained: dw, dw_bn gamma/beta, project, project_bn (gamma, beta, moving stats), sep (3), head (2).
+  assert.ok(changed >= 11, `only ${changed} weights changed`);
+  const frozen = a.getLayer('stem').getWeights()[0].dataSync();
+  assert.deepEqual(frozen, b.getLayer('stem').getWeights()[0].dataSync(), 'frozen weights stay bit-identical');
+  assert.deepEqual(b.getLayer('stem_bn').getWeights()[2].dataSync(), new Float32Array(8), 'a frozen BatchNorm keeps its moving mean');
+});
+
+test('native AdamW state goes back to tfjs and forward again', { skip }, async () => {
+  const model = await adoptModel(residualNet(2));
+  const head = model.getLayer('head') as unknown as Layer;
+  const net = new NativeNet(model, { groupOf: (l) => (l === head ? 0 : undefined) });
+  const d = randomData(8, [10, 10, 3], 4, 9);
+  net.trainStep(d.x as Float32Array, Int32Array.from(d.labels), Float64Array.of(0.01), 0);
+  const state = net.optimizerState();
+  assert.equal(state.size, 2, 'kernel and bias of the head');
+  const [v, s] = [...state][0];
+  assert.equal(s.step, 1);
+  const other = new NativeNet(model, { groupOf: (l) => (l === head ? 0 : undefined) });
+  other.setOptimizerState(v, s.step, s.m, s.v);
+  assert.deepEqual([...other.optimizerState().values()][0].m, s.m);
+  net.dispose();
+  other.dispose();
+});
+
+test('bad input to the native engine is a clear error, not a crash', { skip }, () => {
+  const net = new NativeNet(residualNet(3));
+  assert.throws(() => net.predict(new Float32Array(10), 1), /input has 10 values; 1 samples need 300/);
+  assert.throws(() => net.predict(new Float32Array(0), 0), /at least one sample/);
+  const x = new Float32Array(300);
+  assert.throws(() => net.trainStep(x, Int32Array.of(7), Float64Array.of(0.1), 0), /label 7 outside 0..3/);
+  net.dispose();
+  const odd = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [4], units: 2 }), tfl.layers.layerNormalization()] });
+  assert.match(nativeUnsupported(odd) ?? '', /LayerNormalization/);
+});
