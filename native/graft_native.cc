@@ -10,6 +10,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -39,6 +40,11 @@ Act parseAct(const std::string& s) {
 
 // Softmax and friends act on the last axis in tfjs: channels, which is dim 1 of a 4-D NCHW view.
 int64_t lastAxis(const Tensor& x) { return x.dim() == 4 ? 1 : x.dim() - 1; }
+
+// ReLU and ReLU6 on a tensor nothing else reads: in place, as torchvision's ReLU6(inplace=True).
+Tensor activateInPlace(Tensor x, Act a) {
+  return a == Act::Relu ? at::relu_(x) : at::hardtanh_(x, 0.0, 6.0);
+}
 
 Tensor activate(const Tensor& x, Act a, double alpha) {
   switch (a) {
@@ -182,6 +188,8 @@ class Net : public Napi::ObjectWrap<Net> {
       }
       for (uint32_t i = 0; i < ops.Length(); i++) ops_.push_back(parseOp(ops.Get(i).As<Napi::Object>(), (int)i));
       if (output_ < 0 || output_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
+      readers_.assign(ops_.size(), 0);
+      for (auto& op : ops_) for (int j : op.inputs) readers_[j]++;
       if (inputShape_.empty()) throw std::runtime_error("inputShape missing");
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
@@ -192,6 +200,7 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<Op> ops_;
   std::vector<Param> params_;
   std::vector<int64_t> inputShape_;
+  std::vector<int> readers_;  // how many ops read each op's output
   int output_ = -1;
   double beta1_, beta2_, epsilon_, weightDecay_;
 
@@ -257,7 +266,9 @@ class Net : public Napi::ObjectWrap<Net> {
       case Kind::Input: return x;
       case Kind::Conv: {
         Tensor in = padded(x, op.pad, 0, inner);
-        return activate(at::conv2d(in, P(op.w), P(op.b), op.stride, inner, op.dilation, op.groups), op.act, op.alpha);
+        Tensor y = at::conv2d(in, P(op.w), P(op.b), op.stride, inner, op.dilation, op.groups);
+        // The conv's backward reads its input and weight, not its output.
+        return op.act == Act::Relu || op.act == Act::Relu6 ? activateInPlace(y, op.act) : activate(y, op.act, op.alpha);
       }
       case Kind::SepConv: {
         Tensor in = padded(x, op.pad, 0, inner);
@@ -278,7 +289,15 @@ class Net : public Napi::ObjectWrap<Net> {
         }
         return at::batch_norm(x, P(op.gamma), P(op.beta), rm, rv, false, 0.0, op.eps, false);
       }
-      case Kind::Activation: return activate(x, op.act, op.alpha);
+      case Kind::Activation: {
+        int from = op.inputs[0];
+        Kind k = ops_[from].kind;
+        // In place when this op is the only reader and the producer's backward does not need
+        // its output (batch norm, linear conv or dense, add); autograd checks it either way.
+        bool linearProducer = (k == Kind::BatchNorm || k == Kind::Add || ((k == Kind::Conv || k == Kind::Dense) && ops_[from].act == Act::Linear));
+        if ((op.act == Act::Relu || op.act == Act::Relu6) && readers_[from] == 1 && from != output_ && linearProducer) return activateInPlace(x, op.act);
+        return activate(x, op.act, op.alpha);
+      }
       case Kind::Add: {
         Tensor s = x;
         for (size_t i = 1; i < op.inputs.size(); i++) s = s + v[op.inputs[i]];
@@ -380,6 +399,10 @@ class Net : public Napi::ObjectWrap<Net> {
       int64_t seed = info[4].As<Napi::Number>().Int64Value();
       if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error("labels: " + std::to_string(labelsJs.ElementLength()) + " for " + std::to_string(n) + " samples");
       if (seed > 0) at::manual_seed(seed);
+      // GRAFT_NATIVE_PROFILE=<file>: a Chrome trace of every ATen op of each step (last step wins).
+      std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+      if (const char* path = getenv("GRAFT_NATIVE_PROFILE")) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
+      auto t0 = std::chrono::steady_clock::now();
       Tensor probs = forward(x, true);
       if (probs.dim() != 2) throw std::runtime_error("the output must be [batch, classes] class probabilities");
       int64_t k = probs.size(1);
@@ -396,14 +419,21 @@ class Net : public Napi::ObjectWrap<Net> {
       Tensor loss = perSample.mean();
       double correct = (probs.detach().argmax(1) == y).sum().item<double>();
       double lossValue = loss.item<double>();
+      auto t1 = std::chrono::steady_clock::now(), t2 = t1, t3 = t1;
       if (std::isfinite(lossValue)) {
         loss.backward();
+        t2 = std::chrono::steady_clock::now();
         update(lrs);
+        t3 = std::chrono::steady_clock::now();
       }
       for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
       auto out = Napi::Object::New(env);
       out.Set("loss", lossValue);
       out.Set("correct", correct);
+      auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+      out.Set("forwardMs", ms(t0, t1));
+      out.Set("backwardMs", ms(t1, t2));
+      out.Set("updateMs", ms(t2, t3));
       return out;
     } catch (const std::exception& e) {
       for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
@@ -514,8 +544,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Keep freed large blocks in the heap instead of returning them to the kernel: a training
   // step allocates and frees the same big activations every batch, and fresh pages each time
   // cost page faults (NATIVE-NOTES.md).
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+  if (!getenv("GRAFT_NATIVE_MALLOC_DEFAULT")) {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+  }
   exports.Set("Net", Net::Define(env));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));

@@ -2,6 +2,7 @@
 
 export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, doctor, type BackendInfo, type Doctor } from './engine/backend.js';
+export { NativeNet, nativeStatus, nativeUnsupported, setNativeEnabled, Unsupported, type NativeStatus } from './engine/native.js';
 
 export { loadModel, type LoadedModel, type LoadOptions } from './model/load.js';
 export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';

@@ -12,9 +12,9 @@ export const root = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(root, 'bin', 'graft.js');
 
 /** Runs `graft args...` from the repository root; the feature cache goes to a temporary folder. */
-export function graft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export function graft(args: string[], options: { env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, GRAFT_CACHE_DIR: process.env.GRAFT_CACHE_DIR ?? join(tmpdir(), 'graft-test-cache') } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, GRAFT_CACHE_DIR: process.env.GRAFT_CACHE_DIR ?? join(tmpdir(), 'graft-test-cache'), ...options.env } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

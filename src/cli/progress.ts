@@ -20,9 +20,14 @@ export function epochLine(r: EpochRecord, epochs: number): string {
 const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : 's'}`;
 
 /** One line saying what a phase trains and at which learning rates. */
+function engineWords(info: PhaseInfo): string {
+  if (info.engine === 'native') return '; engine: native (libtorch), one call per batch';
+  return info.engineNote ? `; engine: tfjs per-op (${info.engineNote})` : '';
+}
+
 export function phaseLine(info: PhaseInfo): string {
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
-  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}`;
+  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${engineWords(info)}`;
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */

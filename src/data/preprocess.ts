@@ -43,10 +43,14 @@ export function assertShape(d: Dataset, p: Preprocessing | undefined, modelShape
   }
 }
 
-/** The preprocessed samples at `indices`, row-major; `transform` sees the raw values first (augmentation). */
-export function batchValues(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void): Float32Array {
+/**
+ * The preprocessed samples at `indices`, row-major; `transform` sees the raw values first
+ * (augmentation). With `reuse` large enough, the batch is written into it (a view of it is
+ * returned): a training loop then allocates one batch buffer, not one per batch.
+ */
+export function batchValues(d: Dataset, indices: ArrayLike<number>, p: Preprocessing | undefined, transform?: (raw: Float32Array, n: number) => void, reuse?: Float32Array): Float32Array {
   const s = sampleSize(d);
-  const buf = new Float32Array(indices.length * s);
+  const buf = reuse && reuse.length >= indices.length * s ? reuse.subarray(0, indices.length * s) : new Float32Array(indices.length * s);
   for (let i = 0; i < indices.length; i++) buf.set(d.x.subarray(indices[i] * s, (indices[i] + 1) * s), i * s);
   transform?.(buf, indices.length);
   return preprocessInPlace(buf, p);

@@ -1,5 +1,6 @@
-// Backend selection in one place: the native backend when present (a later issue),
-// else wasm (with Graft's own conv gradient kernels, so fine-tuning works), else cpu.
+// Backend selection in one place: tfjs runs on wasm (with Graft's own conv gradient kernels,
+// so fine-tuning works there too), else cpu. Training steps and predictions of models whose
+// layers the native engine knows run in that engine instead (native.ts), when it is built.
 
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -9,6 +10,7 @@ import '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js';
 import { registerBatchNormGrad } from './batch-norm-grad.js';
+import { nativeStatus, type NativeStatus } from './native.js';
 
 export type BackendName = 'wasm' | 'cpu';
 
@@ -46,7 +48,7 @@ export async function initBackend(wanted?: string): Promise<BackendInfo> {
       chosen = {
         name,
         reason: name === 'wasm'
-          ? 'native backend not built; wasm with Graft gradient kernels (single-threaded)'
+          ? 'wasm with Graft gradient kernels (single-threaded), for what the native engine does not run'
           : 'wasm unavailable; pure-JS cpu backend (slow)',
       };
       return chosen;
@@ -70,8 +72,11 @@ export interface Doctor {
   reason: string;
   threads: number;
   cores: number;
+  /** A per-op tfjs backend over libtorch (not built: the native engine runs whole steps instead). */
   nativeBackend: boolean;
+  /** The native engine: one call per training step and per prediction batch. */
   nativeTrainingStep: boolean;
+  native: NativeStatus;
   /** Gradient kernels Graft adds to wasm (it ships without them). */
   graftWasmKernels: string[];
   node: string;
@@ -89,7 +94,8 @@ export async function doctor(): Promise<Doctor> {
     threads: 1,
     cores: availableParallelism(),
     nativeBackend: false,
-    nativeTrainingStep: false,
+    nativeTrainingStep: nativeStatus().available,
+    native: nativeStatus(),
     graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS]),
     node: process.version,
     tfjs: tf.version_core,

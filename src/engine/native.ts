@@ -320,6 +320,14 @@ export class NativeNet {
     this.trainable = plan.params.some((p) => p.trainable);
   }
 
+  private buffer?: Float32Array;
+
+  /** A reusable input buffer of at least `n` values (the training loop writes each batch into it). */
+  batchBuffer(n: number): Float32Array {
+    if (!this.buffer || this.buffer.length < n) this.buffer = new Float32Array(n);
+    return this.buffer;
+  }
+
   /** One training step on a batch in tfjs layout; no update when the loss is not finite. */
   trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array): { loss: number; correct: number } {
     return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null);

@@ -22,6 +22,7 @@ export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseCo
 import { featureDataset } from './predict.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
+import { nativeUnsupported } from '../engine/native.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
@@ -84,6 +85,8 @@ export interface FineTuneOptions {
   warmupViews?: number;
   /** Image augmentation in the fine-tune phase (none unless given; `graft train` turns it on for image folders). */
   augment?: AugmentOptions;
+  /** 'auto' (default): each phase runs in the native engine when it is built and supports every layer; 'tfjs': per-op tfjs always. */
+  engine?: 'auto' | 'tfjs';
 }
 
 export type FineTuneCallbacks = PhaseCallbacks;
@@ -180,7 +183,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let memoryNote: string | undefined;
   const common = {
     batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
-    patience: o.patience, seed: o.seed,
+    patience: o.patience, seed: o.seed, engine: o.engine,
   };
   const resume = o.resume;
   let interrupted: TrainingState | undefined;
@@ -223,7 +226,9 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
     } else {
       const model = o.fineTuneModel ?? g.model;
-      const fitted = await fitBatchSize(model, trainSet, p, o.batchSize);
+      // The native engine has no fixed heap; tfjs wasm does (memory.ts).
+      const native = o.engine !== 'tfjs' && !o.losses?.fineTune && nativeUnsupported(model) === undefined;
+      const fitted = native ? { batchSize: o.batchSize, bytesPerSample: 0 } : await fitBatchSize(model, trainSet, p, o.batchSize);
       if (fitted.batchSize < o.batchSize) {
         memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
         recipe.finetuneBatchSize = fitted.batchSize;

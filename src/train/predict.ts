@@ -4,13 +4,38 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Dataset } from '../data/dataset.js';
-import { batchRanges, batchTensor, type Preprocessing } from '../data/preprocess.js';
+import { batchRanges, batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
+import { NativeNet, nativeStatus, Unsupported } from '../engine/native.js';
+
+/** The model in the native engine for inference, when the engine is built and knows every layer. */
+function nativePredictor(model: tfl.LayersModel): NativeNet | undefined {
+  if (!nativeStatus().available) return undefined;
+  try {
+    return new NativeNet(model);
+  } catch (e) {
+    if (e instanceof Unsupported) return undefined;
+    throw e;
+  }
+}
 
 /** Outputs of `model` for every sample, as one Float32Array [n, ...outputShape]. */
 export async function predictAll(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<{ values: Float32Array; shape: number[] }> {
   const outShape = (model.outputs[0].shape.slice(1) as number[]);
   const per = outShape.reduce((a, b) => a * b, 1);
   const values = new Float32Array(d.labels.length * per);
+  const net = nativePredictor(model);
+  if (net) {
+    try {
+      for (const ix of batchRanges(d, batchSize)) {
+        values.set(net.predict(batchValues(d, ix, p), ix.length), ix[0] * per);
+        // One native call per batch blocks the event loop; let signals and requests in between.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      net.dispose();
+    }
+    return { values, shape: outShape };
+  }
   for (const ix of batchRanges(d, batchSize)) {
     const out = tf.tidy(() => model.predict(batchTensor(d, ix, p)) as tf.Tensor);
     values.set(await out.data() as Float32Array, ix[0] * per);

@@ -8,15 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { initBackend, saveModel, versions } from '../../src/index.js';
+import { initBackend, nativeStatus, saveModel, versions } from '../../src/index.js';
 import { makeRng } from '../../src/data/random.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'bin', 'graft.js');
 
-function graft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function graft(args: string[], options: { env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, ...options.env } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
@@ -213,12 +213,17 @@ test('graft compare --json gives every variant and a recommendation; bad sizes a
   await rm(dir, { recursive: true, force: true });
 });
 
-test('graft doctor names the backend, threads and the wasm gradient kernels', async () => {
+test('graft doctor names the backend, threads, the native engine and the wasm gradient kernels', async () => {
   const r = await graft(['doctor', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const d = lastJson(r.stdout);
   assert.equal(d.backend, 'wasm');
-  assert.equal(d.nativeTrainingStep, false);
+  const native = nativeStatus();
+  assert.equal(d.nativeTrainingStep, native.available);
+  assert.equal(d.native.available, native.available);
+  if (native.available) assert.ok(d.native.threads >= 1 && /^\d+\.\d+/.test(d.native.torch), JSON.stringify(d.native));
+  const off = await graft(['doctor'], { env: { GRAFT_NATIVE: '0' } });
+  assert.match(off.stdout, /native engine: no \(turned off \(GRAFT_NATIVE=0\)\)/);
   assert.deepEqual(d.graftWasmKernels, ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']);
   assert.ok(d.cores >= 1 && d.threads >= 1);
 });

@@ -55,7 +55,7 @@ test('graft train --base model.onnx: the head trains on onnxruntime features; pr
     assert.match(ins.stdout, /Input node: pixels \[batch, 3, 16, 16\]/);
     assert.match(ins.stdout, /\/Relu_1\s+Relu\s+\/Relu_1_output_0/);
     const out = join(dir, 'model');
-    const r = await graft(['train', '--base', onnx, '--cut', '/Relu_1', '--data', join(dir, 'data'), '--preprocess', 'unit', '--warmup-epochs', '30', '--lr', '0.05', '--out', out, '--json']);
+    const r = await graft(['train', '--base', onnx, '--cut', '/Relu_1', '--data', join(dir, 'data'), '--preprocess', 'unit', '--warmup-epochs', '30', '--lr', '0.3', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     assert.equal(res.body, 'onnxruntime');

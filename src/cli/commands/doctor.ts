@@ -17,9 +17,13 @@ export async function run(argv: string[]): Promise<number> {
   const d = await doctor();
   if (values.json) { console.log(JSON.stringify(d)); return 0; }
   console.log(`backend: ${d.backend} (${d.reason})`);
-  console.log(`threads: ${d.threads} of ${d.cores} cores`);
-  console.log(`native backend: ${d.nativeBackend ? 'yes' : 'no (not built yet; planned, see ARCHITECTURE.md)'}`);
+  console.log(`tfjs threads: ${d.threads} of ${d.cores} cores`);
+  const n = d.native;
+  console.log(n.available
+    ? `native engine: yes (libtorch ${n.torch}, ${n.threads} threads, oneDNN ${n.oneDNN ? 'on' : 'off'}): training steps and predictions of supported models run there, one call per batch`
+    : `native engine: no (${n.reason})`);
   console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
+  console.log('native per-op tfjs backend: no (layers the engine does not know run per-op on the tfjs backend above)');
   console.log(`Graft's wasm gradient kernels: ${d.graftWasmKernels.join(', ') || 'none'}`);
   console.log(`node ${d.node}, tfjs ${d.tfjs}`);
   return 0;

@@ -1,0 +1,226 @@
+// npm run bench:engine: MobileNetV2 alpha 1.0 (the zoo's Keras-layout mobilenet-v2, cut at
+// out_relu, + GAP + Dense(10) softmax), 96x96x3, batch 32, on this machine, in this run:
+//   predict; head training on cached body features; training with a frozen body inside the
+//   step; full fine-tune (every layer, BatchNorm in training mode)
+// for the native engine (one call per step), tfjs wasm (per-op, Graft's gradient kernels),
+// tfjs cpu (capped to one or two small steps) and the PyTorch twin (Debian python3-torch, 2
+// threads, channels_last, torchvision's MobileNetV2 + the same head, Adam). Each engine runs
+// in its own process, so its peak RSS is its own. Last line: one JSON object.
+//
+// BENCH_STEPS (default 8) timed steps per mode for native and torch; wasm and cpu run fewer.
+
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { adoptModel, graft, initBackend, loadModel, setNativeEnabled, nativeStatus, unfreeze, freezeBody } from '../src/index.js';
+import { runEpoch, type LayerGroup } from '../src/train/loop.js';
+import { AdamW } from '../src/train/optimizer.js';
+import { NativeNet } from '../src/engine/native.js';
+import { makeRng } from '../src/data/random.js';
+import type { Dataset } from '../src/data/dataset.js';
+import type { Layer } from '../src/model/layers.js';
+
+const BATCH = 32;
+const SIZE = 96;
+const CLASSES = 10;
+const STEPS = Number(process.env.BENCH_STEPS ?? 8);
+type Mode = 'predict' | 'head' | 'frozenBody' | 'finetune';
+const MODES: Mode[] = ['predict', 'head', 'frozenBody', 'finetune'];
+
+interface EngineResult {
+  engine: string;
+  imagesPerSecond: Partial<Record<Mode, number | null>>;
+  batch: Partial<Record<Mode, number>>;
+  steps: Partial<Record<Mode, number>>;
+  peakRssMB: number;
+  /** tfjs tensors and RSS after the first and the last timed fine-tune step (flat = no leak). */
+  tensorsFirstLast?: [number, number];
+  rssFirstLastMB?: [number, number];
+  note?: string;
+}
+
+const rssMB = () => process.memoryUsage().rss / 1024 ** 2;
+
+function randomSet(n: number, shape: number[], seed: number): Dataset {
+  const rng = makeRng(seed);
+  const per = shape.reduce((a, b) => a * b, 1);
+  return { x: Float32Array.from({ length: n * per }, () => rng()), sampleShape: shape, labels: Int32Array.from({ length: n }, (_, i) => i % CLASSES), classNames: Array.from({ length: CLASSES }, (_, i) => `c${i}`), source: 'random' };
+}
+
+/** Times `steps` training steps (after a quarter as many untimed) through Graft's own loop; img/s. */
+async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dataset, batch: number, steps: number, native: boolean, track?: { tensors: number[]; rss: number[] }): Promise<number> {
+  const groupIndex = new Map<Layer, number>();
+  groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
+  const net = native ? new NativeNet(model, { groupOf: (l) => groupIndex.get(l) }) : undefined;
+  const optimizer = new AdamW();
+  const times: number[] = [];
+  const warm = Math.max(1, Math.floor(steps / 4));
+  // The data holds a few batches (as PyTorch's twin reuses one): epochs repeat until enough steps.
+  const perEpoch = Math.floor(data.labels.length / batch);
+  const sub = { ...data, x: (data.x as Float32Array).subarray(0, perEpoch * batch * data.sampleShape.reduce((a, b) => a * b, 1)), labels: data.labels.subarray(0, perEpoch * batch) };
+  const rng = makeRng(1);
+  for (let e = 0; times.length < steps + warm; e++) {
+    await runEpoch({
+      model, data: sub, groups, optimizer, batchSize: batch, rng, lrAt: () => 1e-4, firstStep: e * perEpoch, native: net,
+      onBatch: () => { times.push(performance.now()); track?.tensors.push(tf.memory().numTensors); track?.rss.push(rssMB()); },
+      pause: () => times.length >= steps + warm,
+    });
+  }
+  net?.syncWeights();
+  net?.dispose();
+  optimizer.dispose();
+  return ((times.length - warm) * batch) / ((times[times.length - 1] - times[warm - 1]) / 1000);
+}
+
+async function predictRate(model: tfl.LayersModel, x: Float32Array, batch: number, steps: number, native: boolean): Promise<number> {
+  if (native) {
+    const net = new NativeNet(model);
+    net.predict(x, batch);
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) net.predict(x, batch);
+    net.dispose();
+    return (steps * batch) / ((performance.now() - t0) / 1000);
+  }
+  const xt = tf.tensor(x, [batch, SIZE, SIZE, 3]);
+  const once = async () => { const y = model.predict(xt) as tf.Tensor; await y.data(); y.dispose(); };
+  await once();
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await once();
+  xt.dispose();
+  return (steps * batch) / ((performance.now() - t0) / 1000);
+}
+
+/** One engine and one mode, in this process (so the peak RSS is that mode's). */
+async function runEngine(engine: string, only: Mode): Promise<EngineResult> {
+  const native = engine === 'native';
+  await initBackend(native ? 'wasm' : engine);
+  setNativeEnabled(native);
+  if (native && !nativeStatus().available) throw new Error(`native engine ${nativeStatus().reason}`);
+  const base = await loadModel('mobilenet-v2', { inputSize: [SIZE, SIZE], keepUpTo: 'out_relu' });
+  const g = graft(await adoptModel(base.model), { cut: 'out_relu', head: { numClasses: CLASSES, dropout: 0, seed: 1 } });
+  const res: EngineResult = { engine, imagesPerSecond: {}, batch: {}, steps: {}, peakRssMB: 0 };
+  // cpu is pure JavaScript (~0.1 img/s for a full step): one or two small steps only.
+  const plan: Record<Mode, [number, number]> = engine === 'cpu'
+    ? { predict: [BATCH, 1], head: [BATCH, 3], frozenBody: [2, 1], finetune: [2, 1] }
+    : engine === 'wasm'
+      ? { predict: [BATCH, 3], head: [BATCH, STEPS], frozenBody: [BATCH, 2], finetune: [16, 2] }
+      : { predict: [BATCH, STEPS], head: [BATCH, STEPS * 25], frozenBody: [BATCH, STEPS], finetune: [BATCH, STEPS] };
+  const images = randomSet(only === 'head' ? 1 : 2 * BATCH, [SIZE, SIZE, 3], 2);
+  for (const mode of MODES.filter((m) => m === only)) {
+    const [batch, steps] = plan[mode];
+    res.batch[mode] = batch;
+    res.steps[mode] = steps;
+    if (mode === 'predict') {
+      res.imagesPerSecond.predict = await predictRate(g.model, (images.x as Float32Array).subarray(0, batch * SIZE * SIZE * 3), batch, steps, native);
+    } else if (mode === 'head') {
+      const feats = randomSet(20 * batch, g.headModel.inputs[0].shape.slice(1) as number[], 3);
+      freezeBody(g);
+      res.imagesPerSecond.head = await trainRate(g.headModel, [{ layers: g.head.layers, lrMult: 1 }], feats, batch, steps, native);
+    } else if (mode === 'frozenBody') {
+      freezeBody(g);
+      res.imagesPerSecond.frozenBody = await trainRate(g.model, [{ layers: g.head.layers, lrMult: 1 }], images, batch, steps, native);
+    } else {
+      unfreeze(g, 'all');
+      const track = { tensors: [] as number[], rss: [] as number[] };
+      res.imagesPerSecond.finetune = await trainRate(g.model, [{ layers: g.body.layers, lrMult: 0.1 }, { layers: g.head.layers, lrMult: 1 }], images, batch, steps, native, track);
+      res.tensorsFirstLast = [track.tensors[1] ?? track.tensors[0], track.tensors[track.tensors.length - 1]];
+      res.rssFirstLastMB = [Math.round(track.rss[1] ?? track.rss[0]), Math.round(track.rss[track.rss.length - 1])];
+    }
+  }
+  res.peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
+  return res;
+}
+
+const TORCH = `
+import resource, sys, time, torch, torchvision
+torch.set_num_threads(2)
+B, S, K, STEPS = ${BATCH}, ${SIZE}, ${CLASSES}, ${STEPS}
+body = torchvision.models.mobilenet_v2().features.to(memory_format=torch.channels_last)
+head = torch.nn.Linear(1280, K)
+x = torch.rand(B, 3, S, S).contiguous(memory_format=torch.channels_last)
+y = torch.arange(B) % K
+def model(x): return head(body(x).mean((2, 3)))
+def rate(step, n):
+    step()
+    t = time.perf_counter()
+    for _ in range(n): step()
+    return n * B / (time.perf_counter() - t)
+out = {}
+body.eval()
+with torch.no_grad():
+    out['predict'] = rate(lambda: torch.softmax(model(x), 1), STEPS)
+    feats = body(x)
+opt = torch.optim.Adam(head.parameters(), lr=1e-4, eps=1e-7)
+def head_step():
+    opt.zero_grad(); loss = torch.nn.functional.cross_entropy(head(feats.mean((2, 3))), y); loss.backward(); opt.step()
+out['head'] = rate(head_step, STEPS * 25)
+for p in body.parameters(): p.requires_grad_(False)
+def frozen_step():
+    opt.zero_grad(); loss = torch.nn.functional.cross_entropy(model(x), y); loss.backward(); opt.step()
+out['frozenBody'] = rate(frozen_step, STEPS)
+for p in body.parameters(): p.requires_grad_(True)
+body.train()
+opt = torch.optim.Adam(list(body.parameters()) + list(head.parameters()), lr=1e-4, eps=1e-7)
+out['finetune'] = rate(frozen_step, STEPS)
+print(out['predict'], out['head'], out['frozenBody'], out['finetune'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+`;
+
+function torchResult(): EngineResult | string {
+  try {
+    const line = execFileSync('/usr/bin/python3', ['-c', TORCH], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
+    const [predict, head, frozenBody, finetune, rss] = line.split(' ').map(Number);
+    return { engine: 'torch', imagesPerSecond: { predict, head, frozenBody, finetune }, batch: { predict: BATCH, head: BATCH, frozenBody: BATCH, finetune: BATCH }, steps: {}, peakRssMB: Math.round(rss) };
+  } catch (e) {
+    return `reference missing: /usr/bin/python3 with python3-torch and python3-torchvision (bench/setup-reference.sh) (${String((e as Error).message).split('\n')[0]})`;
+  }
+}
+
+function child(engine: string, mode: Mode): EngineResult | string {
+  try {
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--engine', engine, mode], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'active' } });
+    return JSON.parse(out.trim().split('\n').at(-1)!) as EngineResult;
+  } catch (e) {
+    return `failed: ${String((e as Error).message).split('\n').slice(0, 3).join(' ')}`;
+  }
+}
+
+const at = process.argv.indexOf('--engine');
+if (at > 0) {
+  console.log(JSON.stringify(await runEngine(process.argv[at + 1], process.argv[at + 2] as Mode)));
+} else {
+  const engines = (process.env.BENCH_ENGINES ?? 'native,wasm,cpu').split(',');
+  const results: Record<string, EngineResult | string> = {};
+  for (const e of engines) {
+    const t0 = Date.now();
+    const parts = MODES.map((m) => child(e, m));
+    const failed = parts.find((p) => typeof p === 'string');
+    results[e] = failed ?? (parts as EngineResult[]).reduce((acc, p) => {
+      const q = p;
+      return {
+        ...acc, ...q, imagesPerSecond: { ...acc.imagesPerSecond, ...q.imagesPerSecond }, batch: { ...acc.batch, ...q.batch }, steps: { ...acc.steps, ...q.steps },
+        peakRssMB: Math.max(acc.peakRssMB, q.peakRssMB), peakRssByMode: { ...(acc as { peakRssByMode?: object }).peakRssByMode, [Object.keys(q.imagesPerSecond)[0]]: q.peakRssMB },
+      } as EngineResult;
+    });
+    console.log(`${e}: ${typeof results[e] === 'string' ? results[e] : JSON.stringify((results[e] as EngineResult).imagesPerSecond)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  results.torch = torchResult();
+  console.log(`torch: ${typeof results.torch === 'string' ? results.torch : JSON.stringify(results.torch.imagesPerSecond)}`);
+  const r = (v: number | null | undefined) => (v == null ? null : +v.toFixed(1));
+  const ok = (e: string) => (typeof results[e] === 'object' ? results[e] as EngineResult : undefined);
+  const torch = ok('torch');
+  const best = (mode: Mode) => Math.max(...engines.map((e) => ok(e)?.imagesPerSecond[mode] ?? 0));
+  const ratio = (mode: Mode) => (torch?.imagesPerSecond[mode] ? +(best(mode) / torch.imagesPerSecond[mode]!).toFixed(2) : null);
+  console.log(JSON.stringify({
+    bench: 'engine', network: 'MobileNetV2 alpha 1.0 (zoo mobilenet-v2 to out_relu) + GAP + Dense(10)', input: `${SIZE}x${SIZE}x3`, batch: BATCH,
+    reference: typeof results.torch === 'string' ? results.torch : 'ok',
+    imagesPerSecond: Object.fromEntries(Object.entries(results).map(([e, v]) => [e, typeof v === 'string' ? v : Object.fromEntries(MODES.map((m) => [m, r(v.imagesPerSecond[m])]))])),
+    batchUsed: Object.fromEntries(Object.entries(results).map(([e, v]) => [e, typeof v === 'string' ? null : v.batch])),
+    peakRssMB: Object.fromEntries(Object.entries(results).map(([e, v]) => [e, typeof v === 'string' ? null : v.peakRssMB])),
+    tensorsFirstLast: Object.fromEntries(engines.map((e) => [e, ok(e)?.tensorsFirstLast ?? null])),
+    rssFirstLastMB: Object.fromEntries(engines.map((e) => [e, ok(e)?.rssFirstLastMB ?? null])),
+    ratioVsTorch: { predict: ratio('predict'), head: ratio('head'), frozenBody: ratio('frozenBody'), finetune: ratio('finetune') },
+    peakRssByModeMB: Object.fromEntries(engines.map((e) => [e, (ok(e) as { peakRssByMode?: object } | undefined)?.peakRssByMode ?? null])),
+    rssVsTorch: torch && ok('native') ? +(ok('native')!.peakRssMB / torch.peakRssMB).toFixed(2) : null,
+  }));
+}
