@@ -1,6 +1,7 @@
 // The data options the commands share: IDX labels, the CSV label column, and for images the
 // model's input size and how to fit pictures to it.
 
+import { DiskSamples } from '../data/disk-samples.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import {
   GraftError, alignClasses, imageInput, loadData, splitFolders, stratifiedSplit, takePerClass,
@@ -9,7 +10,7 @@ import {
 import { intAtLeast, num, str, type Options } from './args.js';
 
 export const DATA_ARGS: Options = {
-  labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' },
+  labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' }, stream: { type: 'boolean' },
 };
 
 export const PREPROCESS_USAGE = `--preprocess <how>      how pixels (0-255) become model inputs, for a base without graft.json
@@ -33,7 +34,9 @@ export function parsePreprocess(value: unknown, inputShape: (number | null)[]): 
 }
 
 export const FIT_USAGE = `--fit <how>             images: crop (centre crop, default) | pad (black bars) | stretch, to
-                          the model's input size`;
+                          the model's input size
+  --stream                keep the decoded images on disk and read them per batch (for data
+                          bigger than memory); automatic above 2048 MB ($GRAFT_STREAM_ABOVE_MB)`;
 
 export function parseFit(value: unknown): Fit | undefined {
   const v = str(value);
@@ -55,8 +58,14 @@ export function dataOptions(values: Record<string, unknown>, model: tfl.LayersMo
   const fit = parseFit(values.fit) ?? preprocessing?.imageFit;
   return {
     labels: str(values.labels), labelColumn: str(values['label-column']),
-    image: image && { ...image, fit }, onFile,
+    image: image && { ...image, fit, stream: values.stream ? true : 'auto' }, onFile,
   };
+}
+
+/** A line saying that images are streamed from disk, when they are. */
+export function streamLine(d: Dataset): string | undefined {
+  if (!(d.x instanceof DiskSamples)) return undefined;
+  return `images: ${d.labels.length.toLocaleString('en-US')} kept on disk at the model's input size (${(d.x.length / 1024 ** 2).toFixed(0)} MB), read per batch`;
 }
 
 /** Lines about skipped files for the terminal (all of them are in --json). */

@@ -2,6 +2,7 @@
 // preprocessing: random resized crop, horizontal flip and a small rotation in one bilinear
 // resampling pass, then brightness, contrast and saturation jitter. Seeded: a run repeats.
 
+import { DiskSamples, isBytes } from './disk-samples.js';
 import { GraftError } from '../errors.js';
 import type { Dataset } from './dataset.js';
 import { makeRng } from './random.js';
@@ -137,23 +138,30 @@ export function augmentedViews(d: Dataset, views: number, o: AugmentOptions, see
   if (views <= 1 || d.sampleShape.length !== 3 || isIdentity(o)) return d;
   const n = d.labels.length;
   const per = d.x.length / Math.max(1, n);
-  const bytes = d.x instanceof Uint8Array;
-  const x = bytes ? new Uint8Array(d.x.length * views) : new Float32Array(d.x.length * views);
-  x.set(d.x);
+  const bytes = isBytes(d.x);
+  // A streamed dataset gets its views on disk too; in-memory data, in memory.
+  const disk = d.x instanceof DiskSamples ? DiskSamples.create(per) : undefined;
+  const x = disk ? undefined : bytes ? new Uint8Array(d.x.length * views) : new Float32Array(d.x.length * views);
   const chunk = 64;
   const buf = new Float32Array(chunk * per);
-  for (let v = 1; v < views; v++) {
+  const row = new Uint8Array(per);
+  for (let v = 0; v < views; v++) {
     for (let start = 0; start < n; start += chunk) {
       const k = Math.min(chunk, n - start);
       const part = buf.subarray(0, k * per);
       part.set(d.x.subarray(start * per, (start + k) * per));
-      augmentBatch(part, k, d.sampleShape, o, seed * 7919 + v * 104729 + start, bytes ? 255 : Infinity);
+      if (v > 0) augmentBatch(part, k, d.sampleShape, o, seed * 7919 + v * 104729 + start, bytes ? 255 : Infinity);
       const at = (v * n + start) * per;
-      if (bytes) for (let i = 0; i < part.length; i++) x[at + i] = Math.round(part[i]);
-      else x.set(part, at);
+      if (disk) {
+        for (let i = 0; i < k; i++) {
+          for (let j = 0; j < per; j++) row[j] = Math.round(part[i * per + j]);
+          disk.writeRow(v * n + start + i, row);
+        }
+      } else if (bytes) for (let i = 0; i < part.length; i++) x![at + i] = Math.round(part[i]);
+      else x!.set(part, at);
     }
   }
   const labels = new Int32Array(n * views);
   for (let v = 0; v < views; v++) labels.set(d.labels, v * n);
-  return { ...d, x, labels, source: `${d.source} (+${views - 1} augmented view${views > 2 ? 's' : ''})` };
+  return { ...d, x: disk ? disk.withRows(Array.from({ length: n * views }, (_, i) => i)) : x!, labels, source: `${d.source} (+${views - 1} augmented view${views > 2 ? 's' : ''})` };
 }

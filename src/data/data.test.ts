@@ -36,7 +36,7 @@ test('IDX datasets: labels pair with images, classes are filtered and renumbered
   assert.deepEqual(d.classNames, ['7', '9']);
   assert.deepEqual(Array.from(d.labels), [0, 0, 1]);
   assert.deepEqual(d.sampleShape, [1, 2, 1]);
-  assert.deepEqual(Array.from(d.x), [0, 1, 4, 5, 6, 7]);
+  assert.deepEqual(Array.from(d.x as Float32Array), [0, 1, 4, 5, 6, 7]);
   await writeFile(join(dir, 'y-labels-idx1-ubyte'), idx([3], [1, 2, 3]));
   await assert.rejects(loadIdxDataset(join(dir, 'x-images-idx3-ubyte'), join(dir, 'y-labels-idx1-ubyte')), { code: 'BAD_DATA' });
   await assert.rejects(loadData(join(dir, 'nothing.bin')), { code: 'BAD_DATA' });
@@ -57,7 +57,7 @@ test('CSV: numeric features and a named label column; clear errors with line and
   const d = parseCsv('a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n', 'pets.csv', { labelColumn: 'kind' });
   assert.deepEqual(d.classNames, ['cat', 'dog']);
   assert.deepEqual(Array.from(d.labels), [0, 1, 0]);
-  assert.deepEqual(Array.from(d.x), [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(Array.from(d.x as Float32Array), [1, 2, 3, 4, 5, 6]);
   assert.deepEqual(d.featureNames, ['a', 'b']);
   assert.throws(() => parseCsv('a,b,label\n1,x,0\n', 'f.csv'), /line 2, column "b": "x" is not a number/);
   assert.throws(() => parseCsv('a,b,label\n1,2\n', 'f.csv'), /line 2 has 2 cells/);
@@ -72,9 +72,9 @@ test('splits are stratified and repeatable; standardisation uses the data given'
   const { rest, split } = stratifiedSplit(d, 0.2, 5);
   assert.deepEqual(classCounts(split), [2, 6]);
   assert.deepEqual(classCounts(rest), [8, 24]);
-  assert.deepEqual(Array.from(stratifiedSplit(d, 0.2, 5).split.x), Array.from(split.x));
+  assert.deepEqual(Array.from(stratifiedSplit(d, 0.2, 5).split.x as Float32Array), Array.from(split.x as Float32Array));
   const s = standardization(rest);
-  const mean = Array.from(rest.x).reduce((a, b) => a + b, 0) / rest.x.length;
+  const mean = Array.from(rest.x as Float32Array).reduce((a, b) => a + b, 0) / rest.x.length;
   assert.ok(Math.abs(s.mean![0] - mean) < 1e-9);
   assert.throws(() => stratifiedSplit(d, 1.5, 1), { code: 'BAD_OPTION' });
 });

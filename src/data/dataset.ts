@@ -3,10 +3,14 @@
 
 import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from './random.js';
+import { DiskSamples, type Samples } from './disk-samples.js';
 
 export interface Dataset {
-  /** Sample values, row-major, n * product(sampleShape); images are kept as bytes. */
-  x: Float32Array | Uint8Array;
+  /**
+   * Sample values, row-major, n * product(sampleShape); images are kept as bytes, in memory or
+   * (streamed datasets) on disk, read per batch.
+   */
+  x: Samples;
   sampleShape: number[];
   /** Class index of each sample, 0 .. classNames.length - 1. */
   labels: Int32Array;
@@ -22,8 +26,8 @@ export interface SkippedFile {
   reason: string;
 }
 
-function like(x: Float32Array | Uint8Array, n: number): Float32Array | Uint8Array {
-  return x instanceof Uint8Array ? new Uint8Array(n) : new Float32Array(n);
+function like(x: Samples, n: number): Float32Array | Uint8Array {
+  return x instanceof Float32Array ? new Float32Array(n) : new Uint8Array(n);
 }
 
 export function sampleSize(d: Dataset): number {
@@ -36,6 +40,7 @@ export function count(d: Dataset): number {
 
 export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
   const s = sampleSize(d);
+  if (d.x instanceof DiskSamples) return { ...d, x: d.x.pick(indices), labels: Int32Array.from(indices, (j) => d.labels[j]) };
   const x = like(d.x, indices.length * s);
   const labels = new Int32Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
@@ -48,9 +53,12 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
 
 /** The samples of `a` then those of `b` (same sample shape and class names). */
 export function concat(a: Dataset, b: Dataset): Dataset {
-  const x = a.x instanceof Uint8Array && b.x instanceof Uint8Array ? new Uint8Array(a.x.length + b.x.length) : new Float32Array(a.x.length + b.x.length);
-  x.set(a.x);
-  x.set(b.x, a.x.length);
+  const same = a.x instanceof DiskSamples && b.x instanceof DiskSamples ? a.x.concat(b.x) : undefined;
+  const x = same ?? (a.x instanceof Float32Array || b.x instanceof Float32Array ? new Float32Array(a.x.length + b.x.length) : new Uint8Array(a.x.length + b.x.length));
+  if (!same) {
+    (x as Float32Array | Uint8Array).set(a.x instanceof DiskSamples ? a.x.subarray() : a.x);
+    (x as Float32Array | Uint8Array).set(b.x instanceof DiskSamples ? b.x.subarray() : b.x, a.x.length);
+  }
   const labels = new Int32Array(a.labels.length + b.labels.length);
   labels.set(a.labels);
   labels.set(b.labels, a.labels.length);

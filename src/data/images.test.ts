@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { decodeImage, loadImageFolder, splitFolders } from './images.js';
-import { assertTrainable, classCounts } from './dataset.js';
+import { assertTrainable, classCounts, concat, stratifiedSplit, subset } from './dataset.js';
+import { DiskSamples } from './disk-samples.js';
+import { batchValues } from './preprocess.js';
+import { augmentedViews } from './augment.js';
+import { featureKey } from '../train/feature-cache.js';
 import { loadData } from './load.js';
 import { GraftError } from '../errors.js';
 
@@ -113,5 +117,49 @@ test('image folders: split folders are found; an empty class, one class or no im
     await assert.rejects(loadData(root), /does not take images/);
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a streamed image folder reads per batch from disk the same values, labels and views as one in memory', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-stream-'));
+  try {
+    for (const [name, colour] of [['red', RED], ['blue', BLUE]] as const) {
+      await mkdir(join(dir, name));
+      for (let i = 0; i < 7; i++) {
+        const px = halves(12, 10, colour, [i * 30, 255 - i * 30, 60]);
+        await sharp(px, { raw: { width: 12, height: 10, channels: 3 } }).png().toFile(join(dir, name, `${i}.png`));
+      }
+    }
+    await writeFile(join(dir, 'red', 'broken.png'), 'not a png');
+    const mem = await loadImageFolder(dir, { size: [8, 8], stream: false });
+    const disk = await loadImageFolder(dir, { size: [8, 8], stream: true });
+    assert.ok(mem.x instanceof Uint8Array);
+    assert.ok(disk.x instanceof DiskSamples, 'stream: true keeps the images on disk');
+    assert.equal(disk.x.length, mem.x.length);
+    assert.deepEqual(disk.labels, mem.labels);
+    assert.deepEqual(disk.skipped, mem.skipped, 'the broken file is skipped either way');
+    const all = Array.from({ length: mem.labels.length }, (_, i) => i);
+    const order = [...all].reverse();
+    assert.deepEqual(batchValues(disk, order, undefined), batchValues(mem, order, undefined), 'a batch in any order reads the same values');
+    assert.throws(() => (disk.x as DiskSamples).subarray(1, 10), /whole rows/);
+    // Subsets, splits and concatenations stay on disk (views), with the same values.
+    const { rest, split } = stratifiedSplit(disk, 0.3, 4);
+    const memSplit = stratifiedSplit(mem, 0.3, 4);
+    assert.ok(rest.x instanceof DiskSamples && split.x instanceof DiskSamples);
+    assert.deepEqual(split.x.subarray(), memSplit.split.x);
+    const both = concat(subset(disk, [0, 1]), subset(disk, [5]));
+    assert.ok(both.x instanceof DiskSamples);
+    assert.deepEqual(both.x.subarray(), concat(subset(mem, [0, 1]), subset(mem, [5])).x);
+    // The feature cache sees the same data whether it is streamed or not.
+    assert.equal(featureKey('body', disk, undefined), featureKey('body', mem, undefined));
+    assert.notEqual(featureKey('body', subset(disk, [0]), undefined), featureKey('body', disk, undefined));
+    const o = { crop: 0.8, flip: true, rotate: 5, jitter: 0.1 };
+    const viewsDisk = augmentedViews(disk, 3, o, 9);
+    const viewsMem = augmentedViews(mem, 3, o, 9);
+    assert.ok(viewsDisk.x instanceof DiskSamples, 'augmented views of streamed data go to disk too');
+    assert.deepEqual(viewsDisk.x.subarray(), viewsMem.x);
+    assert.deepEqual(viewsDisk.labels, viewsMem.labels);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -5,6 +5,7 @@
 // stretching, and kept as bytes (0-255): the model's own preprocessing runs per batch.
 // Files that cannot be used are listed with their reason and skipped, never fatal.
 
+import { DiskSamples } from './disk-samples.js';
 import { availableParallelism } from 'node:os';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join, relative } from 'node:path';
@@ -30,7 +31,17 @@ export interface ImageOptions {
   onFile?: (done: number, total: number) => void;
   /** Decode at most `n` files per class, chosen with `seed` (a quick run on a big folder). */
   perClass?: { n: number; seed: number };
+  /**
+   * Keep the decoded images on disk and read them per batch (datasets bigger than memory):
+   * true, false, or 'auto' (default): when they would take more than IMAGE_DEFAULTS.streamAboveMB.
+   */
+  stream?: boolean | 'auto';
 }
+
+export const IMAGE_DEFAULTS = {
+  /** Decoded images above this many MB are streamed from disk ($GRAFT_STREAM_ABOVE_MB). */
+  streamAboveMB: Number(process.env.GRAFT_STREAM_ABOVE_MB ?? 2048),
+};
 
 export interface DecodedImage {
   pixels: Uint8Array;
@@ -128,17 +139,23 @@ export async function splitFolders(root: string): Promise<{ train: string; valid
   return { train: join(root, 'train'), validation: v && join(root, v), test: t && join(root, t) };
 }
 
-async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]): Promise<{ x: Uint8Array; labels: Int32Array }> {
+async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]): Promise<{ x: Uint8Array | DiskSamples; labels: Int32Array }> {
   const [h, w] = o.size;
   const per = h * w * (o.channels ?? 3);
-  const decoded: (Uint8Array | undefined)[] = new Array(files.length);
+  const stream = o.stream === true || ((o.stream ?? 'auto') === 'auto' && (files.length * per) / 1024 ** 2 > IMAGE_DEFAULTS.streamAboveMB);
+  // Streamed: each image goes to its row of the file as soon as it is decoded; only the
+  // images being decoded are in memory.
+  const disk = stream ? DiskSamples.create(per) : undefined;
+  const decoded: (Uint8Array | true | undefined)[] = new Array(files.length);
   let next = 0;
   let done = 0;
   const worker = async () => {
     for (let i = next++; i < files.length; i = next++) {
       const f = files[i];
       try {
-        decoded[i] = await decodeImage(await readFile(f.path), o);
+        const pixels = await decodeImage(await readFile(f.path), o);
+        if (disk) disk.writeRow(i, pixels);
+        decoded[i] = disk ? true : pixels;
       } catch (e) {
         skipped.push({ path: shown(f.path), reason: shortReason(e) });
       }
@@ -148,10 +165,11 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
   const k = Math.max(1, Math.min(o.concurrency ?? availableParallelism() * 2, files.length));
   await Promise.all(Array.from({ length: k }, worker));
   const keep = files.map((_, i) => i).filter((i) => decoded[i]);
-  const x = new Uint8Array(keep.length * per);
-  const labels = new Int32Array(keep.length);
-  keep.forEach((i, j) => { x.set(decoded[i]!, j * per); labels[j] = files[i].label; });
+  const labels = Int32Array.from(keep, (i) => files[i].label);
   skipped.sort((a, b) => a.path.localeCompare(b.path));
+  if (disk) return { x: disk.withRows(keep), labels };
+  const x = new Uint8Array(keep.length * per);
+  keep.forEach((i, j) => { x.set(decoded[i] as Uint8Array, j * per); });
   return { x, labels };
 }
 

@@ -14,7 +14,7 @@ export interface DataOptions {
   labels?: string;
   labelColumn?: string;
   /** For images: the model's input size and channels, and how to match the aspect ratio. */
-  image?: { size: [number, number]; channels: 1 | 3; fit?: Fit };
+  image?: { size: [number, number]; channels: 1 | 3; fit?: Fit; stream?: boolean | 'auto' };
   /** Class order to use for image folders (e.g. the model's classes). */
   classNames?: string[];
   onFile?: (done: number, total: number) => void;

@@ -1,6 +1,7 @@
 // Preprocessing belongs to the model: raw values in, model inputs out. It is stored in
 // graft.json so that predict and evaluate do exactly what training did.
 
+import { inMemory } from './disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Preprocessing } from '../model/meta.js';
 import { count, sampleSize, type Dataset } from './dataset.js';
@@ -27,8 +28,9 @@ export function standardization(d: Dataset): Preprocessing {
   const c = d.sampleShape[d.sampleShape.length - 1];
   const sum = new Float64Array(c);
   const sq = new Float64Array(c);
-  for (let i = 0; i < d.x.length; i++) { sum[i % c] += d.x[i]; sq[i % c] += d.x[i] * d.x[i]; }
-  const n = d.x.length / c;
+  const x = inMemory(d.x);
+  for (let i = 0; i < x.length; i++) { sum[i % c] += x[i]; sq[i % c] += x[i] * x[i]; }
+  const n = x.length / c;
   const mean = Array.from(sum, (s) => s / n);
   const std = Array.from(sq, (s, i) => Math.sqrt(Math.max(s / n - mean[i] ** 2, 0)) || 1);
   return { inputShape: d.sampleShape, mean, std, description: 'each feature standardised with the training split\'s mean and standard deviation' };

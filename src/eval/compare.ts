@@ -4,6 +4,7 @@
 // fine-tune), and LP-FT (linear probe, then full fine-tune), at several labels-per-class sizes
 // and seeds. All frozen-feature variants share one forward pass per image.
 
+import { inMemory } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
@@ -75,7 +76,7 @@ function knnAccuracy(train: Dataset, test: Dataset, k: number): number {
     const m = tf.tensor2d(x, [n, d]);
     return tf.div(m, tf.add(tf.norm(m, 'euclidean', 1, true), 1e-12));
   });
-  const trainUnit = unit(train.x, train.labels.length);
+  const trainUnit = unit(inMemory(train.x), train.labels.length);
   let correct = 0;
   const chunk = 256;
   for (let start = 0; start < test.labels.length; start += chunk) {
@@ -140,7 +141,8 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
     if (!v) {
       const [h, w, c] = d.sampleShape;
       const x = new Float32Array(d.labels.length * c);
-      for (let i = 0; i < d.labels.length; i++) for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) x[i * c + k] += d.x[(i * h * w + p) * c + k] / (h * w);
+      const f = inMemory(d.x);
+      for (let i = 0; i < d.labels.length; i++) for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) x[i * c + k] += f[(i * h * w + p) * c + k] / (h * w);
       v = { ...d, x, sampleShape: [c] };
       pooledViews.set(d, v);
     }

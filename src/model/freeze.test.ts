@@ -28,7 +28,7 @@ test('plain tfjs BatchNormalization updates its moving statistics even with trai
   model.compile({ optimizer: 'adam', loss: 'sparseCategoricalCrossentropy' });
   const before = snapshot(model, ['bn1']);
   const d = textureImages(4);
-  const x = tf.div(tf.tensor(d.x, [d.labels.length, 8, 8, 1]), 255);
+  const x = tf.div(tf.tensor(d.x as Float32Array, [d.labels.length, 8, 8, 1]), 255);
   const y = tf.tensor(d.labels, undefined, 'float32');
   await model.fit(x, y, { epochs: 1, batchSize: 12, verbose: 0 });
   const after = snapshot(model, ['bn1']);

@@ -4,6 +4,7 @@
 // and a changed file misses). A second run, or graft compare, on the same data and body skips
 // the forward pass. Entries beyond the size budget are dropped, least recently used first.
 
+import { DiskSamples } from '../data/disk-samples.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -60,8 +61,10 @@ export function modelFingerprint(model: tfl.LayersModel): string {
 export function featureKey(bodyPrint: string, d: Dataset, p: Preprocessing | undefined): string {
   const h = createHash('sha256');
   h.update(bodyPrint);
-  h.update(JSON.stringify({ p: p ? { scale: p.scale, offset: p.offset, mean: p.mean, std: p.std } : null, shape: d.sampleShape, type: d.x.constructor.name }));
-  h.update(new Uint8Array(d.x.buffer, d.x.byteOffset, d.x.byteLength));
+  h.update(JSON.stringify({ p: p ? { scale: p.scale, offset: p.offset, mean: p.mean, std: p.std } : null, shape: d.sampleShape, type: d.x instanceof DiskSamples ? 'Uint8Array' : d.x.constructor.name }));
+  // The same values give the same key whether they are held in memory or streamed from disk.
+  if (d.x instanceof DiskSamples) d.x.forEachChunk((c) => h.update(c));
+  else h.update(new Uint8Array(d.x.buffer, d.x.byteOffset, d.x.byteLength));
   return h.digest('hex').slice(0, 40);
 }
 

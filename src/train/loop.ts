@@ -1,6 +1,7 @@
 // One training epoch: shuffled batches, forward in training mode, cross-entropy, gradients
 // for the variables that are trainable at this step, and an AdamW update per layer group.
 
+import { isBytes } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
@@ -181,7 +182,7 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
 
 function augmenter(r: EpochRun, augmentSeed: number) {
   const augment = r.augment;
-  return augment && ((raw: Float32Array, k: number) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, r.data.x instanceof Uint8Array ? 255 : Infinity));
+  return augment && ((raw: Float32Array, k: number) => augmentBatch(raw, k, r.data.sampleShape, augment, augmentSeed, isBytes(r.data.x) ? 255 : Infinity));
 }
 
 const nothingTrainable = () => new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });

@@ -84,3 +84,25 @@ test('graft train refuses a folder with one usable class before training, and wr
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('graft train --stream keeps the images on disk and reads them per batch; evaluate streams on its own above the size limit', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-stream-cli-'));
+  try {
+    const data = join(dir, 'digits');
+    await digitFolder(data, 40);
+    const out = join(dir, 'model');
+    const r = await graft(['train', '--base', 'digits-cnn', '--data', data, '--stream', '--test-split', '0.2', '--warmup-epochs', '3', '--finetune-epochs', '1', '--warmup-views', '2', '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /images: 160 kept on disk at the model's input size \(0 MB\), read per batch/);
+    assert.match(r.stdout, /test accuracy/);
+    const acc = Number(/test accuracy[^0-9]*([0-9.]+)%/.exec(r.stdout)?.[1]);
+    assert.ok(acc > 70, `test accuracy ${acc}% from streamed images`);
+    const ev = await graft(['evaluate', out, data, '--json'], { env: { GRAFT_STREAM_ABOVE_MB: '0' } });
+    assert.equal(ev.code, 0, ev.stderr);
+    const evr = lastJson(ev.stdout);
+    assert.equal(evr.count, 200);
+    assert.ok(evr.accuracy > 0.7, `evaluate accuracy ${evr.accuracy} on streamed images`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

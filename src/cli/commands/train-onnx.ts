@@ -1,6 +1,7 @@
 // graft train --base model.onnx | graph-model dir: the body stays frozen (onnxruntime, or the
 // tfjs GraphModel); the head trains on its features and is saved with a reference to the body.
 
+import { isBytes } from '../../data/disk-samples.js';
 import { resolve } from 'node:path';
 import { GraftError, GraphBody, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
 import { intAtLeast, num, percent, str } from '../args.js';
@@ -57,7 +58,7 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
     meta.evaluation = { ...ev, on: test.source };
   }
   await body.dispose();
-  if (fit || data.x instanceof Uint8Array) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? 'crop' };
+  if (fit || isBytes(data.x)) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? 'crop' };
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
   await saveModel(t.grafted.model, out, meta);
   if (json) {

@@ -1,5 +1,6 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
+import { isBytes } from '../../data/disk-samples.js';
 import {
   graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
@@ -9,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
-import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
 
@@ -196,7 +197,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const seed = options.seed ?? DEFAULTS.seed;
   const { data, validation, test: testRaw, skipped } = await loadTrainingData(values, dataOpts, seed);
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
-  const images = data.x instanceof Uint8Array;
+  const images = isBytes(data.x);
+  const streamed = streamLine(data);
+  if (streamed) log(streamed);
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
   if ((options.warmupViews ?? 1) > 1 && (!augment || isIdentity(augment) || data.sampleShape.length !== 3)) {
     throw new GraftError('BAD_ARGUMENT', '--warmup-views needs image data and augmentation.', { fix: 'Drop --warmup-views, or give images and --augment default.' });
