@@ -2,7 +2,8 @@
 // out_relu, + GAP + Dense(10) softmax), 96x96x3, batch 32, on this machine, in this run:
 //   predict; head training on cached body features; training with a frozen body inside the
 //   step; full fine-tune (every layer, BatchNorm in training mode)
-// for the native engine (one call per step), tfjs wasm (per-op, Graft's gradient kernels),
+// for the native engine (one call per step), tfjs per-op on wasm with the native convolution
+// and matmul kernels, tfjs wasm alone (per-op, Graft's JS gradient kernels),
 // tfjs cpu (capped to one or two small steps) and the PyTorch twin (Debian python3-torch, 2
 // threads, channels_last, torchvision's MobileNetV2 + the same head, Adam). Each engine runs
 // in its own process, so its peak RSS is its own. Last line: one JSON object.
@@ -17,6 +18,7 @@ import { adoptModel, graft, initBackend, loadModel, setNativeEnabled, nativeStat
 import { runEpoch, type LayerGroup } from '../src/train/loop.js';
 import { AdamW } from '../src/train/optimizer.js';
 import { NativeNet } from '../src/engine/native.js';
+import { setNativeKernels } from '../src/engine/native-kernels.js';
 import { makeRng } from '../src/data/random.js';
 import type { Dataset } from '../src/data/dataset.js';
 import type { Layer } from '../src/model/layers.js';
@@ -93,19 +95,24 @@ async function predictRate(model: tfl.LayersModel, x: Float32Array, batch: numbe
 
 /** One engine and one mode, in this process (so the peak RSS is that mode's). */
 async function runEngine(engine: string, only: Mode): Promise<EngineResult> {
+  // native: the native training step (one call per batch); native-per-op: tfjs per-op on wasm
+  // with the native convolution and matmul kernels; wasm: wasm's own kernels and Graft's JS
+  // gradient kernels; cpu: tfjs' pure-JS backend.
   const native = engine === 'native';
-  await initBackend(native ? 'wasm' : engine);
+  const perOp = engine === 'native-per-op';
+  await initBackend(native || perOp ? 'wasm' : engine);
+  if ((native || perOp) && !nativeStatus().available) throw new Error(`native engine ${nativeStatus().reason}`);
+  setNativeKernels(perOp);
   setNativeEnabled(native);
-  if (native && !nativeStatus().available) throw new Error(`native engine ${nativeStatus().reason}`);
   const base = await loadModel('mobilenet-v2', { inputSize: [SIZE, SIZE], keepUpTo: 'out_relu' });
   const g = graft(await adoptModel(base.model), { cut: 'out_relu', head: { numClasses: CLASSES, dropout: 0, seed: 1 } });
   const res: EngineResult = { engine, imagesPerSecond: {}, batch: {}, steps: {}, peakRssMB: 0 };
   // cpu is pure JavaScript (~0.1 img/s for a full step): one or two small steps only.
   const plan: Record<Mode, [number, number]> = engine === 'cpu'
     ? { predict: [BATCH, 1], head: [BATCH, 3], frozenBody: [2, 1], finetune: [2, 1] }
-    : engine === 'wasm'
+    : engine === 'wasm' || perOp
       ? { predict: [BATCH, 3], head: [BATCH, STEPS], frozenBody: [BATCH, 2], finetune: [16, 2] }
-      : { predict: [BATCH, STEPS], head: [BATCH, STEPS * 25], frozenBody: [BATCH, STEPS], finetune: [BATCH, STEPS] };
+      : { predict: [BATCH, STEPS * 3], head: [BATCH, STEPS * 25], frozenBody: [BATCH, STEPS], finetune: [BATCH, STEPS] };
   const images = randomSet(only === 'head' ? 1 : 2 * BATCH, [SIZE, SIZE, 3], 2);
   for (const mode of MODES.filter((m) => m === only)) {
     const [batch, steps] = plan[mode];
@@ -189,7 +196,7 @@ const at = process.argv.indexOf('--engine');
 if (at > 0) {
   console.log(JSON.stringify(await runEngine(process.argv[at + 1], process.argv[at + 2] as Mode)));
 } else {
-  const engines = (process.env.BENCH_ENGINES ?? 'native,wasm,cpu').split(',');
+  const engines = (process.env.BENCH_ENGINES ?? 'native,native-per-op,wasm,cpu').split(',');
   const results: Record<string, EngineResult | string> = {};
   for (const e of engines) {
     const t0 = Date.now();

@@ -526,6 +526,167 @@ class Net : public Napi::ObjectWrap<Net> {
   }
 };
 
+
+// ---- Per-op kernels for the tfjs wasm backend (src/engine/native-kernels.ts) ----------------
+// Each reads its inputs from and writes its output into Float32Arrays that view the wasm heap
+// (no copies in or out of JavaScript). Shapes are tfjs': NHWC activations, [kh, kw, in, out]
+// filters, [kh, kw, in, multiplier] depthwise filters; pads are [top, bottom, left, right].
+
+std::vector<int64_t> ints(const Napi::Value& v) {
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  return out;
+}
+
+Tensor view(Napi::Float32Array a, const std::vector<int64_t>& shape, const char* what) {
+  int64_t n = 1;
+  for (auto d : shape) {
+    if (d < 0) throw std::runtime_error(std::string(what) + ": negative dimension");
+    n *= d;
+  }
+  if ((int64_t)a.ElementLength() != n) throw std::runtime_error(std::string(what) + ": " + std::to_string(a.ElementLength()) + " values for a shape of " + std::to_string(n));
+  return at::from_blob(a.Data(), shape, at::kFloat);
+}
+
+Tensor nchw(const Tensor& nhwc) { return nhwc.permute({0, 3, 1, 2}); }
+
+// tfjs filter -> ATen weight (a view; oneDNN reorders it as it needs).
+Tensor atenFilter(const Tensor& f, bool depthwise) {
+  if (!depthwise) return f.permute({3, 2, 0, 1});
+  auto s = f.sizes();
+  return f.reshape({s[0], s[1], s[2] * s[3]}).permute({2, 0, 1}).unsqueeze(1);
+}
+
+struct ConvArgs {
+  std::vector<int64_t> stride, pad, dilation;
+  bool depthwise;
+  std::vector<int64_t> inner{0, 0};
+  bool uneven = false;
+  void parse(const Napi::Object& o) {
+    stride = ints(o.Get("strides"));
+    pad = ints(o.Get("pads"));
+    dilation = ints(o.Get("dilations"));
+    depthwise = o.Get("depthwise").ToBoolean();
+    if (stride.size() != 2 || pad.size() != 4 || dilation.size() != 2) throw std::runtime_error("strides, dilations need 2 values, pads 4");
+    uneven = pad[0] != pad[1] || pad[2] != pad[3];
+    inner = uneven ? std::vector<int64_t>{0, 0} : std::vector<int64_t>{pad[0], pad[2]};
+  }
+  Tensor padInput(const Tensor& x) const {  // x: NCHW
+    return uneven ? at::constant_pad_nd(x, {pad[2], pad[3], pad[0], pad[1]}, 0) : x;
+  }
+};
+
+void writeNhwc(Napi::Float32Array out, const std::vector<int64_t>& shape, const Tensor& y) {
+  Tensor o = view(out, shape, "output");
+  o.copy_(y.dim() == 4 ? y.permute({0, 2, 3, 1}) : y);
+}
+
+Tensor applyAct(Tensor y, const std::string& act, double alpha) {
+  if (act.empty() || act == "linear") return y;
+  if (act == "relu") return at::relu_(y);
+  if (act == "relu6") return at::hardtanh_(y, 0.0, 6.0);
+  if (act == "elu") return at::elu(y);
+  if (act == "leakyrelu") return at::leaky_relu(y, alpha);
+  if (act == "sigmoid") return at::sigmoid(y);
+  throw std::runtime_error("unsupported fused activation " + act);
+}
+
+// conv2d({ x, xShape, filter, filterShape, out, outShape, strides, pads, dilations, depthwise, bias?, activation?, alpha? })
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    at::NoGradGuard ng;
+    auto o = info[0].As<Napi::Object>();
+    ConvArgs c;
+    c.parse(o);
+    Tensor x = nchw(view(o.Get("x").As<Napi::Float32Array>(), ints(o.Get("xShape")), "x"));
+    Tensor f = view(o.Get("filter").As<Napi::Float32Array>(), ints(o.Get("filterShape")), "filter");
+    Tensor b = o.Has("bias") && o.Get("bias").IsTypedArray() ? view(o.Get("bias").As<Napi::Float32Array>(), {f.size(c.depthwise ? 2 : 3) * (c.depthwise ? f.size(3) : 1)}, "bias") : Tensor();
+    int64_t groups = c.depthwise ? x.size(1) : 1;
+    Tensor y = at::conv2d(c.padInput(x), atenFilter(f, c.depthwise), b, c.stride, c.inner, c.dilation, groups);
+    y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
+    writeNhwc(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), y);
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native conv2d: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// conv2dBackpropInput({ dy, dyShape, filter, filterShape, out (dx), outShape (x's), strides, pads, dilations, depthwise })
+Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    at::NoGradGuard ng;
+    auto o = info[0].As<Napi::Object>();
+    ConvArgs c;
+    c.parse(o);
+    Tensor dy = nchw(view(o.Get("dy").As<Napi::Float32Array>(), ints(o.Get("dyShape")), "dy"));
+    Tensor f = view(o.Get("filter").As<Napi::Float32Array>(), ints(o.Get("filterShape")), "filter");
+    auto xs = ints(o.Get("outShape"));
+    std::vector<int64_t> padded{xs[0], xs[3], xs[1] + (c.uneven ? c.pad[0] + c.pad[1] : 0), xs[2] + (c.uneven ? c.pad[2] + c.pad[3] : 0)};
+    Tensor x = at::empty(padded, at::TensorOptions().dtype(at::kFloat)).contiguous(at::MemoryFormat::ChannelsLast);
+    int64_t groups = c.depthwise ? xs[3] : 1;
+    Tensor w = atenFilter(f, c.depthwise).contiguous(at::MemoryFormat::ChannelsLast);
+    auto grads = at::convolution_backward(dy.contiguous(at::MemoryFormat::ChannelsLast), x, w, c10::nullopt, c.stride, c.inner, c.dilation, false, {0, 0}, groups, {true, false, false});
+    Tensor dx = std::get<0>(grads);
+    if (c.uneven) dx = dx.narrow(2, c.pad[0], xs[1]).narrow(3, c.pad[2], xs[2]);
+    writeNhwc(o.Get("out").As<Napi::Float32Array>(), xs, dx);
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native conv2d input gradient: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// conv2dBackpropFilter({ x, xShape, dy, dyShape, out (dw), outShape (filter's), strides, pads, dilations, depthwise })
+Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    at::NoGradGuard ng;
+    auto o = info[0].As<Napi::Object>();
+    ConvArgs c;
+    c.parse(o);
+    Tensor x = c.padInput(nchw(view(o.Get("x").As<Napi::Float32Array>(), ints(o.Get("xShape")), "x"))).contiguous(at::MemoryFormat::ChannelsLast);
+    Tensor dy = nchw(view(o.Get("dy").As<Napi::Float32Array>(), ints(o.Get("dyShape")), "dy")).contiguous(at::MemoryFormat::ChannelsLast);
+    auto fs = ints(o.Get("outShape"));
+    if (fs.size() != 4) throw std::runtime_error("filter shape needs 4 values");
+    std::vector<int64_t> ws = c.depthwise ? std::vector<int64_t>{fs[2] * fs[3], 1, fs[0], fs[1]} : std::vector<int64_t>{fs[3], fs[2], fs[0], fs[1]};
+    Tensor w = at::empty(ws, at::TensorOptions().dtype(at::kFloat)).contiguous(at::MemoryFormat::ChannelsLast);
+    int64_t groups = c.depthwise ? fs[2] : 1;
+    auto grads = at::convolution_backward(dy, x, w, c10::nullopt, c.stride, c.inner, c.dilation, false, {0, 0}, groups, {false, true, false});
+    Tensor dw = std::get<1>(grads);
+    Tensor tf = c.depthwise ? dw.squeeze(1).permute({1, 2, 0}).reshape(fs) : dw.permute({2, 3, 1, 0});
+    view(o.Get("out").As<Napi::Float32Array>(), fs, "output").copy_(tf);
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native conv2d filter gradient: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// batchMatMul({ a, aShape [B, M, K], b, bShape, transposeA, transposeB, out, outShape, bias?, activation?, alpha? })
+// Batch dimensions broadcast when one of them is 1.
+Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    at::NoGradGuard ng;
+    auto o = info[0].As<Napi::Object>();
+    Tensor a = view(o.Get("a").As<Napi::Float32Array>(), ints(o.Get("aShape")), "a");
+    Tensor b = view(o.Get("b").As<Napi::Float32Array>(), ints(o.Get("bShape")), "b");
+    if (o.Get("transposeA").ToBoolean()) a = a.transpose(1, 2);
+    if (o.Get("transposeB").ToBoolean()) b = b.transpose(1, 2);
+    Tensor y = at::matmul(a, b);
+    if (o.Has("bias") && o.Get("bias").IsTypedArray()) {
+      auto bias = o.Get("bias").As<Napi::Float32Array>();
+      y.add_(at::from_blob(bias.Data(), {(int64_t)bias.ElementLength()}, at::kFloat));
+    }
+    y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
+    view(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), "output").copy_(y);
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native batchMatMul: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   at::set_num_threads((int)info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -550,6 +711,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("Net", Net::Define(env));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("conv2d", Napi::Function::New(env, Conv2d));
+  exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
+  exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
+  exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;
 }

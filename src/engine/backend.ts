@@ -11,6 +11,7 @@ import { GraftError } from '../errors.js';
 import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js';
 import { registerBatchNormGrad } from './batch-norm-grad.js';
 import { nativeStatus, type NativeStatus } from './native.js';
+import { nativeKernels, setNativeKernels } from './native-kernels.js';
 
 export type BackendName = 'wasm' | 'cpu';
 
@@ -33,6 +34,8 @@ export async function initBackend(wanted?: string): Promise<BackendInfo> {
   if (chosen && (!request || chosen.name === request)) return chosen;
   registerWasmGradKernels();
   registerBatchNormGrad();
+  // Convolutions and matrix products of the wasm backend run natively when the engine is built.
+  setNativeKernels(true);
   if (request) {
     if (!PREFERENCE.includes(request as BackendName)) {
       throw new GraftError('BAD_OPTION', `Unknown backend "${request}".`, { fix: `Use one of: ${PREFERENCE.join(', ')}.` });
@@ -48,7 +51,9 @@ export async function initBackend(wanted?: string): Promise<BackendInfo> {
       chosen = {
         name,
         reason: name === 'wasm'
-          ? 'wasm with Graft gradient kernels (single-threaded), for what the native engine does not run'
+          ? nativeKernels().length
+            ? 'wasm, its convolutions and matrix products in the native engine; for what the native training step does not run'
+            : 'wasm with Graft gradient kernels (single-threaded)'
           : 'wasm unavailable; pure-JS cpu backend (slow)',
       };
       return chosen;
@@ -77,6 +82,8 @@ export interface Doctor {
   /** The native engine: one call per training step and per prediction batch. */
   nativeTrainingStep: boolean;
   native: NativeStatus;
+  /** wasm kernels that run in the native engine (convolutions and matrix products). */
+  nativeKernels: string[];
   /** Gradient kernels Graft adds to wasm (it ships without them). */
   graftWasmKernels: string[];
   node: string;
@@ -96,7 +103,9 @@ export async function doctor(): Promise<Doctor> {
     nativeBackend: false,
     nativeTrainingStep: nativeStatus().available,
     native: nativeStatus(),
-    graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS]),
+    nativeKernels: nativeKernels(),
+    // Graft's JS gradient kernels; with the native kernels in, those names run natively instead.
+    graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS] || nativeKernels().includes(k)),
     node: process.version,
     tfjs: tf.version_core,
   };

@@ -74,6 +74,11 @@ function load(): Addon | null {
   return addon;
 }
 
+/** The loaded addon, unless the engine is off or not built. */
+export function nativeAddon(): Addon | undefined {
+  return enabled ? load() ?? undefined : undefined;
+}
+
 /** Turns the native engine on or off for this process (GRAFT_NATIVE=0 starts it off). */
 export function setNativeEnabled(on: boolean): void {
   enabled = on;

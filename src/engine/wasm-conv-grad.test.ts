@@ -5,6 +5,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmGradKernels } from './wasm-conv-grad.js';
 import './backend.js';
+import { setNativeKernels } from './native-kernels.js';
+
+// These tests are about Graft's JavaScript kernels: keep the native ones out.
+setNativeKernels(false);
 
 const cases: Array<{ x: [number, number, number, number]; f: [number, number, number, number]; s: number; pad: 'same' | 'valid' }> = [
   { x: [2, 9, 9, 1], f: [3, 3, 1, 4], s: 1, pad: 'same' },

@@ -23,8 +23,10 @@ export async function run(argv: string[]): Promise<number> {
     ? `native engine: yes (libtorch ${n.torch}, ${n.threads} threads, oneDNN ${n.oneDNN ? 'on' : 'off'}): training steps and predictions of supported models run there, one call per batch`
     : `native engine: no (${n.reason})`);
   console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
-  console.log('native per-op tfjs backend: no (layers the engine does not know run per-op on the tfjs backend above)');
-  console.log(`Graft's wasm gradient kernels: ${d.graftWasmKernels.join(', ') || 'none'}`);
+  console.log(d.nativeKernels.length
+    ? `native kernels in the ${d.backend} backend (per-op path: layers the engine does not know, losses that keep the old task): ${d.nativeKernels.join(', ')}`
+    : 'native kernels in the tfjs backend: none');
+  console.log(`Graft's wasm gradient kernels: ${d.graftWasmKernels.join(', ') || 'none'}${d.nativeKernels.length ? ' (JavaScript; in use when the native engine is off)' : ''}`);
   console.log(`node ${d.node}, tfjs ${d.tfjs}`);
   return 0;
 }

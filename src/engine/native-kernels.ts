@@ -1,0 +1,186 @@
+// Native per-op kernels for the tfjs wasm backend: convolutions (plain, depthwise, fused, and
+// both gradients) and matrix products run in libtorch on all cores, reading and writing the
+// wasm heap directly (no copies). Everything else stays on wasm's own kernels. So tfjs-layers'
+// fit, predict, trainOnBatch and Graft's per-op loop run unchanged, with the heavy ops native:
+// this is the path for models the native training step does not support, and for the losses
+// that keep the old task.
+
+import * as tf from '@tensorflow/tfjs-core';
+import { nativeAddon } from './native.js';
+
+type WasmBackend = tf.KernelBackend & {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+};
+
+type Args = { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap };
+type Attrs = Record<string, unknown>;
+
+export interface NativeKernelAddon {
+  conv2d(o: object): void;
+  conv2dBackpropInput(o: object): void;
+  conv2dBackpropFilter(o: object): void;
+  batchMatMul(o: object): void;
+}
+
+const ACTIVATIONS = new Set(['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'sigmoid']);
+const originals = new Map<string, tf.KernelConfig | undefined>();
+
+function fallback(name: string, args: Args): tf.TensorInfo | tf.TensorInfo[] {
+  const k = originals.get(name);
+  if (!k) throw new Error(`graft-native: no wasm kernel ${name} to fall back to`);
+  return k.kernelFunc(args as never) as tf.TensorInfo;
+}
+
+const floats = (...t: (tf.TensorInfo | undefined)[]) => t.every((x) => !x || x.dtype === 'float32');
+const empty = (...t: tf.TensorInfo[]) => t.some((x) => x.shape.some((d) => d === 0));
+
+function convInfo(xShape: number[], filterShape: number[], a: Attrs, depthwise: boolean): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    a.strides as [number, number], (a.dilations ?? 1) as [number, number], a.pad as 'same', a.dimRoundingMode as 'floor', depthwise, 'channelsLast');
+}
+
+const geometry = (info: tf.backend_util.Conv2DInfo, depthwise: boolean) => ({
+  strides: [info.strideHeight, info.strideWidth], dilations: [info.dilationHeight, info.dilationWidth],
+  pads: [info.padInfo.top, info.padInfo.bottom, info.padInfo.left, info.padInfo.right], depthwise,
+});
+
+function makeConv(name: string, depthwise: boolean, fused: boolean, addon: NativeKernelAddon) {
+  return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
+    const backend = args.backend as WasmBackend;
+    const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const a = (args.attrs ?? {}) as Attrs;
+    const activation = (a.activation as string | undefined) ?? 'linear';
+    const outC = depthwise ? filter!.shape[2] * filter!.shape[3] : filter!.shape[3];
+    if (a.dataFormat === 'NCHW' || !floats(x, filter, bias) || empty(x!, filter!) || preluActivationWeights || !ACTIVATIONS.has(activation)
+      || (bias && bias.shape.reduce((p, q) => p * q, 1) !== outC)) return fallback(name, args);
+    const info = convInfo(x!.shape, filter!.shape, a, depthwise);
+    const out = backend.makeOutput(info.outShape, 'float32');
+    // Views after makeOutput: allocating can grow the heap and detach older views.
+    addon.conv2d({
+      x: backend.typedArrayFromHeap(x!), xShape: x!.shape, filter: backend.typedArrayFromHeap(filter!), filterShape: filter!.shape,
+      out: backend.typedArrayFromHeap(out), outShape: info.outShape, ...geometry(info, depthwise),
+      ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
+      ...(fused ? { activation, alpha: Number(a.leakyreluAlpha ?? 0.2) } : {}),
+    });
+    return out;
+  };
+}
+
+function makeInputGrad(name: string, depthwise: boolean, addon: NativeKernelAddon) {
+  return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
+    const backend = args.backend as WasmBackend;
+    const { dy, filter } = args.inputs as Record<string, tf.TensorInfo>;
+    const a = (args.attrs ?? {}) as Attrs;
+    const inputShape = a.inputShape as number[];
+    if (a.dataFormat === 'NCHW' || !floats(dy, filter) || empty(dy, filter) || inputShape.some((d) => d === 0)) return fallback(name, args);
+    const info = convInfo(inputShape, filter.shape, a, depthwise);
+    const out = backend.makeOutput(inputShape, 'float32');
+    addon.conv2dBackpropInput({
+      dy: backend.typedArrayFromHeap(dy), dyShape: dy.shape, filter: backend.typedArrayFromHeap(filter), filterShape: filter.shape,
+      out: backend.typedArrayFromHeap(out), outShape: inputShape, ...geometry(info, depthwise),
+    });
+    return out;
+  };
+}
+
+function makeFilterGrad(name: string, depthwise: boolean, addon: NativeKernelAddon) {
+  return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
+    const backend = args.backend as WasmBackend;
+    const { x, dy } = args.inputs as Record<string, tf.TensorInfo>;
+    const a = (args.attrs ?? {}) as Attrs;
+    const filterShape = a.filterShape as number[];
+    if (a.dataFormat === 'NCHW' || !floats(x, dy) || empty(x, dy)) return fallback(name, args);
+    const info = convInfo(x.shape, filterShape, a, depthwise);
+    const out = backend.makeOutput(filterShape, 'float32');
+    addon.conv2dBackpropFilter({
+      x: backend.typedArrayFromHeap(x), xShape: x.shape, dy: backend.typedArrayFromHeap(dy), dyShape: dy.shape,
+      out: backend.typedArrayFromHeap(out), outShape: filterShape, ...geometry(info, depthwise),
+    });
+    return out;
+  };
+}
+
+function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
+  return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
+    const backend = args.backend as WasmBackend;
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const at = (args.attrs ?? {}) as Attrs;
+    const activation = (at.activation as string | undefined) ?? 'linear';
+    const ta = Boolean(at.transposeA);
+    const tb = Boolean(at.transposeB);
+    const batchOf = (t: tf.TensorInfo) => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
+    if (!floats(a, b, bias) || empty(a!, b!) || preluActivationWeights || !ACTIVATIONS.has(activation) || a!.shape.length < 2 || b!.shape.length < 2) return fallback(name, args);
+    const [ba, bb] = [batchOf(a!), batchOf(b!)];
+    const m = a!.shape[a!.shape.length - (ta ? 1 : 2)];
+    const k = a!.shape[a!.shape.length - (ta ? 2 : 1)];
+    const n = b!.shape[b!.shape.length - (tb ? 2 : 1)];
+    const n2 = bias ? bias.shape.reduce((p, q) => p * q, 1) : n;
+    // Broadcast batches only when one side has a single one; bias only per column.
+    if ((ba !== bb && ba !== 1 && bb !== 1) || (bias && n2 !== n)) return fallback(name, args);
+    const outBatch = (ba >= bb ? a! : b!).shape.slice(0, -2);
+    const outShape = [...outBatch, m, n];
+    const out = backend.makeOutput(outShape, 'float32');
+    addon.batchMatMul({
+      a: backend.typedArrayFromHeap(a!), aShape: [ba, ...a!.shape.slice(-2)], b: backend.typedArrayFromHeap(b!), bShape: [bb, ...b!.shape.slice(-2)],
+      transposeA: ta, transposeB: tb, out: backend.typedArrayFromHeap(out), outShape: [Math.max(ba, bb), m, n],
+      ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
+      ...(fused ? { activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
+    });
+    void k;
+    return out;
+  };
+}
+
+function kernels(addon: NativeKernelAddon): Record<string, tf.KernelFunc> {
+  return {
+    Conv2D: makeConv('Conv2D', false, false, addon) as tf.KernelFunc,
+    FusedConv2D: makeConv('FusedConv2D', false, true, addon) as tf.KernelFunc,
+    DepthwiseConv2dNative: makeConv('DepthwiseConv2dNative', true, false, addon) as tf.KernelFunc,
+    FusedDepthwiseConv2D: makeConv('FusedDepthwiseConv2D', true, true, addon) as tf.KernelFunc,
+    Conv2DBackpropInput: makeInputGrad('Conv2DBackpropInput', false, addon) as tf.KernelFunc,
+    DepthwiseConv2dNativeBackpropInput: makeInputGrad('DepthwiseConv2dNativeBackpropInput', true, addon) as tf.KernelFunc,
+    Conv2DBackpropFilter: makeFilterGrad('Conv2DBackpropFilter', false, addon) as tf.KernelFunc,
+    DepthwiseConv2dNativeBackpropFilter: makeFilterGrad('DepthwiseConv2dNativeBackpropFilter', true, addon) as tf.KernelFunc,
+    BatchMatMul: makeMatMul('BatchMatMul', false, addon) as tf.KernelFunc,
+    _FusedMatMul: makeMatMul('_FusedMatMul', true, addon) as tf.KernelFunc,
+  };
+}
+
+export const NATIVE_KERNEL_NAMES = ['Conv2D', 'FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2D', 'Conv2DBackpropInput',
+  'DepthwiseConv2dNativeBackpropInput', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'BatchMatMul', '_FusedMatMul'];
+
+let active: Record<string, tf.KernelFunc> | undefined;
+
+/**
+ * Puts the native kernels into the wasm backend (on = true) or the previous kernels back.
+ * Returns whether they are in. Needs the addon; without it nothing changes.
+ */
+export function setNativeKernels(on: boolean): boolean {
+  const addon = nativeAddon() as unknown as NativeKernelAddon | undefined;
+  if (on && !active && addon) {
+    active = kernels(addon);
+    for (const [name, kernelFunc] of Object.entries(active)) {
+      const original = tf.getKernel(name, 'wasm');
+      originals.set(name, original);
+      tf.unregisterKernel(name, 'wasm');
+      // The wasm kernel's setup (binding its wasm function) must still run when the backend
+      // starts, or falling back to it would fail.
+      tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc, ...(original?.setupFunc ? { setupFunc: original.setupFunc } : {}) });
+    }
+  } else if (!on && active) {
+    for (const name of Object.keys(active)) {
+      tf.unregisterKernel(name, 'wasm');
+      const k = originals.get(name);
+      if (k) tf.registerKernel(k);
+    }
+    active = undefined;
+  }
+  return Boolean(active);
+}
+
+/** The wasm kernels that run natively now. */
+export function nativeKernels(): string[] {
+  if (!active) return [];
+  return Object.keys(active).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === active![k]);
+}
