@@ -121,9 +121,10 @@ export class DivergedError extends GraftError {
 /** A backend running out of its heap (wasm aborts with a RuntimeError) as a GraftError that says what to do. */
 export function asMemoryError(e: unknown, batchSize: number): unknown {
   const m = String((e as Error)?.message ?? e);
-  if (!/memory access out of bounds|table index is out of bounds|Aborted\(|out of memory|Cannot enlarge memory/i.test(m)) return e;
-  return new GraftError('OUT_OF_MEMORY', `The ${tf.getBackend()} backend ran out of memory in a training step of ${batchSize} samples (${m.split('\n')[0]}).`, {
-    fix: 'Use a smaller --batch-size, a smaller --input-size, or unfreeze fewer layers (--unfreeze N); the process must be restarted.', cause: e });
+  if (!/memory access out of bounds|table index is out of bounds|Aborted\(|out of memory|Cannot enlarge memory|bad_alloc|can't allocate memory/i.test(m)) return e;
+  const where = /graft-native/.test(m) ? 'native engine' : `${tf.getBackend()} backend`;
+  return new GraftError('OUT_OF_MEMORY', `The ${where} ran out of memory in a training step of ${batchSize} samples (${m.split('\n')[0]}).`, {
+    fix: `Use a smaller --batch-size, a smaller --input-size, or unfreeze fewer layers (--unfreeze N)${where === 'native engine' ? '' : '; the process must be restarted'}.`, cause: e });
 }
 
 export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor, classWeights?: Float32Array): tf.Scalar {
