@@ -153,6 +153,7 @@ class Net : public Napi::ObjectWrap<Net> {
         InstanceMethod("getOptimizerState", &Net::GetOptimizerState),
         InstanceMethod("setOptimizerState", &Net::SetOptimizerState),
         InstanceMethod("dispose", &Net::Dispose),
+        InstanceMethod("setLoss", &Net::SetLoss),
     });
   }
 
@@ -165,6 +166,7 @@ class Net : public Napi::ObjectWrap<Net> {
       auto opt = info[2].As<Napi::Object>();
       inputShape_ = getInts(opt, "inputShape", {});
       output_ = (int)getInt(opt, "output", -1);
+      output2_ = (int)getInt(opt, "output2", -1);
       beta1_ = getNum(opt, "beta1", 0.9);
       beta2_ = getNum(opt, "beta2", 0.999);
       epsilon_ = getNum(opt, "epsilon", 1e-7);
@@ -187,7 +189,7 @@ class Net : public Napi::ObjectWrap<Net> {
         params_.push_back(std::move(q));
       }
       for (uint32_t i = 0; i < ops.Length(); i++) ops_.push_back(parseOp(ops.Get(i).As<Napi::Object>(), (int)i));
-      if (output_ < 0 || output_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
+      if (output_ < 0 || output_ >= (int)ops_.size() || output2_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
       readers_.assign(ops_.size(), 0);
       for (auto& op : ops_) for (int j : op.inputs) readers_[j]++;
       if (inputShape_.empty()) throw std::runtime_error("inputShape missing");
@@ -202,6 +204,12 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<int64_t> inputShape_;
   std::vector<int> readers_;  // how many ops read each op's output
   int output_ = -1;
+  int output2_ = -1;  // a second output (the old head, for distillation), or -1
+  // Loss terms beyond cross-entropy (src/train/distill.ts, ewc.ts), set by setLoss.
+  int lossKind_ = 0;  // 0 cross-entropy, 1 + distillation (LwF), 2 + EWC penalty
+  double lambda_ = 1, temperature_ = 2;
+  int distillFrom_ = 0, oldClasses_ = 0;  // 0: second output, 1: the first oldClasses columns
+  std::vector<std::pair<int, std::pair<Tensor, Tensor>>> penalty_;  // param, (fisher, anchor)
   double beta1_, beta2_, epsilon_, weightDecay_;
 
   int paramIndex(const Napi::Object& o, const char* k) {
@@ -295,7 +303,7 @@ class Net : public Napi::ObjectWrap<Net> {
         // In place when this op is the only reader and the producer's backward does not need
         // its output (batch norm, linear conv or dense, add); autograd checks it either way.
         bool linearProducer = (k == Kind::BatchNorm || k == Kind::Add || ((k == Kind::Conv || k == Kind::Dense) && ops_[from].act == Act::Linear));
-        if ((op.act == Act::Relu || op.act == Act::Relu6) && readers_[from] == 1 && from != output_ && linearProducer) return activateInPlace(x, op.act);
+        if ((op.act == Act::Relu || op.act == Act::Relu6) && readers_[from] == 1 && from != output_ && from != output2_ && linearProducer) return activateInPlace(x, op.act);
         return activate(x, op.act, op.alpha);
       }
       case Kind::Add: {
@@ -343,7 +351,7 @@ class Net : public Napi::ObjectWrap<Net> {
     return x;
   }
 
-  Tensor forward(const Tensor& x, bool training) {
+  Tensor forward(const Tensor& x, bool training, Tensor* second = nullptr) {
     std::vector<Tensor> v(ops_.size());
     std::vector<int> lastUse(ops_.size(), -1);
     for (size_t i = 0; i < ops_.size(); i++) for (int j : ops_[i].inputs) lastUse[j] = (int)i;
@@ -351,8 +359,9 @@ class Net : public Napi::ObjectWrap<Net> {
       if (ops_[i].kind == Kind::Input) v[i] = x;
       else v[i] = run(ops_[i], v, training);
       // Free what no later op reads (autograd keeps what backward needs).
-      for (int j : ops_[i].inputs) if (lastUse[j] == (int)i && j != output_) v[j] = Tensor();
+      for (int j : ops_[i].inputs) if (lastUse[j] == (int)i && j != output_ && j != output2_) v[j] = Tensor();
     }
+    if (second) *second = output2_ >= 0 ? v[output2_] : Tensor();
     return v[output_];
   }
 
@@ -399,11 +408,12 @@ class Net : public Napi::ObjectWrap<Net> {
       int64_t seed = info[4].As<Napi::Number>().Int64Value();
       if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error("labels: " + std::to_string(labelsJs.ElementLength()) + " for " + std::to_string(n) + " samples");
       if (seed > 0) at::manual_seed(seed);
+      Tensor second;
       // GRAFT_NATIVE_PROFILE=<file>: a Chrome trace of every ATen op of each step (last step wins).
       std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
       if (const char* path = getenv("GRAFT_NATIVE_PROFILE")) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
       auto t0 = std::chrono::steady_clock::now();
-      Tensor probs = forward(x, true);
+      Tensor probs = forward(x, true, &second);
       if (probs.dim() != 2) throw std::runtime_error("the output must be [batch, classes] class probabilities");
       int64_t k = probs.size(1);
       for (size_t i = 0; i < labelsJs.ElementLength(); i++) {
@@ -417,6 +427,26 @@ class Net : public Napi::ObjectWrap<Net> {
         perSample = perSample * at::from_blob(cw.Data(), {k}, at::kFloat).index_select(0, y);
       }
       Tensor loss = perSample.mean();
+      if (lossKind_ == 1) {
+        if (info.Length() < 7 || !info[6].IsTypedArray()) throw std::runtime_error("distillation needs the batch's recorded old-head outputs");
+        auto t = info[6].As<Napi::Float32Array>();
+        if ((int64_t)t.ElementLength() != n * oldClasses_) throw std::runtime_error("distillation targets: " + std::to_string(t.ElementLength()) + " values for " + std::to_string(n) + " x " + std::to_string(oldClasses_));
+        Tensor current;
+        if (distillFrom_ == 0) current = second;
+        else {
+          Tensor old = probs.narrow(1, 0, oldClasses_);
+          current = old / old.sum(1, true);
+        }
+        if (!current.defined() || current.dim() != 2 || current.size(1) != oldClasses_) throw std::runtime_error("distillation: no old-task output of " + std::to_string(oldClasses_) + " classes");
+        // log softmax(log(p) / T): softened probabilities (distill.ts' logSoften).
+        auto logSoften = [&](const Tensor& p) { return at::log_softmax(at::log(at::clamp_min(p, 1e-30)) / temperature_, 1); };
+        Tensor target = logSoften(at::from_blob(t.Data(), {n, oldClasses_}, at::kFloat)).exp();
+        loss = loss + (target * logSoften(current)).sum(1).mean().neg() * lambda_;
+      } else if (lossKind_ == 2) {
+        Tensor pen = at::zeros({}, at::kFloat);
+        for (auto& [i, fa] : penalty_) pen = pen + (fa.first * (params_[i].t - fa.second).square()).sum();
+        loss = loss + pen * (lambda_ / 2);
+      }
       double correct = (probs.detach().argmax(1) == y).sum().item<double>();
       double lossValue = loss.item<double>();
       auto t1 = std::chrono::steady_clock::now(), t2 = t1, t3 = t1;
@@ -513,6 +543,46 @@ class Net : public Napi::ObjectWrap<Net> {
       p.step = info[1].As<Napi::Number>().Int64Value();
       p.m = toAten(at::from_blob(m.Data(), p.tfShape, at::kFloat), p.layout);
       p.v = toAten(at::from_blob(v.Data(), p.tfShape, at::kFloat), p.layout);
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
+    }
+    return env.Undefined();
+  }
+
+  // setLoss({ kind: 'lwf', lambda, temperature, from: 'second-output' | 'old-columns', oldClasses })
+  // setLoss({ kind: 'ewc', lambda, terms: [{ param, fisher, anchor }] }) (tfjs layouts)
+  Napi::Value SetLoss(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      auto o = info[0].As<Napi::Object>();
+      std::string kind = getStr(o, "kind");
+      lambda_ = getNum(o, "lambda", 1);
+      penalty_.clear();
+      if (kind == "lwf") {
+        lossKind_ = 1;
+        temperature_ = getNum(o, "temperature", 2);
+        distillFrom_ = getStr(o, "from") == "old-columns" ? 1 : 0;
+        oldClasses_ = (int)getInt(o, "oldClasses", 0);
+        if (oldClasses_ <= 0) throw std::runtime_error("distillation needs oldClasses");
+        if (distillFrom_ == 0 && output2_ < 0) throw std::runtime_error("distillation from a second output, but the model has one");
+      } else if (kind == "ewc") {
+        lossKind_ = 2;
+        auto terms = o.Get("terms").As<Napi::Array>();
+        for (uint32_t k = 0; k < terms.Length(); k++) {
+          auto t = terms.Get(k).As<Napi::Object>();
+          int i = (int)getInt(t, "param", -1);
+          if (i < 0 || i >= (int)params_.size()) throw std::runtime_error("EWC term for an unknown parameter");
+          Param& p = params_[i];
+          auto f = t.Get("fisher").As<Napi::Float32Array>();
+          auto a = t.Get("anchor").As<Napi::Float32Array>();
+          if ((int64_t)f.ElementLength() != p.t.numel() || (int64_t)a.ElementLength() != p.t.numel()) throw std::runtime_error("EWC term size does not match its parameter");
+          penalty_.push_back({i, {toAten(at::from_blob(f.Data(), p.tfShape, at::kFloat), p.layout), toAten(at::from_blob(a.Data(), p.tfShape, at::kFloat), p.layout)}});
+        }
+      } else if (kind == "ce") {
+        lossKind_ = 0;
+      } else {
+        throw std::runtime_error("unknown loss " + kind);
+      }
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
     }

@@ -9,7 +9,9 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
 import { NativeNet, nativeStatus, nativeUnsupported, samePads } from './native.js';
 import { adoptModel, FreezableBatchNormalization } from '../model/batch-norm.js';
-import { runEpoch, type LayerGroup } from '../train/loop.js';
+import { runEpoch, type LayerGroup, type LossFn } from '../train/loop.js';
+import { lwfLoss } from '../train/distill.js';
+import { ewcLoss } from '../train/ewc.js';
 import { AdamW } from '../train/optimizer.js';
 import { makeRng } from '../data/random.js';
 import type { Dataset } from '../data/dataset.js';
@@ -200,4 +202,66 @@ test('bad input to the native engine is a clear error, not a crash', { skip }, (
   net.dispose();
   const odd = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [4], units: 2 }), tfl.layers.layerNormalization()] });
   assert.match(nativeUnsupported(odd) ?? '', /LayerNormalization/);
+});
+
+/** residualNet's body with two heads: the new task (4 classes) and an old one (3 classes). */
+function twoHeads(seed: number): tfl.LayersModel {
+  const base = residualNet(seed);
+  const features = base.getLayer('drop').output as tfl.SymbolicTensor;
+  const old = tfl.layers.dense({ name: 'old_head', units: 3, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: seed + 50 }) }).apply(features) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: base.inputs, outputs: [base.outputs[0], old] });
+}
+
+async function lossSteps(model: tfl.LayersModel, data: Dataset, native: boolean, loss: LossFn): Promise<number[]> {
+  const layers = model.layers.filter((l) => l.weights.length && !['stem', 'stem_bn', 'old_head'].includes(l.name)) as unknown as Layer[];
+  (model.getLayer('stem') as unknown as Layer).trainable = false;
+  (model.getLayer('stem_bn') as unknown as Layer).trainable = false;
+  if (model.layers.some((l) => l.name === 'old_head')) (model.getLayer('old_head') as unknown as Layer).trainable = false;
+  const groups: LayerGroup[] = [{ layers, lrMult: 1 }];
+  const net = native ? new NativeNet(model, { groupOf: (l) => (layers.includes(l) ? 0 : undefined), loss: loss.native }) : undefined;
+  const optimizer = new AdamW();
+  const losses: number[] = [];
+  await runEpoch({ model, data, groups, optimizer, batchSize: 8, rng: makeRng(2), lrAt: () => 0.01, firstStep: 0, native: net, loss, onBatch: (p) => { losses.push(p.loss); } });
+  await runEpoch({ model, data, groups, optimizer, batchSize: 8, rng: makeRng(3), lrAt: () => 0.01, firstStep: 3, native: net, loss, onBatch: (p) => { losses.push(p.loss); } });
+  net?.syncWeights();
+  net?.dispose();
+  optimizer.dispose();
+  return losses;
+}
+
+function sameRun(a: number[], b: number[], wa: tfl.LayersModel, wb: tfl.LayersModel, what: string): void {
+  assert.equal(a.length, 6);
+  a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) <= 1e-4 * Math.abs(b[i]), `${what} step ${i + 1}: native ${v} vs tfjs ${b[i]}`));
+  wa.layers.forEach((l) => l.getWeights().forEach((w, i) => {
+    const err = maxRelErr(w.dataSync() as Float32Array, wb.getLayer(l.name).getWeights()[i].dataSync() as Float32Array);
+    assert.ok(err <= 1e-4, `${what}: ${l.name} weight ${i} differs by ${err}`);
+  }));
+}
+
+test('keeping the old task natively: distillation (LwF, both forms) and the EWC penalty follow the tfjs losses', { skip }, async () => {
+  const data = randomData(24, [10, 10, 3], 4, 7);
+  const rng = makeRng(4);
+  const targets = Float32Array.from({ length: 24 * 3 }, () => 0.05 + rng());
+  for (let i = 0; i < 24; i++) { const s = targets[3 * i] + targets[3 * i + 1] + targets[3 * i + 2]; for (let k = 0; k < 3; k++) targets[3 * i + k] /= s; }
+  // LwF with the old head as a second output.
+  const lwf = lwfLoss({ targets, oldClasses: 3, temperature: 2, lambda: 1, from: 'second-output' });
+  const [a, b] = [await adoptModel(twoHeads(5)), await adoptModel(twoHeads(5))];
+  sameRun(await lossSteps(b, data, true, lwf), await lossSteps(a, data, false, lwf), b, a, 'LwF second output');
+  // LwF on the first columns of one head (extend mode).
+  const cols = lwfLoss({ targets, oldClasses: 3, temperature: 2, lambda: 0.5, from: 'old-columns' });
+  const [c, d] = [await adoptModel(residualNet(6)), await adoptModel(residualNet(6))];
+  sameRun(await lossSteps(d, data, true, cols), await lossSteps(c, data, false, cols), d, c, 'LwF old columns');
+  // EWC: a penalty toward anchors, weighted by a (random) Fisher diagonal.
+  const [e, f] = [await adoptModel(residualNet(7)), await adoptModel(residualNet(7))];
+  const ewcOf = (m: tfl.LayersModel) => {
+    const vars = ['dw', 'project', 'sep'].flatMap((n) => m.getLayer(n).trainableWeights);
+    const r = makeRng(8);
+    const fisher = new Map(vars.map((v) => [v, tf.tensor(Float32Array.from({ length: v.read().size }, () => r() * 20), v.shape as number[])]));
+    const anchors = new Map(vars.map((v) => [v, tf.add(v.read(), 0.1)]));
+    return { fisher, anchors, dispose: () => tf.dispose([...fisher.values(), ...anchors.values()]) };
+  };
+  const [ewcE, ewcF] = [ewcOf(e), ewcOf(f)];
+  sameRun(await lossSteps(f, data, true, ewcLoss(ewcF, 1)), await lossSteps(e, data, false, ewcLoss(ewcE, 1)), f, e, 'EWC');
+  ewcE.dispose();
+  ewcF.dispose();
 });

@@ -11,10 +11,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { FreezableBatchNormalization } from '../model/batch-norm.js';
+import type { NativeLossSpec } from '../train/loop.js';
 import type { Layer } from '../model/layers.js';
 
 interface AddonNet {
-  trainStep(x: Float32Array, n: number, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array | null): { loss: number; correct: number };
+  trainStep(x: Float32Array, n: number, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array | null, distillTargets?: Float32Array | null): { loss: number; correct: number };
+  setLoss(spec: object): void;
   predict(x: Float32Array, n: number): Float32Array;
   getWeights(): Float32Array[];
   getOptimizerState(): Array<{ step: number; m: Float32Array; v: Float32Array } | null>;
@@ -47,6 +49,7 @@ interface ParamSpec {
 interface NetOptions {
   inputShape: number[];
   output: number;
+  output2?: number;
   beta1?: number;
   beta2?: number;
   epsilon?: number;
@@ -108,6 +111,8 @@ export interface NativePlan {
   layerOf: Layer[];
   inputShape: number[];
   output: number;
+  /** A second output (the old head, for distillation), or -1. */
+  output2: number;
 }
 
 /** Why a model cannot run natively. */
@@ -149,7 +154,7 @@ function channelsLast(c: Config, layer: Layer): void {
  * when it trains in this phase (undefined: frozen). Throws Unsupported with the reason.
  */
 export function nativePlan(model: tfl.LayersModel, groupOf: (l: Layer) => number | undefined = () => undefined): NativePlan & { params: ParamSpec[] } {
-  if (model.inputs.length !== 1 || model.outputs.length !== 1) throw new Unsupported('a model with several inputs or outputs');
+  if (model.inputs.length !== 1 || model.outputs.length > 2) throw new Unsupported('a model with several inputs or more than two outputs');
   const ops: OpSpec[] = [];
   const params: ParamSpec[] = [];
   const variables: LayerVariable[] = [];
@@ -191,7 +196,8 @@ export function nativePlan(model: tfl.LayersModel, groupOf: (l: Layer) => number
     return ops.length - 1;
   };
   const output = visit(model.outputs[0]);
-  return { ops, params, variables, layerOf, inputShape: inputShape as number[], output };
+  const output2 = model.outputs.length > 1 ? visit(model.outputs[1]) : -1;
+  return { ops, params, variables, layerOf, inputShape: inputShape as number[], output, output2 };
 }
 
 function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], param: (l: Layer, v: LayerVariable, layout: ParamSpec['layout']) => number): OpSpec {
@@ -307,6 +313,8 @@ function planOnly(model: tfl.LayersModel): void {
 export interface NativeNetOptions {
   groupOf?: (l: Layer) => number | undefined;
   weightDecay?: number;
+  /** A loss beyond cross-entropy (distillation, EWC), as LossFn.native describes it. */
+  loss?: NativeLossSpec;
 }
 
 /** A model copied into the native engine. Weights go back with `syncWeights`. */
@@ -320,7 +328,13 @@ export class NativeNet {
     const a = load();
     if (!a || !enabled) throw new Unsupported(`native engine ${nativeStatus().reason}`);
     const plan = nativePlan(model, options.groupOf);
-    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, weightDecay: options.weightDecay ?? 0 });
+    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0 });
+    const l = options.loss;
+    if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });
+    if (l?.kind === 'ewc') {
+      const terms = l.terms().map((t) => ({ param: plan.variables.indexOf(t.variable), fisher: t.fisher, anchor: t.anchor })).filter((t) => t.param >= 0);
+      this.net.setLoss({ kind: 'ewc', lambda: l.lambda, terms });
+    }
     this.plan = plan;
     this.trainable = plan.params.some((p) => p.trainable);
   }
@@ -334,8 +348,8 @@ export class NativeNet {
   }
 
   /** One training step on a batch in tfjs layout; no update when the loss is not finite. */
-  trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array): { loss: number; correct: number } {
-    return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null);
+  trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array, distillTargets?: Float32Array): { loss: number; correct: number } {
+    return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null, distillTargets ?? null);
   }
 
   predict(x: Float32Array, n: number): Float32Array {

@@ -46,7 +46,7 @@ function batchTargets(d: DistillOptions, indices: number[]): tf.Tensor {
 
 /** New-task cross-entropy plus lambda times distillation toward the recorded old outputs. */
 export function lwfLoss(d: DistillOptions): LossFn {
-  return ({ outputs, labels, indices }) => {
+  const loss: LossFn = ({ outputs, labels, indices }) => {
     const ce = crossEntropy(outputs[0], labels);
     let current: tf.Tensor;
     if (d.from === 'second-output') current = outputs[1];
@@ -56,4 +56,7 @@ export function lwfLoss(d: DistillOptions): LossFn {
     }
     return tf.add(ce, tf.mul(distillationLoss(current, batchTargets(d, indices), d.temperature), d.lambda)) as tf.Scalar;
   };
+  // The same loss in the native engine (graft_native.cc, trainStep).
+  loss.native = { kind: 'lwf', targets: d.targets, oldClasses: d.oldClasses, temperature: d.temperature, lambda: d.lambda, from: d.from };
+  return loss;
 }

@@ -48,9 +48,15 @@ export function fisherDiagonal(oldModel: tfl.LayersModel, layers: Layer[], old: 
 }
 
 export function ewcLoss(e: Ewc, lambda: number): LossFn {
-  return ({ outputs, labels }) => {
+  const loss: LossFn = ({ outputs, labels }) => {
     let penalty: tf.Tensor = tf.scalar(0);
     for (const [v, f] of e.fisher) penalty = tf.add(penalty, tf.sum(tf.mul(f, tf.square(tf.sub(v.read(), e.anchors.get(v)!)))));
     return tf.add(crossEntropy(outputs[0], labels), tf.mul(penalty, lambda / 2)) as tf.Scalar;
   };
+  // The same penalty in the native engine: Fisher diagonal and anchor of each weight.
+  loss.native = {
+    kind: 'ewc', lambda,
+    terms: () => [...e.fisher].map(([variable, f]) => ({ variable, fisher: f.dataSync() as Float32Array, anchor: e.anchors.get(variable)!.dataSync() as Float32Array })),
+  };
+  return loss;
 }

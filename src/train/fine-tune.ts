@@ -227,7 +227,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     } else {
       const model = o.fineTuneModel ?? g.model;
       // The native engine has no fixed heap; tfjs wasm does (memory.ts).
-      const native = o.engine !== 'tfjs' && !o.losses?.fineTune && nativeUnsupported(model) === undefined;
+      const native = o.engine !== 'tfjs' && (!o.losses?.fineTune || Boolean(o.losses.fineTune.native)) && nativeUnsupported(model) === undefined;
       const fitted = native ? { batchSize: o.batchSize, bytesPerSample: 0 } : await fitBatchSize(model, trainSet, p, o.batchSize);
       if (fitted.batchSize < o.batchSize) {
         memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;

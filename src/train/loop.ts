@@ -27,7 +27,15 @@ export interface LossContext {
   indices: number[];
 }
 
-export type LossFn = (c: LossContext) => tf.Scalar;
+/**
+ * A loss the native engine can also compute (then the phase runs natively): distillation
+ * toward recorded old-head outputs, or an EWC penalty. Set on a LossFn as `native`.
+ */
+export type NativeLossSpec =
+  | { kind: 'lwf'; targets: Float32Array; oldClasses: number; temperature: number; lambda: number; from: 'second-output' | 'old-columns' }
+  | { kind: 'ewc'; lambda: number; terms: () => Array<{ variable: LayerVariable; fisher: Float32Array; anchor: Float32Array }> };
+
+export type LossFn = ((c: LossContext) => tf.Scalar) & { native?: NativeLossSpec };
 
 export interface BatchProgress {
   batch: number;
@@ -196,9 +204,16 @@ async function runNativeBatch(r: EpochRun, net: NativeNet, ix: number[], b: numb
   const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, augmentSeed), net.batchBuffer(ix.length * r.data.sampleShape.reduce((a, b) => a * b, 1)));
   const y = Int32Array.from(ix, (i) => r.data.labels[i]);
   const lrs = Float64Array.from(r.groups, (g) => lr * g.lrMult);
+  const spec = r.loss?.native;
+  let targets: Float32Array | undefined;
+  if (spec?.kind === 'lwf') {
+    const k = spec.oldClasses;
+    targets = new Float32Array(ix.length * k);
+    ix.forEach((i, j) => targets!.set(spec.targets.subarray(i * k, (i + 1) * k), j * k));
+  }
   let step: { loss: number; correct: number };
   try {
-    step = net.trainStep(x, y, lrs, dropoutSeed, r.classWeights);
+    step = net.trainStep(x, y, lrs, dropoutSeed, r.classWeights, targets);
   } catch (e) {
     throw asMemoryError(e, ix.length);
   }

@@ -147,11 +147,11 @@ export function phaseInfo(r: PhaseRun): PhaseInfo {
 /** The phase's model in the native engine, or why not. A custom loss (keeping the old task) needs tfjs. */
 function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
-  if (r.loss) return { note: 'the loss that keeps the old task runs on tfjs' };
+  if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
   const groupIndex = new Map<Layer, number>();
   r.groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
   try {
-    return { net: new NativeNet(r.model, { groupOf: (l) => groupIndex.get(l), weightDecay: r.weightDecay }) };
+    return { net: new NativeNet(r.model, { groupOf: (l) => groupIndex.get(l), weightDecay: r.weightDecay, loss: r.loss?.native }) };
   } catch (e) {
     if (e instanceof Unsupported) return { note: e.message };
     throw e;
