@@ -4,7 +4,7 @@
 
 import {
   evaluate, GraftError, initBackend, inspectModel, loadMnist, loadModel, parseUnfreeze, saveModel, takePerClass, transfer,
-  paramCount, type Transfer,
+  nativeStatus, paramCount, type Transfer,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
@@ -60,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
 
   say('Graft demo: transfer learning from MNIST digits 0-4 to digits 5-9');
   say(`backend: ${backend.name} (${backend.reason})`);
+  say(nativeStatus().available ? `native engine: libtorch ${nativeStatus().torch}, ${nativeStatus().threads} threads` : `native engine: ${nativeStatus().reason}`);
   say();
   const info = inspectModel(base.model);
   say(`1. The pretrained network "${DEMO.base}" (${n(info.totals.params)} parameters) was trained on digits 0-4.`);
@@ -120,14 +121,15 @@ export async function run(argv: string[]): Promise<number> {
 async function runForgetting(seed: number, json: boolean, say: (l?: string) => void, backend: string, started: number): Promise<number> {
   const r = FORGETTING_RECIPE;
   say('Graft demo --forgetting: digits-cnn (MNIST 0-4) to digits 5-9, five ways of treating the old task');
-  say(`backend: ${backend}. Same recipe for every row: ${r.perClass} training images per new digit, ${r.warmupEpochs} warm-up and ${r.finetuneEpochs} fine-tune`);
+  const engine = nativeStatus().available ? `native engine (libtorch, ${nativeStatus().threads} threads), tfjs ${backend} for the rest` : `tfjs ${backend}`;
+  say(`engine: ${engine}. Same recipe for every row: ${r.perClass} training images per new digit, ${r.warmupEpochs} warm-up and ${r.finetuneEpochs} fine-tune`);
   say(`epochs, peak LR ${r.lr} for every layer (no discriminative LRs, so plain fine-tuning shows its forgetting). Extend with replay`);
   say(`also sees ${r.replay} training images of each old digit.`);
   say();
   const { rows, originalOld } = await forgettingRows(seed, say);
   const seconds = (Date.now() - started) / 1000;
   if (json) {
-    console.log(JSON.stringify({ backend, seconds, originalOldTaskAccuracy: originalOld, recipe: r, rows }));
+    console.log(JSON.stringify({ backend, native: nativeStatus().available, seconds, originalOldTaskAccuracy: originalOld, recipe: r, rows }));
     return 0;
   }
   say();
