@@ -662,12 +662,22 @@ Tensor applyAct(Tensor y, const std::string& act, double alpha) {
   throw std::runtime_error("unsupported fused activation " + act);
 }
 
-// conv2d({ x, xShape, filter, filterShape, out, outShape, strides, pads, dilations, depthwise, bias?, activation?, alpha? })
-Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+// Runs one kernel on its argument object without autograd; errors become JavaScript errors.
+template <class F>
+Napi::Value kernelCall(const Napi::CallbackInfo& info, const char* what, F body) {
   Napi::Env env = info.Env();
   try {
     at::NoGradGuard ng;
-    auto o = info[0].As<Napi::Object>();
+    body(info[0].As<Napi::Object>());
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native ") + what + ": " + e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// conv2d({ x, xShape, filter, filterShape, out, outShape, strides, pads, dilations, depthwise, bias?, activation?, alpha? })
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  return kernelCall(info, "conv2d", [&](Napi::Object o) {
     ConvArgs c;
     c.parse(o);
     Tensor x = nchw(view(o.Get("x").As<Napi::Float32Array>(), ints(o.Get("xShape")), "x"));
@@ -677,18 +687,12 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
     Tensor y = at::conv2d(c.padInput(x), atenFilter(f, c.depthwise), b, c.stride, c.inner, c.dilation, groups);
     y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
     writeNhwc(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), y);
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("graft-native conv2d: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
+  });
 }
 
 // conv2dBackpropInput({ dy, dyShape, filter, filterShape, out (dx), outShape (x's), strides, pads, dilations, depthwise })
 Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    at::NoGradGuard ng;
-    auto o = info[0].As<Napi::Object>();
+  return kernelCall(info, "conv2d input gradient", [&](Napi::Object o) {
     ConvArgs c;
     c.parse(o);
     Tensor dy = nchw(view(o.Get("dy").As<Napi::Float32Array>(), ints(o.Get("dyShape")), "dy"));
@@ -702,18 +706,12 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
     Tensor dx = std::get<0>(grads);
     if (c.uneven) dx = dx.narrow(2, c.pad[0], xs[1]).narrow(3, c.pad[2], xs[2]);
     writeNhwc(o.Get("out").As<Napi::Float32Array>(), xs, dx);
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("graft-native conv2d input gradient: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
+  });
 }
 
 // conv2dBackpropFilter({ x, xShape, dy, dyShape, out (dw), outShape (filter's), strides, pads, dilations, depthwise })
 Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    at::NoGradGuard ng;
-    auto o = info[0].As<Napi::Object>();
+  return kernelCall(info, "conv2d filter gradient", [&](Napi::Object o) {
     ConvArgs c;
     c.parse(o);
     Tensor x = c.padInput(nchw(view(o.Get("x").As<Napi::Float32Array>(), ints(o.Get("xShape")), "x"))).contiguous(at::MemoryFormat::ChannelsLast);
@@ -727,19 +725,13 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
     Tensor dw = std::get<1>(grads);
     Tensor tf = c.depthwise ? dw.squeeze(1).permute({1, 2, 0}).reshape(fs) : dw.permute({2, 3, 1, 0});
     view(o.Get("out").As<Napi::Float32Array>(), fs, "output").copy_(tf);
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("graft-native conv2d filter gradient: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
+  });
 }
 
 // batchMatMul({ a, aShape [B, M, K], b, bShape, transposeA, transposeB, out, outShape, bias?, activation?, alpha? })
 // Batch dimensions broadcast when one of them is 1.
 Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    at::NoGradGuard ng;
-    auto o = info[0].As<Napi::Object>();
+  return kernelCall(info, "batchMatMul", [&](Napi::Object o) {
     Tensor a = view(o.Get("a").As<Napi::Float32Array>(), ints(o.Get("aShape")), "a");
     Tensor b = view(o.Get("b").As<Napi::Float32Array>(), ints(o.Get("bShape")), "b");
     if (o.Get("transposeA").ToBoolean()) a = a.transpose(1, 2);
@@ -751,10 +743,7 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
     }
     y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
     view(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), "output").copy_(y);
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("graft-native batchMatMul: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
+  });
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {

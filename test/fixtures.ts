@@ -53,3 +53,13 @@ export function textureImages(perClass: number, classes = 3, seed = 1): Dataset 
 }
 
 export const PIXELS = { inputShape: [8, 8, 1], scale: 1 / 255 };
+
+/** Largest absolute difference relative to the largest magnitude in `want` (differential tests). */
+export function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new Error(`lengths differ: ${got.length} vs ${want.length}`);
+  let scale = 1e-6;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let e = 0;
+  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i]));
+  return e / scale;
+}

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
+import { maxRelErr } from '../../test/fixtures.js';
 import { nativeStatus } from './native.js';
 import { NATIVE_KERNEL_NAMES, nativeKernels, setNativeKernels } from './native-kernels.js';
 
@@ -22,20 +23,12 @@ async function on<T>(backend: string, f: () => tf.Tensor | tf.Tensor[]): Promise
   return values;
 }
 
-function maxRel(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let scale = 1e-6;
-  for (const v of want) scale = Math.max(scale, Math.abs(v));
-  let e = 0;
-  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i]));
-  return e / scale;
-}
 
 async function same(name: string, f: () => tf.Tensor | tf.Tensor[]): Promise<void> {
   const want = await on('cpu', f);
   const got = await on('wasm', f);
   want.forEach((w, i) => {
-    const e = maxRel(got[i], w);
+    const e = maxRelErr(got[i], w);
     assert.ok(e <= 1e-4, `${name} output ${i}: max relative error ${e}`);
   });
 }

@@ -67,36 +67,23 @@ function makeConv(name: string, depthwise: boolean, fused: boolean, addon: Nativ
   };
 }
 
-function makeInputGrad(name: string, depthwise: boolean, addon: NativeKernelAddon) {
+/**
+ * The input gradient (inputs dy and filter; attrs.inputShape) or the filter gradient (inputs
+ * x and dy; attrs.filterShape) of a plain or depthwise convolution.
+ */
+function makeGrad(name: string, of: 'input' | 'filter', depthwise: boolean, addon: NativeKernelAddon) {
   return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
     const backend = args.backend as WasmBackend;
-    const { dy, filter } = args.inputs as Record<string, tf.TensorInfo>;
+    const { x, dy, filter } = args.inputs as Record<string, tf.TensorInfo>;
     const a = (args.attrs ?? {}) as Attrs;
-    const inputShape = a.inputShape as number[];
-    if (a.dataFormat === 'NCHW' || !floats(dy, filter) || empty(dy, filter) || inputShape.some((d) => d === 0)) return fallback(name, args);
-    const info = convInfo(inputShape, filter.shape, a, depthwise);
-    const out = backend.makeOutput(inputShape, 'float32');
-    addon.conv2dBackpropInput({
-      dy: backend.typedArrayFromHeap(dy), dyShape: dy.shape, filter: backend.typedArrayFromHeap(filter), filterShape: filter.shape,
-      out: backend.typedArrayFromHeap(out), outShape: inputShape, ...geometry(info, depthwise),
-    });
-    return out;
-  };
-}
-
-function makeFilterGrad(name: string, depthwise: boolean, addon: NativeKernelAddon) {
-  return (args: Args): tf.TensorInfo | tf.TensorInfo[] => {
-    const backend = args.backend as WasmBackend;
-    const { x, dy } = args.inputs as Record<string, tf.TensorInfo>;
-    const a = (args.attrs ?? {}) as Attrs;
-    const filterShape = a.filterShape as number[];
-    if (a.dataFormat === 'NCHW' || !floats(x, dy) || empty(x, dy)) return fallback(name, args);
-    const info = convInfo(x.shape, filterShape, a, depthwise);
-    const out = backend.makeOutput(filterShape, 'float32');
-    addon.conv2dBackpropFilter({
-      x: backend.typedArrayFromHeap(x), xShape: x.shape, dy: backend.typedArrayFromHeap(dy), dyShape: dy.shape,
-      out: backend.typedArrayFromHeap(out), outShape: filterShape, ...geometry(info, depthwise),
-    });
+    const other = of === 'input' ? filter : x;
+    const outShape = (of === 'input' ? a.inputShape : a.filterShape) as number[];
+    if (a.dataFormat === 'NCHW' || !floats(dy, other) || empty(dy, other) || outShape.some((d) => d === 0)) return fallback(name, args);
+    const info = of === 'input' ? convInfo(outShape, filter.shape, a, depthwise) : convInfo(x.shape, outShape, a, depthwise);
+    const out = backend.makeOutput(outShape, 'float32');
+    const common = { dy: backend.typedArrayFromHeap(dy), dyShape: dy.shape, out: backend.typedArrayFromHeap(out), outShape, ...geometry(info, depthwise) };
+    if (of === 'input') addon.conv2dBackpropInput({ ...common, filter: backend.typedArrayFromHeap(filter), filterShape: filter.shape });
+    else addon.conv2dBackpropFilter({ ...common, x: backend.typedArrayFromHeap(x), xShape: x.shape });
     return out;
   };
 }
@@ -113,7 +100,6 @@ function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
     if (!floats(a, b, bias) || empty(a!, b!) || preluActivationWeights || !ACTIVATIONS.has(activation) || a!.shape.length < 2 || b!.shape.length < 2) return fallback(name, args);
     const [ba, bb] = [batchOf(a!), batchOf(b!)];
     const m = a!.shape[a!.shape.length - (ta ? 1 : 2)];
-    const k = a!.shape[a!.shape.length - (ta ? 2 : 1)];
     const n = b!.shape[b!.shape.length - (tb ? 2 : 1)];
     const n2 = bias ? bias.shape.reduce((p, q) => p * q, 1) : n;
     // Broadcast batches only when one side has a single one; bias only per column.
@@ -127,7 +113,6 @@ function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
       ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
       ...(fused ? { activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
     });
-    void k;
     return out;
   };
 }
@@ -138,10 +123,10 @@ function kernels(addon: NativeKernelAddon): Record<string, tf.KernelFunc> {
     FusedConv2D: makeConv('FusedConv2D', false, true, addon) as tf.KernelFunc,
     DepthwiseConv2dNative: makeConv('DepthwiseConv2dNative', true, false, addon) as tf.KernelFunc,
     FusedDepthwiseConv2D: makeConv('FusedDepthwiseConv2D', true, true, addon) as tf.KernelFunc,
-    Conv2DBackpropInput: makeInputGrad('Conv2DBackpropInput', false, addon) as tf.KernelFunc,
-    DepthwiseConv2dNativeBackpropInput: makeInputGrad('DepthwiseConv2dNativeBackpropInput', true, addon) as tf.KernelFunc,
-    Conv2DBackpropFilter: makeFilterGrad('Conv2DBackpropFilter', false, addon) as tf.KernelFunc,
-    DepthwiseConv2dNativeBackpropFilter: makeFilterGrad('DepthwiseConv2dNativeBackpropFilter', true, addon) as tf.KernelFunc,
+    Conv2DBackpropInput: makeGrad('Conv2DBackpropInput', 'input', false, addon) as tf.KernelFunc,
+    DepthwiseConv2dNativeBackpropInput: makeGrad('DepthwiseConv2dNativeBackpropInput', 'input', true, addon) as tf.KernelFunc,
+    Conv2DBackpropFilter: makeGrad('Conv2DBackpropFilter', 'filter', false, addon) as tf.KernelFunc,
+    DepthwiseConv2dNativeBackpropFilter: makeGrad('DepthwiseConv2dNativeBackpropFilter', 'filter', true, addon) as tf.KernelFunc,
     BatchMatMul: makeMatMul('BatchMatMul', false, addon) as tf.KernelFunc,
     _FusedMatMul: makeMatMul('_FusedMatMul', true, addon) as tf.KernelFunc,
   };

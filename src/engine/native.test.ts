@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
+import { maxRelErr } from '../../test/fixtures.js';
 import { NativeNet, nativeStatus, nativeUnsupported, samePads } from './native.js';
 import { adoptModel, FreezableBatchNormalization } from '../model/batch-norm.js';
 import { runEpoch, type LayerGroup, type LossFn } from '../train/loop.js';
@@ -31,14 +32,6 @@ function randomData(n: number, shape: number[], classes: number, seed: number): 
   };
 }
 
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let scale = 1e-6;
-  for (const v of b) scale = Math.max(scale, Math.abs(v));
-  let err = 0;
-  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
-  return err / scale;
-}
 
 async function onCpu<T>(f: () => T | Promise<T>): Promise<T> {
   const was = tf.getBackend();
