@@ -1,7 +1,7 @@
 // The graft command line: dispatches to one module per command. Errors that Graft expects
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
-import { GraftError, initBackend } from '../index.js';
+import { GraftError, initBackend, nativeStatus, setNativeEnabled } from '../index.js';
 import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
@@ -30,12 +30,36 @@ function help(): string {
     '',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(w)}  ${c.summary}`),
     '',
-    'Common options: --json (machine-readable output), --backend wasm|cpu, --debug (stack traces).',
+    'Common options: --json (machine-readable output), --engine auto|native|tfjs (auto: the native',
+    'libtorch engine when built, else tfjs; tfjs: never native), --backend wasm|cpu (the tfjs backend),',
+    '--debug (stack traces).',
   ].join('\n');
 }
 
+function applyEngine(engine: string | undefined): void {
+  if (engine === undefined || engine === 'auto') return;
+  if (engine === 'tfjs') {
+    setNativeEnabled(false);
+    return;
+  }
+  if (engine !== 'native') throw new GraftError('BAD_ARGUMENT', `--engine "${engine}" is not understood.`, { fix: 'Use auto, native or tfjs.' });
+  const s = nativeStatus();
+  if (!s.available) {
+    throw new GraftError('BAD_OPTION', `--engine native, but the native engine is ${s.reason}.`, {
+      fix: 'Install it (bash scripts/install-system-deps.sh native, then npm ci), or use --engine auto.' });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...given] = argv;
+  // --engine is common to every command: taken out here, applied before the backend starts.
+  let engine: string | undefined;
+  const rest: string[] = [];
+  for (let i = 0; i < given.length; i++) {
+    if (given[i] === '--engine') engine = given[++i];
+    else if (given[i].startsWith('--engine=')) engine = given[i].slice('--engine='.length);
+    else rest.push(given[i]);
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? COMMANDS[rest[0] ?? ''] : undefined;
     console.log(topic ? topic.usage : help());
@@ -52,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    applyEngine(engine);
     const i = rest.indexOf('--backend');
     const eq = rest.find((a) => a.startsWith('--backend='));
     await initBackend(i >= 0 ? rest[i + 1] : eq?.slice('--backend='.length));

@@ -97,7 +97,7 @@ export interface NativeStatus {
 }
 
 export function nativeStatus(): NativeStatus {
-  if (!enabled) return { available: false, reason: 'turned off (GRAFT_NATIVE=0)' };
+  if (!enabled) return { available: false, reason: 'turned off (--engine tfjs or GRAFT_NATIVE=0)' };
   const a = load();
   if (!a) return { available: false, reason: loadError };
   const i = a.info();

@@ -223,7 +223,13 @@ test('graft doctor names the backend, threads, the native engine and the wasm gr
   assert.equal(d.native.available, native.available);
   if (native.available) assert.ok(d.native.threads >= 1 && /^\d+\.\d+/.test(d.native.torch), JSON.stringify(d.native));
   const off = await graft(['doctor'], { env: { GRAFT_NATIVE: '0' } });
-  assert.match(off.stdout, /native engine: no \(turned off \(GRAFT_NATIVE=0\)\)/);
+  assert.match(off.stdout, /native engine: no \(turned off \(--engine tfjs or GRAFT_NATIVE=0\)\)/);
+  const flag = await graft(['doctor', '--engine', 'tfjs', '--json']);
+  assert.equal(lastJson(flag.stdout).nativeTrainingStep, false);
+  assert.deepEqual(lastJson(flag.stdout).nativeKernels, []);
+  const bad = await graft(['doctor', '--engine', 'gpu']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--engine "gpu" is not understood/);
   assert.deepEqual(d.graftWasmKernels, ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']);
   assert.ok(d.cores >= 1 && d.threads >= 1);
 });
