@@ -146,7 +146,9 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
   // Streamed: each image goes to its row of the file as soon as it is decoded; only the
   // images being decoded are in memory.
   const disk = stream ? DiskSamples.create(per) : undefined;
-  const decoded: (Uint8Array | true | undefined)[] = new Array(files.length);
+  // In memory: each image goes straight to its row too (one copy of the data, not two).
+  const rows = disk ? undefined : new Uint8Array(files.length * per);
+  const decoded: boolean[] = new Array(files.length).fill(false);
   let next = 0;
   let done = 0;
   const worker = async () => {
@@ -155,7 +157,8 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
       try {
         const pixels = await decodeImage(await readFile(f.path), o);
         if (disk) disk.writeRow(i, pixels);
-        decoded[i] = disk ? true : pixels;
+        else rows!.set(pixels, i * per);
+        decoded[i] = true;
       } catch (e) {
         skipped.push({ path: shown(f.path), reason: shortReason(e) });
       }
@@ -168,9 +171,9 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
   const labels = Int32Array.from(keep, (i) => files[i].label);
   skipped.sort((a, b) => a.path.localeCompare(b.path));
   if (disk) return { x: disk.withRows(keep), labels };
-  const x = new Uint8Array(keep.length * per);
-  keep.forEach((i, j) => { x.set(decoded[i] as Uint8Array, j * per); });
-  return { x, labels };
+  // Close the gaps of skipped files, in place.
+  keep.forEach((i, j) => { if (i !== j) rows!.copyWithin(j * per, i * per, (i + 1) * per); });
+  return { x: rows!.subarray(0, keep.length * per), labels };
 }
 
 /**
