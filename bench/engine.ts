@@ -185,7 +185,7 @@ function torchResult(): EngineResult | string {
 
 function child(engine: string, mode: Mode): EngineResult | string {
   try {
-    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--engine', engine, mode], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'active' } });
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--engine', engine, mode], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return JSON.parse(out.trim().split('\n').at(-1)!) as EngineResult;
   } catch (e) {
     return `failed: ${String((e as Error).message).split('\n').slice(0, 3).join(' ')}`;
