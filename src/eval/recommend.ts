@@ -34,8 +34,13 @@ export function recommend(results: VariantResult[]): string {
     const best = results.slice().sort((a, b) => b.accuracyMean - a.accuracyMean)[0];
     return `Best: ${best.name} with ${best.size} labels per class (${pts(best.accuracyMean)}%). Add the scratch variant to judge whether transfer pays off.`;
   }
-  const equalAfter = sizes.find((s) => Math.abs(at(s).gain!) * 100 < EQUAL_POINTS);
-  if (large.gain * 100 < EQUAL_POINTS) {
+  // Where transfer stops paying: the first size at which it is no longer EQUAL_POINTS ahead
+  // (scratch within a point of it, or ahead of it).
+  const equalAfter = sizes.find((s) => at(s).gain! * 100 < EQUAL_POINTS);
+  if (large.gain * 100 <= -EQUAL_POINTS) {
+    const gap = Math.abs(large.gain * 100).toFixed(1);
+    words.push(`With ${sizes[sizes.length - 1]} labels per class, training from scratch (${pts(large.scratch!.accuracyMean)}%) is ${gap} points better than the best transfer variant (${large.transfer!.name}, ${pts(large.transfer!.accuracyMean)}%): here the pretrained features cost accuracy; train from scratch.`);
+  } else if (large.gain * 100 < EQUAL_POINTS) {
     const ratio = large.scratch!.modelBytes > 0 ? large.transfer!.modelBytes / large.scratch!.modelBytes : 1;
     const smaller = ratio >= 1.5 ? ` and ${ratio.toFixed(1)}x smaller` : '';
     const gap = Math.abs(large.gain * 100).toFixed(1);
@@ -46,8 +51,9 @@ export function recommend(results: VariantResult[]): string {
   }
   if (sizes.length > 1) {
     words.push(`With ${sizes[0]} labels per class, transfer is ${(small.gain * 100).toFixed(1)} points ${small.gain >= 0 ? 'better' : 'worse'} (${small.transfer!.name} ${pts(small.transfer!.accuracyMean)}% vs scratch ${pts(small.scratch!.accuracyMean)}%).`);
-    words.push(equalAfter !== undefined && equalAfter !== sizes[0]
-      ? `Transfer stops paying off at about ${equalAfter} labels per class.`
+    const before = equalAfter !== undefined ? sizes[sizes.indexOf(equalAfter) - 1] : undefined;
+    words.push(equalAfter !== undefined && before !== undefined
+      ? `Transfer stops paying off between ${before} and ${equalAfter} labels per class.`
       : equalAfter === sizes[0] ? 'At every size tried, scratch is as good: the pretrained features do not help this task.' : 'Transfer pays off at every size tried.');
   }
   const cheapest = results.filter((r) => r.size === sizes[sizes.length - 1] && TRANSFER_VARIANTS.includes(r.name))
