@@ -63,11 +63,6 @@ let enabled = !/^(0|off|false)$/i.test(process.env.GRAFT_NATIVE ?? '');
 function load(): Addon | null {
   if (addon !== undefined) return addon;
   try {
-    // libgomp reads its wait policy once, when libtorch loads. Its default spins for a while
-    // after each parallel region; when another process shares the cores, small steps then
-    // wait on descheduled spinning threads (a head step on cached features measured 27 ms
-    // instead of 0.3 ms). A value the user set wins.
-    process.env.OMP_WAIT_POLICY ??= 'passive';
     const require = createRequire(import.meta.url);
     // dist/src/engine/native.js -> <package>/build/graft_native.node
     addon = require(new URL('../../../build/graft_native.node', import.meta.url).pathname) as Addon;
