@@ -352,6 +352,7 @@ class Net : public Napi::ObjectWrap<Net> {
   }
 
   Tensor forward(const Tensor& x, bool training, Tensor* second = nullptr) {
+    if (ops_.empty()) throw std::runtime_error("this model was disposed");
     std::vector<Tensor> v(ops_.size());
     std::vector<int> lastUse(ops_.size(), -1);
     for (size_t i = 0; i < ops_.size(); i++) for (int j : ops_[i].inputs) lastUse[j] = (int)i;
@@ -499,6 +500,10 @@ class Net : public Napi::ObjectWrap<Net> {
   // getWeights() -> Float32Array[] in tfjs layout, in the order the params were given.
   Napi::Value GetWeights(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    if (ops_.empty()) {
+      Napi::Error::New(env, "graft-native: this model was disposed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     auto out = Napi::Array::New(env, params_.size());
     at::NoGradGuard ng;
     for (size_t i = 0; i < params_.size(); i++) {

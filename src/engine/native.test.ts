@@ -193,6 +193,8 @@ test('bad input to the native engine is a clear error, not a crash', { skip }, (
   const x = new Float32Array(300);
   assert.throws(() => net.trainStep(x, Int32Array.of(7), Float64Array.of(0.1), 0), /label 7 outside 0..3/);
   net.dispose();
+  assert.throws(() => net.predict(x, 1), /disposed/, 'a disposed model is an error, not a crash');
+  assert.throws(() => net.syncWeights(), /disposed/);
   const odd = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [4], units: 2 }), tfl.layers.layerNormalization()] });
   assert.match(nativeUnsupported(odd) ?? '', /LayerNormalization/);
 });
