@@ -388,7 +388,7 @@ class Net : public Napi::ObjectWrap<Net> {
   Napi::Value Predict(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     try {
-      at::NoGradGuard ng;
+      c10::InferenceMode inference;  // lighter than NoGradGuard: no version counters or view tracking
       Tensor x = input(info[0].As<Napi::Float32Array>(), info[1].As<Napi::Number>().Int64Value());
       return toJs(env, forward(x, false));
     } catch (const std::exception& e) {
