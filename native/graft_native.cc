@@ -120,18 +120,18 @@ Kind parseKind(const std::string& s) {
   throw std::runtime_error("unsupported op kind \"" + s + "\"");
 }
 
-// tfjs weight layout -> ATen layout, and back.
+// tfjs filter -> ATen weight, as a view: [kh, kw, in, out] -> [out, in, kh, kw]; depthwise
+// [kh, kw, in, mult] -> [in * mult, 1, kh, kw] (output channel c * mult + m).
+Tensor atenFilter(const Tensor& f, bool depthwise) {
+  if (!depthwise) return f.permute({3, 2, 0, 1});
+  auto s = f.sizes();
+  return f.reshape({s[0], s[1], s[2] * s[3]}).permute({2, 0, 1}).unsqueeze(1);
+}
+
+// tfjs weight layout -> ATen layout (an owned copy), and back.
 Tensor toAten(const Tensor& tf, Layout l) {
-  switch (l) {
-    case Layout::Plain: return tf.clone();
-    case Layout::Conv:  // [kh, kw, in, out] -> [out, in, kh, kw]
-      return tf.permute({3, 2, 0, 1}).contiguous(at::MemoryFormat::ChannelsLast);
-    case Layout::Depthwise: {  // [kh, kw, in, mult] -> [in * mult, 1, kh, kw]
-      auto s = tf.sizes();
-      return tf.reshape({s[0], s[1], s[2] * s[3]}).permute({2, 0, 1}).unsqueeze(1).contiguous(at::MemoryFormat::ChannelsLast);
-    }
-  }
-  return tf;
+  if (l == Layout::Plain) return tf.clone();
+  return atenFilter(tf, l == Layout::Depthwise).contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 Tensor toTfjs(const Tensor& t, Layout l, const std::vector<int64_t>& tfShape) {
@@ -141,6 +141,30 @@ Tensor toTfjs(const Tensor& t, Layout l, const std::vector<int64_t>& tfShape) {
     case Layout::Depthwise: return t.squeeze(1).permute({1, 2, 0}).contiguous().reshape(tfShape);
   }
   return t;
+}
+
+// Pads an NCHW tensor by [top, bottom, left, right] with `value`, keeping channels-last.
+Tensor padNchw(const Tensor& x, const std::vector<int64_t>& pad, double value) {
+  return at::constant_pad_nd(x, {pad[2], pad[3], pad[0], pad[1]}, value).contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// A new Float32Array holding `t`'s values in row-major order.
+Napi::Float32Array floatArray(Napi::Env env, const Tensor& t) {
+  Tensor c = t.contiguous();
+  auto out = Napi::Float32Array::New(env, c.numel());
+  std::memcpy(out.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+  return out;
+}
+
+// Runs `body` (returning a Napi::Value); a C++ exception becomes a JavaScript error "graft-native <what>: ...".
+template <class F>
+Napi::Value guarded(Napi::Env env, const char* what, F body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, std::string("graft-native ") + what + ": " + e.what()).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
 }
 
 class Net : public Napi::ObjectWrap<Net> {
@@ -191,7 +215,13 @@ class Net : public Napi::ObjectWrap<Net> {
       for (uint32_t i = 0; i < ops.Length(); i++) ops_.push_back(parseOp(ops.Get(i).As<Napi::Object>(), (int)i));
       if (output_ < 0 || output_ >= (int)ops_.size() || output2_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
       readers_.assign(ops_.size(), 0);
-      for (auto& op : ops_) for (int j : op.inputs) readers_[j]++;
+      lastUse_.assign(ops_.size(), -1);
+      for (size_t i = 0; i < ops_.size(); i++) {
+        for (int j : ops_[i].inputs) {
+          readers_[j]++;
+          lastUse_[j] = (int)i;
+        }
+      }
       if (inputShape_.empty()) throw std::runtime_error("inputShape missing");
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
@@ -203,6 +233,7 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<Param> params_;
   std::vector<int64_t> inputShape_;
   std::vector<int> readers_;  // how many ops read each op's output
+  std::vector<int> lastUse_;  // the last op that reads each op's output (-1: none)
   int output_ = -1;
   int output2_ = -1;  // a second output (the old head, for distillation), or -1
   // Loss terms beyond cross-entropy (src/train/distill.ts, ewc.ts), set by setLoss.
@@ -264,7 +295,7 @@ class Net : public Napi::ObjectWrap<Net> {
       return x;
     }
     inner = {0, 0};
-    return at::constant_pad_nd(x, {pad[2], pad[3], pad[0], pad[1]}, value).contiguous(at::MemoryFormat::ChannelsLast);
+    return padNchw(x, pad, value);
   }
 
   Tensor run(const Op& op, const std::vector<Tensor>& v, bool training) {
@@ -321,7 +352,7 @@ class Net : public Napi::ObjectWrap<Net> {
         for (int i : op.inputs) parts.push_back(v[i]);
         return at::cat(parts, lastAxis(x));
       }
-      case Kind::Pad: return at::constant_pad_nd(x, {op.pad[2], op.pad[3], op.pad[0], op.pad[1]}, 0).contiguous(at::MemoryFormat::ChannelsLast);
+      case Kind::Pad: return padNchw(x, op.pad, 0);
       case Kind::MaxPool: {
         Tensor in = padded(x, op.pad, -std::numeric_limits<double>::infinity(), inner);
         return at::max_pool2d(in, op.kernel, op.stride, inner);
@@ -354,13 +385,11 @@ class Net : public Napi::ObjectWrap<Net> {
   Tensor forward(const Tensor& x, bool training, Tensor* second = nullptr) {
     if (ops_.empty()) throw std::runtime_error("this model was disposed");
     std::vector<Tensor> v(ops_.size());
-    std::vector<int> lastUse(ops_.size(), -1);
-    for (size_t i = 0; i < ops_.size(); i++) for (int j : ops_[i].inputs) lastUse[j] = (int)i;
     for (size_t i = 0; i < ops_.size(); i++) {
       if (ops_[i].kind == Kind::Input) v[i] = x;
       else v[i] = run(ops_[i], v, training);
       // Free what no later op reads (autograd keeps what backward needs).
-      for (int j : ops_[i].inputs) if (lastUse[j] == (int)i && j != output_ && j != output2_) v[j] = Tensor();
+      for (int j : ops_[i].inputs) if (lastUse_[j] == (int)i && j != output_ && j != output2_) v[j] = Tensor();
     }
     if (second) *second = output2_ >= 0 ? v[output2_] : Tensor();
     return v[output_];
@@ -378,30 +407,28 @@ class Net : public Napi::ObjectWrap<Net> {
   }
 
   static Napi::Float32Array toJs(Napi::Env env, const Tensor& y) {
-    Tensor t = (y.dim() == 4 ? y.permute({0, 2, 3, 1}) : y).contiguous();
-    auto out = Napi::Float32Array::New(env, t.numel());
-    std::memcpy(out.Data(), t.data_ptr<float>(), t.numel() * sizeof(float));
-    return out;
+    return floatArray(env, y.dim() == 4 ? y.permute({0, 2, 3, 1}) : y);
   }
 
   // predict(x: Float32Array, n) -> Float32Array (outputs in tfjs layout)
   Napi::Value Predict(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    try {
+    return guarded(info.Env(), "predict", [&]() -> Napi::Value {
       c10::InferenceMode inference;  // lighter than NoGradGuard: no version counters or view tracking
       Tensor x = input(info[0].As<Napi::Float32Array>(), info[1].As<Napi::Number>().Int64Value());
-      return toJs(env, forward(x, false));
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("graft-native predict: ") + e.what()).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+      return toJs(info.Env(), forward(x, false));
+    });
   }
 
   // trainStep(x, n, labels: Int32Array, lrs: Float64Array, seed, classWeights?: Float32Array)
   //   -> { loss, correct }; no update when the loss is not finite.
   Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
+    // Gradients are dropped when the step ends, normally or by an error.
+    struct DropGrads {
+      std::vector<Param>& params;
+      ~DropGrads() { for (auto& p : params) if (p.t.grad().defined()) p.t.mutable_grad().reset(); }
+    } drop{params_};
+    return guarded(env, "train step", [&]() -> Napi::Value {
       int64_t n = info[1].As<Napi::Number>().Int64Value();
       Tensor x = input(info[0].As<Napi::Float32Array>(), n);
       auto labelsJs = info[2].As<Napi::Int32Array>();
@@ -457,7 +484,6 @@ class Net : public Napi::ObjectWrap<Net> {
         update(lrs);
         t3 = std::chrono::steady_clock::now();
       }
-      for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
       auto out = Napi::Object::New(env);
       out.Set("loss", lossValue);
       out.Set("correct", correct);
@@ -466,11 +492,7 @@ class Net : public Napi::ObjectWrap<Net> {
       out.Set("backwardMs", ms(t1, t2));
       out.Set("updateMs", ms(t2, t3));
       return out;
-    } catch (const std::exception& e) {
-      for (auto& p : params_) if (p.t.grad().defined()) p.t.mutable_grad().reset();
-      Napi::Error::New(env, std::string("graft-native train step: ") + e.what()).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    });
   }
 
   // Graft's AdamW (src/train/optimizer.ts): bias-corrected Adam, epsilon outside the square
@@ -507,10 +529,7 @@ class Net : public Napi::ObjectWrap<Net> {
     auto out = Napi::Array::New(env, params_.size());
     at::NoGradGuard ng;
     for (size_t i = 0; i < params_.size(); i++) {
-      Tensor t = toTfjs(params_[i].t.detach(), params_[i].layout, params_[i].tfShape);
-      auto a = Napi::Float32Array::New(env, t.numel());
-      std::memcpy(a.Data(), t.data_ptr<float>(), t.numel() * sizeof(float));
-      out.Set(i, a);
+      out.Set(i, floatArray(env, toTfjs(params_[i].t.detach(), params_[i].layout, params_[i].tfShape)));
     }
     return out;
   }
@@ -524,12 +543,8 @@ class Net : public Napi::ObjectWrap<Net> {
       if (!p.m.defined()) { out.Set(i, env.Null()); continue; }
       auto s = Napi::Object::New(env);
       s.Set("step", (double)p.step);
-      for (auto [name, t] : {std::pair<const char*, Tensor>{"m", p.m}, {"v", p.v}}) {
-        Tensor c = toTfjs(t, p.layout, p.tfShape);
-        auto a = Napi::Float32Array::New(env, c.numel());
-        std::memcpy(a.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
-        s.Set(name, a);
-      }
+      s.Set("m", floatArray(env, toTfjs(p.m, p.layout, p.tfShape)));
+      s.Set("v", floatArray(env, toTfjs(p.v, p.layout, p.tfShape)));
       out.Set(i, s);
     }
     return out;
@@ -537,8 +552,7 @@ class Net : public Napi::ObjectWrap<Net> {
 
   // setOptimizerState(index, step, m, v) with m and v in tfjs layout.
   Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    try {
+    return guarded(info.Env(), "optimizer state", [&]() -> Napi::Value {
       int64_t i = info[0].As<Napi::Number>().Int64Value();
       if (i < 0 || i >= (int64_t)params_.size()) throw std::runtime_error("param index out of range");
       Param& p = params_[i];
@@ -548,17 +562,14 @@ class Net : public Napi::ObjectWrap<Net> {
       p.step = info[1].As<Napi::Number>().Int64Value();
       p.m = toAten(at::from_blob(m.Data(), p.tfShape, at::kFloat), p.layout);
       p.v = toAten(at::from_blob(v.Data(), p.tfShape, at::kFloat), p.layout);
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
-    }
-    return env.Undefined();
+      return info.Env().Undefined();
+    });
   }
 
   // setLoss({ kind: 'lwf', lambda, temperature, from: 'second-output' | 'old-columns', oldClasses })
   // setLoss({ kind: 'ewc', lambda, terms: [{ param, fisher, anchor }] }) (tfjs layouts)
   Napi::Value SetLoss(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    try {
+    return guarded(info.Env(), "loss", [&]() -> Napi::Value {
       auto o = info[0].As<Napi::Object>();
       std::string kind = getStr(o, "kind");
       lambda_ = getNum(o, "lambda", 1);
@@ -588,10 +599,8 @@ class Net : public Napi::ObjectWrap<Net> {
       } else {
         throw std::runtime_error("unknown loss " + kind);
       }
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
-    }
-    return env.Undefined();
+      return info.Env().Undefined();
+    });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -626,13 +635,6 @@ Tensor view(Napi::Float32Array a, const std::vector<int64_t>& shape, const char*
 
 Tensor nchw(const Tensor& nhwc) { return nhwc.permute({0, 3, 1, 2}); }
 
-// tfjs filter -> ATen weight (a view; oneDNN reorders it as it needs).
-Tensor atenFilter(const Tensor& f, bool depthwise) {
-  if (!depthwise) return f.permute({3, 2, 0, 1});
-  auto s = f.sizes();
-  return f.reshape({s[0], s[1], s[2] * s[3]}).permute({2, 0, 1}).unsqueeze(1);
-}
-
 struct ConvArgs {
   std::vector<int64_t> stride, pad, dilation;
   bool depthwise;
@@ -648,7 +650,7 @@ struct ConvArgs {
     inner = uneven ? std::vector<int64_t>{0, 0} : std::vector<int64_t>{pad[0], pad[2]};
   }
   Tensor padInput(const Tensor& x) const {  // x: NCHW
-    return uneven ? at::constant_pad_nd(x, {pad[2], pad[3], pad[0], pad[1]}, 0) : x;
+    return uneven ? padNchw(x, pad, 0) : x;
   }
 };
 
@@ -670,14 +672,11 @@ Tensor applyAct(Tensor y, const std::string& act, double alpha) {
 // Runs one kernel on its argument object without autograd; errors become JavaScript errors.
 template <class F>
 Napi::Value kernelCall(const Napi::CallbackInfo& info, const char* what, F body) {
-  Napi::Env env = info.Env();
-  try {
+  return guarded(info.Env(), what, [&]() -> Napi::Value {
     at::NoGradGuard ng;
     body(info[0].As<Napi::Object>());
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("graft-native ") + what + ": " + e.what()).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
+    return info.Env().Undefined();
+  });
 }
 
 // conv2d({ x, xShape, filter, filterShape, out, outShape, strides, pads, dilations, depthwise, bias?, activation?, alpha? })
@@ -728,8 +727,7 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
     int64_t groups = c.depthwise ? fs[2] : 1;
     auto grads = at::convolution_backward(dy, x, w, c10::nullopt, c.stride, c.inner, c.dilation, false, {0, 0}, groups, {false, true, false});
     Tensor dw = std::get<1>(grads);
-    Tensor tf = c.depthwise ? dw.squeeze(1).permute({1, 2, 0}).reshape(fs) : dw.permute({2, 3, 1, 0});
-    view(o.Get("out").As<Napi::Float32Array>(), fs, "output").copy_(tf);
+    view(o.Get("out").As<Napi::Float32Array>(), fs, "output").copy_(toTfjs(dw, c.depthwise ? Layout::Depthwise : Layout::Conv, fs));
   });
 }
 
