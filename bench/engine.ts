@@ -21,7 +21,6 @@ import { NativeNet } from '../src/engine/native.js';
 import { setNativeKernels } from '../src/engine/native-kernels.js';
 import { makeRng } from '../src/data/random.js';
 import type { Dataset } from '../src/data/dataset.js';
-import type { Layer } from '../src/model/layers.js';
 
 const BATCH = 32;
 const SIZE = 96;
@@ -52,9 +51,7 @@ function randomSet(n: number, shape: number[], seed: number): Dataset {
 
 /** Times `steps` training steps (after a quarter as many untimed) through Graft's own loop; img/s. */
 async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dataset, batch: number, steps: number, native: boolean, track?: { tensors: number[]; rss: number[] }): Promise<number> {
-  const groupIndex = new Map<Layer, number>();
-  groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
-  const net = native ? new NativeNet(model, { groupOf: (l) => groupIndex.get(l) }) : undefined;
+  const net = native ? new NativeNet(model, { groups }) : undefined;
   const optimizer = new AdamW();
   const times: number[] = [];
   const warm = Math.max(1, Math.floor(steps / 4));

@@ -122,9 +122,7 @@ async function trainSteps(model: tfl.LayersModel, data: Dataset, native: boolean
     { layers: ['dw', 'dw_bn', 'project', 'project_bn'].map(byName), lrMult: 0.1 },
     { layers: ['sep', 'head'].map(byName), lrMult: 1 },
   ];
-  const groupIndex = new Map<Layer, number>();
-  groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
-  const net = native ? new NativeNet(model, { groupOf: (l) => groupIndex.get(l), weightDecay: 0.01 }) : undefined;
+  const net = native ? new NativeNet(model, { groups, weightDecay: 0.01 }) : undefined;
   const optimizer = new AdamW({ weightDecay: 0.01 });
   const losses: number[] = [];
   const rng = makeRng(5);
@@ -172,15 +170,15 @@ test('a native training step follows the per-op tfjs path: loss curve and weight
 test('native AdamW state goes back to tfjs and forward again', { skip }, async () => {
   const model = await adoptModel(residualNet(2));
   const head = model.getLayer('head') as unknown as Layer;
-  const net = new NativeNet(model, { groupOf: (l) => (l === head ? 0 : undefined) });
+  const net = new NativeNet(model, { groups: [{ layers: [head], lrMult: 1 }] });
   const d = randomData(8, [10, 10, 3], 4, 9);
   net.trainStep(d.x as Float32Array, Int32Array.from(d.labels), Float64Array.of(0.01), 0);
   const state = net.optimizerState();
   assert.equal(state.size, 2, 'kernel and bias of the head');
   const [v, s] = [...state][0];
   assert.equal(s.step, 1);
-  const other = new NativeNet(model, { groupOf: (l) => (l === head ? 0 : undefined) });
-  other.setOptimizerState(v, s.step, s.m, s.v);
+  const other = new NativeNet(model, { groups: [{ layers: [head], lrMult: 1 }] });
+  other.setOptimizerState(v, s);
   assert.deepEqual([...other.optimizerState().values()][0].m, s.m);
   net.dispose();
   other.dispose();
@@ -213,7 +211,7 @@ async function lossSteps(model: tfl.LayersModel, data: Dataset, native: boolean,
   (model.getLayer('stem_bn') as unknown as Layer).trainable = false;
   if (model.layers.some((l) => l.name === 'old_head')) (model.getLayer('old_head') as unknown as Layer).trainable = false;
   const groups: LayerGroup[] = [{ layers, lrMult: 1 }];
-  const net = native ? new NativeNet(model, { groupOf: (l) => (layers.includes(l) ? 0 : undefined), loss: loss.native }) : undefined;
+  const net = native ? new NativeNet(model, { groups, loss: loss.native }) : undefined;
   const optimizer = new AdamW();
   const losses: number[] = [];
   await runEpoch({ model, data, groups, optimizer, batchSize: 8, rng: makeRng(2), lrAt: () => 0.01, firstStep: 0, native: net, loss, onBatch: (p) => { losses.push(p.loss); } });

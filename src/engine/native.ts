@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { FreezableBatchNormalization } from '../model/batch-norm.js';
-import type { NativeLossSpec } from '../train/loop.js';
+import type { LayerGroup, NativeLossSpec } from '../train/loop.js';
+import type { Moments } from '../train/optimizer.js';
 import type { Layer } from '../model/layers.js';
 
 interface AddonNet {
@@ -19,7 +20,7 @@ interface AddonNet {
   setLoss(spec: object): void;
   predict(x: Float32Array, n: number): Float32Array;
   getWeights(): Float32Array[];
-  getOptimizerState(): Array<{ step: number; m: Float32Array; v: Float32Array } | null>;
+  getOptimizerState(): Array<Moments | null>;
   setOptimizerState(index: number, step: number, m: Float32Array, v: Float32Array): void;
   dispose(): void;
 }
@@ -108,7 +109,6 @@ export interface NativePlan {
   ops: OpSpec[];
   /** The model's variables in the order of the addon's params. */
   variables: LayerVariable[];
-  layerOf: Layer[];
   inputShape: number[];
   output: number;
   /** A second output (the old head, for distillation), or -1. */
@@ -150,25 +150,27 @@ function channelsLast(c: Config, layer: Layer): void {
 }
 
 /**
- * Translates a model into the addon's ops. `groupOf` gives a layer's learning-rate group
- * when it trains in this phase (undefined: frozen). Throws Unsupported with the reason.
+ * Translates a model into the addon's ops. A layer in `groups[i]` trains in group i (its
+ * learning rate is lrs[i] of each step); other layers are frozen. Without `readWeights` the
+ * params carry no values (a support check). Throws Unsupported with the reason.
  */
-export function nativePlan(model: tfl.LayersModel, groupOf: (l: Layer) => number | undefined = () => undefined): NativePlan & { params: ParamSpec[] } {
+export function nativePlan(model: tfl.LayersModel, groups: LayerGroup[] = [], readWeights = true): NativePlan & { params: ParamSpec[] } {
+  const groupOf = new Map<Layer, number>();
+  groups.forEach((g, i) => g.layers.forEach((l) => groupOf.set(l, i)));
   if (model.inputs.length !== 1 || model.outputs.length > 2) throw new Unsupported('a model with several inputs or more than two outputs');
   const ops: OpSpec[] = [];
   const params: ParamSpec[] = [];
   const variables: LayerVariable[] = [];
-  const layerOf: Layer[] = [];
   const paramIndex = new Map<LayerVariable, number>();
   const opOf = new Map<number, number>();
   const param = (layer: Layer, v: LayerVariable, layout: ParamSpec['layout']): number => {
     const known = paramIndex.get(v);
     if (known !== undefined) return known;
-    const group = groupOf(layer);
+    const group = groupOf.get(layer);
     const trainable = group !== undefined && layer.trainable && v.trainable;
-    params.push({ data: (v.read().dataSync() as Float32Array).slice(), shape: v.shape as number[], layout, trainable, group: group ?? 0 });
+    const data = readWeights ? (v.read().dataSync() as Float32Array).slice() : new Float32Array(0);
+    params.push({ data, shape: v.shape as number[], layout, trainable, group: group ?? 0 });
     variables.push(v);
-    layerOf.push(layer);
     paramIndex.set(v, params.length - 1);
     return params.length - 1;
   };
@@ -197,7 +199,7 @@ export function nativePlan(model: tfl.LayersModel, groupOf: (l: Layer) => number
   };
   const output = visit(model.outputs[0]);
   const output2 = model.outputs.length > 1 ? visit(model.outputs[1]) : -1;
-  return { ops, params, variables, layerOf, inputShape: inputShape as number[], output, output2 };
+  return { ops, params, variables, inputShape: inputShape as number[], output, output2 };
 }
 
 function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], param: (l: Layer, v: LayerVariable, layout: ParamSpec['layout']) => number): OpSpec {
@@ -296,7 +298,7 @@ export function nativeUnsupported(model: tfl.LayersModel): string | undefined {
   const s = nativeStatus();
   if (!s.available) return `native engine ${s.reason}`;
   try {
-    planOnly(model);
+    nativePlan(model, [], false);
     return undefined;
   } catch (e) {
     if (e instanceof Unsupported) return `not supported natively: ${e.message}`;
@@ -304,14 +306,9 @@ export function nativeUnsupported(model: tfl.LayersModel): string | undefined {
   }
 }
 
-/** nativePlan without reading weights: checks support only. */
-function planOnly(model: tfl.LayersModel): void {
-  // Reading weights is cheap next to a training run; one path keeps the checks in one place.
-  nativePlan(model);
-}
-
 export interface NativeNetOptions {
-  groupOf?: (l: Layer) => number | undefined;
+  /** The layer groups that train, as the training loop has them (none: inference only). */
+  groups?: LayerGroup[];
   weightDecay?: number;
   /** A loss beyond cross-entropy (distillation, EWC), as LossFn.native describes it. */
   loss?: NativeLossSpec;
@@ -320,14 +317,15 @@ export interface NativeNetOptions {
 /** A model copied into the native engine. Weights go back with `syncWeights`. */
 export class NativeNet {
   private readonly net: AddonNet;
-  readonly plan: NativePlan;
+  /** The model's variables in the order of the addon's params. */
+  private readonly variables: LayerVariable[];
   /** Whether any weight trains. */
   readonly trainable: boolean;
 
   constructor(model: tfl.LayersModel, options: NativeNetOptions = {}) {
-    const a = load();
-    if (!a || !enabled) throw new Unsupported(`native engine ${nativeStatus().reason}`);
-    const plan = nativePlan(model, options.groupOf);
+    const a = nativeAddon();
+    if (!a) throw new Unsupported(`native engine ${nativeStatus().reason}`);
+    const plan = nativePlan(model, options.groups);
     this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0 });
     const l = options.loss;
     if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });
@@ -335,7 +333,8 @@ export class NativeNet {
       const terms = l.terms().map((t) => ({ param: plan.variables.indexOf(t.variable), fisher: t.fisher, anchor: t.anchor })).filter((t) => t.param >= 0);
       this.net.setLoss({ kind: 'ewc', lambda: l.lambda, terms });
     }
-    this.plan = plan;
+    // Only the variables are kept: the params' values now live in the addon.
+    this.variables = plan.variables;
     this.trainable = plan.params.some((p) => p.trainable);
   }
 
@@ -359,7 +358,7 @@ export class NativeNet {
   /** Writes the native weights (BatchNorm statistics included) back into the tfjs model. */
   syncWeights(): void {
     const values = this.net.getWeights();
-    this.plan.variables.forEach((v, i) => {
+    this.variables.forEach((v, i) => {
       const t = tf.tensor(values[i], v.shape as number[]);
       v.write(t);
       t.dispose();
@@ -367,15 +366,15 @@ export class NativeNet {
   }
 
   /** AdamW moments of each variable that has trained natively. */
-  optimizerState(): Map<LayerVariable, { step: number; m: Float32Array; v: Float32Array }> {
-    const out = new Map<LayerVariable, { step: number; m: Float32Array; v: Float32Array }>();
-    this.net.getOptimizerState().forEach((s, i) => { if (s) out.set(this.plan.variables[i], s); });
+  optimizerState(): Map<LayerVariable, Moments> {
+    const out = new Map<LayerVariable, Moments>();
+    this.net.getOptimizerState().forEach((s, i) => { if (s) out.set(this.variables[i], s); });
     return out;
   }
 
-  setOptimizerState(v: LayerVariable, step: number, m: Float32Array, vv: Float32Array): void {
-    const i = this.plan.variables.indexOf(v);
-    if (i >= 0) this.net.setOptimizerState(i, step, m, vv);
+  setOptimizerState(v: LayerVariable, s: Moments): void {
+    const i = this.variables.indexOf(v);
+    if (i >= 0) this.net.setOptimizerState(i, s.step, s.m, s.v);
   }
 
   dispose(): void {

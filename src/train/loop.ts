@@ -169,11 +169,13 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
       if (r.start && b < r.start.batch) continue;
       dropouts.forEach((l, i) => { l.seed = seeds[i]; });
       const ix = order.slice(b * r.batchSize, (b + 1) * r.batchSize);
-      const done = r.native
-        ? await runNativeBatch(r, r.native, ix, b, batches, n, { lossSum, correct }, augmentSeed, seeds[0] ?? 0)
-        : await runBatch(r, ix, b, batches, n, { lossSum, correct }, augmentSeed);
-      lossSum = done.lossSum;
-      correct = done.correct;
+      const lr = r.lrAt(r.firstStep + b);
+      const step = r.native ? nativeStep(r, r.native, ix, lr, augmentSeed, seeds[0] ?? 0) : await tfjsStep(r, ix, lr, augmentSeed);
+      if (!Number.isFinite(step.loss)) throw new DivergedError(b + 1, lr, step.loss);
+      lossSum += step.loss * ix.length;
+      correct += step.correct;
+      const seen = Math.min(n, (b + 1) * r.batchSize);
+      await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen, learningRate: lr });
       // Let the event loop run (signals such as Ctrl-C, HTTP requests of graft serve): the
       // backend's promises resolve as microtasks and would otherwise starve it for a whole epoch.
       // Every 20 ms at most: native steps on cached features take well under a millisecond.
@@ -196,10 +198,14 @@ function augmenter(r: EpochRun, augmentSeed: number) {
 
 const nothingTrainable = () => new GraftError('BAD_OPTION', 'Nothing is trainable: every layer is frozen.', { fix: 'Unfreeze the head or part of the body.' });
 
-/** One batch in the native engine: the same data, augmentation, loss and AdamW as runBatch, in one call. */
-async function runNativeBatch(r: EpochRun, net: NativeNet, ix: number[], b: number, batches: number, n: number, sums: { lossSum: number; correct: number }, augmentSeed: number, dropoutSeed: number): Promise<{ lossSum: number; correct: number }> {
-  let { lossSum, correct } = sums;
-  const lr = r.lrAt(r.firstStep + b);
+/** A training step's result on one batch: its mean loss and how many samples it got right. */
+interface StepResult {
+  loss: number;
+  correct: number;
+}
+
+/** One step in the native engine: the same data, augmentation, loss and AdamW as tfjsStep, in one call. */
+function nativeStep(r: EpochRun, net: NativeNet, ix: number[], lr: number, augmentSeed: number, dropoutSeed: number): StepResult {
   if (!net.trainable) throw nothingTrainable();
   const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, augmentSeed), net.batchBuffer(ix.length * r.data.sampleShape.reduce((a, b) => a * b, 1)));
   const y = Int32Array.from(ix, (i) => r.data.labels[i]);
@@ -211,22 +217,16 @@ async function runNativeBatch(r: EpochRun, net: NativeNet, ix: number[], b: numb
     targets = new Float32Array(ix.length * k);
     ix.forEach((i, j) => targets!.set(spec.targets.subarray(i * k, (i + 1) * k), j * k));
   }
-  let step: { loss: number; correct: number };
   try {
-    step = net.trainStep(x, y, lrs, dropoutSeed, r.classWeights, targets);
+    // No update when the loss is not finite (runEpoch then stops with DivergedError).
+    return net.trainStep(x, y, lrs, dropoutSeed, r.classWeights, targets);
   } catch (e) {
     throw asMemoryError(e, ix.length);
   }
-  if (!Number.isFinite(step.loss)) throw new DivergedError(b + 1, lr, step.loss);
-  correct += step.correct;
-  lossSum += step.loss * ix.length;
-  await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
-  return { lossSum, correct };
 }
 
-async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, n: number, sums: { lossSum: number; correct: number }, augmentSeed: number): Promise<{ lossSum: number; correct: number }> {
-  let { lossSum, correct } = sums;
-  const lr = r.lrAt(r.firstStep + b);
+/** One step per-op on the tfjs backend: forward, loss, gradients, and AdamW unless the loss is not finite. */
+async function tfjsStep(r: EpochRun, ix: number[], lr: number, augmentSeed: number): Promise<StepResult> {
   // Read the frozen state now: a freeze or unfreeze between steps applies at once.
   const perGroup = r.groups.map((g) => ({ vars: trainableOf(g), lr: lr * g.lrMult }));
   const vars = perGroup.flatMap((g) => g.vars);
@@ -247,14 +247,10 @@ async function runBatch(r: EpochRun, ix: number[], b: number, batches: number, n
   }
   const { value, grads } = step;
   const loss = (await value.data())[0];
-  correct += (await hits!.data())[0];
-  if (!Number.isFinite(loss)) {
-    tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
-    throw new DivergedError(b + 1, lr, loss);
+  const correct = (await hits!.data())[0];
+  if (Number.isFinite(loss)) {
+    for (const g of perGroup) for (const v of g.vars) r.optimizer.update(v, grads[(v.read() as tf.Variable).name], g.lr);
   }
-  for (const g of perGroup) for (const v of g.vars) r.optimizer.update(v, grads[(v.read() as tf.Variable).name], g.lr);
   tf.dispose([x, y, value, hits!, ...Object.values(grads)]);
-  lossSum += loss * ix.length;
-  await r.onBatch?.({ batch: b + 1, batches, loss: lossSum / Math.min(n, (b + 1) * r.batchSize), accuracy: correct / Math.min(n, (b + 1) * r.batchSize), learningRate: lr });
-  return { lossSum, correct };
+  return { loss, correct };
 }

@@ -12,6 +12,13 @@ export interface AdamOptions {
   weightDecay: number;
 }
 
+/** A variable's AdamW moments and step count, as arrays. */
+export interface Moments {
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
 export const ADAM_DEFAULTS: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0 };
 
 interface Slot {
@@ -53,16 +60,16 @@ export class AdamW {
   }
 
   /** One variable's moments, as arrays (for the native engine, which trains with its own copy). */
-  slot(variable: LayerVariable): { step: number; m: Float32Array; v: Float32Array } | undefined {
+  slot(variable: LayerVariable): Moments | undefined {
     const s = this.slots.get(variable);
     return s && { step: s.step, m: s.m.dataSync() as Float32Array, v: s.v.dataSync() as Float32Array };
   }
 
-  setSlot(variable: LayerVariable, step: number, m: Float32Array, v: Float32Array): void {
+  setSlot(variable: LayerVariable, s: Moments): void {
     const old = this.slots.get(variable);
     if (old) tf.dispose([old.m, old.v]);
     const shape = variable.shape as number[];
-    this.slots.set(variable, tf.tidy(() => ({ m: tf.variable(tf.tensor(m, shape), false), v: tf.variable(tf.tensor(v, shape), false), step })));
+    this.slots.set(variable, tf.tidy(() => ({ m: tf.variable(tf.tensor(s.m, shape), false), v: tf.variable(tf.tensor(s.v, shape), false), step: s.step })));
   }
 
   /** The variables that have moments. */
@@ -83,10 +90,7 @@ export class AdamW {
   importState(state: AdamWState, byKey: Map<string, LayerVariable>): void {
     for (const s of state.slots) {
       const variable = byKey.get(s.key);
-      if (!variable) continue;
-      this.slots.get(variable)?.m.dispose();
-      this.slots.get(variable)?.v.dispose();
-      this.slots.set(variable, tf.tidy(() => ({ m: tf.variable(tf.tensor(s.m, s.shape), false), v: tf.variable(tf.tensor(s.v, s.shape), false), step: s.step })));
+      if (variable) this.setSlot(variable, s);
     }
   }
 
@@ -97,12 +101,9 @@ export class AdamW {
 }
 
 /** One variable's optimizer slots, as saved in a checkpoint. */
-export interface SlotState {
+export interface SlotState extends Moments {
   key: string;
-  step: number;
   shape: number[];
-  m: Float32Array;
-  v: Float32Array;
 }
 
 export interface AdamWState {

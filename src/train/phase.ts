@@ -148,10 +148,8 @@ export function phaseInfo(r: PhaseRun): PhaseInfo {
 function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
-  const groupIndex = new Map<Layer, number>();
-  r.groups.forEach((g, i) => g.layers.forEach((l) => groupIndex.set(l, i)));
   try {
-    return { net: new NativeNet(r.model, { groupOf: (l) => groupIndex.get(l), weightDecay: r.weightDecay, loss: r.loss?.native }) };
+    return { net: new NativeNet(r.model, { groups: r.groups, weightDecay: r.weightDecay, loss: r.loss?.native }) };
   } catch (e) {
     if (e instanceof Unsupported) return { note: e.message };
     throw e;
@@ -166,7 +164,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
   const started = Date.now();
   const optimizer = new AdamW({ weightDecay: r.weightDecay });
   if (r.resume) optimizer.importState(r.resume.optimizer, variablesByKey(r.layers));
-  if (native) for (const v of optimizer.variables()) { const s = optimizer.slot(v)!; native.setOptimizerState(v, s.step, s.m, s.v); }
+  if (native) for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
   const keys = variableKeys(r.layers);
   let rngState = r.resume?.rngState ?? makeRng(r.seed + (r.phase === 'warm-up' ? 1 : 2)).state();
   let position = r.resume?.position;
@@ -181,13 +179,13 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
   let stoppedEarly = false;
   let diverged: Divergence | undefined;
   const state = (epochsDone: number, pos?: EpochPosition): TrainingState => {
-    if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s.step, s.m, s.v);
-    return stateOf(epochsDone, pos);
+    // The native engine holds the moments while it trains: bring them over first.
+    if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
+    return {
+      phase: r.phase, epochsDone, position: pos, rngState, optimizer: optimizer.exportState((v) => keys.get(v)), best, sinceBest,
+      history: history.slice(), phases: phases.slice(),
+    };
   };
-  const stateOf = (epochsDone: number, pos?: EpochPosition): TrainingState => ({
-    phase: r.phase, epochsDone, position: pos, rngState, optimizer: optimizer.exportState((v) => keys.get(v)), best, sinceBest,
-    history: history.slice(), phases: phases.slice(),
-  });
   const finish = async (interrupted?: TrainingState): Promise<PhaseOutcome> => {
     native?.dispose();
     optimizer.dispose();
