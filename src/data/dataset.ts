@@ -3,7 +3,7 @@
 
 import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from './random.js';
-import { DiskSamples, type Samples } from './disk-samples.js';
+import { DiskSamples, inMemory, type Samples } from './disk-samples.js';
 
 export interface Dataset {
   /**
@@ -56,8 +56,8 @@ export function concat(a: Dataset, b: Dataset): Dataset {
   const same = a.x instanceof DiskSamples && b.x instanceof DiskSamples ? a.x.concat(b.x) : undefined;
   const x = same ?? (a.x instanceof Float32Array || b.x instanceof Float32Array ? new Float32Array(a.x.length + b.x.length) : new Uint8Array(a.x.length + b.x.length));
   if (!same) {
-    (x as Float32Array | Uint8Array).set(a.x instanceof DiskSamples ? a.x.subarray() : a.x);
-    (x as Float32Array | Uint8Array).set(b.x instanceof DiskSamples ? b.x.subarray() : b.x, a.x.length);
+    (x as Float32Array | Uint8Array).set(inMemory(a.x));
+    (x as Float32Array | Uint8Array).set(inMemory(b.x), a.x.length);
   }
   const labels = new Int32Array(a.labels.length + b.labels.length);
   labels.set(a.labels);

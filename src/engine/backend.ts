@@ -94,6 +94,7 @@ export interface Doctor {
 export async function doctor(): Promise<Doctor> {
   const info = await initBackend();
   const { availableParallelism } = await import('node:os');
+  const native = nativeStatus();
   return {
     backend: info.name,
     reason: info.reason,
@@ -101,8 +102,8 @@ export async function doctor(): Promise<Doctor> {
     threads: 1,
     cores: availableParallelism(),
     nativeBackend: false,
-    nativeTrainingStep: nativeStatus().available,
-    native: nativeStatus(),
+    nativeTrainingStep: native.available,
+    native,
     nativeKernels: nativeKernels(),
     // Graft's JS gradient kernels; with the native kernels in, those names run natively instead.
     graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS] || nativeKernels().includes(k)),

@@ -117,23 +117,23 @@ function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
   };
 }
 
-function kernels(addon: NativeKernelAddon): Record<string, tf.KernelFunc> {
-  return {
-    Conv2D: makeConv('Conv2D', false, false, addon) as tf.KernelFunc,
-    FusedConv2D: makeConv('FusedConv2D', false, true, addon) as tf.KernelFunc,
-    DepthwiseConv2dNative: makeConv('DepthwiseConv2dNative', true, false, addon) as tf.KernelFunc,
-    FusedDepthwiseConv2D: makeConv('FusedDepthwiseConv2D', true, true, addon) as tf.KernelFunc,
-    Conv2DBackpropInput: makeGrad('Conv2DBackpropInput', 'input', false, addon) as tf.KernelFunc,
-    DepthwiseConv2dNativeBackpropInput: makeGrad('DepthwiseConv2dNativeBackpropInput', 'input', true, addon) as tf.KernelFunc,
-    Conv2DBackpropFilter: makeGrad('Conv2DBackpropFilter', 'filter', false, addon) as tf.KernelFunc,
-    DepthwiseConv2dNativeBackpropFilter: makeGrad('DepthwiseConv2dNativeBackpropFilter', 'filter', true, addon) as tf.KernelFunc,
-    BatchMatMul: makeMatMul('BatchMatMul', false, addon) as tf.KernelFunc,
-    _FusedMatMul: makeMatMul('_FusedMatMul', true, addon) as tf.KernelFunc,
-  };
-}
+type Maker = (name: string, addon: NativeKernelAddon) => tf.KernelFunc;
 
-export const NATIVE_KERNEL_NAMES = ['Conv2D', 'FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2D', 'Conv2DBackpropInput',
-  'DepthwiseConv2dNativeBackpropInput', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'BatchMatMul', '_FusedMatMul'];
+/** Each kernel name and how its native kernel is made. */
+const KERNELS: Record<string, Maker> = {
+  Conv2D: (n, a) => makeConv(n, false, false, a) as tf.KernelFunc,
+  FusedConv2D: (n, a) => makeConv(n, false, true, a) as tf.KernelFunc,
+  DepthwiseConv2dNative: (n, a) => makeConv(n, true, false, a) as tf.KernelFunc,
+  FusedDepthwiseConv2D: (n, a) => makeConv(n, true, true, a) as tf.KernelFunc,
+  Conv2DBackpropInput: (n, a) => makeGrad(n, 'input', false, a) as tf.KernelFunc,
+  DepthwiseConv2dNativeBackpropInput: (n, a) => makeGrad(n, 'input', true, a) as tf.KernelFunc,
+  Conv2DBackpropFilter: (n, a) => makeGrad(n, 'filter', false, a) as tf.KernelFunc,
+  DepthwiseConv2dNativeBackpropFilter: (n, a) => makeGrad(n, 'filter', true, a) as tf.KernelFunc,
+  BatchMatMul: (n, a) => makeMatMul(n, false, a) as tf.KernelFunc,
+  _FusedMatMul: (n, a) => makeMatMul(n, true, a) as tf.KernelFunc,
+};
+
+export const NATIVE_KERNEL_NAMES = Object.keys(KERNELS);
 
 let active: Record<string, tf.KernelFunc> | undefined;
 
@@ -142,9 +142,9 @@ let active: Record<string, tf.KernelFunc> | undefined;
  * Returns whether they are in. Needs the addon; without it nothing changes.
  */
 export function setNativeKernels(on: boolean): boolean {
-  const addon = nativeAddon() as unknown as NativeKernelAddon | undefined;
+  const addon = nativeAddon();
   if (on && !active && addon) {
-    active = kernels(addon);
+    active = Object.fromEntries(Object.entries(KERNELS).map(([name, make]) => [name, make(name, addon)]));
     for (const [name, kernelFunc] of Object.entries(active)) {
       const original = tf.getKernel(name, 'wasm');
       originals.set(name, original);

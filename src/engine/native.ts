@@ -13,6 +13,7 @@ import type { LayerVariable, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { FreezableBatchNormalization } from '../model/batch-norm.js';
 import type { LayerGroup, NativeLossSpec } from '../train/loop.js';
 import type { Moments } from '../train/optimizer.js';
+import type { NativeKernelAddon } from './native-kernels.js';
 import type { Layer } from '../model/layers.js';
 
 interface AddonNet {
@@ -25,7 +26,7 @@ interface AddonNet {
   dispose(): void;
 }
 
-interface Addon {
+interface Addon extends NativeKernelAddon {
   Net: new (ops: OpSpec[], params: ParamSpec[], options: NetOptions) => AddonNet;
   setThreads(n: number): void;
   info(): { threads: number; torch: string; mkldnn: boolean };

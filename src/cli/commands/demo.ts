@@ -60,7 +60,8 @@ export async function run(argv: string[]): Promise<number> {
 
   say('Graft demo: transfer learning from MNIST digits 0-4 to digits 5-9');
   say(`backend: ${backend.name} (${backend.reason})`);
-  say(nativeStatus().available ? `native engine: libtorch ${nativeStatus().torch}, ${nativeStatus().threads} threads` : `native engine: ${nativeStatus().reason}`);
+  const native = nativeStatus();
+  say(native.available ? `native engine: libtorch ${native.torch}, ${native.threads} threads` : `native engine: ${native.reason}`);
   say();
   const info = inspectModel(base.model);
   say(`1. The pretrained network "${DEMO.base}" (${n(info.totals.params)} parameters) was trained on digits 0-4.`);
@@ -121,7 +122,8 @@ export async function run(argv: string[]): Promise<number> {
 async function runForgetting(seed: number, json: boolean, say: (l?: string) => void, backend: string, started: number): Promise<number> {
   const r = FORGETTING_RECIPE;
   say('Graft demo --forgetting: digits-cnn (MNIST 0-4) to digits 5-9, five ways of treating the old task');
-  const engine = nativeStatus().available ? `native engine (libtorch, ${nativeStatus().threads} threads), tfjs ${backend} for the rest` : `tfjs ${backend}`;
+  const native = nativeStatus();
+  const engine = native.available ? `native engine (libtorch, ${native.threads} threads), tfjs ${backend} for the rest` : `tfjs ${backend}`;
   say(`engine: ${engine}. Same recipe for every row: ${r.perClass} training images per new digit, ${r.warmupEpochs} warm-up and ${r.finetuneEpochs} fine-tune`);
   say(`epochs, peak LR ${r.lr} for every layer (no discriminative LRs, so plain fine-tuning shows its forgetting). Extend with replay`);
   say(`also sees ${r.replay} training images of each old digit.`);
@@ -129,7 +131,7 @@ async function runForgetting(seed: number, json: boolean, say: (l?: string) => v
   const { rows, originalOld } = await forgettingRows(seed, say);
   const seconds = (Date.now() - started) / 1000;
   if (json) {
-    console.log(JSON.stringify({ backend, native: nativeStatus().available, seconds, originalOldTaskAccuracy: originalOld, recipe: r, rows }));
+    console.log(JSON.stringify({ backend, native: native.available, seconds, originalOldTaskAccuracy: originalOld, recipe: r, rows }));
     return 0;
   }
   say();
