@@ -15,8 +15,6 @@ import { GraftError } from '../errors.js';
 interface Store {
   fd: number;
   path: string;
-  /** Rows written so far (the file's size in rows). */
-  rows: number;
 }
 
 const closer = new FinalizationRegistry<number>((fd) => { try { closeSync(fd); } catch { /* already closed */ } });
@@ -27,8 +25,6 @@ function streamDir(): string {
 }
 
 export class DiskSamples {
-  readonly BYTES_PER_ELEMENT = 1;
-
   private constructor(private readonly store: Store, readonly rowSize: number, readonly rows: Int32Array) {}
 
   /** An empty file for rows of `rowSize` bytes. */
@@ -42,7 +38,7 @@ export class DiskSamples {
       throw new GraftError('BAD_DATA', `Cannot write the streamed dataset to ${path} (${(e as Error).message}).`, {
         fix: 'Set GRAFT_STREAM_DIR to a folder with free space, or drop --stream to keep the images in memory.', cause: e });
     }
-    const store: Store = { fd, path, rows: 0 };
+    const store: Store = { fd, path };
     const d = new DiskSamples(store, rowSize, new Int32Array(0));
     closer.register(store, fd);
     return d;
@@ -52,7 +48,6 @@ export class DiskSamples {
   writeRow(row: number, values: Uint8Array): void {
     if (values.length !== this.rowSize) throw new Error(`DiskSamples: a row has ${this.rowSize} bytes, got ${values.length}`);
     writeSync(this.store.fd, values, 0, values.length, row * this.rowSize);
-    this.store.rows = Math.max(this.store.rows, row + 1);
   }
 
   /** The samples of the given file rows, in that order (a view). */
@@ -63,10 +58,6 @@ export class DiskSamples {
   /** Number of values, as a typed array's length: samples * rowSize. */
   get length(): number {
     return this.rows.length * this.rowSize;
-  }
-
-  get byteLength(): number {
-    return this.length;
   }
 
   /** Samples [start / rowSize, end / rowSize), read from disk. Offsets must be whole rows. */
