@@ -2,6 +2,7 @@
 // On a terminal it redraws one line on stderr; elsewhere (pipes, CI) it prints one line per
 // epoch so logs stay readable.
 
+import type { HeadFitReport } from '../train/head-fit.js';
 import type { EpochRecord, FineTuneCallbacks, PhaseInfo } from '../index.js';
 
 const pct = (v: number | undefined) => (v === undefined ? '   -  ' : `${(100 * v).toFixed(2).padStart(6)}%`);
@@ -26,8 +27,19 @@ function engineWords(info: PhaseInfo): string {
 }
 
 export function phaseLine(info: PhaseInfo): string {
+  if (info.fit) {
+    return `${info.phase}: the linear head is fitted to convergence (L-BFGS on standardised body features computed once, L2 strength chosen by cross-validation on small data); ${plural(info.frozenLayers.length, 'layer')} with weights stay frozen`;
+  }
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
   return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${engineWords(info)}`;
+}
+
+/** The fitted warm-up in words: the L2 strength and how it was chosen, convergence. */
+export function headFitLine(f: HeadFitReport): string {
+  const how = f.chosenBy === 'cross-validation'
+    ? `chosen by ${f.folds}-fold cross-validation on the training set (accuracy ${pct(f.cvAccuracy!).trim()} +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points over folds)`
+    : f.chosenBy === 'validation' ? 'chosen on the validation set' : 'the default (too few samples per class to cross-validate)';
+  return `head fit: L2 ${f.l2} ${how}; ${f.iterations} L-BFGS iterations, ${f.converged ? 'converged' : 'NOT converged'} (largest gradient entry ${f.gradientNorm.toExponential(1)}); training accuracy ${pct(f.trainAccuracy).trim()}`;
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */
@@ -58,6 +70,9 @@ export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): F
     onEpochEnd: (r) => {
       if (tty) stream.write('\r\x1b[2K');
       stream.write(`${epochLine(r, phase?.epochs ?? r.epoch)}\n`);
+    },
+    onPhaseEnd: (s) => {
+      if (s.headFit) stream.write(`  ${headFitLine(s.headFit)}\n`);
     },
   };
 }

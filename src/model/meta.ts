@@ -64,6 +64,12 @@ export interface GraftMeta {
   diverged?: { phase: string; epoch: number; batch: number; learningRate: number; message: string; fix: string };
   /** Old-task accuracy before and after training (eval/forgetting.ts). */
   forgetting?: unknown;
+  /** The fitted warm-up: L2 strength, how it was chosen, cross-validated accuracy, convergence (train/head-fit.ts). */
+  headFit?: import('../train/head-fit.js').HeadFitReport;
+  /** Whether fine-tuning beat the warm-up head, how that was measured, and which was kept (train/keep-better.ts). */
+  fineTuneCheck?: import('../train/keep-better.js').FineTuneCheck;
+  /** Cross-validation spread and the test accuracy's 95% Wilson interval. */
+  uncertainty?: Record<string, unknown>;
   zoo?: ZooInfo;
   versions: Record<string, string>;
   createdAt: string;

@@ -44,6 +44,10 @@ export const DEFAULTS = {
    */
   minWarmupSteps: 300,
   seed: 42,
+  /** The warm-up of a linear head is fitted to convergence (head-fit.ts); 'sgd' trains it by epochs. */
+  warmup: 'auto' as 'auto' | 'fit' | 'sgd',
+  /** Fine-tuning is kept only when it beats the warm-up head (keep-better.ts). */
+  keepBetter: true,
   /**
    * Class imbalance: 'auto' weights the loss by n / (k * n_class) when the largest class has
    * 1.5x the samples of the smallest or more; 'weights', 'sample' (balanced sampling) or 'none'.

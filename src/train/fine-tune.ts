@@ -19,7 +19,8 @@ import { runPhase, type Divergence, type PhaseCallbacks, type PhaseControl, type
 import { layersOf } from './weights.js';
 
 export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
-import { featureDataset } from './predict.js';
+import { featureDataset, predictAll } from './predict.js';
+import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { nativeUnsupported } from '../engine/native.js';
@@ -28,6 +29,10 @@ import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
 import { augmentedViews, describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
+import { fitLinearHead, HEAD_FIT_DEFAULTS, isLinearHead, type HeadFitReport } from './head-fit.js';
+import { accuracyOf, crossValidateFineTune, verdict, type FineTuneCheck } from './keep-better.js';
+import { restoreWeights, snapshotWeights } from './weights.js';
+import { classCounts } from '../data/dataset.js';
 
 
 export interface FineTuneOptions {
@@ -85,6 +90,16 @@ export interface FineTuneOptions {
   warmupViews?: number;
   /** Image augmentation in the fine-tune phase (none unless given; `graft train` turns it on for image folders). */
   augment?: AugmentOptions;
+  /**
+   * The warm-up of a linear head: 'fit' (fitted to convergence by L-BFGS on standardised
+   * features, L2 chosen by cross-validation on small data), 'sgd' (epochs of AdamW), or
+   * 'auto' (default): 'fit' unless the head has hidden layers or the warm-up has its own loss.
+   */
+  warmup?: 'auto' | 'fit' | 'sgd';
+  /** Compare the fine-tuned model with the warm-up head and keep the better (default true). */
+  keepBetter?: boolean;
+  /** Called before each fold of the fine-tune cross-validation on small data. */
+  onFineTuneFold?: (fold: number, folds: number) => void | Promise<void>;
   /** 'auto' (default): each phase runs in the native engine when it is built and supports every layer; 'tfjs': per-op tfjs always. */
   engine?: 'auto' | 'tfjs';
 }
@@ -105,6 +120,25 @@ export interface FineTuneResult {
   interrupted?: TrainingState;
   /** Set when the loss became NaN or infinite; the weights are those of the last good epoch. */
   diverged?: Divergence;
+  /** How the linear head was fitted in the warm-up, when it was. */
+  headFit?: HeadFitReport;
+  /** Whether fine-tuning beat the warm-up head, and which was kept. */
+  fineTuneCheck?: FineTuneCheck;
+}
+
+/** True when the smallest class has fewer training samples than the small-data threshold. */
+export function isSmallData(d: Dataset): boolean {
+  const present = classCounts(d).filter((c) => c > 0);
+  return present.length > 0 && Math.min(...present) < HEAD_FIT_DEFAULTS.smallDataPerClass;
+}
+
+/**
+ * The validation fraction to split off: the one given, else none on small data (a split of a
+ * few images decides nothing; cross-validation on the training set does that), else DEFAULTS'.
+ */
+export function validationFraction(d: Dataset, given: number | undefined): number {
+  if (given !== undefined) return given;
+  return isSmallData(d) ? 0 : DEFAULTS.validationSplit;
 }
 
 type Options = typeof DEFAULTS & FineTuneOptions;
@@ -158,7 +192,8 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   }
   let trainSet = train;
   let val = o.validation;
-  if (!val && o.validationSplit > 0) ({ rest: trainSet, split: val } = stratifiedSplit(train, o.validationSplit, o.seed));
+  const fraction = validationFraction(train, options.validationSplit);
+  if (!val && fraction > 0) ({ rest: trainSet, split: val } = stratifiedSplit(train, fraction, o.seed));
   const history: EpochRecord[] = [];
   const phases: PhaseSummary[] = [];
   const cb = o.callbacks;
@@ -174,7 +209,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   const recipe: Record<string, unknown> = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
-    validation: o.validation ? 'given' : o.validationSplit, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
+    validation: o.validation ? 'given' : fraction, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
     balance, augment: augment ? describeAugment(augment) : 'none', warmupViews: o.warmupViews ?? 1,
   };
 
@@ -190,7 +225,17 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let diverged: Divergence | undefined;
   if (resume) phases.push(...resume.phases);
   if (resume) history.push(...resume.history);
-  if (options.warmupEpochs === undefined && o.warmupEpochs > 0) {
+  const fitHead = o.warmup === 'fit' || (o.warmup !== 'sgd' && isLinearHead(g) && !o.losses?.warmUp);
+  if (o.warmup === 'fit' && (!isLinearHead(g) || o.losses?.warmUp)) {
+    throw new GraftError('BAD_OPTION', 'The fitted warm-up needs a linear head trained on plain cross-entropy.', {
+      fix: 'Use warmup "sgd" for heads with hidden layers and for the losses that keep the old task.' });
+  }
+  recipe.warmup = o.warmupEpochs > 0 ? (fitHead ? 'fit' : 'sgd') : 'none';
+  let headFit: HeadFitReport | undefined;
+  let trainFeatures: Dataset | undefined;
+  let warmUpVal: number | undefined;
+  if (fitHead) delete recipe.warmupEpochs;
+  if (options.warmupEpochs === undefined && o.warmupEpochs > 0 && !fitHead) {
     const perEpoch = Math.ceil((epochLength(trainSet, balance === 'sample') * views) / o.batchSize);
     o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
     recipe.warmupEpochs = o.warmupEpochs;
@@ -206,9 +251,16 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       return c.features;
     };
     const warmupSet = augment && views > 1 ? augmentedViews(trainSet, views, augment, o.seed) : trainSet;
-    const trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
+    trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
     const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
     featureSeconds = (Date.now() - t0) / 1000;
+    if (fitHead) {
+      const frozen = g.body.layers.filter((l) => l.weights.length).map((l) => l.name);
+      const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen }, history, cb);
+      phases.push(out.summary);
+      headFit = out.report;
+      warmUpVal = out.valAccuracy;
+    } else {
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
       train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
@@ -218,7 +270,9 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     phases.push(out.summary);
     ({ interrupted } = out);
     diverged = out.summary.diverged;
+    }
   }
+  let fineTuneCheck: FineTuneCheck | undefined;
   if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
     const open = unfreeze(g, o.unfreeze);
     for (const l of o.alsoTrain ?? []) l.trainable = true;
@@ -233,27 +287,77 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
         memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
         recipe.finetuneBatchSize = fitted.batchSize;
       }
-      const steps = o.finetuneEpochs * Math.ceil(epochLength(trainSet, balance === 'sample') / fitted.batchSize);
-      const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
-      recipe.batchNormStatistics = bnStats;
-      setKeepStatistics(g.body.layers, bnStats === 'keep');
-      const out = await runPhase({
-        ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
-        train: trainSet, val, preprocessing: p, ...balancing, augment,
-        groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
-        peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
-        frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
-        resume: resume?.phase === 'fine-tune' ? resume : undefined,
-      }, history, phases, cb, o.control);
-      phases.push(out.summary);
-      ({ interrupted } = out);
-      diverged = out.summary.diverged;
+      const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], callbacks?: FineTuneCallbacks, control?: PhaseControl) => {
+        const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
+        const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
+        recipe.batchNormStatistics = bnStats;
+        setKeepStatistics(g.body.layers, bnStats === 'keep');
+        return runPhase({
+          ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
+          train: data, val: v, preprocessing: p, ...balancing, augment,
+          groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
+          peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
+          frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
+          resume: resume?.phase === 'fine-tune' ? resume : undefined,
+        }, h, ph, callbacks, control);
+      };
+      // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
+      const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.fineTuneModel && resume?.phase !== 'fine-tune';
+      let skip = false;
+      if (check && !val && fitHead && trainFeatures && isSmallData(trainSet)) {
+        fineTuneCheck = await crossValidateFineTune({
+          g, layers: layersOf(model), train: trainSet, trainFeatures, preprocessing: p, seed: o.seed, classWeights: balancing.classWeights,
+          onFold: o.onFineTuneFold,
+          fineTune: async (d) => { await runFineTune(d, undefined, [], []); },
+        });
+        skip = fineTuneCheck?.kept === 'warm-up';
+      }
+      const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
+      if (!skip) {
+        const out = await runFineTune(trainSet, val, history, phases, cb, o.control);
+        phases.push(out.summary);
+        ({ interrupted } = out);
+        diverged = out.summary.diverged;
+      }
+      if (before && val && !interrupted && !diverged) {
+        const warm = warmUpVal ?? [...history].reverse().find((r) => r.phase === 'warm-up')?.valAccuracy;
+        const tuned = history[history.length - 1]?.valAccuracy;
+        if (warm !== undefined && tuned !== undefined) {
+          fineTuneCheck = { method: 'validation', warmUpAccuracy: warm, fineTuneAccuracy: tuned, ...verdict('validation', warm, tuned) };
+          if (fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
+        }
+      }
+      if (before) tf.dispose([...before.values()]);
     }
   }
   setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
-  return {
-    history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged,
-    validation: last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! },
+  let validation = last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! };
+  if (fineTuneCheck?.method === 'validation' && fineTuneCheck.kept === 'warm-up' && val) {
+    validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((r) => r.phase === 'warm-up')?.valLoss ?? validation!.loss };
+  }
+  if (fineTuneCheck) recipe.kept = fineTuneCheck.kept;
+  return { history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged, validation, headFit, fineTuneCheck };
+}
+
+/** The fitted warm-up as a phase: the same callbacks and one history record as an SGD warm-up epoch. */
+async function fitWarmUp(g: Grafted, train: Dataset, val: Dataset | undefined, a: { seed: number; classWeights?: Float32Array; frozen: string[] },
+  history: EpochRecord[], cb?: FineTuneCallbacks): Promise<{ summary: PhaseSummary; report: HeadFitReport; valAccuracy?: number }> {
+  const info: PhaseSummary = {
+    phase: 'warm-up', epochs: 1, batchesPerEpoch: 1, trainableLayers: g.head.layers.filter((l) => l.weights.length).map((l) => l.name), frozenLayers: a.frozen,
+    groupLearningRates: [], usesFeatureCache: true, fit: 'l-bfgs', epochsRun: 1, stoppedEarly: false, seconds: 0,
   };
+  await cb?.onPhaseStart?.(info);
+  const report = fitLinearHead(g, train, val, a);
+  let v: { accuracy: number; loss: number } | undefined;
+  if (val) {
+    const { values } = await predictAll(g.headModel, val, undefined);
+    v = scoreProbabilities(values, val.labels, val.classNames);
+  }
+  const record: EpochRecord = { phase: 'warm-up', epoch: 1, loss: report.trainLoss, accuracy: report.trainAccuracy, valLoss: v?.loss, valAccuracy: v?.accuracy, learningRate: 0, seconds: report.seconds };
+  history.push(record);
+  await cb?.onEpochEnd?.(record);
+  const summary: PhaseSummary = { ...info, seconds: report.seconds, headFit: report };
+  await cb?.onPhaseEnd?.(summary);
+  return { summary, report, valAccuracy: v?.accuracy };
 }

@@ -38,6 +38,8 @@ export interface PhaseInfo {
   engine?: 'native' | 'tfjs';
   /** Why the phase does not run natively, when it does not. */
   engineNote?: string;
+  /** Set when the head is fitted (L-BFGS) instead of trained by epochs. */
+  fit?: 'l-bfgs';
 }
 
 export interface Divergence {
@@ -54,6 +56,8 @@ export interface PhaseSummary extends PhaseInfo {
   stoppedEarly: boolean;
   seconds: number;
   diverged?: Divergence;
+  /** The fitted warm-up's report (L2 strength, cross-validation, convergence). */
+  headFit?: import('./head-fit.js').HeadFitReport;
 }
 
 /** Where training stands, enough to go on from there in another process. */
@@ -213,7 +217,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
       } catch (e) {
         if (!(e instanceof DivergedError)) throw e;
         restoreWeights(r.layers, lastGood);
-        diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.message, fix: e.fix! };
+        diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.detail, fix: e.fix! };
         return finish();
       }
       // The tfjs model gets the native weights for validation, checkpoints and the NaN guard.

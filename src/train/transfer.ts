@@ -18,7 +18,7 @@ import { versions, type GraftMeta, type HeadMeta } from '../model/meta.js';
 import { findOldHead, headsMeta, multiHeadModel, type OldHead } from '../model/multi-head.js';
 import { DEFAULTS } from './defaults.js';
 import { DISTILL_DEFAULTS, lwfLoss } from './distill.js';
-import { fineTune, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
+import { fineTune, validationFraction, type FineTuneOptions, type FineTuneResult } from './fine-tune.js';
 import { predictAll } from './predict.js';
 import { applyCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.js';
 import { EWC_DEFAULTS, ewcLoss, fisherDiagonal, type Ewc } from './ewc.js';
@@ -125,7 +125,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
 
   let train = labelled;
   let validation = options.validation && options.extend ? alignClasses(options.validation, classNames) : options.validation;
-  const split = options.validationSplit ?? DEFAULTS.validationSplit;
+  const split = validationFraction(labelled, options.validationSplit);
   if (!validation && split > 0) ({ rest: train, split: validation } = stratifiedSplit(labelled, split, options.seed ?? DEFAULTS.seed));
   if (options.replay && options.oldData) {
     // The replay buffer is small; repeating it to the size of a new class keeps the old
@@ -200,6 +200,8 @@ export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[
     frozen: frozenLayerNames(g),
     metrics: { validationAccuracy: r.result.validation?.accuracy ?? null, validationLoss: r.result.validation?.loss ?? null, trainSamples: r.samples },
     history: r.result.history,
+    ...(r.result.headFit ? { headFit: r.result.headFit } : {}),
+    ...(r.result.fineTuneCheck ? { fineTuneCheck: r.result.fineTuneCheck } : {}),
     recipe: { ...r.result.recipe, head: g.head.options, phases: r.result.phases.map((p) => ({ phase: p.phase, epochsRun: p.epochsRun, stoppedEarly: p.stoppedEarly, seconds: p.seconds, groupLearningRates: p.groupLearningRates })) },
     versions: versions(),
     createdAt: new Date().toISOString(),

@@ -1,0 +1,84 @@
+// Fine-tuning has to earn its place: its result is compared with the warm-up head's, and the
+// better one is kept. With a validation set, on it; on small data without one, by k-fold
+// cross-validation on the training set: each fold fits the head on the fold's training part,
+// scores it on the held-out part, fine-tunes from there and scores again.
+
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { count, subset, type Dataset } from '../data/dataset.js';
+import type { Preprocessing } from '../data/preprocess.js';
+import type { Grafted } from '../model/graft.js';
+import type { Layer } from '../model/layers.js';
+import { fitLinearHead } from './head-fit.js';
+import { foldCount, stratifiedFolds } from './logistic.js';
+import { predictAll } from './predict.js';
+import { scoreProbabilities } from './score.js';
+import { restoreWeights, snapshotWeights } from './weights.js';
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface FineTuneCheck {
+  method: 'validation' | 'cross-validation';
+  folds?: number;
+  warmUpAccuracy: number;
+  fineTuneAccuracy: number;
+  /** Per fold, with cross-validation. */
+  warmUpFolds?: number[];
+  fineTuneFolds?: number[];
+  kept: 'fine-tune' | 'warm-up';
+  words: string;
+}
+
+export const KEEP_BETTER_DEFAULTS = { folds: 3 };
+
+export async function accuracyOf(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined): Promise<number> {
+  const { values } = await predictAll(model, d, p);
+  return scoreProbabilities(values, d.labels, d.classNames).accuracy;
+}
+
+const pct = (a: number) => `${(100 * a).toFixed(1)}%`;
+const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / Math.max(1, a.length);
+
+export function verdict(method: FineTuneCheck['method'], warmUp: number, fineTune: number, folds?: number): Pick<FineTuneCheck, 'kept' | 'words'> {
+  const on = method === 'validation' ? 'on the validation set' : `by ${folds}-fold cross-validation on the training set`;
+  if (fineTune > warmUp) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head ${on} (${pct(fineTune)} vs ${pct(warmUp)}); kept the fine-tuned model` };
+  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head on this data ${on} (${pct(fineTune)} vs ${pct(warmUp)}); kept the warm-up head` };
+}
+
+/**
+ * Cross-validates fine-tuning against the warm-up head. `fineTune(train)` runs the fine-tune
+ * phase on the given images from the current weights. Puts back the weights it found.
+ */
+export async function crossValidateFineTune(a: {
+  g: Grafted; layers: Layer[]; train: Dataset; trainFeatures: Dataset; preprocessing?: Preprocessing; seed: number;
+  classWeights?: Float32Array; fineTune: (train: Dataset) => Promise<void>; onFold?: (fold: number, folds: number) => void | Promise<void>;
+}): Promise<FineTuneCheck | undefined> {
+  const n = count(a.train);
+  const k = a.train.classNames.length;
+  const folds = foldCount(a.train.labels, k, KEEP_BETTER_DEFAULTS.folds);
+  if (folds < 2) return undefined;
+  const views = count(a.trainFeatures) / n;
+  const fold = stratifiedFolds(a.train.labels, k, folds, a.seed + 7);
+  const start = snapshotWeights(a.layers);
+  const warm: number[] = [];
+  const tuned: number[] = [];
+  try {
+    for (let f = 0; f < folds; f++) {
+      await a.onFold?.(f + 1, folds);
+      const tr: number[] = [];
+      const te: number[] = [];
+      fold.forEach((g, i) => (g === f ? te : tr).push(i));
+      restoreWeights(a.layers, start);
+      const featureRows = Array.from({ length: views }, (_, v) => tr.map((i) => v * n + i)).flat();
+      fitLinearHead(a.g, subset(a.trainFeatures, featureRows), undefined, { seed: a.seed, classWeights: a.classWeights });
+      const held = subset(a.train, te);
+      warm.push(await accuracyOf(a.g.headModel, subset(a.trainFeatures, te), undefined));
+      await a.fineTune(subset(a.train, tr));
+      tuned.push(await accuracyOf(a.g.model, held, a.preprocessing));
+    }
+  } finally {
+    restoreWeights(a.layers, start);
+    tf.dispose([...start.values()]);
+  }
+  const w = mean(warm);
+  const t = mean(tuned);
+  return { method: 'cross-validation', folds, warmUpAccuracy: w, fineTuneAccuracy: t, warmUpFolds: warm, fineTuneFolds: tuned, ...verdict('cross-validation', w, t, folds) };
+}
