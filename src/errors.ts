@@ -17,17 +17,25 @@ export type GraftErrorCode =
   | 'WRITE_FAILED'
   | 'NETWORK'
   | 'TRAINING_DIVERGED'
-  | 'OUT_OF_MEMORY';
+  | 'OUT_OF_MEMORY'
+  | 'OUT_NOT_SAFE'
+  | 'NOT_A_FILE'
+  | 'TOO_LARGE'
+  | 'TIMEOUT'
+  | 'RESUME_MISMATCH';
 
 export class GraftError extends Error {
   readonly code: GraftErrorCode;
   readonly fix?: string;
+  /** The message without the fix line. */
+  readonly detail: string;
 
   constructor(code: GraftErrorCode, message: string, options: { fix?: string; cause?: unknown } = {}) {
     super(options.fix ? `${message}\n  fix: ${options.fix}` : message, { cause: options.cause });
     this.name = 'GraftError';
     this.code = code;
     this.fix = options.fix;
+    this.detail = message;
   }
 }
 

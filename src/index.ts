@@ -6,6 +6,7 @@ export { NativeNet, nativeStatus, nativeUnsupported, setNativeEnabled, Unsupport
 
 export { loadModel, type LoadedModel, type LoadOptions } from './model/load.js';
 export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';
+export { checkOutDir, checkOutFile, holdsGraftModel, partialOut, repairSwap, type Protected, type OutOptions } from './model/out-dir.js';
 export { adoptModel, FreezableBatchNormalization } from './model/batch-norm.js';
 export { versions, type GraftMeta, type HeadMeta, type EpochRecord, type Preprocessing, type ZooInfo } from './model/meta.js';
 export { cutBody, type Body } from './model/cut.js';

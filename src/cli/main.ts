@@ -50,6 +50,21 @@ function applyEngine(engine: string | undefined): void {
   }
 }
 
+const ERRNO: Record<string, string> = {
+  EACCES: 'permission denied', EPERM: 'operation not permitted', ENOENT: 'no such file or folder', ENOTDIR: 'a part of the path is a file, not a folder',
+  EISDIR: 'is a folder, not a file', ENOSPC: 'no space left on the disk', EROFS: 'the file system is read-only', EMFILE: 'too many open files', ELOOP: 'too many symbolic links',
+};
+
+/** A GraftError, or a file-system error the user can fix (a path, a permission), in Graft's words. */
+function userError(e: unknown): GraftError | undefined {
+  if (e instanceof GraftError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (!err || typeof err.code !== 'string' || !(err.code in ERRNO)) return undefined;
+  const where = err.path ? ` (${err.path})` : '';
+  return new GraftError(err.code === 'ENOSPC' ? 'WRITE_FAILED' : 'NOT_A_FILE', `${ERRNO[err.code]}${where}: ${err.syscall ?? 'a file operation'} failed.`, {
+    fix: err.code === 'EACCES' || err.code === 'EPERM' ? 'Give yourself read (and for --out, write) permission, or choose another path.' : 'Check the path.', cause: e });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...given] = argv;
   // --engine is common to every command: taken out here, applied before the backend starts.
@@ -82,9 +97,13 @@ export async function main(argv: string[]): Promise<number> {
     await initBackend(i >= 0 ? rest[i + 1] : eq?.slice('--backend='.length));
     return await command.run(rest);
   } catch (e) {
-    if (e instanceof GraftError) {
-      console.error(`graft ${name}: ${e.message}`);
-      if (rest.includes('--debug')) console.error(e.stack);
+    const error = userError(e);
+    if (error) {
+      console.error(`graft ${name}: ${error.message}`);
+      if (rest.includes('--json')) {
+        console.log(JSON.stringify({ error: { code: error.code, message: error.detail, fix: error.fix ?? null } }));
+      }
+      if (rest.includes('--debug')) console.error((e as Error).stack);
       return 1;
     }
     throw e;

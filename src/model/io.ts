@@ -216,11 +216,13 @@ export async function writeDirAtomic(dir: string, files: Record<string, string |
       fix: 'Choose a writable directory with free space (--out).', cause });
   }
   const existed = await stat(target).then(() => true, () => false);
+  // Two renames: a kill between them leaves the complete new folder and the old one beside the
+  // path, which repairSwap (out-dir.ts) puts right on the next start.
+  if (existed) await rename(target, old);
   // Entries of the old directory to carry over (e.g. checkpoints), moved, not copied.
   for (const name of existed ? options.keep ?? [] : []) {
-    await rename(join(target, name), join(tmp, name)).catch(() => undefined);
+    await rename(join(old, name), join(tmp, name)).catch(() => undefined);
   }
-  if (existed) await rename(target, old);
   await rename(tmp, target);
   if (existed) await rm(old, { recursive: true, force: true });
 }

@@ -68,5 +68,5 @@ export function renderReport(r: ReportInput): string {
     parts.push(table(['variant', 'labels/class', 'accuracy', '±', 'seconds', 'trainable params'], compare.variants.map((v) => [v.name, String(v.size), pct(v.accuracyMean), pct(v.accuracyStd), v.seconds.toFixed(1), fmtInt(v.trainableParams)])));
   }
   parts.push('<h2 id="details">Details</h2>', `<details><summary>Recipe and versions (graft.json)</summary><pre>${esc(JSON.stringify({ recipe: meta.recipe, preprocessing: meta.preprocessing, versions: meta.versions, createdAt: meta.createdAt }, null, 2))}</pre></details>`);
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><style>${CSS}</style></head><body><main>${parts.join('\n')}</main></body></html>`;
+  return `<!doctype html><html lang="en" data-generator="graft"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)}</title><style>${CSS}</style></head><body><main>${parts.join('\n')}</main></body></html>`;
 }

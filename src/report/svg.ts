@@ -17,7 +17,7 @@ export function text(x: number, y: number, content: string, attrs: Attrs = {}): 
 }
 
 export function svgDoc(width: number, height: number, body: string, title: string, extraDefs = ''): string {
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`
+  return `<svg xmlns="http://www.w3.org/2000/svg" data-generator="graft" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`
     + `<title>${esc(title)}</title><defs>${extraDefs}</defs>${body}</svg>`;
 }
 

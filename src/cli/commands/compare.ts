@@ -1,5 +1,6 @@
 // graft compare: is transfer learning overkill here? Measures the alternatives on your data.
 
+import { outFolder } from '../out-args.js';
 import { join } from 'node:path';
 import {
   alignClasses, splitFolders, compareTransfer, GraftError, learningCurveSvg, loadData, loadModel, stratifiedSplit, writeDirAtomic, COMPARE_DEFAULTS, VARIANTS,
@@ -55,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft compare needs --base and --data.', { fix: `Usage:\n${usage}` });
   const json = Boolean(values.json);
+  const out = values.out === undefined ? undefined : await outFolder(values, undefined, { kind: 'compare' });
   const sizes = str(values.sizes)?.split(',').map((s) => num(s, 'sizes', intAtLeast(1))!);
   const variants = str(values.variants)?.split(',') as VariantName[] | undefined;
   const unknown = variants?.filter((v) => !(VARIANTS as readonly string[]).includes(v));
@@ -76,12 +78,11 @@ export async function run(argv: string[]): Promise<number> {
     reload: () => loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) }), diskCache: !values['no-cache'],
     onProgress: (line) => { if (!json) process.stderr.write(`  ${line}\n`); },
   });
-  const out = str(values.out);
-  if (out) {
+  if (out !== undefined) {
     const svg = learningCurveSvg(result.variants);
     const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>graft compare</title></head><body style="font-family:system-ui,sans-serif;max-width:900px;margin:auto">`
       + `<h1>Is transfer learning worth it here?</h1><p>${result.recommendation.replace(/</g, '&lt;')}</p>${svg}<pre>${compareTable(result).replace(/</g, '&lt;')}</pre></body></html>`;
-    await writeDirAtomic(out, { 'compare.json': JSON.stringify(result, null, 2), 'compare.svg': svg, 'compare.html': html });
+    await writeDirAtomic(out, { 'compare.json': JSON.stringify({ format: 'graft-compare/1', ...result }, null, 2), 'compare.svg': svg, 'compare.html': html });
   }
   if (json) {
     console.log(JSON.stringify({ ...result, skipped }));

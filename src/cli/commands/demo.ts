@@ -2,6 +2,7 @@
 // given a new head and transferred to digits 5-9; the demo says in words what it did and
 // answers "will it still work on the old data?" by measuring the old head before and after.
 
+import { outFolder } from '../out-args.js';
 import {
   evaluate, GraftError, initBackend, inspectModel, loadMnist, loadModel, parseUnfreeze, saveModel, takePerClass, transfer,
   nativeStatus, paramCount, type Transfer,
@@ -45,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const backend = await initBackend(str(values.backend));
   const perClass = num(values['train-per-class'], 'train-per-class', intAtLeast(2)) ?? DEMO.trainPerClass;
   const seed = num(values.seed, 'seed', intAtLeast(0)) ?? 42;
+  const out = values.out === undefined ? undefined : await outFolder(values, undefined, { protect: [{ spec: DEMO.base, what: 'the base model', folderOfFile: true }] });
   if (values.forgetting) return runForgetting(seed, json, say, backend.name, started);
   const unfreezeSpec = values.unfreeze === undefined ? 'all' : parseUnfreeze(str(values.unfreeze)!);
 
@@ -80,9 +82,9 @@ export async function run(argv: string[]): Promise<number> {
   const newEval = await evaluate(t.grafted.model, newTest, prep);
   const oldAfter = await evaluate(base.model, oldTest, prep);
   const seconds = (Date.now() - started) / 1000;
-  if (values.out) {
+  if (out !== undefined) {
     t.meta.metrics = { ...t.meta.metrics, testAccuracy: newEval.accuracy, oldTaskAccuracyBefore: oldBefore.accuracy, oldTaskAccuracyAfter: oldAfter.accuracy, seconds };
-    await saveModel(t.grafted.model, str(values.out)!, t.meta);
+    await saveModel(t.grafted.model, out, t.meta);
   }
   const frozenBody = t.result.phases.every((p) => p.phase === 'warm-up');
   if (json) {

@@ -1,6 +1,7 @@
 // graft inspect <model> [--cut <layer>]: the layer table, totals, input and output nodes;
 // with --cut, what is kept and what is removed.
 
+import { GRAFT_MARKER, outFile } from '../out-args.js';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { isOnnxPath } from '../external-body.js';
@@ -39,8 +40,8 @@ export async function run(argv: string[]): Promise<number> {
   const { model } = await loadModel(positionals[0]);
   const report = inspectModel(model, str(values.cut));
   console.log(values.json ? JSON.stringify(report, null, 2) : formatInspection(report));
-  const svgPath = str(values.svg);
-  if (svgPath) {
+  const svgPath = values.svg === undefined ? undefined : await outFile(str(values.svg), { flag: '--svg', example: 'model.svg', marker: GRAFT_MARKER });
+  if (svgPath !== undefined) {
     const expand = str(values.expand) === 'all' ? 'all' : str(values.expand)?.split(',');
     const svg = renderDiagram(diagramOfModel(model, report.cut && { layer: report.cut.layer, removed: report.cut.removed }, expand));
     await writeFileAtomic(svgPath, svg);

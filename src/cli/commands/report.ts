@@ -1,5 +1,6 @@
 // graft report <model-dir>: one self-contained HTML page about a trained model.
 
+import { GRAFT_MARKER, outFile } from '../out-args.js';
 import {
   alignClasses, diagramOfSaved, evaluate, GraftError, loadData, loadModel, pickSamples, predictAll, renderReport, sampleGridSvg,
   selectHead, writeFileAtomic, type ReportInput,
@@ -26,6 +27,8 @@ export async function run(argv: string[]): Promise<number> {
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 1) { console.error(`graft report needs one model directory.\n\nUsage:\n${usage}`); return 2; }
   const dir = positionals[0];
+  const out = await outFile(str(values.out) ?? (values.out === undefined ? `${dir.replace(/\/$/, '')}/report.html` : undefined), {
+    example: 'report.html', marker: GRAFT_MARKER });
   const { model, meta } = await loadModel(dir);
   if (!meta) throw new GraftError('BAD_MODEL', `${dir} has no graft.json, so there is nothing to report beyond its layers.`, { fix: 'Use graft inspect --svg for a plain model.' });
   const expand = str(values.expand) === 'all' ? 'all' : str(values.expand)?.split(',');
@@ -41,7 +44,6 @@ export async function run(argv: string[]): Promise<number> {
       input.samplesSvg = sampleGridSvg(data, pickSamples(probs, data, head.classNames));
     }
   }
-  const out = str(values.out) ?? `${dir.replace(/\/$/, '')}/report.html`;
   await writeFileAtomic(out, renderReport(input));
   console.log(values.json ? JSON.stringify({ out }) : `wrote ${out} (self-contained; open it in any browser, offline)`);
   return 0;

@@ -1,9 +1,10 @@
 // graft train --base model.onnx | graph-model dir: the body stays frozen (onnxruntime, or the
 // tfjs GraphModel); the head trains on its features and is saved with a reference to the body.
 
+import { outFolder } from '../out-args.js';
 import { isBytes } from '../../data/disk-samples.js';
 import { resolve } from 'node:path';
-import { GraftError, GraphBody, OnnxBody, alignClasses, assertWritable, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
+import { GraftError, GraphBody, OnnxBody, alignClasses, evaluate, initBackend, saveModel, transferOnnx, DEFAULTS, type PhaseInfo } from '../../index.js';
 import { intAtLeast, num, percent, str } from '../args.js';
 import { decodeProgress, loadTrainingData, parseFit, parsePreprocess, parseTestSplit, skippedLines } from '../data-args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
@@ -23,8 +24,7 @@ export async function trainOnnx(values: Record<string, unknown>): Promise<number
   parseTestSplit(values);
   const json = Boolean(values.json);
   const log = (line: string) => { if (!json) console.log(line); };
-  const out = str(values.out) ?? 'graft-model';
-  await assertWritable(out);
+  const out = await outFolder(values, 'graft-model');
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
   // graft train sends only .onnx files and GraphModels here.

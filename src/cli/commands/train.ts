@@ -2,7 +2,7 @@
 
 import { isBytes } from '../../data/disk-samples.js';
 import {
-  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, assertWritable, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
+  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, partialOut, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
   type HeadOptions,
 } from '../../index.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
+import { outFolder } from '../out-args.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
@@ -186,10 +187,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   parseTestSplit(values);
   const augmentSpec = str(values.augment);
   if (augmentSpec !== undefined) parseAugment(augmentSpec);
-  const out = str(values.out) ?? 'graft-model';
+  const out = await outFolder(values, 'graft-model');
   const json = Boolean(values.json);
   const log = (line: string) => { if (!json) console.log(line); };
-  await assertWritable(out);
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
   const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
@@ -252,10 +252,12 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
   if (images) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? base.meta?.preprocessing.imageFit ?? 'crop' };
   if (result.diverged) meta.diverged = result.diverged;
-  await saveModel(t.model, out, meta);
+  // A diverged run leaves --out as it was; its last good weights go beside it.
+  const savedTo = result.diverged ? await partialOut(out) : out;
+  await saveModel(t.model, savedTo, meta);
   if (result.diverged) {
     const d = result.diverged;
-    console.error(`graft train: ${d.message} The ${d.phase} phase stopped at epoch ${d.epoch}; the weights of the last good epoch were put back and saved to ${out}/.\n  fix: ${d.fix}`);
+    console.error(`graft train: ${d.message} The ${d.phase} phase stopped at epoch ${d.epoch}; the weights of the last good epoch were put back and saved to ${savedTo}/ (${out} was left as it was).\n  fix: ${d.fix}`);
     return 1;
   }
   if (json) {

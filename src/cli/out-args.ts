@@ -1,0 +1,33 @@
+// --out for the commands that write: checked before any work (checkOutDir), with what a kill
+// left behind repaired and said, and the disk checked for room.
+
+import { assertWritable, checkOutDir, checkOutFile, type OutOptions, type Protected } from '../index.js';
+import { str } from './args.js';
+
+type Values = Record<string, unknown>;
+
+/** In the head of every HTML page and SVG Graft writes (report/html.ts, report/svg.ts), so it knows its own files. */
+export const GRAFT_MARKER = 'data-generator="graft"';
+
+/** The run's inputs as --out must not replace them: the base model's folder and every data path. */
+export function inputsOf(values: Values): Protected[] {
+  return [
+    { spec: str(values.base), what: 'the base model (--base)', folderOfFile: true },
+    ...(['data', 'val-data', 'test-data', 'old-data', 'labels'] as const).map((k) => ({ spec: str(values[k]), what: `the data (--${k})` })),
+  ];
+}
+
+/** Checks --out (or `fallback` when it is not given) as a folder to write; returns it as given. */
+export async function outFolder(values: Values, fallback: string | undefined, options: OutOptions = {}): Promise<string> {
+  const given = values.out === undefined ? fallback : str(values.out);
+  const { notes } = await checkOutDir(given, { protect: inputsOf(values), ...options });
+  for (const note of notes) process.stderr.write(`${note}\n`);
+  await assertWritable(given!);
+  return given!;
+}
+
+/** Checks an output file: an existing one only when Graft wrote it (its head holds `marker`). */
+export async function outFile(given: string | undefined, options: { flag?: string; example: string; marker: string; protect?: Protected[] }): Promise<string> {
+  await checkOutFile(given, { ...options, wroteIt: (head) => head.includes(options.marker) });
+  return given!;
+}

@@ -1,0 +1,144 @@
+// --out through the real graft process: it never deletes or replaces what Graft did not write
+// (the current folder and its ancestors, the inputs, other folders, files), replaces a model
+// only after a run succeeded, leaves it in place when a run diverges, and repairs a swap that a
+// kill interrupted.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { initBackend, saveModel, versions } from '../../src/index.js';
+import { root } from '../cli.js';
+import { hashTree, plantCanary } from '../canary.js';
+
+const bin = join(root, 'bin', 'graft.js');
+
+function graftIn(cwd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { cwd, env: { ...process.env, GRAFT_CACHE_DIR: join(tmpdir(), 'graft-test-cache') } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const errorOf = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!).error as { code: string; message: string; fix: string };
+
+/** A dense base for 4 features; `poison` makes its first layer overflow float32 so training diverges. */
+async function denseBase(dir: string, poison = false): Promise<void> {
+  await initBackend();
+  const input = tfl.input({ shape: [4] });
+  const h = tfl.layers.dense({ units: 8, activation: 'relu', name: 'fc1', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tfl.SymbolicTensor;
+  const o = tfl.layers.dense({ units: 2, activation: 'softmax', name: 'old', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }).apply(h) as tfl.SymbolicTensor;
+  const model = tfl.model({ inputs: input, outputs: o });
+  if (poison) model.getLayer('fc1').setWeights([tf.fill([4, 8], 1e38), tf.zeros([8])]);
+  await saveModel(model, dir, { format: 'graft/1', classNames: ['a', 'b'], preprocessing: { inputShape: [4] }, heads: [], versions: versions(), createdAt: '' });
+}
+
+const csv = `a,b,c,d,label\n${Array.from({ length: 40 }, (_, i) => `${i % 2},${(i * 7) % 5},${i % 3},1,${i % 2 ? 'x' : 'y'}`).join('\n')}\n`;
+const FAST = ['--warmup-epochs', '1', '--finetune-epochs', '1', '--preprocess', 'none', '--json'];
+
+test('--out that would replace what Graft did not write is refused before any work, and nothing changes', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-out-'));
+  try {
+    const work = join(dir, 'work');
+    await plantCanary(work);
+    await denseBase(join(work, 'base'));
+    await writeFile(join(work, 'train.csv'), csv);
+    await mkdir(join(work, 'images', 'cat'), { recursive: true });
+    await writeFile(join(work, 'images', 'cat', 'a.png'), 'x');
+    await writeFile(join(work, 'file.txt'), 'a file');
+    const before = await hashTree(dir);
+    const cases: Array<[string, string[], RegExp]> = [
+      ['empty --out', ['--out', ''], /is empty/],
+      ['empty --out=', ['--out='], /is empty/],
+      ['current folder', ['--out', '.'], /is the current folder/],
+      ['current folder with a slash', ['--out', './'], /is the current folder/],
+      ['parent folder', ['--out', '..'], /ancestor of the current folder/],
+      ['root', ['--out', '/'], /root of the file system/],
+      ['the base model folder', ['--out', 'base'], /is the base model/],
+      ['a folder holding the base', ['--out', join(work, 'sub', '..')], /current folder|holds the base/],
+      ['a non-Graft folder', ['--out', 'sub'], /no Graft model \(graft\.json\)/],
+      ['a folder with a foreign graft.json', ['--out', 'sub/deeper'], /no Graft model/],
+      ['a file', ['--out', 'file.txt'], /is a file/],
+      ['below a file', ['--out', 'file.txt/model'], /which is a file, not a folder/],
+    ];
+    for (const [what, out, why] of cases) {
+      const r = await graftIn(work, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, ...out]);
+      assert.equal(r.code, 1, `${what}: ${r.stderr}`);
+      const e = errorOf(r.stdout);
+      assert.equal(e.code, 'OUT_NOT_SAFE', `${what}: ${r.stdout}`);
+      assert.match(e.message, why, what);
+      assert.match(e.fix, /--out/, `${what}: the fix says what to pass`);
+      assert.doesNotMatch(r.stderr, /epoch|    at /, `${what}: refused before training, no stack`);
+    }
+    // The data folder, and other commands that write.
+    const images = await graftIn(work, ['train', '--base', 'digits-cnn', '--data', 'images', '--out', 'images', '--json']);
+    assert.equal(errorOf(images.stdout).code, 'OUT_NOT_SAFE');
+    assert.match(errorOf(images.stdout).message, /is the data \(--data\)/);
+    for (const args of [['demo', '--out', '.'], ['demo', '--out', 'sub'], ['compare', '--base', 'base', '--data', 'train.csv', '--out', 'sub'],
+      ['report', 'base', '--out', 'file.txt'], ['report', 'base', '--out', 'sub'], ['inspect', 'base', '--svg', 'notes.txt'], ['inspect', 'base', '--svg', '']]) {
+      const r = await graftIn(work, [...args, '--json']);
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(errorOf(r.stdout).code, 'OUT_NOT_SAFE', `${args.join(' ')}: ${r.stdout}`);
+    }
+    assert.equal(await hashTree(dir), before, 'no file changed');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a Graft model at --out is replaced after success; a diverged run leaves it and saves beside it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-out-'));
+  try {
+    await plantCanary(join(dir, 'canary'));
+    await denseBase(join(dir, 'base'));
+    await denseBase(join(dir, 'poisoned'), true);
+    await writeFile(join(dir, 'train.csv'), csv);
+    const canary = await hashTree(join(dir, 'canary'));
+    const ok = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', 'model']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const first = await readFile(join(dir, 'model', 'weights.bin'));
+    const again = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--seed', '5', '--out', 'model']);
+    assert.equal(again.code, 0, `an earlier Graft model is replaced: ${again.stderr}`);
+    const second = await readFile(join(dir, 'model', 'weights.bin'));
+    assert.notDeepEqual(second, first);
+    const bad = await graftIn(dir, ['train', '--base', 'poisoned', '--data', 'train.csv', '--warmup-epochs', '0', '--finetune-epochs', '1', '--preprocess', 'none', '--out', 'model']);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.deepEqual(await readFile(join(dir, 'model', 'weights.bin')), second, 'the previous model stays');
+    assert.match(bad.stderr, /saved to model\.diverged\/ \(model was left as it was\)/);
+    assert.equal(bad.stderr.match(/fix:/g)?.length, 1, `the fix is printed once: ${bad.stderr}`);
+    assert.ok((await readdir(join(dir, 'model.diverged'))).includes('graft.json'));
+    assert.equal(await hashTree(join(dir, 'canary')), canary);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), [], 'no temporary folders left');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a swap a kill interrupted is finished on the next start and said', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-out-'));
+  try {
+    await denseBase(join(dir, 'base'));
+    await writeFile(join(dir, 'train.csv'), csv);
+    // What writeDirAtomic leaves when killed between its two renames (pid 2^22+1 is never alive).
+    await denseBase(join(dir, '.model.old-4194305-1'));
+    await denseBase(join(dir, '.model.tmp-4194305-1'));
+    await writeFile(join(dir, '.model.tmp-4194305-1', 'marker'), 'new');
+    const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--finetune-epochs', '0', '--out', 'model']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /an earlier run was stopped while replacing it; its new contents were put in place/);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
+    // A leftover beside a complete model is removed.
+    await denseBase(join(dir, '.model.tmp-4194305-2'));
+    const r2 = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--finetune-epochs', '0', '--out', 'model']);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(r2.stderr, /removed what an earlier stopped run left beside it/);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
