@@ -1,28 +1,24 @@
-// The single page of `graft serve`: HTML, CSS and script inline, nothing fetched from outside.
-// Images are decoded and resized in the browser (canvas) to the model's input size; the
-// server receives pixels plus each file's first bytes (to check its type).
+// The single page of `graft serve`: HTML, a stylesheet and a script, all served by Graft (the
+// Content-Security-Policy allows nothing else, and no inline script or style). Images are
+// decoded and resized in the browser (canvas) to the model's input size; the server receives
+// pixels plus each file's first bytes (to check its type). User text is set as text, never HTML.
 
-export const PAGE = `<!doctype html>
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The page, with this start's token for the API (guard.ts). */
+export function page(token: string): string {
+  return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="graft-token" content="${esc(token)}">
 <title>Graft: transfer learning</title>
-<style>
-*{box-sizing:border-box}body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;background:#f7f7f5;color:#1d1d1d}
-header{background:#24323f;color:#fff;padding:10px 16px}header h1{margin:0;font-size:1.3rem}main{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:14px;padding:14px;max-width:1400px;margin:0 auto}
-section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px;min-width:0}h2{margin:0 0 8px;font-size:1.1rem}
-#diagram svg{max-width:100%;height:auto}#diagram .block{cursor:pointer}button,select,input{font:inherit}button{padding:6px 12px;border-radius:6px;border:1px solid #557;background:#eef;cursor:pointer}
-button.primary{background:#24527a;color:#fff}button:focus,input:focus,select:focus,.block:focus,a:focus{outline:3px solid #1a73e8;outline-offset:1px}
-#layers{max-height:260px;overflow:auto;padding-left:0;list-style:none;margin:6px 0}#layers li{display:flex;justify-content:space-between;gap:6px;padding:2px 0;border-bottom:1px solid #eee;font-size:.9rem}
-#layers li.cut{background:#fde7e7;font-weight:bold}.class{border:1px dashed #99a;border-radius:6px;padding:8px;margin:6px 0}.class.drag{background:#eef6ff}
-.row{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.bar{height:14px;background:#24527a;border-radius:3px}#status{min-height:1.4em}
-.thumbs{display:flex;flex-wrap:wrap;gap:2px;margin-top:4px}.thumbs canvas{width:28px;height:28px;image-rendering:pixelated;border:1px solid #ccc}
-#curves img{max-width:100%;background:#fff}.wide{grid-column:1/-1}.err{color:#b00020}
-@media (max-width:800px){main{grid-template-columns:minmax(0,1fr);padding:8px}}
-</style></head><body>
+<link rel="stylesheet" href="/app.css">
+<script src="/app.js" defer></script>
+</head><body>
 <header><h1>Graft: transfer learning</h1></header>
 <main>
 <section id="base-section"><h2>1. Base model and cut</h2>
 <div class="row"><label for="zoo">Pretrained model</label><select id="zoo"></select>
-<label for="path">or a local path</label><input id="path" placeholder="/path/to/model" size="18"><button id="show">Show</button></div>
+<button id="show">Show</button></div>
 <p id="cutinfo" aria-live="polite">Choose a layer to cut at: the new head is attached after it; the input node stays the original input.</p>
 <ol id="layers" aria-label="Layers: choose where to cut"></ol>
 <div id="diagram" aria-label="Architecture diagram"></div></section>
@@ -35,40 +31,75 @@ button.primary{background:#24527a;color:#fff}button:focus,input:focus,select:foc
 <div class="row"><label for="warmup">Warm-up epochs</label><input id="warmup" type="number" min="0" max="50" value="3" size="3">
 <label for="finetune">Fine-tune epochs</label><input id="finetune" type="number" min="0" max="50" value="1" size="3">
 <label for="unfreeze">Unfreeze</label><select id="unfreeze"><option value="all">all</option><option value="2">top 2 layers</option><option value="none">none (body frozen)</option></select>
-<button id="train" class="primary">Train</button></div>
-<progress id="progress" max="1" value="0" style="width:100%"></progress><p id="status" role="status" aria-live="polite"></p>
+<button id="train" class="primary">Train</button><button id="cancel" hidden>Cancel</button></div>
+<progress id="progress" max="1" value="0"></progress><p id="status" role="status" aria-live="polite"></p>
 <div id="curves"></div></section>
 <section id="predict-section"><h2>4. Predict and download</h2>
 <div class="row"><label for="predict-file">Image to classify</label><input id="predict-file" type="file" accept="image/png,image/jpeg,image/gif,image/webp"></div>
 <div id="prediction" aria-live="polite"></div>
 <p><a id="download" href="#" hidden>Download the trained model (tfjs model + graft.json, zip)</a></p></section>
 </main>
-<script>
-const $ = (s) => document.querySelector(s);
+</body></html>`;
+}
+
+export const APP_CSS = `*{box-sizing:border-box}body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;background:#f7f7f5;color:#1d1d1d}
+header{background:#24323f;color:#fff;padding:10px 16px}header h1{margin:0;font-size:1.3rem}main{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:14px;padding:14px;max-width:1400px;margin:0 auto}
+section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px;min-width:0}h2{margin:0 0 8px;font-size:1.1rem}
+#diagram svg{max-width:100%;height:auto}#diagram .block{cursor:pointer}button,select,input{font:inherit}button{padding:6px 12px;border-radius:6px;border:1px solid #557;background:#eef;cursor:pointer}
+button.primary{background:#24527a;color:#fff}button:focus,input:focus,select:focus,.block:focus,a:focus{outline:3px solid #1a73e8;outline-offset:1px}
+#layers{max-height:260px;overflow:auto;padding-left:0;list-style:none;margin:6px 0}#layers li{display:flex;justify-content:space-between;gap:6px;padding:2px 0;border-bottom:1px solid #eee;font-size:.9rem}
+#layers li.cut{background:#fde7e7;font-weight:bold}.class{border:1px dashed #99a;border-radius:6px;padding:8px;margin:6px 0}.class.drag{background:#eef6ff}
+.row{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.bar{height:14px;background:#24527a;border-radius:3px}#status{min-height:1.4em}
+.thumbs{display:flex;flex-wrap:wrap;gap:2px;margin-top:4px}.thumbs canvas{width:28px;height:28px;image-rendering:pixelated;border:1px solid #ccc}
+#curves img{max-width:100%;background:#fff}#progress{width:100%}.wide{grid-column:1/-1}.err{color:#b00020}
+@media (max-width:800px){main{grid-template-columns:minmax(0,1fr);padding:8px}}
+`;
+
+export const APP_JS = String.raw`const $ = (s) => document.querySelector(s);
+const TOKEN = document.querySelector('meta[name="graft-token"]').content;
 const TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
 const MAX_FILE = 5 * 1024 * 1024;
 let model = null, cut = null, inputShape = null, jobId = null, classes = [];
+// User text (class names, file names, layer names, messages) only ever goes in as text.
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'text') e.textContent = v; else if (k in e && typeof v !== 'string') e[k] = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
 function say(text, error) { const s = $('#status'); s.textContent = text; s.className = error ? 'err' : ''; }
+const withToken = (path) => path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(TOKEN);
 async function api(path, body) {
-  const res = await fetch(path, body ? { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : undefined);
+  const headers = { 'x-graft-token': TOKEN };
+  if (body) headers['content-type'] = 'application/json';
+  const res = await fetch(path, body ? { method: 'POST', headers, body: JSON.stringify(body) } : { headers });
   const data = await res.json();
   if (!res.ok) throw new Error(data.error || res.statusText);
   return data;
 }
 async function loadZoo() {
-  const zoo = await api('/api/zoo');
-  $('#zoo').innerHTML = zoo.map((z) => '<option value="' + z.name + '" title="' + z.description.replace(/"/g, '&quot;') + '">' + z.name + '</option>').join('');
+  const zoo = await api('/api/models');
+  $('#zoo').replaceChildren(...zoo.map((z) => el('option', { value: z.name, title: z.description, text: z.name })));
+}
+function showSvg(svg) {
+  const doc = new DOMParser().parseFromString(svg, 'image/svg+xml');
+  const root = doc.documentElement;
+  for (const s of root.querySelectorAll('script, foreignObject')) s.remove();
+  $('#diagram').replaceChildren(document.importNode(root, true));
 }
 async function show() {
-  model = $('#path').value.trim() || $('#zoo').value;
+  model = $('#zoo').value;
   const q = '/api/inspect?model=' + encodeURIComponent(model) + (cut ? '&cut=' + encodeURIComponent(cut) : '');
   try {
     const { inspection, svg } = await api(q);
     inputShape = inspection.inputs[0].shape.slice(1);
-    $('#diagram').innerHTML = svg;
-    $('#layers').innerHTML = inspection.layers.filter((l) => l.className !== 'InputLayer').map((l) =>
-      '<li' + (l.name === cut ? ' class="cut"' : '') + '><span>' + l.index + ' ' + l.name + ' <small>' + l.className + '</small></span><button data-layer="' + l.name + '" aria-label="cut after ' + l.name + '">cut here</button></li>').join('');
-    $('#cutinfo').textContent = cut ? 'Cut after "' + cut + '": ' + inspection.cut.removed.length + ' layers removed on the output side; the input node stays "' + inspection.inputs[0].name + '".' : 'No cut chosen: Graft uses the model\\'s suggested cut. Choose a layer to cut at.';
+    showSvg(svg);
+    $('#layers').replaceChildren(...inspection.layers.filter((l) => l.className !== 'InputLayer').map((l) =>
+      el('li', l.name === cut ? { class: 'cut' } : {}, el('span', { text: l.index + ' ' + l.name + ' ' }, el('small', { text: l.className })),
+        el('button', { 'data-layer': l.name, 'aria-label': 'cut after ' + l.name, text: 'cut here' }))));
+    $('#cutinfo').textContent = cut ? 'Cut after "' + cut + '": ' + inspection.cut.removed.length + ' layers removed on the output side; the input node stays "' + inspection.inputs[0].name + '".' : 'No cut chosen: Graft uses the model\'s suggested cut. Choose a layer to cut at.';
     for (const g of document.querySelectorAll('#diagram .block[data-layers]')) {
       const pick = () => { const ls = g.getAttribute('data-layers').split(' '); cut = ls[ls.length - 1]; show(); };
       g.addEventListener('click', pick);
@@ -76,7 +107,7 @@ async function show() {
     }
   } catch (e) { say(e.message, true); }
 }
-$('#layers').addEventListener('click', (e) => { const b = e.target.closest('button[data-layer]'); if (b) { cut = b.dataset.layer; show().then(() => { const nb = document.querySelector('button[data-layer="' + cut + '"]'); if (nb) nb.focus(); }); } });
+$('#layers').addEventListener('click', (e) => { const b = e.target.closest('button[data-layer]'); if (b) { cut = b.dataset.layer; show().then(() => { const nb = [...document.querySelectorAll('button[data-layer]')].find((x) => x.dataset.layer === cut); if (nb) nb.focus(); }); } });
 function b64(bytes) { let s = ''; for (const b of bytes) s += String.fromCharCode(b); return btoa(s); }
 async function decode(file) {
   if (!TYPES.includes(file.type)) throw new Error(file.name + ': not a PNG, JPEG, GIF or WebP image');
@@ -84,7 +115,7 @@ async function decode(file) {
   const magic = b64(new Uint8Array(await file.slice(0, 12).arrayBuffer()));
   const bmp = await createImageBitmap(file);
   const [h, w, c] = inputShape;
-  const canvas = document.createElement('canvas'); canvas.width = w; canvas.height = h;
+  const canvas = el('canvas', { width: w, height: h });
   const ctx = canvas.getContext('2d');
   const scale = Math.max(w / bmp.width, h / bmp.height);
   const dw = bmp.width * scale, dh = bmp.height * scale;
@@ -103,19 +134,22 @@ function addClass(name) {
   const k = classes.length;
   const c = { name: name || 'class ' + (k + 1), images: [] };
   classes.push(c);
-  const div = document.createElement('div');
-  div.className = 'class';
-  div.innerHTML = '<div class="row"><label>Name <input class="cname" value="' + c.name + '"></label><label>Images <input class="cfiles" type="file" multiple accept="image/png,image/jpeg,image/gif,image/webp"></label><span class="count">0 images</span></div><div class="thumbs"></div>';
-  div.querySelector('.cname').addEventListener('input', (e) => { c.name = e.target.value; });
-  const addFiles = async (files) => {
+  const nameInput = el('input', { class: 'cname', value: c.name });
+  const files = el('input', { class: 'cfiles', type: 'file', multiple: true, accept: 'image/png,image/jpeg,image/gif,image/webp' });
+  const count = el('span', { class: 'count', text: '0 images' });
+  const thumbs = el('div', { class: 'thumbs' });
+  const div = el('div', { class: 'class' }, el('div', { class: 'row' }, el('label', { text: 'Name ' }, nameInput), el('label', { text: 'Images ' }, files), count), thumbs);
+  nameInput.value = c.name;
+  nameInput.addEventListener('input', (e) => { c.name = e.target.value; });
+  const addFiles = async (list) => {
     await ensureModel();
-    for (const f of files) {
-      try { const d = await decode(f); c.images.push({ magic: d.magic, pixels: d.pixels }); if (c.images.length <= 40) div.querySelector('.thumbs').appendChild(d.canvas); }
+    for (const f of list) {
+      try { const d = await decode(f); c.images.push({ magic: d.magic, pixels: d.pixels }); if (c.images.length <= 40) thumbs.appendChild(d.canvas); }
       catch (e) { say(e.message, true); }
     }
-    div.querySelector('.count').textContent = c.images.length + ' images';
+    count.textContent = c.images.length + ' images';
   };
-  div.querySelector('.cfiles').addEventListener('change', (e) => addFiles([...e.target.files]));
+  files.addEventListener('change', (e) => addFiles([...e.target.files]));
   div.addEventListener('dragover', (e) => { e.preventDefault(); div.classList.add('drag'); });
   div.addEventListener('dragleave', () => div.classList.remove('drag'));
   div.addEventListener('drop', (e) => { e.preventDefault(); div.classList.remove('drag'); addFiles([...e.dataTransfer.files]); });
@@ -133,38 +167,51 @@ $('#folder').addEventListener('change', async (e) => {
     if (!by.has(cls)) by.set(cls, []);
     by.get(cls).push(f);
   }
-  for (const [name, files] of by) await addClass(name).addFiles(files);
+  for (const [name, list] of by) await addClass(name).addFiles(list);
   say('Loaded ' + by.size + ' classes from the folder.');
 });
 function follow(id) {
   jobId = id;
   location.hash = 'job=' + id;
-  const es = new EventSource('/api/jobs/' + id + '/events');
+  $('#cancel').hidden = false;
+  const es = new EventSource(withToken('/api/jobs/' + encodeURIComponent(id) + '/events'));
   let total = 1, done = 0;
+  const end = (state) => { es.close(); $('#cancel').hidden = true; document.body.dataset.job = state; };
   es.addEventListener('phase', (e) => { const p = JSON.parse(e.data); total = p.epochs * p.batchesPerEpoch; done = 0; say(p.phase + ': ' + p.epochs + ' epochs' + (p.usesFeatureCache ? ', head on cached body features' : ', body unfrozen')); });
   es.addEventListener('batch', (e) => { const b = JSON.parse(e.data); done = (b.epoch - 1) * b.batches + b.batch; $('#progress').value = done / total; say(b.phase + ' epoch ' + b.epoch + '/' + b.epochs + ', batch ' + b.batch + '/' + b.batches + ', loss ' + b.loss.toFixed(3) + ', accuracy ' + (100 * b.accuracy).toFixed(1) + '%'); });
-  es.addEventListener('epoch', () => { const t = Date.now(); $('#curves').innerHTML = '<img alt="loss per epoch" src="/api/jobs/' + id + '/curves.svg?kind=loss&t=' + t + '"><img alt="accuracy per epoch" src="/api/jobs/' + id + '/curves.svg?t=' + t + '">'; });
-  es.addEventListener('done', (e) => { const d = JSON.parse(e.data); es.close(); $('#progress').value = 1; const v = d.metrics.validationAccuracy; say('Done. ' + (v == null ? '' : 'Validation accuracy ' + (100 * v).toFixed(1) + '%.')); const a = $('#download'); a.href = '/api/jobs/' + id + '/download'; a.hidden = false; document.body.dataset.job = 'done'; });
-  es.addEventListener('error', (e) => { if (e.data) { say('Training failed: ' + JSON.parse(e.data).message, true); document.body.dataset.job = 'error'; es.close(); } });
+  es.addEventListener('epoch', () => {
+    const t = Date.now();
+    const src = (kind) => withToken('/api/jobs/' + encodeURIComponent(id) + '/curves.svg?' + (kind ? 'kind=' + kind + '&' : '') + 't=' + t);
+    $('#curves').replaceChildren(el('img', { alt: 'loss per epoch', src: src('loss') }), el('img', { alt: 'accuracy per epoch', src: src('') }));
+  });
+  es.addEventListener('done', (e) => { const d = JSON.parse(e.data); end('done'); $('#progress').value = 1; const v = d.metrics.validationAccuracy; say('Done. ' + (v == null ? '' : 'Validation accuracy ' + (100 * v).toFixed(1) + '%.')); const a = $('#download'); a.href = withToken('/api/jobs/' + encodeURIComponent(id) + '/download'); a.hidden = false; });
+  es.addEventListener('cancelled', () => { end('cancelled'); say('Cancelled.'); });
+  es.addEventListener('error', (e) => { if (e.data) { say('Training failed: ' + JSON.parse(e.data).message, true); end('error'); } });
 }
 $('#train').addEventListener('click', async () => {
   try {
     await ensureModel();
-    const body = { base: model, cut, classes: classes.map((c) => ({ name: c.name, images: c.images })), warmupEpochs: +$('#warmup').value, finetuneEpochs: +$('#finetune').value, unfreeze: $('#unfreeze').value };
+    const body = { base: model, classes: classes.map((c) => ({ name: c.name, images: c.images })), warmupEpochs: +$('#warmup').value, finetuneEpochs: +$('#finetune').value, unfreeze: $('#unfreeze').value };
+    if (cut) body.cut = cut;
     say('Uploading ' + classes.reduce((n, c) => n + c.images.length, 0) + ' images...');
     const { id } = await api('/api/jobs', body);
     document.body.dataset.job = 'running';
     follow(id);
   } catch (e) { say(e.message, true); }
 });
+$('#cancel').addEventListener('click', async () => { try { if (jobId) await api('/api/jobs/' + encodeURIComponent(jobId) + '/cancel', {}); } catch (e) { say(e.message, true); } });
 $('#predict-file').addEventListener('change', async (e) => {
   try {
     if (!jobId) throw new Error('Train a model first.');
     const d = await decode(e.target.files[0]);
-    const { top } = await api('/api/jobs/' + jobId + '/predict', { pixels: d.pixels, topK: 3 });
-    $('#prediction').innerHTML = '<ol>' + top.map((t) => '<li><b>' + t.className + '</b> ' + (100 * t.probability).toFixed(1) + '%<div class="bar" style="width:' + Math.max(2, 100 * t.probability) + '%"></div></li>').join('') + '</ol>';
+    const { top } = await api('/api/jobs/' + encodeURIComponent(jobId) + '/predict', { pixels: d.pixels, topK: 3 });
+    $('#prediction').replaceChildren(el('ol', {}, ...top.map((t) => {
+      const bar = el('div', { class: 'bar' });
+      bar.style.width = Math.max(2, 100 * t.probability) + '%';
+      return el('li', {}, el('b', { text: t.className }), ' ' + (100 * t.probability).toFixed(1) + '%', bar);
+    })));
   } catch (err) { say(err.message, true); }
 });
 $('#show').addEventListener('click', () => { cut = null; show(); });
-loadZoo().then(show).then(() => { const m = /job=([\\w-]+)/.exec(location.hash); if (m) follow(m[1]); });
-</script></body></html>`;
+loadZoo().then(show).then(() => { const m = /job=([\w-]+)/.exec(location.hash); if (m) follow(m[1]); });
+`;

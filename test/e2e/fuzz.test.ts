@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { GraftError, initBackend, loadCsv, loadIdxDataset, loadModel, parseIdx } from '../../src/index.js';
 import { makeRng, type Rng } from '../../src/data/random.js';
 import { JobRunner } from '../../src/web/jobs.js';
+import { Catalog } from '../../src/web/catalog.js';
 
 const zoo = fileURLToPath(new URL('../../../zoo/digits-cnn/', import.meta.url));
 const TIMEOUT_MS = 10000;
@@ -139,7 +140,7 @@ test('fuzzed CSV and IDX files end in GraftError or a consistent dataset', async
 test('uploaded images with wrong bytes are refused before training', async () => {
   await initBackend();
   const rng = makeRng(11);
-  const runner = new JobRunner();
+  const runner = new JobRunner(new Catalog());
   for (let i = 0; i < 30; i++) {
     const magic = garbage(rng, 12);
     magic[0] = i % 2 ? 0x89 : magic[0]; // half of them nearly PNG

@@ -1,6 +1,6 @@
-// graft serve in a real browser (Debian chromium driven by playwright-core): open the page,
-// choose the cut with the keyboard, add two classes of real PNG images, train, predict,
-// download; plus the API's isolation, upload checks and a closed tab.
+// graft serve, started as a command, in a real browser (Debian chromium driven by
+// playwright-core): open the page, choose the cut with the keyboard, add two classes of real PNG
+// images, train, predict, download; plus the API's isolation, upload checks and a closed tab.
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { encodePng, initBackend, loadMnist, takePerClass, type Dataset } from '../../src/index.js';
-import { startServer } from '../../src/web/server.js';
+import { raw, serve, type Serving } from '../serve.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const artifacts = fileURLToPath(new URL('../../../test-artifacts/', import.meta.url));
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: Serving;
 let browser: Browser;
 let digits: Dataset;
 
@@ -32,14 +32,14 @@ function indicesOf(d: Dataset, label: string, n: number): number[] {
 }
 
 async function post(path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(new URL(path, server.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(new URL(path, server.url), { method: 'POST', headers: { 'content-type': 'application/json', 'x-graft-token': server.token }, body: typeof body === 'string' ? body : JSON.stringify(body) });
   return { status: res.status, body: await res.json() as Record<string, unknown> };
 }
 
 async function waitDone(id: string, ms = 120000): Promise<Record<string, unknown> & { events: unknown[] }> {
   const end = Date.now() + ms;
   for (;;) {
-    const job = await (await fetch(new URL(`/api/jobs/${id}`, server.url))).json() as Record<string, unknown> & { events: unknown[] };
+    const job = await (await fetch(new URL(`/api/jobs/${id}`, server.url), { headers: { 'x-graft-token': server.token } })).json() as Record<string, unknown> & { events: unknown[] };
     if (job.status === 'done' || job.status === 'error') return job;
     if (Date.now() > end) throw new Error(`job ${id} still ${job.status}`);
     await new Promise((r) => setTimeout(r, 300));
@@ -51,7 +51,7 @@ before(async () => {
   await initBackend();
   await mkdir(artifacts, { recursive: true });
   digits = takePerClass(await loadMnist('test', [5, 6]), 60, 3);
-  server = await startServer({ port: 0 });
+  server = await serve(['--port', '0']);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
@@ -60,7 +60,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await server?.close();
+  await server?.stop();
 });
 
 test('the server listens on localhost only by default', () => {
@@ -139,7 +139,7 @@ test('jobs are isolated, and a closed tab does not stop its run', async () => {
   assert.equal(b.status, 'done');
   assert.deepEqual(a.classNames, ['alpha', 'beta']);
   assert.deepEqual(b.classNames, ['gamma', 'delta']);
-  const p = await post(`/api/jobs/${two.body.id}/predict`, pixels(digits, indicesOf(digits, '6', 30)[20]));
+  const p = await post(`/api/jobs/${two.body.id}/predict`, { pixels: pixels(digits, indicesOf(digits, '6', 30)[20]).pixels });
   assert.ok(['gamma', 'delta'].includes((p.body.top as { className: string }[])[0].className));
 });
 
@@ -149,15 +149,33 @@ test('uploads are checked: image type, size limit, JSON, class count', async () 
   assert.equal(bad.status, 400);
   assert.equal(bad.body.code, 'BAD_IMAGE');
   const one = await post('/api/jobs', { base: 'digits-cnn', classes: [{ name: 'a', images: [pixels(digits, 0)] }] });
-  assert.equal(one.body.code, 'BAD_DATA');
+  assert.equal(one.body.code, 'BAD_REQUEST');
+  assert.match(String(one.body.error), /^classes: must be an array of 2 to 50 classes/);
   const shape = await post('/api/jobs', { base: 'digits-cnn', classes: [{ name: 'a', images: [{ ...pixels(digits, 0), pixels: [1, 2] }] }, { name: 'b', images: [pixels(digits, 1)] }] });
-  assert.equal(shape.body.code, 'SHAPE_MISMATCH');
+  assert.match(String(shape.body.error), /^classes\[0\]\.images\[0\]\.pixels: must be an array of 784 numbers/);
   assert.equal((await post('/api/jobs', '{not json')).status, 400);
-  const big = await startServer({ port: 0, maxBody: 1000 });
-  try {
-    const res = await fetch(new URL('/api/jobs', big.url), { method: 'POST', body: 'x'.repeat(5000) });
-    assert.equal(res.status, 413);
-  } finally {
-    await big.close();
-  }
+  // A declared size over the limit (32 MB) is refused before the body is read.
+  const res = await raw(server.port, { method: 'POST', path: '/api/jobs', headers: { 'content-type': 'application/json', 'x-graft-token': server.token, 'content-length': String(40 << 20) }, body: '{}' }).catch((e: Error) => ({ status: 0, body: e.message }));
+  assert.equal(res.status, 413, res.body);
+});
+
+test('hostile class names reach the page as text, never as HTML', async () => {
+  const hostile = ['<img src=y onerror="window.__pwned=1">', '"><svg onload="window.__pwned=2">'];
+  const classes = hostile.map((name, k) => ({ name, images: indicesOf(digits, k ? '6' : '5', 12).map((i) => pixels(digits, i)) }));
+  const job = await post('/api/jobs', { base: 'digits-cnn', classes, warmupEpochs: 1, finetuneEpochs: 0 });
+  assert.equal(job.status, 202, JSON.stringify(job.body));
+  await waitDone(String(job.body.id));
+  const page = await browser.newPage();
+  const violations: string[] = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  await page.goto(`${server.url}#job=${job.body.id}`);
+  await page.waitForSelector('body[data-job="done"]');
+  await page.setInputFiles('#predict-file', { name: 'q.png', mimeType: 'image/png', buffer: png(digits, indicesOf(digits, '5', 40)[30]) });
+  await page.waitForSelector('#prediction li');
+  const shown = await page.$$eval('#prediction li b', (bs) => bs.map((b) => b.textContent));
+  assert.deepEqual([...shown].sort(), [...hostile].sort(), 'the names are shown as they are');
+  assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'no script ran');
+  assert.equal(await page.$$eval('#prediction img, #prediction svg', (e) => e.length), 0, 'no element was made from a name');
+  assert.deepEqual(violations, []);
+  await page.close();
 });

@@ -3,22 +3,40 @@
 import { startServer, SERVE_DEFAULTS } from '../../web/server.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 
-export const usage = `graft serve [--port ${SERVE_DEFAULTS.port}] [--host 127.0.0.1]
+export const usage = `graft serve [--port ${SERVE_DEFAULTS.port}] [--host 127.0.0.1] [--models <dir>]...
 
 Starts the Graft web page: pick a base model and see its diagram, choose the cut by clicking a
 layer, define classes from images (drop files, choose files, or load a folder with one
-sub-folder per class), train with live progress, predict an image, and download the model.
-Training runs on this machine; the page needs no internet. It listens on 127.0.0.1 only,
-unless --host says otherwise (e.g. --host 0.0.0.0 to let other machines in).`;
+sub-folder per class), train with live progress, cancel, predict an image, and download the
+model. Training runs on this machine; the page needs no internet.
+
+  --port <n>      (default ${SERVE_DEFAULTS.port}; 0 picks a free port)
+  --host <addr>   a loopback address: 127.0.0.1 (default), ::1 or localhost. The server has no
+                  login, so it never listens beyond this machine; tunnel it (ssh -L) for that
+  --models <dir>  also offer the models in <dir>: a model folder (graft train --out) or a folder
+                  of them; may be given more than once. The page offers only these and the zoo,
+                  never a path or URL typed into it
+
+Only this machine's own page can drive it: requests must be for localhost, 127.0.0.1 or [::1]
+at this port (421 otherwise), from the page itself (403 for other web pages' Origin), and API
+requests without an Origin need the token the page holds (<meta name="graft-token">, sent as
+the X-Graft-Token header). Up to 4 jobs are queued or running at a time.
+
+Ctrl-C cancels the jobs (a running one stops after its batch) and stops the server.`;
 
 export const summary = 'a local web page: diagram, choose the cut, classes from images, train live, predict, download';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' } }, usage);
+  const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string', multiple: true } }, usage);
   if (values.help) { console.log(usage); return 0; }
-  const server = await startServer({ port: num(values.port, 'port', intAtLeast(0)), host: str(values.host) });
+  const models = (values.models as string[] | undefined) ?? [];
+  const server = await startServer({ port: num(values.port, 'port', (n) => intAtLeast(0)(n) && n <= 65535), host: str(values.host), models });
   console.log(`Graft is serving at ${server.url} (Ctrl-C to stop)`);
   await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
-  await server.close();
-  return 0;
+  // A second Ctrl-C quits at once; otherwise a running job gets 5 s to stop after its batch.
+  process.once('SIGINT', () => process.exit(130));
+  process.stderr.write('Stopping: cancelling jobs and closing the server...\n');
+  const stopped = await Promise.race([server.close().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
+  process.stderr.write(stopped ? 'Stopped.\n' : 'A job did not stop within 5 s; quitting anyway.\n');
+  process.exit(0);
 }

@@ -1,0 +1,58 @@
+// Who may drive `graft serve`: only its user's own page. Every request's Host must be the served
+// loopback host and port (no DNS rebinding); an Origin, when sent, must be the page's own; API
+// requests without one (curl, scripts) carry the per-start token the page embeds; bodies are
+// JSON with Content-Type application/json only (no form or text/plain posts from other pages).
+
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly code = 'HTTP') {
+    super(message);
+  }
+}
+
+/** Loopback names a browser may use for this server. */
+const LOOPBACK = ['127.0.0.1', 'localhost', '[::1]'];
+
+export const isLoopbackHost = (host: string) => ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host);
+
+export interface Guard {
+  token: string;
+  check(req: IncomingMessage, url: URL): void;
+}
+
+export function makeGuard(port: () => number): Guard {
+  const token = randomBytes(24).toString('base64url');
+  const tokenBytes = Buffer.from(token);
+  const hosts = () => new Set(LOOPBACK.map((h) => `${h}:${port()}`));
+  const tokenOk = (given: string | undefined) => {
+    const b = Buffer.from(given ?? '');
+    return b.length === tokenBytes.length && timingSafeEqual(b, tokenBytes);
+  };
+  return {
+    token,
+    check(req, url) {
+      const host = String(req.headers.host ?? '').toLowerCase();
+      if (!hosts().has(host)) {
+        throw new HttpError(421, `This server answers only to ${[...hosts()].join(', ')}; the request was for "${host.slice(0, 100)}".`, 'BAD_HOST');
+      }
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `http://${host}`) {
+        throw new HttpError(403, 'Requests from other web pages are refused.', 'BAD_ORIGIN');
+      }
+      const api = url.pathname.startsWith('/api/');
+      const changes = req.method !== 'GET' && req.method !== 'HEAD';
+      if ((api || changes) && origin === undefined) {
+        const given = (req.headers['x-graft-token'] as string | undefined) ?? url.searchParams.get('token') ?? undefined;
+        if (!tokenOk(given)) {
+          throw new HttpError(403, 'API requests need the page\'s Origin or the token of this start (the page holds it in <meta name="graft-token">; send it as the X-Graft-Token header).', 'NO_TOKEN');
+        }
+      }
+      if (changes) {
+        const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+        if (type !== 'application/json') throw new HttpError(415, `Send JSON with Content-Type: application/json; got "${type.slice(0, 60)}".`, 'BAD_CONTENT_TYPE');
+      }
+    },
+  };
+}
