@@ -4,12 +4,13 @@
 // fine-tune), and LP-FT (linear probe, then full fine-tune), at several labels-per-class sizes
 // and seeds. All frozen-feature variants share one forward pass per image.
 
+import { knnAccuracy } from './knn.js';
 import { recalibrateBatchNorm } from '../train/batch-norm-stats.js';
 import { inMemory } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { assertTrainable, classCounts, takePerClass, type Dataset } from '../data/dataset.js';
+import { assertTrainable, classCounts, takePerClass, type Dataset, sampleSize } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { adoptModel } from '../model/batch-norm.js';
 import { cutBody } from '../model/cut.js';
@@ -30,7 +31,7 @@ export const VARIANTS = ['scratch', 'knn', 'linear-probe', 'warm-up', 'full-reci
 export type VariantName = (typeof VARIANTS)[number];
 
 export const COMPARE_DEFAULTS = {
-  sizes: [10, 100, 1000], seeds: 3, warmupEpochs: 3, finetuneEpochs: 2, k: 5, variants: [...VARIANTS] as VariantName[],
+  sizes: [10, 100, 1000], seeds: 3, warmupEpochs: 3, finetuneEpochs: 2, variants: [...VARIANTS] as VariantName[],
   /**
    * Heads trained on cached features (linear probe, warm-up, and the warm-up phase of the full
    * recipe and LP-FT) run at least this many steps: at 10 labels per class, 5 epochs are 5
@@ -47,7 +48,6 @@ export interface CompareOptions {
   seeds?: number;
   warmupEpochs?: number;
   finetuneEpochs?: number;
-  k?: number;
   variants?: VariantName[];
   /** Loads a fresh copy of the base (variants that fine-tune must not share weights). */
   reload: () => Promise<LoadedModel>;
@@ -69,37 +69,6 @@ interface Run { accuracy: number; seconds: number; trainableParams: number; mode
 
 const bytesOf = (layers: { weights: { shape: (number | null)[] }[] }[]) => 4 * weightCount(layers.flatMap((l) => l.weights));
 const trainableOf = (g: Grafted) => weightCount(g.model.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights));
-
-/** k-nearest neighbours by cosine similarity on flattened features; one matrix product per chunk of test samples. */
-function knnAccuracy(train: Dataset, test: Dataset, k: number): number {
-  const d = train.x.length / train.labels.length;
-  const unit = (x: Float32Array | Uint8Array, n: number) => tf.tidy(() => {
-    const m = tf.tensor2d(x, [n, d]);
-    return tf.div(m, tf.add(tf.norm(m, 'euclidean', 1, true), 1e-12));
-  });
-  const trainUnit = unit(inMemory(train.x), train.labels.length);
-  let correct = 0;
-  const chunk = 256;
-  for (let start = 0; start < test.labels.length; start += chunk) {
-    const n = Math.min(chunk, test.labels.length - start);
-    const { values, indices } = tf.tidy(() => {
-      const q = unit(test.x.subarray(start * d, (start + n) * d), n);
-      const top = tf.topk(tf.matMul(q, trainUnit, false, true), k);
-      return { values: top.values.dataSync(), indices: top.indices.dataSync() };
-    });
-    for (let i = 0; i < n; i++) {
-      const votes = new Map<number, number>();
-      for (let j = 0; j < k; j++) {
-        const y = train.labels[indices[i * k + j]];
-        votes.set(y, (votes.get(y) ?? 0) + 1 + values[i * k + j] * 1e-6);
-      }
-      const best = [...votes].sort((a, b) => b[1] - a[1])[0][0];
-      if (best === test.labels[start + i]) correct++;
-    }
-  }
-  trainUnit.dispose();
-  return correct / test.labels.length;
-}
 
 async function accuracyOf(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined): Promise<number> {
   const { values } = await predictAll(model, d, p);
@@ -165,7 +134,9 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
         const v0 = Date.now();
         let run: Run;
         if (name === 'knn') {
-          const acc = knnAccuracy(knnView(features), knnView(testFeatures), Math.min(o.k, features.labels.length));
+          const tr = knnView(features);
+          const te = knnView(testFeatures);
+          const acc = knnAccuracy({ x: inMemory(tr.x) as Float32Array, labels: tr.labels }, { x: inMemory(te.x) as Float32Array, labels: te.labels }, sampleSize(tr)).accuracy;
           run = { accuracy: acc, seconds: 0, trainableParams: 0, modelBytes: bytesOf(body.layers) + features.x.length * 4 };
         } else if (name === 'linear-probe' || name === 'warm-up') {
           const head = name === 'linear-probe' ? { ...suggested, hidden: [], dropout: 0, numClasses, seed } : { seed, ...suggested, numClasses };
@@ -188,7 +159,8 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
           const copy = await o.reload();
           const head = name === 'lp-ft' ? { ...suggested, hidden: [], dropout: 0, numClasses, seed } : { seed, ...suggested, numClasses };
           const g = graft(copy.model, { cut, head });
-          await fineTune(g, train, { ...common, warmupEpochs: o.warmupEpochs > 0 ? headEpochs(o.warmupEpochs) : 0, finetuneEpochs: o.finetuneEpochs, cachedFeatures: cached });
+          // LP-FT always fine-tunes (it is the variant); the full recipe keeps fine-tuning only when it wins, as graft train does.
+          await fineTune(g, train, { ...common, warmupEpochs: o.warmupEpochs > 0 ? headEpochs(o.warmupEpochs) : 0, finetuneEpochs: o.finetuneEpochs, cachedFeatures: cached, keepBetter: name !== 'lp-ft' });
           run = { accuracy: await accuracyOf(g.model, test, p), seconds: 0, trainableParams: trainableOf(g), modelBytes: bytesOf(g.model.layers) };
         }
         run.seconds = (Date.now() - v0) / 1000;

@@ -1,5 +1,8 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
+import { accuracyWords, wilson } from '../../eval/interval.js';
+import type { FineTuneResult } from '../../train/fine-tune.js';
+import type { GraftMeta } from '../../model/meta.js';
 import { isBytes } from '../../data/disk-samples.js';
 import {
   graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, partialOut, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
@@ -40,9 +43,19 @@ export const usage = `graft train --base <model> --data <data> [options]
                           else the layer feeding its output layer)
   --head <spec>           head options, e.g. hidden=128:64,dropout=0.3,pool=max (default: pooling
                           if needed, dropout ${DEFAULTS.head.dropout}, dense softmax)
-  --warmup-epochs <n>     epochs with the body frozen, on cached features (default ${DEFAULTS.warmupEpochs},
-                          more on small data: at least ${DEFAULTS.minWarmupSteps} steps)
+  --warmup <how>          auto | fit | sgd: how the head is trained with the body frozen, on body
+                          features computed once. fit: a linear head is fitted to convergence
+                          (L-BFGS on standardised features; the L2 strength is chosen by 5-fold
+                          cross-validation when a class has under 100 samples). sgd: epochs of
+                          AdamW. auto (default): fit, unless the head has hidden layers or the
+                          old task is distilled (--extend)
+  --warmup-epochs <n>     with --warmup sgd: epochs (default ${DEFAULTS.warmupEpochs}, more on small data: at
+                          least ${DEFAULTS.minWarmupSteps} steps); 0 skips the warm-up either way
   --finetune-epochs <n>   epochs after unfreezing (default ${DEFAULTS.finetuneEpochs})
+  --keep-better <yes|no>  keep the fine-tuned model only when it beats the warm-up head: on the
+                          validation data, or on small data (no validation split) by 3-fold
+                          cross-validation on the training set, which costs 3 short fine-tunes
+                          (default yes)
   --unfreeze <what>       none | all | N (top N weighted layers) | from:<layer> (default all)
   --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
@@ -53,7 +66,9 @@ export const usage = `graft train --base <model> --data <data> [options]
                           averages to follow, i.e. momentum^steps < ${DEFAULTS.autoBatchNormResidue})
   --schedule <name>       one-cycle | cosine | constant (default ${DEFAULTS.schedule})
   --batch-size <n>        (default ${DEFAULTS.batchSize})
-  --val-split <f>         fraction held out for validation and early stopping (default ${DEFAULTS.validationSplit})
+  --val-split <f>         fraction held out for validation and early stopping (default
+                          ${DEFAULTS.validationSplit}, or none when a class has under 100 images: then
+                          cross-validation on the training set decides)
   --val-data <data>       validation data instead of a split
   --test-split <f>        fraction held out (stratified, seeded) and evaluated once at the end
   --test-data <data>      evaluated once at the end; its accuracy is saved in graft.json
@@ -85,6 +100,16 @@ Files that cannot be used (unreadable, truncated, empty, not an image) are liste
 Ctrl-C stops after the current batch, writes a checkpoint and prints the command to resume.`;
 
 export const summary = 'transfer a pretrained model to your data: cut, new head, warm-up, fine-tune, save';
+
+function oneOf<T extends string>(v: string | undefined, flag: string, allowed: readonly T[]): T | undefined {
+  if (v === undefined || (allowed as readonly string[]).includes(v)) return v as T | undefined;
+  throw new GraftError('BAD_ARGUMENT', `--${flag} "${v}" is not understood.`, { fix: `Use ${allowed.join(', ')}.` });
+}
+
+function yesNo(v: string | undefined, flag: string): boolean | undefined {
+  const w = oneOf(v, flag, ['yes', 'no'] as const);
+  return w === undefined ? undefined : w === 'yes';
+}
 
 function parseKeepOld(how: string | undefined): KeepOld | undefined {
   if (how === undefined || how === 'head' || how === 'lwf' || how === 'ewc') return how;
@@ -120,7 +145,7 @@ export function parseHead(spec: string | undefined): Omit<HeadOptions, 'numClass
 
 const OPTIONS: Options = {
   base: { type: 'string' }, data: { type: 'string' }, labels: { type: 'string' }, 'label-column': { type: 'string' },
-  cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
+  cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, warmup: { type: 'string' }, 'keep-better': { type: 'string' }, 'finetune-epochs': { type: 'string' },
   unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
   'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
   'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
@@ -165,6 +190,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     cut: str(values.cut),
     head: parseHead(str(values.head)),
     warmupEpochs: num(values['warmup-epochs'], 'warmup-epochs', intAtLeast(0)),
+    warmup: oneOf(str(values.warmup), 'warmup', ['auto', 'fit', 'sgd'] as const),
+    keepBetter: yesNo(str(values['keep-better']), 'keep-better'),
     finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
     unfreeze: values.unfreeze === undefined ? undefined : parseUnfreeze(str(values.unfreeze)!),
     lr: num(values.lr, 'lr', (n) => n > 0 && n < 10),
@@ -234,6 +261,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
     callbacks: { ...progress, onPhaseStart: (info: PhaseInfo) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); } },
+    onFineTuneFold: (fold: number, folds: number) => log(`fine-tune check, fold ${fold}/${folds}: fit the head on the other folds, fine-tune, score both on this fold`),
   };
   const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
   process.off('SIGINT', onInterrupt);
@@ -250,6 +278,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
+  meta.uncertainty = uncertainty(meta, result);
   if (images) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? base.meta?.preprocessing.imageFit ?? 'crop' };
   if (result.diverged) meta.diverged = result.diverged;
   // A diverged run leaves --out as it was; its last good weights go beside it.
@@ -265,6 +294,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
+      headFit: result.headFit ?? null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
       phases: result.phases, history: result.history,
     }));
   } else {
@@ -272,9 +302,38 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     const fc = result.featureCache;
     if (result.memoryNote) log(result.memoryNote);
     if (fc) log(`body features: ${fc.hits ? `${fc.hits} set(s) read from the disk cache` : ''}${fc.hits && fc.misses ? ', ' : ''}${fc.misses ? `${fc.misses} set(s) computed and kept in the disk cache` : ''} (${result.featureSeconds.toFixed(1)} s; graft cache ls)`);
-    log(`validation accuracy ${percent(meta.metrics.validationAccuracy as number | null)}${testRaw ? `, test accuracy ${percent(meta.metrics.testAccuracy as number)}` : ''}`);
+    if (result.fineTuneCheck) log(result.fineTuneCheck.words);
+    for (const line of accuracyLines(meta, result)) log(line);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
+}
+
+/** Cross-validation accuracy with its spread and the test accuracy with its 95% interval, for words, JSON and the report. */
+function uncertainty(meta: GraftMeta, result: FineTuneResult): Record<string, unknown> {
+  const m = meta.metrics ?? {};
+  const out: Record<string, unknown> = {};
+  const f = result.headFit;
+  if (f?.chosenBy === 'cross-validation') out.crossValidation = { of: 'warm-up head', folds: f.folds, accuracy: f.cvAccuracy, std: f.cvAccuracyStd };
+  const c = result.fineTuneCheck;
+  if (c?.method === 'cross-validation') out.fineTuneCrossValidation = { folds: c.folds, warmUp: c.warmUpAccuracy, fineTune: c.fineTuneAccuracy };
+  if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') {
+    const w = wilson(Math.round(m.testAccuracy * m.testSamples), m.testSamples);
+    out.test = { accuracy: m.testAccuracy, samples: m.testSamples, wilson95: [w.low, w.high] };
+  }
+  return out;
+}
+
+function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
+  const m = meta.metrics ?? {};
+  const lines: string[] = [];
+  const f = result.headFit;
+  if (f?.chosenBy === 'cross-validation') {
+    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set)`);
+  }
+  if (typeof m.validationAccuracy === 'number') lines.push(`validation accuracy ${percent(m.validationAccuracy)}`);
+  else lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
+  if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}`);
+  return lines;
 }
