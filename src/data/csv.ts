@@ -2,8 +2,8 @@
 // last column). Values are kept raw; standardisation statistics are computed on the
 // training split only (standardization.ts) and saved with the model.
 
-import { readFile } from 'node:fs/promises';
 import { GraftError } from '../errors.js';
+import { READ_LIMITS, readBounded } from './bounded-read.js';
 import type { Dataset } from './dataset.js';
 
 export interface CsvOptions {
@@ -28,7 +28,9 @@ function splitLine(line: string): string[] {
 }
 
 export function parseCsv(text: string, where: string, options: CsvOptions = {}): Dataset & { featureNames: string[] } {
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+  // Line numbers as in the file, blank lines included.
+  const numbered = text.split(/\r?\n/).map((l, i) => [l, i + 1] as const).filter(([l]) => l.trim() !== '');
+  const lines = numbered.map(([l]) => l);
   if (lines.length < 2) throw new GraftError('BAD_DATA', `${where} has no data rows (a header line and at least one row are needed).`);
   const header = splitLine(lines[0]);
   const wanted = options.labelColumn;
@@ -44,13 +46,17 @@ export function parseCsv(text: string, where: string, options: CsvOptions = {}):
   for (let r = 0; r < rows; r++) {
     const cells = splitLine(lines[r + 1]);
     if (cells.length !== header.length) {
-      throw new GraftError('BAD_DATA', `${where} line ${r + 2} has ${cells.length} cells; the header has ${header.length}.`, { fix: 'Every row needs one value per column.' });
+      throw new GraftError('BAD_DATA', `${where} line ${numbered[r + 1][1]} has ${cells.length} cells; the header has ${header.length}.`, { fix: 'Every row needs one value per column.' });
     }
     featureIdx.forEach((c, j) => {
       const v = Number(cells[c]);
       if (cells[c] === '' || !Number.isFinite(v)) {
-        throw new GraftError('BAD_DATA', `${where} line ${r + 2}, column "${header[c]}": "${cells[c]}" is not a number.`, {
+        throw new GraftError('BAD_DATA', `${where} line ${numbered[r + 1][1]}, column ${c + 1} ("${header[c]}"): "${cells[c].slice(0, 40)}" is not a finite number.`, {
           fix: 'Feature columns must be numeric; name the label column with --label-column.' });
+      }
+      if (!Number.isFinite(Math.fround(v))) {
+        throw new GraftError('BAD_DATA', `${where} line ${numbered[r + 1][1]}, column ${c + 1} ("${header[c]}"): ${cells[c]} is outside the float32 range (about +-3.4e38) that training uses.`, {
+          fix: 'Rescale the column (e.g. take its logarithm) or fix the value.' });
       }
       x[r * featureIdx.length + j] = v;
     });
@@ -69,9 +75,16 @@ export function parseCsv(text: string, where: string, options: CsvOptions = {}):
 export async function loadCsv(path: string, options: CsvOptions = {}): Promise<Dataset & { featureNames: string[] }> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await readBounded(path, { limit: READ_LIMITS.csv, what: 'The CSV file' })).toString('utf8');
   } catch (cause) {
-    throw new GraftError('BAD_DATA', `Cannot read ${path}: ${(cause as Error).message}.`, { fix: 'Check the path.', cause });
+    if (cause instanceof GraftError) throw cause;
+    throw new GraftError('BAD_DATA', `Cannot read ${path}: ${errnoWords(cause)}.`, { fix: 'Check the path and its permissions.', cause });
   }
   return parseCsv(text, path, options);
+}
+
+/** A file-system error in words, without Node's stack or syscall noise. */
+export function errnoWords(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code === 'ENOTDIR' ? 'a part of the path is a file' : String(code ?? (e as Error).message);
 }

@@ -59,7 +59,7 @@ test('CSV: numeric features and a named label column; clear errors with line and
   assert.deepEqual(Array.from(d.labels), [0, 1, 0]);
   assert.deepEqual(Array.from(d.x as Float32Array), [1, 2, 3, 4, 5, 6]);
   assert.deepEqual(d.featureNames, ['a', 'b']);
-  assert.throws(() => parseCsv('a,b,label\n1,x,0\n', 'f.csv'), /line 2, column "b": "x" is not a number/);
+  assert.throws(() => parseCsv('a,b,label\n1,x,0\n', 'f.csv'), /line 2, column 2 \("b"\): "x" is not a finite number/);
   assert.throws(() => parseCsv('a,b,label\n1,2\n', 'f.csv'), /line 2 has 2 cells/);
   assert.throws(() => parseCsv('a,b\n1,2\n', 'f.csv', { labelColumn: 'y' }), /no column "y"/);
   assert.throws(() => parseCsv('a,b\n', 'f.csv'), /no data rows/);

@@ -1,7 +1,8 @@
 // IDX files (the MNIST format): a magic number giving the element type and rank, the
 // dimensions, then the values. Graft reads unsigned-byte IDX image and label files.
 
-import { readFile } from 'node:fs/promises';
+import { READ_LIMITS, readBounded } from './bounded-read.js';
+import { errnoWords } from './csv.js';
 import { GraftError } from '../errors.js';
 import type { Dataset } from './dataset.js';
 
@@ -31,9 +32,10 @@ export function parseIdx(buf: Uint8Array, where: string): IdxArray {
 export async function readIdx(path: string): Promise<IdxArray> {
   let buf: Buffer;
   try {
-    buf = await readFile(path);
+    buf = await readBounded(path, { limit: READ_LIMITS.idx, what: 'The IDX file' });
   } catch (cause) {
-    throw new GraftError('BAD_DATA', `Cannot read ${path}: ${(cause as Error).message}.`, { fix: 'Check the path.', cause });
+    if (cause instanceof GraftError) throw cause;
+    throw new GraftError('BAD_DATA', `Cannot read ${path}: ${errnoWords(cause)}.`, { fix: 'Check the path and its permissions.', cause });
   }
   return parseIdx(buf, path);
 }

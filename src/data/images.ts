@@ -7,7 +7,9 @@
 
 import { DiskSamples } from './disk-samples.js';
 import { availableParallelism } from 'node:os';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { READ_LIMITS, readBounded } from './bounded-read.js';
+import { errnoWords } from './csv.js';
 import { basename, extname, join, relative } from 'node:path';
 import sharp from 'sharp';
 import { GraftError } from '../errors.js';
@@ -102,7 +104,10 @@ function pickPerClass(files: Found[], classes: number, n: number, seed: number):
 
 /** Every non-hidden file under `dir`, sub-folders included, in natural order. */
 export async function walk(dir: string, out: string[] = []): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
+  const entries = await readdir(dir, { withFileTypes: true }).catch((cause: NodeJS.ErrnoException) => {
+    throw new GraftError('BAD_DATA', `The folder ${dir} cannot be listed: ${errnoWords(cause)}.`, {
+      fix: cause.code === 'EACCES' ? `Give yourself read permission (chmod u+rx "${dir}"), or move it out of the data folder.` : 'Check the data folder.', cause });
+  });
   entries.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
@@ -155,7 +160,7 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
     for (let i = next++; i < files.length; i = next++) {
       const f = files[i];
       try {
-        const pixels = await decodeImage(await readFile(f.path), o);
+        const pixels = await decodeImage(await readBounded(f.path, { limit: READ_LIMITS.image, what: 'The image' }), o);
         if (disk) disk.writeRow(i, pixels);
         else rows!.set(pixels, i * per);
         decoded[i] = true;

@@ -3,7 +3,8 @@
 // features computed for the warm-up, the saved model referring to it by path and hash.
 
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { GraphModel } from '@tensorflow/tfjs-converter';
@@ -31,7 +32,7 @@ export async function graphModelJson(spec: string): Promise<string | undefined> 
   try {
     const p = (await stat(spec)).isDirectory() ? join(spec, 'model.json') : spec;
     if (!/\.json$/i.test(p)) return undefined;
-    const head = JSON.parse(await readFile(p, 'utf8')) as { format?: string; modelTopology?: { node?: unknown } };
+    const head = JSON.parse((await readBounded(p, { limit: READ_LIMITS.modelJson, what: 'The model file' })).toString('utf8')) as { format?: string; modelTopology?: { node?: unknown } };
     return head.format === 'graph-model' || Array.isArray(head.modelTopology?.node) ? p : undefined;
   } catch {
     return undefined;

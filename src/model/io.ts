@@ -9,6 +9,9 @@ import { GraftError } from '../errors.js';
 import { isKerasPath, readKerasModel } from './keras.js';
 import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
 import { checkTopology } from './topology.js';
+import { checkMeta } from './meta-check.js';
+import { httpGet } from './http.js';
+import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import type { GraftMeta } from './meta.js';
 
 export interface ModelFiles {
@@ -41,7 +44,9 @@ function parseModelJson(text: string, where: string): ModelJson {
   try {
     json = JSON.parse(text) as ModelJson;
   } catch (cause) {
-    throw new GraftError('BAD_MODEL', `${where} is not valid JSON (${(cause as Error).message}).`, {
+    // The parser's message quotes the text; only its position goes in ours.
+    const at = /position (\d+)/.exec((cause as Error).message);
+    throw new GraftError('BAD_MODEL', `${where} is not valid JSON${at ? ` (at byte ${at[1]})` : ''}.`, {
       fix: 'Point at the model.json that tfjs (or tensorflowjs_converter) wrote.', cause });
   }
   if (!json || typeof json !== 'object' || !json.modelTopology || typeof json.modelTopology !== 'object') {
@@ -94,13 +99,30 @@ async function readArtifacts(where: string, text: string, read: (path: string) =
   };
 }
 
+/** A file-system error as one of Graft's, unless it is one already. */
+const graftOr = (e: unknown, make: () => GraftError) => (e instanceof GraftError ? e : make());
+
+function parseMeta(bytes: Buffer | undefined, where: string): GraftMeta | undefined {
+  if (!bytes) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(bytes.toString('utf8'));
+  } catch (cause) {
+    const looksHtml = /^\s*</.test(bytes.subarray(0, 64).toString('utf8'));
+    throw new GraftError('BAD_MODEL', `${where} is not valid JSON${looksHtml ? ' (it looks like an HTML page)' : ''}.`, {
+      fix: looksHtml ? 'The server answered with a web page: check the URL points at the model folder.' : 'Restore graft.json from the run that wrote it, or remove it.', cause });
+  }
+  return checkMeta(raw, where);
+}
+
 async function readLocal(source: string): Promise<ModelFiles> {
   const path = resolve(source);
   let info;
   try {
     info = await stat(path);
-  } catch {
-    throw new GraftError('MODEL_NOT_FOUND', `No model at "${source}".`, {
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new GraftError('MODEL_NOT_FOUND', code === 'EACCES' ? `"${source}" cannot be read (permission denied).` : code === 'ENOTDIR' ? `No model at "${source}": a part of the path is a file.` : `No model at "${source}".`, {
       fix: 'Give a model directory, a model.json path, an http(s) URL, or a zoo name (graft inspect --help lists them).' });
   }
   if (!info.isDirectory() && isKerasPath(path)) {
@@ -111,46 +133,35 @@ async function readLocal(source: string): Promise<ModelFiles> {
   const dir = dirname(jsonPath);
   let text: string;
   try {
-    text = await readFile(jsonPath, 'utf8');
-  } catch {
-    throw new GraftError('MODEL_NOT_FOUND', `"${source}" has no model.json.`, { fix: 'Point at the directory that holds model.json.' });
+    text = (await readBounded(jsonPath, { limit: READ_LIMITS.modelJson, what: 'The model file' })).toString('utf8');
+  } catch (e) {
+    throw graftOr(e, () => new GraftError('MODEL_NOT_FOUND', `"${source}" has no model.json${(e as NodeJS.ErrnoException).code === 'EACCES' ? ' that can be read (permission denied)' : ''}.`, { fix: 'Point at the directory that holds model.json.' }));
   }
   const artifacts = await readArtifacts(jsonPath, text, async (p) => {
     try {
-      return await readFile(join(dir, p));
-    } catch {
-      throw new GraftError('BAD_MODEL', `Weight file "${p}" named in ${jsonPath} is missing.`, { fix: 'Copy the whole model directory.' });
+      return await readBounded(join(dir, p), { limit: READ_LIMITS.shard, what: 'The weight file' });
+    } catch (e) {
+      throw graftOr(e, () => new GraftError('BAD_MODEL', `Weight file "${p}" named in ${jsonPath} is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable'}.`, { fix: 'Copy the whole model directory.' }));
     }
   });
-  let meta: GraftMeta | undefined;
-  try {
-    meta = JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new GraftError('BAD_MODEL', `${join(dir, 'graft.json')} is not valid JSON.`, { cause: e });
-    }
-  }
-  return { artifacts, meta, source };
+  const metaPath = join(dir, 'graft.json');
+  const metaBytes = await readBounded(metaPath, { limit: READ_LIMITS.graftJson, what: 'graft.json' }).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw graftOr(e, () => new GraftError('BAD_MODEL', `${metaPath} cannot be read (${(e as NodeJS.ErrnoException).code}).`, { fix: 'Check its permissions.' }));
+  });
+  return { artifacts, meta: parseMeta(metaBytes, metaPath), source };
 }
 
-async function fetchBytes(url: string): Promise<Uint8Array> {
-  let res: Response;
-  try {
-    res = await fetch(url);
-  } catch (cause) {
-    throw new GraftError('NETWORK', `Could not fetch ${url}: ${(cause as Error).message}.`, { fix: 'Check the URL and the network.', cause });
-  }
-  if (!res.ok) throw new GraftError('NETWORK', `Fetching ${url} gave HTTP ${res.status}.`, { fix: 'Check the URL.' });
-  return new Uint8Array(await res.arrayBuffer());
+async function fetchBytes(url: string, maxBytes: number): Promise<Uint8Array> {
+  return (await httpGet(url, { maxBytes }))!;
 }
 
 async function readUrl(source: string): Promise<ModelFiles> {
   const jsonUrl = source.endsWith('.json') ? source : source.replace(/\/?$/, '/model.json');
-  const text = Buffer.from(await fetchBytes(jsonUrl)).toString('utf8');
-  const artifacts = await readArtifacts(jsonUrl, text, (p) => fetchBytes(new URL(p, jsonUrl).href));
-  let meta: GraftMeta | undefined;
-  const metaRes = await fetch(new URL('graft.json', jsonUrl)).catch(() => undefined);
-  if (metaRes?.ok) meta = (await metaRes.json()) as GraftMeta;
+  const text = Buffer.from(await fetchBytes(jsonUrl, READ_LIMITS.modelJson)).toString('utf8');
+  const artifacts = await readArtifacts(jsonUrl, text, (p) => fetchBytes(new URL(p, jsonUrl).href, READ_LIMITS.shard));
+  const metaUrl = new URL('graft.json', jsonUrl).href;
+  const meta = parseMeta(await httpGet(metaUrl, { maxBytes: READ_LIMITS.graftJson, missingOk: true }), metaUrl);
   return { artifacts, meta, source };
 }
 
@@ -160,6 +171,26 @@ export function isUrl(source: string): boolean {
 
 export async function readModelFiles(source: string): Promise<ModelFiles> {
   return isUrl(source) ? readUrl(source) : readLocal(source);
+}
+
+/** NaN or infinite float32 weights make every output NaN: name the first such weight. */
+function checkFiniteWeights(artifacts: tf.io.ModelArtifacts, where: string): void {
+  const data = artifacts.weightData;
+  if (!data || !artifacts.weightSpecs) return;
+  const buffer = tf.io.CompositeArrayBuffer.join(data);
+  let offset = 0;
+  for (const spec of artifacts.weightSpecs) {
+    const bytes = expectedBytes(spec);
+    if (spec.dtype === 'float32' && !spec.quantization && offset % 4 === 0) {
+      const values = new Float32Array(buffer, offset, bytes / 4);
+      const i = values.findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) {
+        throw new GraftError('BAD_MODEL', `${where}: weight "${spec.name}" (layer ${spec.name.split('/').slice(0, -1).join('/') || spec.name}) holds ${values[i]} at index ${i}; a base with non-finite weights gives NaN for every input.`, {
+          fix: 'The model is damaged or was saved after its training diverged: use an earlier copy of it.' });
+      }
+    }
+    offset += bytes;
+  }
 }
 
 /** Builds the LayersModel, with BatchNormalization layers that can be frozen. */
@@ -175,6 +206,7 @@ export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where:
       : `${where} has a model topology tfjs-layers cannot build: ${(cause as Error).message}`, {
       fix: m ? 'Replace the custom layer with built-in layers before export.' : 'Re-export the model from tfjs-layers or Keras.', cause });
   }
+  checkFiniteWeights(artifacts, where);
   let weights: tf.NamedTensorMap;
   try {
     weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);

@@ -6,7 +6,8 @@
 
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { open, rm, stat, writeFile } from 'node:fs/promises';
+import { assertRegularFile, READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
@@ -81,6 +82,7 @@ function strings(value: unknown): string[] {
 async function openH5(path: string, where: string) {
   const lib = await h5wasm();
   const head = Buffer.alloc(8);
+  await assertRegularFile(path, { limit: READ_LIMITS.keras, what: 'The Keras file' });
   const fh = await open(path, 'r');
   try { await fh.read(head, 0, 8, 0); } finally { await fh.close(); }
   if (!head.equals(HDF5_MAGIC)) throw bad(where, 'is not an HDF5 file (its first bytes are not the HDF5 signature).', 'Give a Keras .h5 file written by model.save(), or a .keras archive.');
@@ -230,7 +232,7 @@ export function keras3ToKeras2(config: Record<string, unknown>, where: string): 
 }
 
 async function readKerasArchive(path: string, where: string): Promise<{ topology: object; weights: WeightEntry[]; kerasVersion?: string }> {
-  const buf = await readFile(path);
+  const buf = await readBounded(path, { limit: READ_LIMITS.keras, what: 'The Keras file' });
   if (buf.length < 4 || buf.readUInt32LE(0) !== 0x04034b50) {
     throw bad(where, 'is not a .keras archive (a .keras file is a zip; this one does not start like one).', 'Give a file written by Keras 3 model.save("model.keras"), or a Keras 2 .h5 file.');
   }

@@ -8,6 +8,7 @@ import { backendInfo, initBackend } from '../engine/backend.js';
 import { adoptModel } from './batch-norm.js';
 import { modelFromArtifacts, readModelFiles } from './io.js';
 import type { GraftMeta } from './meta.js';
+import { checkMetaAgainstModel } from './meta-check.js';
 
 export interface LoadedModel {
   model: tfl.LayersModel;
@@ -73,6 +74,19 @@ export async function loadModel(source: string | tfl.LayersModel, options: LoadO
   // Building a model needs a ready backend; pick one if the caller has not.
   if (!backendInfo()) await initBackend();
   if (typeof source !== 'string') return { model: await adoptModel(source), source: source.name };
+  const loaded = await loadFrom(source, options);
+  if (loaded.meta) {
+    try {
+      checkMetaAgainstModel(loaded.meta, loaded.model, `graft.json of ${source}`, { truncated: Boolean(loaded.truncatedAt) });
+    } catch (e) {
+      loaded.model.dispose();
+      throw e;
+    }
+  }
+  return loaded;
+}
+
+async function loadFrom(source: string, options: LoadOptions): Promise<LoadedModel> {
   const zoo = zooEntry(source);
   const files = await readModelFiles(zoo ? zoo.dir : source);
   const size = options.inputSize;

@@ -9,7 +9,7 @@
 // type = 2) add it, without an ONNX library.
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { basename } from 'node:path';
 import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
@@ -160,7 +160,7 @@ export class OnnxBody {
   static async load(path: string, cut?: string, expectSha?: string): Promise<OnnxBody> {
     const where = basename(path);
     let buf: Buffer;
-    try { buf = await readFile(path); } catch { throw new GraftError('MODEL_NOT_FOUND', `No ONNX model at "${path}".`, { fix: 'Check the path to the .onnx file.' }); }
+    try { buf = await readBounded(path, { limit: READ_LIMITS.onnx, what: 'The ONNX model' }); } catch (e) { if (e instanceof GraftError) throw e; throw new GraftError('MODEL_NOT_FOUND', `No ONNX model at "${path}".`, { fix: 'Check the path to the .onnx file.' }); }
     const sha256 = createHash('sha256').update(buf).digest('hex');
     if (expectSha && expectSha !== sha256) {
       throw new GraftError('BAD_MODEL', `${path} is not the ONNX body this model was trained on (its content hash differs).`, {

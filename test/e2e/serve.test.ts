@@ -22,9 +22,10 @@ const image = (i: number) => ({
   magic: encodePng(28, 28, 1, digits.x.subarray(i * 784, (i + 1) * 784)).subarray(0, 12).toString('base64'),
   pixels: Array.from(digits.x.subarray(i * 784, (i + 1) * 784)),
 });
-// 12 per class: with 20 or more images a job holds out a validation split.
+const ofClass = (label: string, n: number) => Array.from(digits.labels.keys()).filter((i) => digits.classNames[digits.labels[i]] === label).slice(0, n).map(image);
+// 100 per class is not "small data", so the recipe does not cross-validate the fine-tune first.
 const job = (extra: Record<string, unknown> = {}) => ({
-  base: 'digits-cnn', classes: [{ name: 'a', images: [...Array(12).keys()].map(image) }, { name: 'b', images: [...Array(12).keys()].map((i) => image(20 + i)) }], warmupEpochs: 1, finetuneEpochs: 0, ...extra,
+  base: 'digits-cnn', classes: [{ name: 'a', images: ofClass('5', 100) }, { name: 'b', images: ofClass('6', 100) }], warmupEpochs: 1, finetuneEpochs: 0, ...extra,
 });
 
 async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
@@ -46,7 +47,7 @@ async function waitFor(id: string, states: string[], ms = 60000): Promise<string
 
 before(async () => {
   await initBackend();
-  digits = takePerClass(await loadMnist('test', [5, 6]), 20, 3);
+  digits = takePerClass(await loadMnist('test', [5, 6]), 100, 3);
   models = await mkdtemp(join(tmpdir(), 'graft-serve-models-'));
   await cp(join(root, 'zoo', 'digits-cnn'), join(models, 'my-digits'), { recursive: true });
   server = await serve(['--port', '0', '--models', models]);
