@@ -10,7 +10,7 @@ export function wilson(correct: number, n: number, z = 1.959963984540054): Inter
   const z2 = z * z;
   const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
   const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
-  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half), level: 0.95 };
+  return { low: correct <= 0 ? 0 : Math.max(0, centre - half), high: correct >= n ? 1 : Math.min(1, centre + half), level: 0.95 };
 }
 
 /** "74.4% (95% interval 58.9-85.4%, 29 of 39)". */

@@ -11,7 +11,7 @@ test('the two-phase recipe learns tiny data far above chance', async () => {
   const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 4, dropout: 0, seed: 5 } });
   const phases: PhaseInfo[] = [];
   const result = await fineTune(g, textureImages(40, 4, 1), {
-    preprocessing: PIXELS, warmupEpochs: 5, finetuneEpochs: 20, lr: 2e-2, lrMult: 10, batchSize: 16, seed: 3,
+    preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 5, finetuneEpochs: 20, lr: 2e-2, lrMult: 10, batchSize: 16, seed: 3, validationSplit: 0.1,
     callbacks: { onPhaseStart: (p) => { phases.push(p); } },
   });
   assert.deepEqual(result.phases.map((p) => p.phase), ['warm-up', 'fine-tune']);
@@ -29,11 +29,11 @@ test('tensor count stays flat across epochs and phases', async () => {
   const data = textureImages(8);
   const counts: number[] = [];
   await fineTune(g, data, {
-    preprocessing: PIXELS, warmupEpochs: 3, finetuneEpochs: 3, batchSize: 8, validationSplit: 0.25,
+    preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 3, finetuneEpochs: 3, batchSize: 8, validationSplit: 0.25,
     callbacks: { onEpochEnd: () => { counts.push(tf.memory().numTensors); } },
   });
   const before = tf.memory().numTensors;
-  await fineTune(g, data, { preprocessing: PIXELS, warmupEpochs: 2, finetuneEpochs: 2, batchSize: 8 });
+  await fineTune(g, data, { preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 2, finetuneEpochs: 2, batchSize: 8 });
   assert.equal(tf.memory().numTensors, before, 'a whole fineTune run leaves no tensors behind');
   assert.equal(new Set(counts.slice(0, 3)).size, 1, `warm-up epochs: ${counts}`);
   assert.equal(new Set(counts.slice(3)).size, 1, `fine-tune epochs: ${counts}`);
@@ -45,7 +45,7 @@ test('early stopping ends a phase when the validation loss stops improving', asy
   const data = textureImages(10);
   const rng = makeRng(11);
   data.labels = data.labels.map(() => Math.floor(rng() * 3));
-  const result = await fineTune(g, data, { preprocessing: PIXELS, warmupEpochs: 30, finetuneEpochs: 0, lr: 0.05, patience: 2, batchSize: 6, validationSplit: 0.3 });
+  const result = await fineTune(g, data, { preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 30, finetuneEpochs: 0, lr: 0.05, patience: 2, batchSize: 6, validationSplit: 0.3 });
   assert.equal(result.phases[0].stoppedEarly, true);
   assert.ok(result.phases[0].epochsRun < 30);
 });
@@ -97,7 +97,7 @@ test('NaN guard: a non-finite loss stops the phase and puts back the last good e
   // Fine-tune epochs have 3 batches here: the loss turns NaN in the middle of the second epoch.
   const poison: LossFn = ({ outputs, labels }) => (++calls >= 5 ? tf.mul(crossEntropy(outputs[0], labels), NaN) : crossEntropy(outputs[0], labels)) as tf.Scalar;
   const result = await fineTune(g, textureImages(6), {
-    preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 3, batchSize: 6, validationSplit: 0, losses: { fineTune: poison },
+    preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 3, batchSize: 6, validationSplit: 0, losses: { fineTune: poison },
     callbacks: { onEpochEnd: (r) => { if (r.phase === 'fine-tune') snapshot = (g.model.getLayer('c1').getWeights()[0].dataSync() as Float32Array).slice(); } },
   });
   assert.ok(result.diverged, 'the divergence is reported');

@@ -7,7 +7,7 @@ export interface LbfgsOptions {
   maxIterations?: number;
   /** Converged when the largest gradient entry is below this. */
   gradientTolerance?: number;
-  /** Or when the objective changed by less than this fraction in one step. */
+  /** Stop (without claiming convergence) when the objective changed by less than this fraction in one step. */
   relativeTolerance?: number;
   memory?: number;
 }
@@ -17,6 +17,7 @@ export interface LbfgsResult {
   value: number;
   gradientNorm: number;
   iterations: number;
+  /** The gradient test passed (not merely a stalled objective or the iteration limit). */
   converged: boolean;
 }
 
@@ -27,7 +28,7 @@ const dot = (a: Float64Array, b: Float64Array) => { let s = 0; for (let i = 0; i
 const maxAbs = (a: Float64Array) => { let m = 0; for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i])); return m; };
 
 export function lbfgs(f: Objective, x0: Float64Array, options: LbfgsOptions = {}): LbfgsResult {
-  const { maxIterations = 500, gradientTolerance = 1e-5, relativeTolerance = 1e-10, memory = 10 } = options;
+  const { maxIterations = 500, gradientTolerance = 1e-5, relativeTolerance = 1e-13, memory = 10 } = options;
   const n = x0.length;
   let x = Float64Array.from(x0);
   let g = new Float64Array(n);
@@ -39,7 +40,8 @@ export function lbfgs(f: Objective, x0: Float64Array, options: LbfgsOptions = {}
   const d = new Float64Array(n);
   let it = 0;
   let converged = maxAbs(g) < gradientTolerance;
-  while (!converged && it < maxIterations) {
+  let stalled = false;
+  while (!converged && !stalled && it < maxIterations) {
     it++;
     // Two-loop recursion: d = -H g.
     d.set(g);
@@ -76,7 +78,8 @@ export function lbfgs(f: Objective, x0: Float64Array, options: LbfgsOptions = {}
     }
     const change = Math.abs(fx - fn) / Math.max(1, Math.abs(fx));
     x = xn; g = gn; fx = fn;
-    converged = maxAbs(g) < gradientTolerance || change < relativeTolerance;
+    converged = maxAbs(g) < gradientTolerance;
+    stalled = change < relativeTolerance;
   }
   return { x, value: fx, gradientNorm: maxAbs(g), iterations: it, converged };
 }

@@ -35,7 +35,7 @@ export const LOGISTIC_DEFAULTS = {
   l2: 1e-2,
   folds: 5,
   maxIterations: 1000,
-  gradientTolerance: 1e-6,
+  gradientTolerance: 1e-5,
 };
 
 function objective(p: Problem, l2: number) {

@@ -26,7 +26,7 @@ test('fitBatchSize measures a step\'s memory per sample, shrinks the batch to th
     MEMORY_DEFAULTS.wasmStepBudget = 1;
     assert.equal((await fitBatchSize(g.model, data, PIXELS, 64)).batchSize, 1, 'never below 1');
     // The wasm heap is the tfjs engine's limit; the native engine has none.
-    const r = await fineTune(g, textureImages(10, 3, 2), { preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 8, validationSplit: 0, engine: 'tfjs' });
+    const r = await fineTune(g, textureImages(10, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 8, validationSplit: 0, engine: 'tfjs' });
     assert.match(r.memoryNote ?? '', /batch size 1 instead of 8/);
     assert.equal(r.recipe.finetuneBatchSize, 1);
     assert.equal(r.phases[1].batchesPerEpoch, 30);
@@ -42,14 +42,14 @@ test('bn-stats auto keeps the pretrained statistics when the fine-tune is too sh
   // tinyCnn's BatchNorm momentum is 0.8: 0.8^13 = 0.055 > 0.05, 0.8^14 = 0.044.
   assert.equal(autoBatchNorm(g.body.layers, 13, 0.05), 'keep');
   assert.equal(autoBatchNorm(g.body.layers, 14, 0.05), 'update');
-  const short = await fineTune(g, textureImages(8, 3, 2), { preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 8, validationSplit: 0 });
+  const short = await fineTune(g, textureImages(8, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 1, batchSize: 8, validationSplit: 0 });
   assert.equal(short.recipe.batchNormStatistics, 'keep');
   const g2 = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 3 } });
-  const long = await fineTune(g2, textureImages(8, 3, 2), { preprocessing: PIXELS, warmupEpochs: 1, finetuneEpochs: 5, batchSize: 8, validationSplit: 0 });
+  const long = await fineTune(g2, textureImages(8, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 5, batchSize: 8, validationSplit: 0 });
   assert.equal(long.recipe.batchNormStatistics, 'update');
   // Small data: the warm-up runs at least minWarmupSteps steps unless its epochs are given.
   const g3 = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 3 } });
-  const auto = await fineTune(g3, textureImages(8, 3, 2), { preprocessing: PIXELS, finetuneEpochs: 0, batchSize: 8, validationSplit: 0, patience: 1000 });
+  const auto = await fineTune(g3, textureImages(8, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', finetuneEpochs: 0, batchSize: 8, validationSplit: 0, patience: 1000 });
   assert.equal(auto.recipe.warmupEpochs, 100, '3 batches per epoch -> 100 epochs for 300 steps');
   assert.equal(auto.history.length, 100);
 });

@@ -4,6 +4,7 @@
 // queue is bounded, a job can be cancelled (queued: dropped; running: stopped after its
 // batch), and only the last few finished jobs keep their models.
 
+import type { FineTuneResult } from '../train/fine-tune.js';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,7 +108,7 @@ export class JobRunner {
       const t = await transfer(base, data, {
         cut: req.cut, warmupEpochs: req.warmupEpochs, finetuneEpochs: req.finetuneEpochs,
         unfreeze: req.unfreeze ? parseUnfreeze(req.unfreeze) : undefined,
-        validationSplit: data.labels.length >= 20 ? 0.1 : 0,
+        // Same recipe as graft train: no validation split on small data (cross-validation decides), 10% above.
         shouldStop: () => job.cancel,
         callbacks: {
           onPhaseStart: (p) => emit(job, { type: 'phase', data: p }),
@@ -124,7 +125,7 @@ export class JobRunner {
       job.model = t.grafted.model;
       job.meta = t.meta;
       job.preprocessing = t.preprocessing;
-      finish(job, 'done', { metrics: t.meta.metrics, classNames: t.classNames, history: t.meta.history });
+      finish(job, 'done', { metrics: t.meta.metrics, classNames: t.classNames, history: t.meta.history, words: resultWords(t.result) });
     } catch (e) {
       finish(job, 'error', { message: e instanceof GraftError ? e.detail : 'Training failed (see the server\'s terminal).', code: (e as GraftError).code ?? 'INTERNAL' });
       if (!(e instanceof GraftError)) console.error(e);
@@ -181,4 +182,13 @@ export async function predictOne(job: Job, pixels: number[], topK = 3): Promise<
   const one: Dataset = { x: Float32Array.from(pixels), sampleShape: shape, labels: new Int32Array(1), classNames: job.classNames, source: 'uploaded image' };
   const { values } = await predictAll(job.model, one, job.preprocessing);
   return Array.from(values, (probability, c) => ({ className: job.classNames[c], probability })).sort((a, b) => b.probability - a.probability).slice(0, topK);
+}
+
+/** What the recipe decided, in the words graft train prints. */
+function resultWords(r: FineTuneResult): string[] {
+  const out: string[] = [];
+  const f = r.headFit;
+  if (f?.chosenBy === 'cross-validation') out.push(`Cross-validated accuracy of the warm-up head ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds)`);
+  if (r.fineTuneCheck) out.push(r.fineTuneCheck.words.replace(/^./, (c) => c.toUpperCase()));
+  return out;
 }

@@ -29,7 +29,7 @@ export function page(token: string): string {
 <div id="classes"></div></section>
 <section id="train-section"><h2>3. Train</h2>
 <div class="row"><label for="warmup">Warm-up epochs</label><input id="warmup" type="number" min="0" max="50" value="3" size="3">
-<label for="finetune">Fine-tune epochs</label><input id="finetune" type="number" min="0" max="50" value="1" size="3">
+<label for="finetune">Fine-tune epochs</label><input id="finetune" type="number" min="0" max="50" value="2" size="3">
 <label for="unfreeze">Unfreeze</label><select id="unfreeze"><option value="all">all</option><option value="2">top 2 layers</option><option value="none">none (body frozen)</option></select>
 <button id="train" class="primary">Train</button><button id="cancel" hidden>Cancel</button></div>
 <progress id="progress" max="1" value="0"></progress><p id="status" role="status" aria-live="polite"></p>
@@ -184,7 +184,7 @@ function follow(id) {
     const src = (kind) => withToken('/api/jobs/' + encodeURIComponent(id) + '/curves.svg?' + (kind ? 'kind=' + kind + '&' : '') + 't=' + t);
     $('#curves').replaceChildren(el('img', { alt: 'loss per epoch', src: src('loss') }), el('img', { alt: 'accuracy per epoch', src: src('') }));
   });
-  es.addEventListener('done', (e) => { const d = JSON.parse(e.data); end('done'); $('#progress').value = 1; const v = d.metrics.validationAccuracy; say('Done. ' + (v == null ? '' : 'Validation accuracy ' + (100 * v).toFixed(1) + '%.')); const a = $('#download'); a.href = withToken('/api/jobs/' + encodeURIComponent(id) + '/download'); a.hidden = false; });
+  es.addEventListener('done', (e) => { const d = JSON.parse(e.data); end('done'); $('#progress').value = 1; const v = d.metrics.validationAccuracy; say('Done. ' + (v == null ? '' : 'Validation accuracy ' + (100 * v).toFixed(1) + '%. ') + (d.words || []).join('. ')); const a = $('#download'); a.href = withToken('/api/jobs/' + encodeURIComponent(id) + '/download'); a.hidden = false; });
   es.addEventListener('cancelled', () => { end('cancelled'); say('Cancelled.'); });
   es.addEventListener('error', (e) => { if (e.data) { say('Training failed: ' + JSON.parse(e.data).message, true); end('error'); } });
 }
