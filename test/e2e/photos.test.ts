@@ -1,0 +1,60 @@
+// The small-data recipe as a user meets it: `graft train` with its defaults on the real-photo
+// fixture (79 training and 39 test photographs of 5 classes from Debian's
+// tuxpaint-stamps-default, scripts/photo-fixture.mjs), against an independent reference fitted
+// outside Graft's code: a logistic regression with L-BFGS in Debian's python3-torch
+// (bench/reference_logreg.py) on the pooled body features of the same images.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cutBody, featureDataset, initBackend, loadData, loadModel } from '../../src/index.js';
+import { pooledFeatures } from '../../src/train/head-fit.js';
+import { dataOptions } from '../../src/cli/data-args.js';
+import { graft, lastJson, root } from '../cli.js';
+
+const photos = execFileSync(process.execPath, [join(root, 'scripts/photo-fixture.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+
+async function reference(dir: string): Promise<number> {
+  await initBackend();
+  const base = await loadModel('mobilenet-v2');
+  const body = cutBody(base.model, base.meta!.zoo!.suggestedCuts![0]).model;
+  const p = base.meta!.preprocessing;
+  // The image decoding graft train uses (alpha over white, centre crop, RGB).
+  const o = dataOptions({}, base.model, p);
+  const train = await loadData(join(photos, 'train'), o);
+  const testSet = await loadData(join(photos, 'test'), { ...o, classNames: train.classNames });
+  const tr = pooledFeatures(await featureDataset(body, train, p), 'avg');
+  const te = pooledFeatures(await featureDataset(body, testSet, p), 'avg');
+  await writeFile(join(dir, 'train.f32'), Buffer.from(tr.x.buffer));
+  await writeFile(join(dir, 'train.labels'), Buffer.from(train.labels.buffer));
+  await writeFile(join(dir, 'test.f32'), Buffer.from(te.x.buffer));
+  await writeFile(join(dir, 'test.labels'), Buffer.from(testSet.labels.buffer));
+  await writeFile(join(dir, 'meta.json'), JSON.stringify({ d: tr.d, k: train.classNames.length, seed: 1 }));
+  return JSON.parse(execFileSync('/usr/bin/python3', [join(root, 'bench/reference_logreg.py'), dir], { encoding: 'utf8' })).testAccuracy;
+}
+
+test('graft train with its defaults on 79 real photos reaches the independent reference minus 3 points, and says how sure it is', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-photos-'));
+  try {
+    const ref = await reference(dir);
+    const r = await graft(['train', '--base', 'mobilenet-v2', '--data', photos, '--out', join(dir, 'model'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = lastJson(r.stdout);
+    console.log(`photo fixture: graft train ${out.testAccuracy}, python3-torch reference ${ref}`);
+    assert.ok(out.testAccuracy >= ref - 0.03, `graft train ${out.testAccuracy} vs reference ${ref}`);
+    assert.ok(ref > 0.5, `the reference itself should be far above chance (0.2): ${ref}`);
+    assert.equal(out.headFit.chosenBy, 'cross-validation', 'under 100 per class the L2 strength is cross-validated');
+    assert.ok(out.headFit.converged, JSON.stringify(out.headFit));
+    assert.equal(out.validationAccuracy, null, 'no validation split of a few images');
+    assert.equal(out.fineTuneCheck.method, 'cross-validation');
+    assert.match(out.fineTuneCheck.words, /fine-tuning (beat|did not beat) the warm-up head/);
+    const [low, high] = out.uncertainty.test.wilson95;
+    assert.ok(low < out.testAccuracy && out.testAccuracy < high && high - low > 0.1, `39 test images give a wide interval: ${low}-${high}`);
+    assert.equal(out.uncertainty.test.samples, 39);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
