@@ -1,5 +1,6 @@
 // Plain words for what a training run did and why, from its graft.json.
 
+import { wilson } from '../eval/interval.js';
 import type { GraftMeta } from '../model/meta.js';
 
 const pct = (v: unknown) => (typeof v === 'number' ? `${(100 * v).toFixed(2)}%` : '-');
@@ -28,7 +29,12 @@ export function explainRun(meta: GraftMeta): string[] {
   const phases = ((meta.recipe?.phases ?? []) as PhaseRecipe[]);
   for (const p of phases) {
     const lrs = p.groupLearningRates.map((g) => g.lr.toExponential(1)).join(', ');
-    if (p.phase === 'warm-up') {
+    if (p.phase === 'warm-up' && meta.headFit) {
+      const f = meta.headFit;
+      out.push(`Warm-up: the whole body was frozen (its BatchNorm statistics too) and the new linear head was fitted to convergence on the body's features, standardised with the training set's statistics (folded into the saved weights): a logistic regression by L-BFGS, ${f.iterations} iterations, ${f.converged ? 'converged' : 'not converged'}, L2 strength ${f.l2} `
+        + (f.chosenBy === 'cross-validation' ? `chosen by ${f.folds}-fold cross-validation on the training set (held-out accuracy ${pct(f.cvAccuracy)} ± ${(100 * (f.cvAccuracyStd ?? 0)).toFixed(1)} points). ` : f.chosenBy === 'validation' ? 'chosen on the validation set. ' : '(the default). ')
+        + 'Why: on few images a head trained by a fixed number of small steps stops far from its best; a fitted head is at its best, and cross-validation chooses its regularisation from evidence instead of from a handful of validation images.');
+    } else if (p.phase === 'warm-up') {
       out.push(`Warm-up: the whole body was frozen (its BatchNorm statistics too) and only the new head trained, for ${p.epochsRun} epoch(s) at a peak learning rate of ${lrs}. `
         + 'Why: a new head starts random; its first large, noisy gradients would damage the pretrained body if the body could move. The body\'s features were computed once and reused every epoch, which is why this phase is fast.');
     } else if (p.phase === 'fine-tune') {
@@ -36,9 +42,14 @@ export function explainRun(meta: GraftMeta): string[] {
         + `with learning rates per layer group from the deepest to the head of ${lrs}. Why: lower layers hold general features that need only small changes; higher layers and the head adapt most.`);
     }
   }
+  if (meta.fineTuneCheck) out.push(`${meta.fineTuneCheck.words.replace(/^./, (c) => c.toUpperCase())}.`);
   const m = meta.metrics ?? {};
-  const results = [`validation accuracy ${pct(m.validationAccuracy)}`];
-  if (m.testAccuracy !== undefined && m.testAccuracy !== null) results.push(`test accuracy ${pct(m.testAccuracy)} on ${m.testSamples ?? '?'} samples`);
+  const results = m.validationAccuracy === null || m.validationAccuracy === undefined ? ['no validation split (small data: choices by cross-validation)'] : [`validation accuracy ${pct(m.validationAccuracy)}`];
+  if (m.testAccuracy !== undefined && m.testAccuracy !== null) {
+    const n = m.testSamples ?? 0;
+    const w = wilson(Math.round(m.testAccuracy * n), n);
+    results.push(`test accuracy ${pct(m.testAccuracy)} on ${m.testSamples ?? '?'} samples (95% interval ${pct(w.low)}-${pct(w.high)})`);
+  }
   out.push(`Result: ${results.join(', ')}.`);
   const f = meta.forgetting as { oldTask?: { accuracyBefore: number; accuracyAfter: number } } | undefined;
   if (f?.oldTask) {
