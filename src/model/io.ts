@@ -1,7 +1,7 @@
 // Loading and saving tfjs LayersModels without tfjs-node: Graft's own IO for local
 // directories, model.json paths and http(s) URLs, and an atomic directory writer.
 
-import { mkdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -73,14 +73,15 @@ function parseModelJson(text: string, where: string): ModelJson {
 }
 
 /** Reads model.json and its shards through `read`, checking shard sizes against the manifest. */
-async function readArtifacts(where: string, text: string, read: (path: string) => Promise<Uint8Array>): Promise<tf.io.ModelArtifacts> {
+async function readArtifacts(where: string, text: string, read: (path: string, limit: number) => Promise<Uint8Array>): Promise<tf.io.ModelArtifacts> {
   const json = parseModelJson(text, where);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: Uint8Array[] = [];
   for (const group of json.weightsManifest!) {
-    const groupBuffers = await Promise.all(group.paths.map((p) => read(p)));
-    const got = groupBuffers.reduce((a, b) => a + b.byteLength, 0);
+    // No shard can be larger than its group's weights: a longer one is refused before it is read.
     const want = group.weights.reduce((a, s) => a + expectedBytes(s), 0);
+    const groupBuffers = await Promise.all(group.paths.map((p) => read(p, want)));
+    const got = groupBuffers.reduce((a, b) => a + b.byteLength, 0);
     if (got !== want) {
       throw new GraftError('BAD_MODEL', `Weight files ${group.paths.join(', ')} of ${where} hold ${got} bytes; the manifest needs ${want}.`, {
         fix: 'The weights are truncated or belong to another model: copy the model directory again.' });
@@ -137,16 +138,20 @@ async function readLocal(source: string): Promise<ModelFiles> {
   } catch (e) {
     throw graftOr(e, () => new GraftError('MODEL_NOT_FOUND', `"${source}" has no model.json${(e as NodeJS.ErrnoException).code === 'EACCES' ? ' that can be read (permission denied)' : ''}.`, { fix: 'Point at the directory that holds model.json.' }));
   }
-  const artifacts = await readArtifacts(jsonPath, text, async (p) => {
+  const artifacts = await readArtifacts(jsonPath, text, async (p, limit) => {
     try {
-      return await readBounded(join(dir, p), { limit: READ_LIMITS.shard, what: 'The weight file' });
+      return await readBounded(join(dir, p), { limit: Math.min(limit, READ_LIMITS.shard), what: 'The weight file' });
     } catch (e) {
       throw graftOr(e, () => new GraftError('BAD_MODEL', `Weight file "${p}" named in ${jsonPath} is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable'}.`, { fix: 'Copy the whole model directory.' }));
     }
   });
   const metaPath = join(dir, 'graft.json');
   const metaBytes = await readBounded(metaPath, { limit: READ_LIMITS.graftJson, what: 'graft.json' }).catch((e: unknown) => {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      return lstat(metaPath).then(() => {
+        throw new GraftError('BAD_MODEL', `${metaPath} is a symbolic link to a file that does not exist.`, { fix: 'Remove the link, or put graft.json back.' });
+      }, () => undefined);
+    }
     throw graftOr(e, () => new GraftError('BAD_MODEL', `${metaPath} cannot be read (${(e as NodeJS.ErrnoException).code}).`, { fix: 'Check its permissions.' }));
   });
   return { artifacts, meta: parseMeta(metaBytes, metaPath), source };
@@ -159,7 +164,7 @@ async function fetchBytes(url: string, maxBytes: number): Promise<Uint8Array> {
 async function readUrl(source: string): Promise<ModelFiles> {
   const jsonUrl = source.endsWith('.json') ? source : source.replace(/\/?$/, '/model.json');
   const text = Buffer.from(await fetchBytes(jsonUrl, READ_LIMITS.modelJson)).toString('utf8');
-  const artifacts = await readArtifacts(jsonUrl, text, (p) => fetchBytes(new URL(p, jsonUrl).href, READ_LIMITS.shard));
+  const artifacts = await readArtifacts(jsonUrl, text, (p, limit) => fetchBytes(new URL(p, jsonUrl).href, Math.min(limit, READ_LIMITS.shard)));
   const metaUrl = new URL('graft.json', jsonUrl).href;
   const meta = parseMeta(await httpGet(metaUrl, { maxBytes: READ_LIMITS.graftJson, missingOk: true }), metaUrl);
   return { artifacts, meta, source };
