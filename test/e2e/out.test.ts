@@ -142,3 +142,32 @@ test('a swap a kill interrupted is finished on the next start and said', async (
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('--resume refuses a run whose data changed, saying what changed; --resume-anyway goes on', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-out-'));
+  try {
+    await denseBase(join(dir, 'base'));
+    await writeFile(join(dir, 'train.csv'), csv);
+    const run = ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '0', '--finetune-epochs', '2', '--preprocess', 'none', '--out', 'model'];
+    const first = await graftIn(dir, run);
+    assert.equal(first.code, 0, first.stderr);
+    assert.ok((await readdir(join(dir, 'model', 'checkpoints'))).length > 0, 'checkpoints were written');
+    const same = await graftIn(dir, ['train', '--resume', 'model', '--json']);
+    assert.equal(same.code, 0, `the same data resumes: ${same.stderr}`);
+    await writeFile(join(dir, 'train.csv'), csv.split('\n').slice(0, 21).join('\n'));
+    const changed = await graftIn(dir, ['train', '--resume', 'model', '--json']);
+    assert.equal(changed.code, 1, changed.stderr);
+    const e = errorOf(changed.stdout);
+    assert.equal(e.code, 'RESUME_MISMATCH');
+    assert.match(e.message, /the training data had \d+ samples and now has \d+/);
+    assert.match(e.fix, /--resume-anyway/);
+    await writeFile(join(dir, 'train.csv'), csv.replace('1,0,1,1,x', '1,0,2,1,x'));
+    const values = await graftIn(dir, ['train', '--resume', 'model', '--json']);
+    assert.match(errorOf(values.stdout).message, /values or labels changed/);
+    const anyway = await graftIn(dir, ['train', '--resume', 'model', '--resume-anyway']);
+    assert.equal(anyway.code, 0, anyway.stderr);
+    assert.match(anyway.stdout, /going on although the training data's values or labels changed/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,7 @@ import { phaseLine, progressCallbacks } from '../progress.js';
 import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
 import { outFolder } from '../out-args.js';
+import { assertSameRun, dataPrint } from '../../train/resume-check.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
@@ -87,7 +88,9 @@ export const usage = `graft train --base <model> --data <data> [options]
   --checkpoint-minutes <m> also checkpoint inside epochs every m minutes (default 5)
   --keep-checkpoints <k>  keep the last k checkpoints (default 3)
   --resume <dir>          go on with the run whose --out was <dir>, from its last checkpoint,
-                          with that run's own options (give no other options)
+                          with that run's own options (give no other options); refused when
+                          the data or options changed since (it says what changed)
+  --resume-anyway         with --resume: go on although the data or options changed
   --no-cache              do not keep the warm-up's body features in the disk cache (by default
                           they are kept and reused when the same body meets the same data;
                           see graft cache)
@@ -152,7 +155,7 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
-  'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, preprocess: { type: 'string' }, 'no-cache': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
+  'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, preprocess: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'resume-anyway': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
   ...DATA_ARGS,
 };
 
@@ -166,7 +169,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.help) { console.log(usage); return 0; }
   const resumeDir = str(values.resume);
   if (!resumeDir) return train(values, argv);
-  const others = argv.filter((a) => a.startsWith('--') && !['--resume', '--json', '--backend', '--debug'].includes(a.split('=')[0]));
+  const others = argv.filter((a) => a.startsWith('--') && !['--resume', '--resume-anyway', '--json', '--backend', '--debug'].includes(a.split('=')[0]));
   if (others.length) {
     throw new GraftError('BAD_ARGUMENT', `--resume goes on with the run's own options; got ${others.join(', ')} as well.`, { fix: `Run: graft train --resume ${resumeDir}` });
   }
@@ -175,7 +178,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new GraftError('BAD_ARGUMENT', `There is no checkpoint in ${join(resumeDir, 'checkpoints')}.`, { fix: 'Give the --out directory of a run that was stopped, or start a new run.' });
   }
   const original = (checkpoint.run.argv as string[]).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out');
-  const args = [...original, '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug'].includes(a))];
+  const args = [...original, '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug', '--resume-anyway'].includes(a))];
   return train(parse(args, OPTIONS, usage).values, args, checkpoint);
 }
 
@@ -243,6 +246,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : 'the loss weights each class by n/(k*n_class) (--balance)'}`);
   }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const trainedOn = dataPrint(data);
+  if (resumeFrom) for (const c of assertSameRun(resumeFrom, trainedOn, cleanOptions, Boolean(values['resume-anyway']))) log(`going on although ${c} (--resume-anyway)`);
   const progress = progressCallbacks(process.stderr, json);
   let stop = false;
   const onInterrupt = () => {
@@ -256,7 +261,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const transferOptions = {
     ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment, diskCache: !values['no-cache'],
     checkpoints: {
-      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json'), out: resolve(out) },
+      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
