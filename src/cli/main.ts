@@ -12,6 +12,7 @@ import * as predict from './commands/predict.js';
 import * as report from './commands/report.js';
 import * as serve from './commands/serve.js';
 import * as train from './commands/train.js';
+import * as lrFind from './commands/lr-find.js';
 
 interface Command {
   usage: string;
@@ -19,7 +20,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, predict, evaluate, compare, report, serve, cache, doctor };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, 'lr-find': lrFind, predict, evaluate, compare, report, serve, cache, doctor };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -1,5 +1,6 @@
 // Accuracy, per-class accuracy and the confusion matrix of a classifier on a dataset.
 
+import { predictWithTta } from './tta.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
@@ -8,7 +9,8 @@ import { scoreProbabilities, type Evaluation } from '../train/score.js';
 
 export type { Evaluation };
 
-export async function evaluate(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<Evaluation> {
+export async function evaluate(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128, options: { tta?: boolean } = {}): Promise<Evaluation> {
+  if (options.tta) return scoreProbabilities(await predictWithTta(model, d, p, true), d.labels, d.classNames);
   const { values } = await predictAll(model, d, p, batchSize);
   return scoreProbabilities(values, d.labels, d.classNames);
 }

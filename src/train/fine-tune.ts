@@ -32,6 +32,7 @@ import { evenMults, type ScheduleName } from './schedule.js';
 import { fitLinearHead, HEAD_FIT_DEFAULTS, isLinearHead, type HeadFitReport } from './head-fit.js';
 import { accuracyOf, crossValidateFineTune, verdict, type FineTuneCheck } from './keep-better.js';
 import { restoreWeights, snapshotWeights } from './weights.js';
+import { findLearningRate, type LrFindResult } from './lr-find.js';
 import { classCounts } from '../data/dataset.js';
 
 
@@ -96,6 +97,8 @@ export interface FineTuneOptions {
    * 'auto' (default): 'fit' unless the head has hidden layers or the warm-up has its own loss.
    */
   warmup?: 'auto' | 'fit' | 'sgd';
+  /** Run the learning-rate finder after the warm-up and fine-tune at its suggestion (--lr auto). */
+  findLr?: boolean;
   /** Compare the fine-tuned model with the warm-up head and keep the better (default true). */
   keepBetter?: boolean;
   /** Called before each fold of the fine-tune cross-validation on small data. */
@@ -124,6 +127,8 @@ export interface FineTuneResult {
   headFit?: HeadFitReport;
   /** Whether fine-tuning beat the warm-up head, and which was kept. */
   fineTuneCheck?: FineTuneCheck;
+  /** The learning-rate finder's sweep, with findLr. */
+  lrFinder?: LrFindResult;
 }
 
 /** True when the smallest class has fewer training samples than the small-data threshold. */
@@ -143,7 +148,7 @@ export function validationFraction(d: Dataset, given: number | undefined): numbe
 
 type Options = typeof DEFAULTS & FineTuneOptions;
 
-function setKeepStatistics(layers: Layer[], keep: boolean): void {
+export function setKeepStatistics(layers: Layer[], keep: boolean): void {
   for (const l of layers) if (l instanceof FreezableBatchNormalization) l.keepStatistics = keep;
 }
 
@@ -273,6 +278,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     }
   }
   let fineTuneCheck: FineTuneCheck | undefined;
+  let lrFinder: LrFindResult | undefined;
   if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
     const open = unfreeze(g, o.unfreeze);
     for (const l of o.alsoTrain ?? []) l.trainable = true;
@@ -287,6 +293,13 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
         memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
         recipe.finetuneBatchSize = fitted.batchSize;
       }
+      let peakLr = o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1);
+      if (o.findLr) {
+        lrFinder = await findLearningRate(g, trainSet, { preprocessing: p, batchSize: fitted.batchSize, unfreeze: o.unfreeze, seed: o.seed, engine: o.engine });
+        peakLr = lrFinder.suggestion;
+        recipe.finetuneLr = peakLr;
+        recipe.lrFinder = { suggestion: lrFinder.suggestion, minimumAt: lrFinder.minimumAt, steps: lrFinder.lrs.length, stopped: lrFinder.stopped };
+      }
       const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], callbacks?: FineTuneCallbacks, control?: PhaseControl) => {
         const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
         const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
@@ -296,7 +309,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
           ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
           train: data, val: v, preprocessing: p, ...balancing, augment,
           groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
-          peakLr: o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1), epochs: o.finetuneEpochs, usesFeatureCache: false,
+          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false,
           frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
           resume: resume?.phase === 'fine-tune' ? resume : undefined,
         }, h, ph, callbacks, control);
@@ -311,6 +324,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
           fineTune: async (d) => { await runFineTune(d, undefined, [], []); },
         });
         skip = fineTuneCheck?.kept === 'warm-up';
+        if (!fineTuneCheck) recipe.keepBetterSkipped = 'a class has fewer than 3 training images, too few for 3 folds';
       }
       const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
       if (!skip) {
@@ -337,7 +351,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((r) => r.phase === 'warm-up')?.valLoss ?? validation!.loss };
   }
   if (fineTuneCheck) recipe.kept = fineTuneCheck.kept;
-  return { history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged, validation, headFit, fineTuneCheck };
+  return { history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged, validation, headFit, fineTuneCheck, lrFinder };
 }
 
 /** The fitted warm-up as a phase: the same callbacks and one history record as an SGD warm-up epoch. */

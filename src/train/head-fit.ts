@@ -125,6 +125,12 @@ export function fitLinearHead(g: Grafted, train: Dataset, validation: Dataset | 
   const fit = fitSoftmax(all, l2);
   const trained = score(predictSoftmax(fit, all.x, all.n, all.d), p.labels, p.k);
   const { kernel, bias } = foldStandardization(fit, s);
+  // The fitted head is regularised by its L2 strength; dropout before it would, in training
+  // (the fine-tune, the learning-rate finder), drop raw features whose means the folded bias
+  // cancels, and its noise would swamp the fit (loss 4.8 instead of 0.1 at the first step of a
+  // sweep on the tiny test net). So the head's dropout is switched off.
+  for (const l of g.head.layers) if (l.getClassName() === 'Dropout') (l as unknown as { rate: number }).rate = 0;
+  g.head.options.dropout = 0;
   const dense = g.head.layers[g.head.layers.length - 1];
   const tensors = [tf.tensor2d(kernel, [p.d, p.k]), tf.tensor1d(bias)];
   dense.setWeights(tensors);

@@ -36,7 +36,9 @@ test('graft train/evaluate/predict on a folder of digit images; bad files are li
     assert.equal(r.code, 0, r.stderr);
     const res = lastJson(r.stdout);
     assert.ok(res.testAccuracy > 0.75, `test accuracy ${res.testAccuracy}`);
-    assert.ok(res.validationAccuracy > 0.6, `validation accuracy ${res.validationAccuracy}`);
+    // 48 per class is small data: no validation split; the head's cross-validated accuracy stands in for it.
+    assert.equal(res.validationAccuracy, null);
+    assert.ok(res.headFit.cvAccuracy > 0.6, `cross-validated accuracy ${res.headFit.cvAccuracy}`);
     const skipped = Object.fromEntries(res.skipped.map((s: { path: string; reason: string }) => [s.path.split('/').pop(), s.reason]));
     assert.deepEqual(Object.keys(skipped).sort(), ['broken.png', 'cut.jpg', 'empty.jpg']);
     assert.match(skipped['empty.jpg'], /empty file/);

@@ -1,5 +1,6 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
+import { predictWithTta } from '../../eval/tta.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { assertShape, backendInfo, classFolders, isDir, walk, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
@@ -15,6 +16,7 @@ export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] 
             Images are resized as in training (graft.json's imageFit; --fit overrides).
   --head    new | old | all: which head of a multi-head model answers (default new)
   --top-k   how many classes to list per sample (default 3)
+  --tta     test-time augmentation: average each image's probabilities with its mirror image's
   --limit   predict only the first N samples (default: all; the text output shows 20)
   --json    print { predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
 
@@ -36,7 +38,7 @@ async function loadInput(specs: string[], values: Record<string, unknown>, model
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, head: { type: 'string' }, ...DATA_ARGS }, usage);
+  const { values, positionals } = parse(argv, { 'top-k': { type: 'string' }, limit: { type: 'string' }, head: { type: 'string' }, tta: { type: 'boolean' }, ...DATA_ARGS }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length < 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
   const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
@@ -58,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
   const heads: { name: string; classNames: string[]; probs: Float32Array }[] = [];
   for (const name of headNames) {
     const head = selectHead(model, meta, name);
-    const { values: probs } = await predictAll(head.model, data, preprocessing);
+    const probs = await predictWithTta(head.model, data, preprocessing, Boolean(values.tta));
     heads.push({ name, classNames: head.classNames, probs });
   }
   const hasLabels = data.classNames.some((c) => c !== '');

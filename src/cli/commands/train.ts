@@ -58,8 +58,10 @@ export const usage = `graft train --base <model> --data <data> [options]
                           cross-validation on the training set, which costs 3 short fine-tunes
                           (default yes)
   --unfreeze <what>       none | all | N (top N weighted layers) | from:<layer> (default all)
-  --lr <x>                peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
-                          half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that
+  --lr <x>|auto           peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
+                          half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that.
+                          auto: after the warm-up, the learning-rate finder (graft lr-find) sweeps
+                          the unfrozen model and the fine-tune runs at its suggestion
   --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
   --bn-stats <how>        auto | update | keep: whether unfrozen BatchNorm layers update their
                           moving statistics while fine-tuning (keep = Keras' advice; default
@@ -199,7 +201,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     keepBetter: yesNo(str(values['keep-better']), 'keep-better'),
     finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
     unfreeze: values.unfreeze === undefined ? undefined : parseUnfreeze(str(values.unfreeze)!),
-    lr: num(values.lr, 'lr', (n) => n > 0 && n < 10),
+    lr: values.lr === 'auto' ? undefined : num(values.lr, 'lr', (n) => n > 0 && n < 10),
+    findLr: values.lr === 'auto' ? true : undefined,
     lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
     schedule: parseSchedule(str(values.schedule)),
@@ -242,6 +245,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   for (const line of skippedLines(skipped)) log(line);
   const counts = classCounts(data);
   const imbalance = classImbalance(data);
+  const tiny = data.classNames.filter((_, i) => counts[i] > 0 && counts[i] < 5);
+  if (tiny.length) log(`few images: ${tiny.map((c) => `${c} has ${counts[data.classNames.indexOf(c)]}`).join(', ')}; with under 5 images in a class the head's regularisation is cross-validated on fewer folds (under 2: not at all), and its test figures mean little. Add images to these classes.`);
   if (imbalance >= DEFAULTS.imbalanceRatio) {
     const how = options.balance ?? DEFAULTS.balance;
     log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${imbalance.toFixed(1)}x); ${
@@ -301,7 +306,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
-      headFit: result.headFit ?? null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
+      headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
       phases: result.phases, history: result.history,
     }));
   } else {
@@ -309,6 +314,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     const fc = result.featureCache;
     if (result.memoryNote) log(result.memoryNote);
     if (fc) log(`body features: ${fc.hits ? `${fc.hits} set(s) read from the disk cache` : ''}${fc.hits && fc.misses ? ', ' : ''}${fc.misses ? `${fc.misses} set(s) computed and kept in the disk cache` : ''} (${result.featureSeconds.toFixed(1)} s; graft cache ls)`);
+    if (result.lrFinder) log(`learning-rate finder: lowest smoothed loss at ${result.lrFinder.minimumAt.toExponential(1)} over ${result.lrFinder.lrs.length} steps; fine-tuned at ${result.lrFinder.suggestion.toExponential(1)}`);
     if (result.fineTuneCheck) log(result.fineTuneCheck.words);
     for (const line of accuracyLines(meta, result)) log(line);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
@@ -337,10 +343,12 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
   const lines: string[] = [];
   const f = result.headFit;
   if (f?.chosenBy === 'cross-validation') {
-    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set)`);
+    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set; the fine-tune check's 3 folds fit it on two thirds of the images, so its figure is lower)`);
   }
   if (typeof m.validationAccuracy === 'number') lines.push(`validation accuracy ${percent(m.validationAccuracy)}`);
-  else lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
+  else if (f?.chosenBy === 'cross-validation') lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
+  else lines.push('no validation split and no cross-validation: a class has too few images for either, so the defaults were used and nothing was checked; add images (at least 5 per class lets Graft cross-validate)');
+  if (f && !result.fineTuneCheck && result.phases.some((p) => p.phase === 'fine-tune') && result.recipe.keepBetterSkipped) lines.push(`the fine-tune was not checked against the warm-up head: ${result.recipe.keepBetterSkipped}`);
   if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}`);
   return lines;
 }
