@@ -157,11 +157,8 @@ async function readLocal(source: string): Promise<ModelFiles> {
   return { artifacts, meta: parseMeta(metaBytes, metaPath), source };
 }
 
-async function fetchBytes(url: string, maxBytes: number): Promise<Uint8Array> {
-  return (await httpGet(url, { maxBytes }))!;
-}
-
-async function readUrl(source: string): Promise<ModelFiles> {
+async function readUrl(source: string, options: ReadOptions): Promise<ModelFiles> {
+  const fetchBytes = async (url: string, maxBytes: number) => (await httpGet(url, { maxBytes, onProgress: options.onDownload && ((r, t) => options.onDownload!(url, r, t)) }))!;
   const jsonUrl = source.endsWith('.json') ? source : source.replace(/\/?$/, '/model.json');
   const text = Buffer.from(await fetchBytes(jsonUrl, READ_LIMITS.modelJson)).toString('utf8');
   const artifacts = await readArtifacts(jsonUrl, text, (p, limit) => fetchBytes(new URL(p, jsonUrl).href, Math.min(limit, READ_LIMITS.shard)));
@@ -174,8 +171,13 @@ export function isUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
 
-export async function readModelFiles(source: string): Promise<ModelFiles> {
-  return isUrl(source) ? readUrl(source) : readLocal(source);
+export interface ReadOptions {
+  /** Progress of each download from a URL (bytes so far, and the total when the server says). */
+  onDownload?: (url: string, received: number, total: number | undefined) => void;
+}
+
+export async function readModelFiles(source: string, options: ReadOptions = {}): Promise<ModelFiles> {
+  return isUrl(source) ? readUrl(source, options) : readLocal(source);
 }
 
 /** NaN or infinite float32 weights make every output NaN: name the first such weight. */

@@ -20,6 +20,8 @@ export interface LoadedModel {
 }
 
 export interface LoadOptions {
+  /** Progress of downloads, for a model given by URL. */
+  onDownload?: (url: string, received: number, total: number | undefined) => void;
   /**
    * Build the network for another input height and width (a fully convolutional body such as
    * MobileNetV2 runs at any size; 96x96 is ~5x cheaper than 224x224). The weights are the same.
@@ -88,7 +90,7 @@ export async function loadModel(source: string | tfl.LayersModel, options: LoadO
 
 async function loadFrom(source: string, options: LoadOptions): Promise<LoadedModel> {
   const zoo = zooEntry(source);
-  const files = await readModelFiles(zoo ? zoo.dir : source);
+  const files = await readModelFiles(zoo ? zoo.dir : source, { onDownload: options.onDownload });
   const size = options.inputSize;
   if (size) {
     if (!size.every((v) => Number.isInteger(v) && v >= 8)) {

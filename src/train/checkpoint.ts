@@ -3,7 +3,8 @@
 // the last K kept. With the run's own options saved beside them, `graft train --resume <out>`
 // goes on where a killed or interrupted run stopped.
 
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { join } from 'node:path';
 import { GraftError } from '../errors.js';
@@ -66,8 +67,8 @@ export async function readLatestCheckpoint(dir: string): Promise<Checkpoint | un
   for (const name of names.reverse()) {
     const path = join(dir, name);
     try {
-      const manifest = JSON.parse(await readFile(join(path, 'checkpoint.json'), 'utf8')) as Manifest;
-      const bin = await readFile(join(path, 'weights.bin'));
+      const manifest = JSON.parse((await readBounded(join(path, 'checkpoint.json'), { limit: READ_LIMITS.modelJson, what: 'The checkpoint' })).toString('utf8')) as Manifest;
+      const bin = await readBounded(join(path, 'weights.bin'), { limit: READ_LIMITS.checkpoint, what: 'The checkpoint' });
       if (manifest.format !== 'graft-checkpoint/1') continue;
       const weights = new Map<string, { shape: number[]; values: Float32Array }>();
       for (const w of manifest.weights) {

@@ -11,6 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { initBackend, saveModel, versions } from '../../src/index.js';
 import { root } from '../cli.js';
 
 const bin = join(root, 'bin', 'graft.js');
@@ -47,6 +49,10 @@ before(async () => {
     if (u.startsWith('/slow/')) { res.writeHead(200); const t = setInterval(() => res.write('{'), 200); req.on('close', () => clearInterval(t)); return; }
     if (u.startsWith('/loop/')) { res.writeHead(302, { location: `/loop/${Math.random()}` }); res.end(); return; }
     if (u.startsWith('/huge/')) { res.writeHead(200, { 'content-length': String(2 ** 40) }); res.write('x'); return; }
+    if (u.startsWith('/big/')) {
+      readFile(join(dir, 'big', u.slice('/big/'.length))).then((b) => res.end(b), () => { res.writeHead(404); res.end(); });
+      return;
+    }
     if (u.startsWith('/html/')) {
       const f = u.slice('/html/'.length);
       if (f === 'graft.json') { res.writeHead(200, { 'content-type': 'text/html' }); res.end('<!doctype html><p>Sign in</p>'); return; }
@@ -146,4 +152,16 @@ test('graft.json is checked before use; non-finite weights and CSV values are ca
   await expectError(['train', '--base', 'digits-cnn', '--data', 'big.csv', '--out', 'o6'], 'BAD_DATA', /big\.csv line 4, column 2 \("b"\): 1e39 is outside the float32 range/);
   await writeFile(join(dir, 'nan.csv'), 'a,b,label\n1,NaN,x\n');
   await expectError(['train', '--base', 'digits-cnn', '--data', 'nan.csv', '--out', 'o7'], 'BAD_DATA', /line 2, column 2 \("b"\): "NaN" is not a finite number/);
+});
+
+test('a large download shows its progress', async () => {
+  await initBackend();
+  const input = tfl.input({ shape: [1000] });
+  const out = tfl.layers.dense({ units: 3000, name: 'wide' }).apply(input) as tfl.SymbolicTensor;
+  await saveModel(tfl.model({ inputs: input, outputs: out }), join(dir, 'big'), { format: 'graft/1', classNames: [], preprocessing: { inputShape: [1000] }, heads: [], versions: versions(), createdAt: '' });
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, [bin, 'inspect', `${base}/big/`], { cwd: dir, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => resolve({ code: err ? 1 : 0, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /downloading http:\/\/127\.0\.0\.1:\d+\/big\/weights\.bin: 11\.5 of 11\.5 MB/);
 });

@@ -2,6 +2,7 @@
 // with --cut, what is kept and what is removed.
 
 import { GRAFT_MARKER, outFile } from '../out-args.js';
+import { downloadProgress } from '../download-progress.js';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { isOnnxPath } from '../external-body.js';
@@ -37,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify({ kind: 'tfjs-graph', nodes }, null, 2) : formatGraphNodes(nodes, positionals[0]));
     return 0;
   }
-  const { model } = await loadModel(positionals[0]);
+  const { model } = await loadModel(positionals[0], { onDownload: downloadProgress(Boolean(values.json)) });
   const report = inspectModel(model, str(values.cut));
   console.log(values.json ? JSON.stringify(report, null, 2) : formatInspection(report));
   const svgPath = values.svg === undefined ? undefined : await outFile(str(values.svg), { flag: '--svg', example: 'model.svg', marker: GRAFT_MARKER });

@@ -14,6 +14,7 @@ import { phaseLine, progressCallbacks } from '../progress.js';
 import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
 import { outFolder } from '../out-args.js';
+import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '../../train/resume-check.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
@@ -227,7 +228,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const log = (line: string) => { if (!json) console.log(line); };
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
+  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), onDownload: downloadProgress(json) });
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const seed = options.seed ?? DEFAULTS.seed;
   const { data, validation, test: testRaw, skipped } = await loadTrainingData(values, dataOpts, seed);
