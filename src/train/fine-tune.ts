@@ -320,11 +320,11 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       if (check && !val && fitHead && trainFeatures && isSmallData(trainSet)) {
         fineTuneCheck = await crossValidateFineTune({
           g, layers: layersOf(model), train: trainSet, trainFeatures, preprocessing: p, seed: o.seed, classWeights: balancing.classWeights,
-          onFold: o.onFineTuneFold,
-          fineTune: async (d) => { await runFineTune(d, undefined, [], []); },
+          onFold: o.onFineTuneFold, shouldStop: o.control?.shouldStop,
+          fineTune: async (d) => { await runFineTune(d, undefined, [], [], undefined, { shouldStop: o.control?.shouldStop }); },
         });
         skip = fineTuneCheck?.kept === 'warm-up';
-        if (!fineTuneCheck) recipe.keepBetterSkipped = 'a class has fewer than 3 training images, too few for 3 folds';
+        if (!fineTuneCheck) recipe.keepBetterSkipped = o.control?.shouldStop?.() ? 'stopped during the check' : 'a class has fewer than 3 training images, too few for 3 folds';
       }
       const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
       if (!skip) {

@@ -50,6 +50,8 @@ export function verdict(method: FineTuneCheck['method'], warmUp: number, fineTun
 export async function crossValidateFineTune(a: {
   g: Grafted; layers: Layer[]; train: Dataset; trainFeatures: Dataset; preprocessing?: Preprocessing; seed: number;
   classWeights?: Float32Array; fineTune: (train: Dataset) => Promise<void>; onFold?: (fold: number, folds: number) => void | Promise<void>;
+  /** A stop request (Ctrl-C) ends the check without a decision; the caller's fine-tune then stops with a checkpoint. */
+  shouldStop?: () => boolean;
 }): Promise<FineTuneCheck | undefined> {
   const n = count(a.train);
   const k = a.train.classNames.length;
@@ -62,6 +64,7 @@ export async function crossValidateFineTune(a: {
   const tuned: number[] = [];
   try {
     for (let f = 0; f < folds; f++) {
+      if (a.shouldStop?.()) return undefined;
       await a.onFold?.(f + 1, folds);
       const tr: number[] = [];
       const te: number[] = [];
@@ -72,6 +75,7 @@ export async function crossValidateFineTune(a: {
       const held = subset(a.train, te);
       warm.push(await accuracyOf(a.g.headModel, subset(a.trainFeatures, te), undefined));
       await a.fineTune(subset(a.train, tr));
+      if (a.shouldStop?.()) return undefined;
       tuned.push(await accuracyOf(a.g.model, held, a.preprocessing));
     }
   } finally {

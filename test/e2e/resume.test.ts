@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'bin', 'graft.js');
-const RUN = ['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '200', '--warmup-epochs', '2', '--finetune-epochs', '3'];
+// An SGD warm-up and no fine-tune check: checkpoints inside both phases are what is tested here.
+const RUN = ['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '200', '--warmup', 'sgd', '--keep-better', 'no', '--warmup-epochs', '2', '--finetune-epochs', '3'];
 // The native engine runs an epoch of 200 per class in a fraction of a second: more data, an earlier signal.
 const NATIVE_RUN = RUN.map((a) => (a === '200' ? '1000' : a));
 const TFJS = { GRAFT_NATIVE: '0' };

@@ -344,7 +344,7 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
   const lines: string[] = [];
   const f = result.headFit;
   if (f?.chosenBy === 'cross-validation') {
-    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set; the fine-tune check's 3 folds fit it on two thirds of the images, so its figure is lower)`);
+    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set; the fine-tune check's 3 folds fit it on two thirds of the images, so the two figures differ)`);
   }
   if (typeof m.validationAccuracy === 'number') lines.push(`validation accuracy ${percent(m.validationAccuracy)}`);
   else if (f?.chosenBy === 'cross-validation') lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
