@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodePng, initBackend, loadMnist, takePerClass, type Dataset } from '../../src/index.js';
@@ -180,4 +180,17 @@ test('jobs: a bounded queue, cancel at once, and Ctrl-C stops a running job', as
   const { code, ms } = await own.stop();
   assert.equal(code, 0, own.output());
   assert.ok(ms < 6000, `stopped in ${ms} ms`);
+});
+
+test('the diagram\'s models are cached a few at a time and disposed: memory stays flat', async () => {
+  const rss = async () => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${server.child.pid}/status`, 'utf8'))![1]) / 1024;
+  const cycle = async () => {
+    for (const model of ['mobilenet-v2', 'digits-cnn', 'my-digits']) assert.equal((await api('GET', `/api/inspect?model=${model}`)).status, 200);
+  };
+  for (let i = 0; i < 2; i++) await cycle();
+  const before = await rss();
+  // With 2 models cached, each cycle drops and reloads MobileNetV2 (14 MB of weights).
+  for (let i = 0; i < 6; i++) await cycle();
+  const after = await rss();
+  assert.ok(after - before < 40, `memory grew ${(after - before).toFixed(0)} MB over 6 reloads of MobileNetV2`);
 });
