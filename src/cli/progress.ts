@@ -39,7 +39,7 @@ export function headFitLine(f: HeadFitReport): string {
   const how = f.chosenBy === 'cross-validation'
     ? `chosen by ${f.folds}-fold cross-validation on the training set (accuracy ${pct(f.cvAccuracy!).trim()} +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points over folds)`
     : f.chosenBy === 'validation' ? 'chosen on the validation set' : 'the default (too few samples per class to cross-validate)';
-  return `head fit: L2 ${f.l2} ${how}; ${f.iterations} L-BFGS iterations, ${f.converged ? 'converged' : 'NOT converged'} (largest gradient entry ${f.gradientNorm.toExponential(1)}); training accuracy ${pct(f.trainAccuracy).trim()}`;
+  return `head fit: L2 ${f.l2} ${how}; ${f.iterations} L-BFGS iterations, ${f.converged ? 'converged' : 'NOT converged'} (largest gradient entry ${f.gradientNorm.toExponential(1)}); training accuracy ${pct(f.trainAccuracy).trim()}${f.classWeights === 'no' ? '' : `; class weights: ${f.classWeights}`}`;
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */

@@ -33,7 +33,7 @@ import { fitLinearHead, HEAD_FIT_DEFAULTS, isLinearHead, type HeadFitReport } fr
 import { accuracyOf, crossValidateFineTune, verdict, type FineTuneCheck } from './keep-better.js';
 import { restoreWeights, snapshotWeights } from './weights.js';
 import { findLearningRate, type LrFindResult } from './lr-find.js';
-import { classCounts } from '../data/dataset.js';
+import { classCounts, count } from '../data/dataset.js';
 
 
 export interface FineTuneOptions {
@@ -208,7 +208,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   }
   const balance = o.losses && o.balance === 'auto' ? 'none' : resolveBalance(trainSet, o.balance, o.imbalanceRatio);
   const classWeights = balance === 'weights' ? balancedClassWeights(trainSet) : undefined;
-  const balancing = { classWeights, balanced: balance === 'sample' };
+  const balancing: { classWeights?: Float32Array; balanced: boolean } = { classWeights, balanced: balance === 'sample' };
   const augment = o.augment && !isIdentity(o.augment) ? o.augment : undefined;
   const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
   const recipe: Record<string, unknown> = {
@@ -261,9 +261,16 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     featureSeconds = (Date.now() - t0) / 1000;
     if (fitHead) {
       const frozen = g.body.layers.filter((l) => l.weights.length).map((l) => l.name);
-      const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen }, history, cb);
+      const weightsByCv = o.balance === 'auto' && balance !== 'none';
+      const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen, weightsByCv }, history, cb);
       phases.push(out.summary);
       headFit = out.report;
+      if (headFit.classWeights.startsWith('not')) {
+        // The evidence said unweighted: the fine-tune follows the head.
+        balancing.classWeights = undefined;
+        balancing.balanced = false;
+        recipe.balance = 'none (cross-validation preferred it to class weights)';
+      }
       warmUpVal = out.valAccuracy;
     } else {
     const out = await runPhase({
@@ -278,6 +285,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     }
   }
   let fineTuneCheck: FineTuneCheck | undefined;
+  let bestRecord: EpochRecord | undefined;
   let lrFinder: LrFindResult | undefined;
   if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
     const open = unfreeze(g, o.unfreeze);
@@ -309,7 +317,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
           ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
           train: data, val: v, preprocessing: p, ...balancing, augment,
           groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
-          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false,
+          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false, keepBest: Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation),
           frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
           resume: resume?.phase === 'fine-tune' ? resume : undefined,
         }, h, ph, callbacks, control);
@@ -330,12 +338,16 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       if (!skip) {
         const out = await runFineTune(trainSet, val, history, phases, cb, o.control);
         phases.push(out.summary);
+        if (out.summary.bestEpoch) {
+          bestRecord = history.find((r) => r.phase === 'fine-tune' && r.epoch === out.summary.bestEpoch);
+          recipe.keptEpoch = out.summary.bestEpoch;
+        }
         ({ interrupted } = out);
         diverged = out.summary.diverged;
       }
       if (before && val && !interrupted && !diverged) {
         const warm = warmUpVal ?? [...history].reverse().find((r) => r.phase === 'warm-up')?.valAccuracy;
-        const tuned = history[history.length - 1]?.valAccuracy;
+        const tuned = (bestRecord ?? history[history.length - 1])?.valAccuracy;
         if (warm !== undefined && tuned !== undefined) {
           fineTuneCheck = { method: 'validation', warmUpAccuracy: warm, fineTuneAccuracy: tuned, ...verdict('validation', warm, tuned) };
           if (fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
@@ -346,7 +358,8 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   }
   setKeepStatistics(g.body.layers, false);
   const last = history[history.length - 1];
-  let validation = last?.valAccuracy === undefined ? null : { accuracy: last.valAccuracy, loss: last.valLoss! };
+  const final = bestRecord ?? last;
+  let validation = final?.valAccuracy === undefined ? null : { accuracy: final.valAccuracy, loss: final.valLoss! };
   if (fineTuneCheck?.method === 'validation' && fineTuneCheck.kept === 'warm-up' && val) {
     validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((r) => r.phase === 'warm-up')?.valLoss ?? validation!.loss };
   }
@@ -355,7 +368,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
 }
 
 /** The fitted warm-up as a phase: the same callbacks and one history record as an SGD warm-up epoch. */
-async function fitWarmUp(g: Grafted, train: Dataset, val: Dataset | undefined, a: { seed: number; classWeights?: Float32Array; frozen: string[] },
+async function fitWarmUp(g: Grafted, train: Dataset, val: Dataset | undefined, a: { seed: number; classWeights?: Float32Array; weightsByCv?: boolean; frozen: string[] },
   history: EpochRecord[], cb?: FineTuneCallbacks): Promise<{ summary: PhaseSummary; report: HeadFitReport; valAccuracy?: number }> {
   const info: PhaseSummary = {
     phase: 'warm-up', epochs: 1, batchesPerEpoch: 1, trainableLayers: g.head.layers.filter((l) => l.weights.length).map((l) => l.name), frozenLayers: a.frozen,

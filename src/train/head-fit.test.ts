@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, fineTune, graft, initBackend } from '../index.js';
+import { adoptModel, evaluate, fineTune, graft, initBackend } from '../index.js';
 import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
 import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
-import { verdict } from './keep-better.js';
+import { pairedStandardError, verdict } from './keep-better.js';
 import { accuracyWords, wilson } from '../eval/interval.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
@@ -136,6 +136,9 @@ test('the fitted warm-up writes a head that the saved tfjs model applies, with n
 test('keep the better: fine-tuning is kept only when strictly better than the warm-up head', () => {
   assert.equal(verdict('validation', 0.8, 0.81).kept, 'fine-tune');
   assert.equal(verdict('validation', 0.8, 0.8).kept, 'warm-up');
+  assert.equal(verdict('cross-validation', 0.7, 0.74, 3, 0.05).kept, 'warm-up', 'a win within one standard error is no evidence');
+  assert.equal(verdict('cross-validation', 0.7, 0.76, 3, 0.05).kept, 'fine-tune');
+  assert.ok(Math.abs(pairedStandardError([0.5, 0.6, 0.7], [0.6, 0.6, 0.9]) - Math.sqrt(0.01 / 3)) < 1e-12);
   const v = verdict('cross-validation', 0.75, 0.6, 3);
   assert.equal(v.kept, 'warm-up');
   assert.match(v.words, /did not beat the warm-up head .* 3-fold cross-validation .*60\.0% vs 75\.0%.*kept the warm-up head/);
@@ -161,4 +164,23 @@ test('Wilson intervals: known values and the ends', () => {
   assert.ok(all.low > 0.69 && all.low < 0.73, `10 of 10: low ${all.low}`);
   assert.equal(wilson(0, 10).low, 0);
   assert.match(accuracyWords(29 / 39, 39), /74\.4% \(95% interval 58\.9-85\.4%, 29 of 39\)/);
+});
+
+test('with a validation set of 200 or more, the fine-tune ends with the weights of its epoch of lowest validation loss', async () => {
+  const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 4, seed: 5 } });
+  const validation = textureImages(60, 4, 9);
+  // A learning rate far too high: the validation loss jumps around from epoch to epoch.
+  const r = await fineTune(g, textureImages(30, 4, 1), {
+    preprocessing: PIXELS, validation, finetuneEpochs: 6, lr: 1.5, finetuneLrFactor: 1, lrMult: 1, schedule: 'constant', patience: 100, batchSize: 16, seed: 3, keepBetter: false,
+  });
+  const ft = r.history.filter((h) => h.phase === 'fine-tune');
+  assert.equal(ft.length, 6);
+  const best = ft.reduce((b, h) => (h.valLoss! < b.valLoss! - 1e-4 ? h : b));
+  const now = await evaluate(g.model, validation, PIXELS);
+  assert.ok(Math.abs(now.loss - best.valLoss!) < 1e-4, `model's validation loss ${now.loss}, best epoch ${best.epoch}'s ${best.valLoss}, losses ${ft.map((h) => h.valLoss!.toFixed(3))}`);
+  console.log(`validation losses ${ft.map((h) => h.valLoss!.toFixed(3))}, best epoch ${best.epoch}`);
+  const summary = r.phases.find((p) => p.phase === 'fine-tune')!;
+  assert.ok(best.epoch < 6, 'the run must end worse than its best epoch for this test to test anything');
+  assert.equal(summary.bestEpoch, best.epoch);
+  assert.equal(r.validation!.loss, best.valLoss);
 });

@@ -23,6 +23,8 @@ export interface FineTuneCheck {
   /** Per fold, with cross-validation. */
   warmUpFolds?: number[];
   fineTuneFolds?: number[];
+  /** With cross-validation: the standard error of the per-fold differences, the margin fine-tuning must beat. */
+  standardError?: number;
   kept: 'fine-tune' | 'warm-up';
   words: string;
 }
@@ -37,10 +39,24 @@ export async function accuracyOf(model: tfl.LayersModel, d: Dataset, p: Preproce
 const pct = (a: number) => `${(100 * a).toFixed(1)}%`;
 const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / Math.max(1, a.length);
 
-export function verdict(method: FineTuneCheck['method'], warmUp: number, fineTune: number, folds?: number): Pick<FineTuneCheck, 'kept' | 'words'> {
+/**
+ * Fine-tuning is kept when it beats the warm-up head by more than `margin` (0 on a validation
+ * set; with cross-validation, one standard error of the per-fold differences: on a few dozen
+ * images a fold is a handful of images, and a win within that noise is no evidence).
+ */
+export function verdict(method: FineTuneCheck['method'], warmUp: number, fineTune: number, folds?: number, margin = 0): Pick<FineTuneCheck, 'kept' | 'words'> {
   const on = method === 'validation' ? 'on the validation set' : `by ${folds}-fold cross-validation on the training set`;
-  if (fineTune > warmUp) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head ${on} (${pct(fineTune)} vs ${pct(warmUp)}); kept the fine-tuned model` };
-  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head on this data ${on} (${pct(fineTune)} vs ${pct(warmUp)}); kept the warm-up head` };
+  const noise = margin > 0 ? `, more than the ${(100 * margin).toFixed(1)}-point standard error of the per-fold differences` : '';
+  if (fineTune - warmUp > margin) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head ${on} (${pct(fineTune)} vs ${pct(warmUp)}${noise}); kept the fine-tuned model` };
+  const within = margin > 0 && fineTune > warmUp ? ` by less than the ${(100 * margin).toFixed(1)}-point standard error of the per-fold differences` : '';
+  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head on this data ${on} (${pct(fineTune)} vs ${pct(warmUp)}${within}); kept the warm-up head` };
+}
+
+/** Standard error of the mean of the paired differences b - a. */
+export function pairedStandardError(a: number[], b: number[]): number {
+  const d = b.map((x, i) => x - a[i]);
+  const m = mean(d);
+  return Math.sqrt(d.reduce((s, x) => s + (x - m) ** 2, 0) / Math.max(1, d.length - 1) / Math.max(1, d.length));
 }
 
 /**
@@ -84,5 +100,6 @@ export async function crossValidateFineTune(a: {
   }
   const w = mean(warm);
   const t = mean(tuned);
-  return { method: 'cross-validation', folds, warmUpAccuracy: w, fineTuneAccuracy: t, warmUpFolds: warm, fineTuneFolds: tuned, ...verdict('cross-validation', w, t, folds) };
+  const se = pairedStandardError(warm, tuned);
+  return { method: 'cross-validation', folds, warmUpAccuracy: w, fineTuneAccuracy: t, warmUpFolds: warm, fineTuneFolds: tuned, standardError: se, ...verdict('cross-validation', w, t, folds, se) };
 }

@@ -56,6 +56,8 @@ export interface PhaseSummary extends PhaseInfo {
   stoppedEarly: boolean;
   seconds: number;
   diverged?: Divergence;
+  /** With keepBest: the epoch whose weights the phase ended with, when it was not the last. */
+  bestEpoch?: number;
   /** The fitted warm-up's report (L2 strength, cross-validation, convergence). */
   headFit?: import('./head-fit.js').HeadFitReport;
 }
@@ -122,6 +124,8 @@ export interface PhaseRun {
   augment?: AugmentOptions;
   /** 'auto' (default): the native engine when it is built and supports every layer; 'tfjs': never. */
   engine?: 'auto' | 'tfjs';
+  /** End the phase with the weights of its epoch of lowest validation loss (for validation sets large enough to trust). */
+  keepBest?: boolean;
 }
 
 export interface PhaseOutcome {
@@ -190,11 +194,20 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
       history: history.slice(), phases: phases.slice(),
     };
   };
+  let bestWeights: Map<string, tf.Tensor> | undefined;
+  let bestEpoch: number | undefined;
+  let lastEpoch = 0;
   const finish = async (interrupted?: TrainingState): Promise<PhaseOutcome> => {
     native?.dispose();
     optimizer.dispose();
     tf.dispose([...lastGood.values()]);
-    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000, diverged };
+    let kept: number | undefined;
+    if (bestWeights && !interrupted && !diverged && bestEpoch !== undefined && bestEpoch !== lastEpoch) {
+      restoreWeights(r.layers, bestWeights);
+      kept = bestEpoch;
+    }
+    if (bestWeights) tf.dispose([...bestWeights.values()]);
+    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000, diverged, ...(kept ? { bestEpoch: kept } : {}) };
     if (!interrupted) await callbacks.onPhaseEnd?.(summary);
     return { summary, interrupted };
   };
@@ -240,7 +253,13 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
     tf.dispose([...lastGood.values()]);
     lastGood = snapshotWeights(r.layers);
     let stop = false;
+    lastEpoch = epoch;
     if (v) {
+      if (r.keepBest && v.loss < best - 1e-4) {
+        if (bestWeights) tf.dispose([...bestWeights.values()]);
+        bestWeights = snapshotWeights(r.layers);
+        bestEpoch = epoch;
+      }
       if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= r.patience) { stoppedEarly = epoch < r.epochs; stop = true; }
     }
     await control.checkpoint?.(state(stop ? r.epochs : epoch));
