@@ -79,6 +79,11 @@ test('--out that would replace what Graft did not write is refused before any wo
     const images = await graftIn(work, ['train', '--base', 'digits-cnn', '--data', 'images', '--out', 'images', '--json']);
     assert.equal(errorOf(images.stdout).code, 'OUT_NOT_SAFE');
     assert.match(errorOf(images.stdout).message, /is the data \(--data\)/);
+    // Inside the data: the model would be read as a class folder (or a stray file) next time.
+    const inside = await graftIn(work, ['train', '--base', 'digits-cnn', '--data', 'images', '--out', 'images/cat/graft-model', '--json']);
+    assert.equal(errorOf(inside.stdout).code, 'OUT_NOT_SAFE');
+    assert.match(errorOf(inside.stdout).message, /is inside the data \(--data\)/);
+    assert.doesNotMatch(errorOf(inside.stdout).fix, /images\//, 'the fix points outside the data');
     for (const args of [['demo', '--out', '.'], ['demo', '--out', 'sub'], ['compare', '--base', 'base', '--data', 'train.csv', '--out', 'sub'],
       ['report', 'base', '--out', 'file.txt'], ['report', 'base', '--out', 'sub'], ['inspect', 'base', '--svg', 'notes.txt'], ['inspect', 'base', '--svg', '']]) {
       const r = await graftIn(work, [...args, '--json']);
