@@ -31,6 +31,11 @@ export interface CheckedOut {
 }
 
 const EXAMPLE: Record<NonNullable<OutOptions['kind']>, string> = { model: 'graft-model', compare: 'graft-compare' };
+/** What Graft writes into an output folder (saveModel, checkpoints, graft report's default page; graft compare). */
+const OWN_ENTRIES: Record<NonNullable<OutOptions['kind']>, string[]> = {
+  model: ['model.json', 'weights.bin', 'graft.json', 'checkpoints', 'report.html'],
+  compare: ['compare.json', 'compare.svg', 'compare.html'],
+};
 
 function refuse(flag: string, given: string, why: string, fix: string): GraftError {
   return new GraftError('OUT_NOT_SAFE', `${flag} ${JSON.stringify(given)} ${why}`, { fix });
@@ -98,6 +103,10 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
   if (given === undefined || given.trim() === '') {
     throw refuse(flag, given ?? '', 'is empty: it would name the current folder, and saving there replaces every file in it.', `Pass a new folder, e.g. ${example}.`);
   }
+  const link = await lstat(given).catch(() => undefined);
+  if (link?.isSymbolicLink()) {
+    throw refuse(flag, given, 'is a symbolic link: Graft would replace the link, which it did not make, with a folder.', `Pass the folder it points to, or a new folder, e.g. ${example}.`);
+  }
   const target = await real(given);
   if (dirname(target) === target) throw refuse(flag, given, 'is the root of the file system.', `Pass a new folder, e.g. ${example}.`);
   const cwd = await real(process.cwd());
@@ -122,6 +131,13 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
     const entries = await readdir(target).catch((cause) => {
       throw new GraftError('OUT_NOT_SAFE', `${flag} ${JSON.stringify(given)} cannot be listed (${(cause as NodeJS.ErrnoException).code}).`, { fix: `Pass a folder you can read and write, e.g. ${example}.` });
     });
+    const foreign = entries.filter((e) => !OWN_ENTRIES[kind].includes(e));
+    if (entries.length && foreign.length && (await ownedByGraft(target, kind, entries))) {
+      // A Graft folder the user has put their own files in: the swap would delete them.
+      const shown = foreign.slice(0, 4).join(', ') + (foreign.length > 4 ? ', ...' : '');
+      throw refuse(flag, given, `holds ${kind === 'model' ? 'a Graft model' : 'a Graft compare result'} and also ${foreign.length} entr${foreign.length === 1 ? 'y' : 'ies'} Graft did not write (${shown}): Graft replaces the whole folder, so they would be lost.`,
+        `Move them out of ${given}, or pass a new folder, e.g. ${example}.`);
+    }
     if (entries.length && !(await ownedByGraft(target, kind, entries))) {
       const shown = entries.slice(0, 4).join(', ') + (entries.length > 4 ? ', ...' : '');
       throw refuse(flag, given, `is a folder with ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${shown}) and no ${kind === 'model' ? 'Graft model (graft.json)' : 'Graft compare result (compare.json)'}: Graft replaces the whole folder, so it only does that to one it wrote.`,
@@ -145,6 +161,10 @@ async function checkParents(flag: string, given: string, target: string): Promis
 export async function checkOutFile(given: string | undefined, options: { flag?: string; example: string; wroteIt: (head: string) => boolean; protect?: Protected[] }): Promise<string> {
   const flag = options.flag ?? '--out';
   if (given === undefined || given.trim() === '') throw refuse(flag, given ?? '', 'is empty.', `Pass a file name, e.g. ${flag} ${options.example}.`);
+  const link = await lstat(given).catch(() => undefined);
+  if (link?.isSymbolicLink()) {
+    throw refuse(flag, given, 'is a symbolic link: Graft would replace the link, which it did not make, with a file.', `Pass the file it points to, or a new file name, e.g. ${flag} ${options.example}.`);
+  }
   const target = await real(given);
   for (const p of await protectedPaths(options.protect ?? [])) {
     if (within(target, p.path)) throw refuse(flag, given, `is ${p.what} (${p.path}).`, `Pass another file name, e.g. ${flag} ${options.example}.`);

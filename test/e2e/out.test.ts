@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -79,6 +79,25 @@ test('--out that would replace what Graft did not write is refused before any wo
     const images = await graftIn(work, ['train', '--base', 'digits-cnn', '--data', 'images', '--out', 'images', '--json']);
     assert.equal(errorOf(images.stdout).code, 'OUT_NOT_SAFE');
     assert.match(errorOf(images.stdout).message, /is the data \(--data\)/);
+    // A Graft model folder the user put their own files in, a folder with a copied graft.json, and a symbolic link.
+    await mkdir(join(work, 'kept'), { recursive: true });
+    const good = await graftIn(work, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', 'kept']);
+    assert.equal(good.code, 0, good.stderr);
+    await writeFile(join(work, 'kept', 'notes.txt'), 'my notes');
+    await mkdir(join(work, 'mine', 'sub'), { recursive: true });
+    await writeFile(join(work, 'mine', 'a.txt'), 'mine');
+    await writeFile(join(work, 'mine', 'graft.json'), await readFile(join(work, 'kept', 'graft.json')));
+    await symlink(join(work, 'kept'), join(work, 'link'));
+    const beforeMine = await hashTree(work);
+    for (const [out, why] of [['kept', /also 1 entry Graft did not write \(notes\.txt\)/], ['mine', /did not write \(a\.txt, sub\)/], ['link', /symbolic link/]] as const) {
+      const r = await graftIn(work, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', out]);
+      assert.equal(errorOf(r.stdout).code, 'OUT_NOT_SAFE', `${out}: ${r.stdout}`);
+      assert.match(errorOf(r.stdout).message, why, out);
+    }
+    assert.equal(await hashTree(work), beforeMine, 'nothing changed');
+    await rm(join(work, 'kept'), { recursive: true });
+    await rm(join(work, 'mine'), { recursive: true });
+    await rm(join(work, 'link'));
     // Inside the data: the model would be read as a class folder (or a stray file) next time.
     const inside = await graftIn(work, ['train', '--base', 'digits-cnn', '--data', 'images', '--out', 'images/cat/graft-model', '--json']);
     assert.equal(errorOf(inside.stdout).code, 'OUT_NOT_SAFE');
@@ -132,7 +151,8 @@ test('a swap a kill interrupted is finished on the next start and said', async (
     // What writeDirAtomic leaves when killed between its two renames (pid 2^22+1 is never alive).
     await denseBase(join(dir, '.model.old-4194305-1'));
     await denseBase(join(dir, '.model.tmp-4194305-1'));
-    await writeFile(join(dir, '.model.tmp-4194305-1', 'marker'), 'new');
+    await mkdir(join(dir, '.model.tmp-4194305-1', 'checkpoints'));
+    await writeFile(join(dir, '.model.tmp-4194305-1', 'checkpoints', 'marker'), 'new');
     const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--finetune-epochs', '0', '--out', 'model']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /an earlier run was stopped while replacing it; its new contents were put in place/);
