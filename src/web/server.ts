@@ -150,7 +150,9 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
       const body = e instanceof HttpError ? { error: e.message, code: e.code }
         : e instanceof GraftError ? { error: e.detail, code: e.code, fix: e.fix }
         : { error: 'Internal error (see the server\'s terminal).', code: 'INTERNAL' };
-      if (status === 500) console.error(e);
+      // A client that went away mid-upload is not the server's error: no stack for it.
+      const gone = req.destroyed || (e as NodeJS.ErrnoException)?.code === 'ECONNRESET' || (e as Error)?.message === 'aborted';
+      if (status === 500 && !gone) console.error(e);
       // An unread body is not read: the answer goes out, then the connection is closed.
       if (!req.complete) res.once('finish', () => req.destroy());
       if (!res.headersSent) send(res, status, JSON.stringify(body), 'application/json', req.complete ? {} : { connection: 'close' });
