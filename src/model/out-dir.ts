@@ -117,7 +117,8 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
     if (within(target, p.path)) {
       throw refuse(flag, given, `${target === p.path ? 'is' : 'holds'} ${p.what} (${p.path}): saving there would replace it.`, `Pass a folder outside it, e.g. ${example}.`);
     }
-    if (within(p.path, target)) {
+    // Inside the data, a saved model would be read as a class folder; beside a base model's file, nothing reads it.
+    if (p.what.startsWith('the data') && within(p.path, target)) {
       throw refuse(flag, given, `is inside ${p.what} (${p.path}): the saved files would be read as part of it the next time it is used.`, `Pass a folder outside it, e.g. ${flag} ${join(dirname(p.path), EXAMPLE[kind])}.`);
     }
   }
