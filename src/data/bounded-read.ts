@@ -3,7 +3,7 @@
 // limit before a byte is read, so no input can hang Graft or fill its memory.
 
 import { constants } from 'node:fs';
-import { lstat, open, realpath } from 'node:fs/promises';
+import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { GraftError } from '../errors.js';
 
@@ -44,18 +44,8 @@ async function linkNote(path: string): Promise<string> {
  * NOT_A_FILE or TOO_LARGE (GraftError); other failures (ENOENT, EACCES) as Node's errors.
  */
 export async function readBounded(path: string, options: { limit: number; what: string }): Promise<Buffer> {
-  // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
-  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY).catch(async (e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENXIO' || e.code === 'EOPNOTSUPP') throw notAFile(path, options.what, 'a socket', await linkNote(path));
-    throw e;
-  });
+  const { fh, s } = await openRegular(path, options, 'Check that this is the right file; a file this large is not what Graft expects here.');
   try {
-    const s = await fh.stat();
-    if (!s.isFile()) throw notAFile(path, options.what, kind(s), await linkNote(path));
-    if (s.size > options.limit) {
-      throw new GraftError('TOO_LARGE', `${options.what} ${path} is ${size(s.size)}; Graft reads at most ${size(options.limit)} for it.`, {
-        fix: 'Check that this is the right file; a file this large is not what Graft expects here.' });
-    }
     // Exactly the size stat gave: a file that grows while being read is not followed.
     const buf = Buffer.alloc(s.size);
     for (let off = 0; off < s.size;) {
@@ -69,13 +59,9 @@ export async function readBounded(path: string, options: { limit: number; what: 
   }
 }
 
-function notAFile(path: string, what: string, is: string, link: string): GraftError {
-  return new GraftError('NOT_A_FILE', `${what} ${path}${link} is ${is}, not a regular file; Graft reads only regular files.`, {
-    fix: 'Point at the file itself (copy it out of the pipe or device first).' });
-}
-
-/** Checks that `path` is a regular file within `limit` before a library opens it itself. */
-export async function assertRegularFile(path: string, options: { limit: number; what: string }): Promise<Stats> {
+/** Opens `path` when it is a regular file of at most `limit` bytes (closed again when it is not); NOT_A_FILE or TOO_LARGE otherwise. */
+async function openRegular(path: string, options: { limit: number; what: string }, tooLargeFix: string): Promise<{ fh: FileHandle; s: Stats }> {
+  // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
   const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code === 'ENXIO' || e.code === 'EOPNOTSUPP') throw notAFile(path, options.what, 'a socket', await linkNote(path));
     throw e;
@@ -83,9 +69,22 @@ export async function assertRegularFile(path: string, options: { limit: number; 
   try {
     const s = await fh.stat();
     if (!s.isFile()) throw notAFile(path, options.what, kind(s), await linkNote(path));
-    if (s.size > options.limit) throw new GraftError('TOO_LARGE', `${options.what} ${path} is ${size(s.size)}; Graft reads at most ${size(options.limit)} for it.`, { fix: 'Check that this is the right file.' });
-    return s;
-  } finally {
+    if (s.size > options.limit) throw new GraftError('TOO_LARGE', `${options.what} ${path} is ${size(s.size)}; Graft reads at most ${size(options.limit)} for it.`, { fix: tooLargeFix });
+    return { fh, s };
+  } catch (e) {
     await fh.close();
+    throw e;
   }
+}
+
+function notAFile(path: string, what: string, is: string, link: string): GraftError {
+  return new GraftError('NOT_A_FILE', `${what} ${path}${link} is ${is}, not a regular file; Graft reads only regular files.`, {
+    fix: 'Point at the file itself (copy it out of the pipe or device first).' });
+}
+
+/** Checks that `path` is a regular file within `limit` before a library opens it itself. */
+export async function assertRegularFile(path: string, options: { limit: number; what: string }): Promise<Stats> {
+  const { fh, s } = await openRegular(path, options, 'Check that this is the right file.');
+  await fh.close();
+  return s;
 }

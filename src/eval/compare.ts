@@ -5,6 +5,7 @@
 // and seeds. All frozen-feature variants share one forward pass per image.
 
 import { knnAccuracy } from './knn.js';
+import { accuracyOf } from '../train/keep-better.js';
 import { recalibrateBatchNorm } from '../train/batch-norm-stats.js';
 import { inMemory } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,9 +22,8 @@ import type { LoadedModel } from '../model/load.js';
 import { DEFAULTS } from '../train/defaults.js';
 import { fineTune } from '../train/fine-tune.js';
 import { cachedFeatureDataset, modelFingerprint } from '../train/feature-cache.js';
-import { featureDataset, predictAll } from '../train/predict.js';
+import { featureDataset } from '../train/predict.js';
 import { defaultCut } from '../train/transfer.js';
-import { scoreProbabilities } from '../train/score.js';
 import { withDefaults } from '../options.js';
 import { recommend, type VariantResult } from './recommend.js';
 
@@ -69,11 +69,6 @@ interface Run { accuracy: number; seconds: number; trainableParams: number; mode
 
 const bytesOf = (layers: { weights: { shape: (number | null)[] }[] }[]) => 4 * weightCount(layers.flatMap((l) => l.weights));
 const trainableOf = (g: Grafted) => weightCount(g.model.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights));
-
-async function accuracyOf(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined): Promise<number> {
-  const { values } = await predictAll(model, d, p);
-  return scoreProbabilities(values, d.labels, d.classNames).accuracy;
-}
 
 export async function compareTransfer(base: LoadedModel, data: Dataset, test: Dataset, options: CompareOptions): Promise<CompareResult> {
   const o = withDefaults(COMPARE_DEFAULTS, options);
