@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { count, sampleSize, type Dataset } from '../data/dataset.js';
 import type { Grafted } from '../model/graft.js';
+import { argmaxRow } from './score.js';
 import {
   crossValidateL2, fitSoftmax, foldCount, foldStandardization, LOGISTIC_DEFAULTS, predictSoftmax, standardization, standardize,
   type CvScore, type Problem,
@@ -80,9 +81,7 @@ function score(probs: Float64Array, labels: Int32Array, k: number): { accuracy: 
   let hits = 0;
   let loss = 0;
   for (let i = 0; i < labels.length; i++) {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (probs[i * k + c] > probs[i * k + best]) best = c;
-    if (best === labels[i]) hits++;
+    if (argmaxRow(probs, i, k) === labels[i]) hits++;
     loss -= Math.log(Math.max(probs[i * k + labels[i]], 1e-12));
   }
   return { accuracy: hits / Math.max(1, labels.length), loss: loss / Math.max(1, labels.length) };

@@ -6,6 +6,7 @@
 import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from '../data/random.js';
 import { lbfgs, type LbfgsResult } from './lbfgs.js';
+import { argmaxRow } from './score.js';
 
 /** Row-major feature matrix [n, d] with labels in 0..k-1. */
 export interface Problem {
@@ -199,9 +200,7 @@ export function crossValidateL2(p: Problem, options: { folds: number; seed: numb
       const probs = predictSoftmax(fit, te.x, te.n, te.d);
       let hits = 0;
       for (let i = 0; i < te.n; i++) {
-        let best = 0;
-        for (let c = 1; c < p.k; c++) if (probs[i * p.k + c] > probs[i * p.k + best]) best = c;
-        if (best === te.labels[i]) hits++;
+        if (argmaxRow(probs, i, p.k) === te.labels[i]) hits++;
         loss[gi] -= Math.log(Math.max(probs[i * p.k + te.labels[i]], 1e-12));
       }
       acc[gi].push(hits / Math.max(1, te.n));
