@@ -181,7 +181,7 @@ class Net : public Napi::ObjectWrap<Net> {
     });
   }
 
-  // new Net(ops, params, { inputShape, output, beta1, beta2, epsilon, weightDecay })
+  // new Net(ops, params, { inputShape, output, beta1, beta2, epsilon, weightDecay, labelSmoothing })
   explicit Net(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Net>(info) {
     Napi::Env env = info.Env();
     try {
@@ -195,6 +195,7 @@ class Net : public Napi::ObjectWrap<Net> {
       beta2_ = getNum(opt, "beta2", 0.999);
       epsilon_ = getNum(opt, "epsilon", 1e-7);
       weightDecay_ = getNum(opt, "weightDecay", 0);
+      labelSmoothing_ = getNum(opt, "labelSmoothing", 0);
       for (uint32_t i = 0; i < params.Length(); i++) {
         auto p = params.Get(i).As<Napi::Object>();
         auto data = p.Get("data").As<Napi::Float32Array>();
@@ -241,7 +242,7 @@ class Net : public Napi::ObjectWrap<Net> {
   double lambda_ = 1, temperature_ = 2;
   int distillFrom_ = 0, oldClasses_ = 0;  // 0: second output, 1: the first oldClasses columns
   std::vector<std::pair<int, std::pair<Tensor, Tensor>>> penalty_;  // param, (fisher, anchor)
-  double beta1_, beta2_, epsilon_, weightDecay_;
+  double beta1_, beta2_, epsilon_, weightDecay_, labelSmoothing_ = 0;
 
   int paramIndex(const Napi::Object& o, const char* k) {
     int i = (int)getInt(o, k, -1);
@@ -449,6 +450,8 @@ class Net : public Napi::ObjectWrap<Net> {
       }
       Tensor y = at::from_blob(labelsJs.Data(), {n}, at::kInt).to(at::kLong);
       Tensor perSample = probs.gather(1, y.unsqueeze(1)).squeeze(1).clamp(1e-7, 1.0).log().neg();
+      // Label smoothing (loop.ts' crossEntropy): the target is (1 - e) one-hot + e / k.
+      if (labelSmoothing_ > 0) perSample = perSample * (1 - labelSmoothing_) + probs.clamp(1e-7, 1.0).log().neg().mean(1) * labelSmoothing_;
       if (info.Length() > 5 && info[5].IsTypedArray()) {
         auto cw = info[5].As<Napi::Float32Array>();
         if ((int64_t)cw.ElementLength() != k) throw std::runtime_error("class weights: " + std::to_string(cw.ElementLength()) + " for " + std::to_string(k) + " classes");

@@ -31,7 +31,7 @@ export function phaseLine(info: PhaseInfo): string {
     return `${info.phase}: the linear head is fitted to convergence (L-BFGS on standardised body features computed once, L2 strength chosen by cross-validation on small data); ${plural(info.frozenLayers.length, 'layer')} with weights stay frozen`;
   }
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
-  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${engineWords(info)}`;
+  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${info.labelSmoothing ? `; label smoothing ${info.labelSmoothing} (the loss cannot go below the smoothed targets' entropy)` : ''}${gradualWords(info)}${engineWords(info)}`;
 }
 
 /** The fitted warm-up in words: the L2 strength and how it was chosen, convergence. */
@@ -75,4 +75,11 @@ export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): F
       if (s.headFit) stream.write(`  ${headFitLine(s.headFit)}\n`);
     },
   };
+}
+
+/** Gradual unfreezing in words: what each epoch opens. */
+function gradualWords(info: PhaseInfo): string {
+  if (!info.unfreezeSchedule) return '';
+  const steps = info.unfreezeSchedule.map((s) => `epoch ${s.epoch} opens ${plural(s.opens.length, 'layer')} (${s.opens[0]} to ${s.opens[s.opens.length - 1]})`);
+  return `; gradual unfreezing from the top: ${steps.join(', ')}`;
 }

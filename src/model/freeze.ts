@@ -8,16 +8,20 @@ import { GraftError } from '../errors.js';
 import type { Grafted } from './graft.js';
 import { findLayer, type Layer } from './layers.js';
 
-/** What to unfreeze for fine-tuning: nothing, everything, the top N weighted body layers, or from a named layer on. */
-export type UnfreezeSpec = 'none' | 'all' | { top: number } | { from: string };
+/**
+ * What to unfreeze for fine-tuning: nothing, everything, the top N weighted body layers, from a
+ * named layer on, or 'gradual': the whole body, one layer group more per fine-tune epoch from
+ * the top (ULMFiT's gradual unfreezing; fine-tune.ts schedules it).
+ */
+export type UnfreezeSpec = 'none' | 'all' | 'gradual' | { top: number } | { from: string };
 
 export function parseUnfreeze(text: string): UnfreezeSpec {
-  if (text === 'none' || text === 'all') return text;
+  if (text === 'none' || text === 'all' || text === 'gradual') return text;
   if (/^\d+$/.test(text)) return { top: Number(text) };
   if (text.startsWith('top:') && /^\d+$/.test(text.slice(4))) return { top: Number(text.slice(4)) };
   if (text.startsWith('from:') && text.length > 5) return { from: text.slice(5) };
   throw new GraftError('BAD_OPTION', `--unfreeze "${text}" is not understood.`, {
-    fix: 'Use none, all, a number N (the top N weighted layers), or from:<layer name>.' });
+    fix: 'Use none, all, gradual (one layer group more per epoch), a number N (the top N weighted layers), or from:<layer name>.' });
 }
 
 export function setTrainable(layers: Layer[], trainable: boolean): void {
@@ -34,7 +38,7 @@ export function freezeBody(g: Grafted): void {
 export function layersToUnfreeze(g: Grafted, spec: UnfreezeSpec): Layer[] {
   const body = g.body.layers;
   if (spec === 'none') return [];
-  if (spec === 'all') return body.slice();
+  if (spec === 'all' || spec === 'gradual') return body.slice();
   if ('top' in spec) {
     if (!Number.isInteger(spec.top) || spec.top < 0) {
       throw new GraftError('BAD_OPTION', `Cannot unfreeze the top ${spec.top} layers.`, { fix: 'Give a whole number of layers, 0 or more.' });
@@ -63,4 +67,13 @@ export function frozenLayerNames(g: Grafted): string[] {
 /** The variables an optimizer may change right now: trainable weights of trainable layers. */
 export function trainableVariables(model: tfl.LayersModel): LayerVariable[] {
   return model.layers.filter((l) => l.trainable).flatMap((l) => l.trainableWeights);
+}
+
+/**
+ * Gradual unfreezing: how many of `stages` body layer groups are open in fine-tune epoch
+ * `epoch` (1-based) of `epochs`. One more per epoch from the top; when there are fewer epochs
+ * than groups, more open at a time so that the last epoch trains them all.
+ */
+export function openStages(epoch: number, epochs: number, stages: number): number {
+  return Math.min(stages, Math.max(epoch, Math.ceil((epoch * stages) / Math.max(1, epochs))));
 }

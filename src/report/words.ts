@@ -11,6 +11,8 @@ interface PhaseRecipe {
   stoppedEarly: boolean;
   seconds: number;
   groupLearningRates: { layers: string[]; lr: number }[];
+  unfreezeSchedule?: { epoch: number; opens: string[] }[];
+  labelSmoothing?: number;
 }
 
 export function explainRun(meta: GraftMeta): string[] {
@@ -39,7 +41,9 @@ export function explainRun(meta: GraftMeta): string[] {
         + 'Why: a new head starts random; its first large, noisy gradients would damage the pretrained body if the body could move. The body\'s features were computed once and reused every epoch, which is why this phase is fast.');
     } else if (p.phase === 'fine-tune') {
       out.push(`Fine-tune: ${meta.frozen?.length ? `${meta.frozen.length} body layers stayed frozen (${meta.frozen.join(', ')}) and the rest` : 'the whole body'} trained together with the head for ${p.epochsRun} epoch(s)${p.stoppedEarly ? ' (stopped early: the validation loss stopped improving)' : ''}, `
-        + `with learning rates per layer group from the deepest to the head of ${lrs}. Why: lower layers hold general features that need only small changes; higher layers and the head adapt most.`);
+        + `with learning rates per layer group from the deepest to the head of ${lrs}. Why: lower layers hold general features that need only small changes; higher layers and the head adapt most.`
+        + (p.unfreezeSchedule ? ` The body was unfrozen gradually from the top: ${p.unfreezeSchedule.map((u) => `epoch ${u.epoch} opened ${u.opens.length} layers (${u.opens[0]} to ${u.opens[u.opens.length - 1]})`).join(', ')}, so the layers nearest the head adapted before the deeper ones moved (ULMFiT's gradual unfreezing).` : '')
+        + (p.labelSmoothing ? ` The loss used label smoothing ${p.labelSmoothing}: each target gives ${p.labelSmoothing} of its weight evenly to all classes, which keeps the model from becoming over-confident on few images.` : ''));
     }
   }
   if (meta.fineTuneCheck) out.push(`${meta.fineTuneCheck.words.replace(/^./, (c) => c.toUpperCase())}.`);

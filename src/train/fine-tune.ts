@@ -99,6 +99,12 @@ export interface FineTuneOptions {
   warmup?: 'auto' | 'fit' | 'sgd';
   /** Run the learning-rate finder after the warm-up and fine-tune at its suggestion (--lr auto). */
   findLr?: boolean;
+  /**
+   * Label smoothing e of the cross-entropy in the phases trained by gradient steps (targets
+   * (1 - e) one-hot + e / classes; 0 = off, the default). The fitted warm-up is regularised by
+   * its cross-validated L2 instead.
+   */
+  labelSmoothing?: number;
   /** Compare the fine-tuned model with the warm-up head and keep the better (default true). */
   keepBetter?: boolean;
   /** Called before each fold of the fine-tune cross-validation on small data. */
@@ -187,6 +193,14 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   for (const key of ['batchSize', 'lr', 'lrMult', 'layerGroups'] as const) {
     if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
   }
+  const smoothing = o.labelSmoothing ?? 0;
+  if (!(smoothing >= 0 && smoothing < 1)) {
+    throw new GraftError('BAD_OPTION', `labelSmoothing must be at least 0 and below 1; got ${o.labelSmoothing}.`, { fix: 'Use a small value such as 0.1 (or 0 for none).' });
+  }
+  if (smoothing > 0 && o.losses) {
+    throw new GraftError('BAD_OPTION', 'Label smoothing applies to the plain cross-entropy, not to the losses that keep the old task.', {
+      fix: 'Leave label smoothing off (--label-smoothing 0) with --keep-old.' });
+  }
   assertTrainable(train, { allowEmpty: o.allowEmptyClasses });
   const p = o.preprocessing;
   assertShape(train, p, g.model.inputs[0].shape);
@@ -216,6 +230,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
     validation: o.validation ? 'given' : fraction, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
     balance, augment: augment ? describeAugment(augment) : 'none', warmupViews: o.warmupViews ?? 1,
+    ...(smoothing ? { labelSmoothing: smoothing } : {}),
   };
 
   let featureSeconds = 0;
@@ -223,7 +238,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let memoryNote: string | undefined;
   const common = {
     batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
-    patience: o.patience, seed: o.seed, engine: o.engine,
+    patience: o.patience, seed: o.seed, engine: o.engine, labelSmoothing: smoothing || undefined,
   };
   const resume = o.resume;
   let interrupted: TrainingState | undefined;
@@ -308,6 +323,9 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
         recipe.finetuneLr = peakLr;
         recipe.lrFinder = { suggestion: lrFinder.suggestion, minimumAt: lrFinder.minimumAt, steps: lrFinder.lrs.length, stopped: lrFinder.stopped };
       }
+      const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult);
+      // Gradual unfreezing: the body groups open one per epoch from the top (phase.ts).
+      const stages = o.unfreeze === 'gradual' ? groups.slice(0, -1).reverse().map((x) => x.layers) : undefined;
       const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], callbacks?: FineTuneCallbacks, control?: PhaseControl) => {
         const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
         const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
@@ -316,7 +334,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
         return runPhase({
           ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
           train: data, val: v, preprocessing: p, ...balancing, augment,
-          groups: layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult),
+          groups, stages,
           peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false, keepBest: Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation),
           frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
           resume: resume?.phase === 'fine-tune' ? resume : undefined,

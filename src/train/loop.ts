@@ -65,6 +65,8 @@ export interface EpochRun {
   pause?: () => boolean;
   /** Per-class loss weights for the default cross-entropy (class imbalance). */
   classWeights?: Float32Array;
+  /** Label smoothing e of the default cross-entropy: targets (1 - e) one-hot + e / classes. */
+  labelSmoothing?: number;
   /** Every class as often as the largest one per epoch (sampling with repeats). */
   balanced?: boolean;
   /** Image augmentation of each training batch (seeded from `rng`). */
@@ -135,10 +137,16 @@ export function asMemoryError(e: unknown, batchSize: number): unknown {
     fix: `Use a smaller --batch-size, a smaller --input-size, or unfreeze fewer layers (--unfreeze N)${where === 'native engine' ? '' : '; the process must be restarted'}.`, cause: e });
 }
 
-export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor, classWeights?: Float32Array): tf.Scalar {
+/**
+ * Mean cross-entropy of class probabilities against labels, with class weights per sample.
+ * With labelSmoothing e the target is (1 - e) one-hot + e / k (Szegedy et al. 2016), as
+ * Keras' and PyTorch's label_smoothing.
+ */
+export function crossEntropy(probs: tf.Tensor, labels: tf.Tensor, classWeights?: Float32Array, labelSmoothing = 0): tf.Scalar {
   const k = probs.shape[probs.shape.length - 1]!;
-  const oneHot = tf.oneHot(labels as tf.Tensor1D, k);
-  const perSample = tf.neg(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1));
+  let target = tf.oneHot(labels as tf.Tensor1D, k);
+  if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / k);
+  const perSample = tf.neg(tf.sum(tf.mul(target, tf.log(tf.clipByValue(probs, 1e-7, 1))), -1));
   if (!classWeights) return tf.mean(perSample) as tf.Scalar;
   return tf.mean(tf.mul(perSample, tf.gather(tf.tensor1d(classWeights), labels as tf.Tensor1D))) as tf.Scalar;
 }
@@ -240,7 +248,7 @@ async function tfjsStep(r: EpochRun, ix: number[], lr: number, augmentSeed: numb
       const out = r.model.apply(x, { training: true }) as tf.Tensor | tf.Tensor[];
       const outputs = Array.isArray(out) ? out : [out];
       hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(outputs[0], -1), y), 'float32')));
-      return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y, r.classWeights);
+      return r.loss ? r.loss({ outputs, labels: y, indices: ix }) : crossEntropy(outputs[0], y, r.classWeights, r.labelSmoothing);
     }, vars.map((v) => v.read() as tf.Variable));
   } catch (e) {
     throw asMemoryError(e, ix.length);

@@ -18,6 +18,7 @@ import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
 import { NativeNet, Unsupported } from '../engine/native.js';
+import { openStages, setTrainable } from '../model/freeze.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
 
@@ -40,6 +41,10 @@ export interface PhaseInfo {
   engineNote?: string;
   /** Set when the head is fitted (L-BFGS) instead of trained by epochs. */
   fit?: 'l-bfgs';
+  /** Gradual unfreezing: the weighted body layers each epoch opens (the head trains from the start). */
+  unfreezeSchedule?: { epoch: number; opens: string[] }[];
+  /** Label smoothing of the cross-entropy, when on. */
+  labelSmoothing?: number;
 }
 
 export interface Divergence {
@@ -126,6 +131,13 @@ export interface PhaseRun {
   engine?: 'auto' | 'tfjs';
   /** End the phase with the weights of its epoch of lowest validation loss (for validation sets large enough to trust). */
   keepBest?: boolean;
+  /** Label smoothing e of the default cross-entropy: targets (1 - e) one-hot + e / classes. */
+  labelSmoothing?: number;
+  /**
+   * Gradual unfreezing: body layer groups, top first. Epoch e trains the first
+   * openStages(e, epochs, stages.length) of them (and the head); the rest stay frozen.
+   */
+  stages?: Layer[][];
 }
 
 export interface PhaseOutcome {
@@ -140,15 +152,39 @@ async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Pre
   return scoreProbabilities(values, val.labels, val.classNames);
 }
 
+/** Opens the stages of gradual unfreezing that epoch `epoch` trains; returns how many are open. */
+function applyStages(r: PhaseRun, epoch: number): number {
+  if (!r.stages) return 0;
+  const open = openStages(epoch, r.epochs, r.stages.length);
+  r.stages.forEach((layers, i) => setTrainable(layers, i < open));
+  return open;
+}
+
+function unfreezeSchedule(r: PhaseRun): PhaseInfo['unfreezeSchedule'] {
+  if (!r.stages) return undefined;
+  const out: { epoch: number; opens: string[] }[] = [];
+  let was = 0;
+  for (let e = 1; e <= r.epochs; e++) {
+    const open = openStages(e, r.epochs, r.stages.length);
+    if (open > was) out.push({ epoch: e, opens: r.stages.slice(was, open).flat().filter((l) => l.weights.length).map((l) => l.name) });
+    was = open;
+  }
+  return out;
+}
+
 export function phaseInfo(r: PhaseRun): PhaseInfo {
+  const stagesOpen = r.stages ? openStages(1, r.epochs, r.stages.length) : 0;
+  const closed = new Set((r.stages ?? []).slice(stagesOpen).flat().filter((l) => l.weights.length).map((l) => l.name));
   return {
     phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(epochLength(r.train, r.balanced) / r.batchSize),
-    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length).map((l) => l.name)),
-    frozenLayers: r.frozen,
+    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length && !closed.has(l.name)).map((l) => l.name)),
+    frozenLayers: [...r.frozen, ...closed],
     groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
     usesFeatureCache: r.usesFeatureCache,
     ...(r.augment ? { augmentation: describeAugment(r.augment) } : {}),
     ...(r.balanced ? { balance: 'sample' as const } : r.classWeights ? { balance: 'weights' as const } : {}),
+    ...(r.stages ? { unfreezeSchedule: unfreezeSchedule(r) } : {}),
+    ...(r.labelSmoothing ? { labelSmoothing: r.labelSmoothing } : {}),
   };
 }
 
@@ -157,7 +193,7 @@ function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
   try {
-    return { net: new NativeNet(r.model, { groups: r.groups, weightDecay: r.weightDecay, loss: r.loss?.native }) };
+    return { net: new NativeNet(r.model, { groups: r.groups, weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
   } catch (e) {
     if (e instanceof Unsupported) return { note: e.message };
     throw e;
@@ -165,7 +201,8 @@ function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
 }
 
 export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: PhaseSummary[], callbacks: PhaseCallbacks = {}, control: PhaseControl = {}): Promise<PhaseOutcome> {
-  const { net: native, note: engineNote } = nativeFor(r);
+  let stagesOpen = applyStages(r, (r.resume?.epochsDone ?? 0) + 1);
+  let { net: native, note: engineNote } = nativeFor(r);
   const info: PhaseInfo = { ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}) };
   const batches = info.batchesPerEpoch;
   await callbacks.onPhaseStart?.(info);
@@ -213,6 +250,17 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
   };
   for (; epoch <= r.epochs; epoch++) {
     const t0 = Date.now();
+    if (r.stages && openStages(epoch, r.epochs, r.stages.length) !== stagesOpen) {
+      // The native engine reads what trains when it is built: rebuild it with the new stage
+      // open, carrying the AdamW moments over (weights were synced at the epoch end).
+      if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
+      native?.dispose();
+      stagesOpen = applyStages(r, epoch);
+      if (native) {
+        native = nativeFor(r).net!;
+        for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
+      }
+    }
     let res;
     let rng = makeRng(0, rngState);
     for (;;) {
@@ -223,7 +271,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         res = await runEpoch({
           model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
           rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
-          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment, native,
+          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment, native, labelSmoothing: r.labelSmoothing,
           pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
           onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
         });

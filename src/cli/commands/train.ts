@@ -58,7 +58,13 @@ export const usage = `graft train --base <model> --data <data> [options]
                           validation data, or on small data (no validation split) by 3-fold
                           cross-validation on the training set, which costs 3 short fine-tunes
                           (default yes)
-  --unfreeze <what>       none | all | N (top N weighted layers) | from:<layer> (default all)
+  --unfreeze <what>       none | all | gradual | N (top N weighted layers) | from:<layer> (default
+                          all). gradual: the whole body, one layer group more per fine-tune
+                          epoch from the top (ULMFiT); groups as --layer-groups
+  --layer-groups <n>      body layer groups for discriminative learning rates and gradual
+                          unfreezing, plus the head (default ${DEFAULTS.layerGroups})
+  --label-smoothing <e>   targets (1 - e) one-hot + e/classes in the epochs trained by gradient
+                          (fine-tune, sgd warm-up); 0 to below 1 (default 0: off)
   --lr <x>|auto           peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
                           half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that.
                           auto: after the warm-up, the learning-rate finder (graft lr-find) sweeps
@@ -156,7 +162,7 @@ const OPTIONS: Options = {
   cut: { type: 'string' }, head: { type: 'string' }, 'warmup-epochs': { type: 'string' }, warmup: { type: 'string' }, 'keep-better': { type: 'string' }, 'finetune-epochs': { type: 'string' },
   unfreeze: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, 'val-split': { type: 'string' },
   'val-data': { type: 'string' }, 'test-data': { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' },
-  'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' },
+  'per-class': { type: 'string' }, 'lr-mult': { type: 'string' }, schedule: { type: 'string' }, 'label-smoothing': { type: 'string' }, 'layer-groups': { type: 'string' },
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
@@ -205,6 +211,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     lr: values.lr === 'auto' ? undefined : num(values.lr, 'lr', (n) => n > 0 && n < 10),
     findLr: values.lr === 'auto' ? true : undefined,
     lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
+    layerGroups: num(values['layer-groups'], 'layer-groups', (n) => Number.isInteger(n) && n >= 1 && n <= 64),
+    labelSmoothing: num(values['label-smoothing'], 'label-smoothing', (n) => n >= 0 && n < 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
     schedule: parseSchedule(str(values.schedule)),
     batchNormStatistics: parseBnStats(str(values['bn-stats'])),
