@@ -9,6 +9,7 @@ interface PhaseRecipe {
   phase: string;
   epochsRun: number;
   stoppedEarly: boolean;
+  stoppedBy?: 'validation' | 'plateau';
   seconds: number;
   groupLearningRates: { layers: string[]; lr: number }[];
   unfreezeSchedule?: { epoch: number; opens: string[] }[];
@@ -37,7 +38,7 @@ export function explainRun(meta: GraftMeta): string[] {
         + (f.chosenBy === 'cross-validation' ? `chosen by ${f.folds}-fold cross-validation on the training set (held-out accuracy ${pct(f.cvAccuracy)} ± ${(100 * (f.cvAccuracyStd ?? 0)).toFixed(1)} points). ` : f.chosenBy === 'validation' ? 'chosen on the validation set. ' : '(the default). ')
         + 'Why: on few images a head trained by a fixed number of small steps stops far from its best; a fitted head is at its best, and cross-validation chooses its regularisation from evidence instead of from a handful of validation images.');
     } else if (p.phase === 'warm-up') {
-      out.push(`Warm-up: the whole body was frozen (its BatchNorm statistics too) and only the new head trained, for ${p.epochsRun} epoch(s) at a peak learning rate of ${lrs}. `
+      out.push(`Warm-up: the whole body was frozen (its BatchNorm statistics too) and only the new head trained, for ${p.epochsRun} epoch(s) at a peak learning rate of ${lrs}${p.stoppedBy === 'plateau' ? ' (until the training loss stopped falling: with no validation data, the plateau is its convergence test)' : p.stoppedEarly ? ' (stopped early: the validation loss stopped improving)' : ''}. `
         + 'Why: a new head starts random; its first large, noisy gradients would damage the pretrained body if the body could move. The body\'s features were computed once and reused every epoch, which is why this phase is fast.');
     } else if (p.phase === 'fine-tune') {
       out.push(`Fine-tune: ${meta.frozen?.length ? `${meta.frozen.length} body layers stayed frozen (${meta.frozen.join(', ')}) and the rest` : 'the whole body'} trained together with the head for ${p.epochsRun} epoch(s)${p.stoppedEarly ? ' (stopped early: the validation loss stopped improving)' : ''}, `

@@ -43,6 +43,15 @@ export const DEFAULTS = {
    * head trains on cached features); small datasets otherwise stop far from convergence.
    */
   minWarmupSteps: 300,
+  /**
+   * Without validation data (small data), a warm-up trained by steps (a head with hidden
+   * layers) runs at a constant learning rate to the training-loss plateau: it stops when the
+   * loss has not fallen by plateauTolerance (relative) for plateauSteps steps, within
+   * maxWarmupSteps steps.
+   */
+  maxWarmupSteps: 3000,
+  plateauSteps: 200,
+  plateauTolerance: 0.01,
   seed: 42,
   /** The warm-up of a linear head is fitted to convergence (head-fit.ts); 'sgd' trains it by epochs. */
   warmup: 'auto' as 'auto' | 'fit' | 'sgd',

@@ -255,9 +255,17 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let trainFeatures: Dataset | undefined;
   let warmUpVal: number | undefined;
   if (fitHead) delete recipe.warmupEpochs;
+  let plateau: { patience: number; tolerance: number } | undefined;
   if (options.warmupEpochs === undefined && o.warmupEpochs > 0 && !fitHead) {
     const perEpoch = Math.ceil((epochLength(trainSet, balance === 'sample') * views) / o.batchSize);
     o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
+    if (!val) {
+      // No validation data to stop on (small data): train to the training-loss plateau, with
+      // a step budget far above what a head on cached features needs.
+      o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.maxWarmupSteps / perEpoch));
+      plateau = { patience: Math.ceil(o.plateauSteps / perEpoch), tolerance: o.plateauTolerance };
+      recipe.warmupStop = `training-loss plateau (no fall of ${100 * o.plateauTolerance}% or 0.001 in ${plateau.patience} epochs of ${perEpoch} steps), constant learning rate, at most ${o.warmupEpochs} epochs`;
+    }
     recipe.warmupEpochs = o.warmupEpochs;
   }
   if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
@@ -291,7 +299,9 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
       train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
-      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing,
+      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing, plateau,
+      // A schedule planned over the step budget would still be warming up when the plateau comes.
+      ...(plateau ? { schedule: 'constant' as const } : {}),
       frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name), resume,
     }, history, phases, cb, o.control);
     phases.push(out.summary);

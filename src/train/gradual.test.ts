@@ -88,3 +88,21 @@ test('label smoothing outside [0, 1) and with the keep-old losses is refused', a
   await assert.rejects(fineTune(g, textureImages(6), { preprocessing: PIXELS, labelSmoothing: 0.1, losses: { fineTune: ({ outputs, labels }) => crossEntropy(outputs[0], labels) } }),
     { code: 'BAD_OPTION', message: /keep the old task/ });
 });
+
+test('a head with hidden layers on small data trains to its training-loss plateau, not for a fixed few epochs', async () => {
+  const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 3, hidden: [16], dropout: 0, seed: 5 } });
+  const losses: number[] = [];
+  const result = await fineTune(g, textureImages(10, 3, 6), {
+    preprocessing: PIXELS, finetuneEpochs: 0, batchSize: 10, seed: 2, lr: 3e-2,
+    callbacks: { onEpochEnd: (r) => { losses.push(r.loss); } },
+  });
+  const w = result.phases[0];
+  assert.equal(result.recipe.warmup, 'sgd');
+  assert.match(String(result.recipe.warmupStop), /training-loss plateau/);
+  assert.equal(w.stoppedBy, 'plateau', `stopped at the plateau (ran ${w.epochsRun} of ${result.recipe.warmupEpochs} epochs)`);
+  assert.ok(w.epochsRun < Number(result.recipe.warmupEpochs));
+  assert.ok(w.epochsRun * 3 > 300, `more than the old minimum of 300 steps: ${w.epochsRun} epochs of 3 steps`);
+  const end = losses[losses.length - 1];
+  assert.ok(end < 0.05, `the training loss converged on separable features: ${end}`);
+  assert.ok(end <= Math.min(...losses) * 1.05, `ends at its lowest: ${end} vs ${Math.min(...losses)}`);
+});

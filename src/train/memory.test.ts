@@ -49,9 +49,15 @@ test('bn-stats auto keeps the pretrained statistics when the fine-tune is too sh
   assert.equal(long.recipe.batchNormStatistics, 'update');
   // Small data: the warm-up runs at least minWarmupSteps steps unless its epochs are given.
   const g3 = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 3 } });
-  const auto = await fineTune(g3, textureImages(8, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', finetuneEpochs: 0, batchSize: 8, validationSplit: 0, patience: 1000 });
+  const auto = await fineTune(g3, textureImages(10, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', finetuneEpochs: 0, batchSize: 8, validationSplit: 0.2, patience: 1000 });
   assert.equal(auto.recipe.warmupEpochs, 100, '3 batches per epoch -> 100 epochs for 300 steps');
   assert.equal(auto.history.length, 100);
+  // Without validation data, it plans maxWarmupSteps and stops at the training-loss plateau.
+  const g4 = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 3 } });
+  const plateau = await fineTune(g4, textureImages(8, 3, 2), { preprocessing: PIXELS, warmup: 'sgd', finetuneEpochs: 0, batchSize: 8, validationSplit: 0 });
+  assert.equal(plateau.recipe.warmupEpochs, 1000, '3 batches per epoch -> 1000 epochs for 3000 steps');
+  assert.match(String(plateau.recipe.warmupStop), /plateau/);
+  assert.ok(plateau.history.length > 67 && plateau.history.length <= 1000, `${plateau.history.length} epochs: at least the plateau's patience`);
 });
 
 test('loadModel inputSize: the body runs at another size; layers tied to the old size are dropped after the cut', async () => {

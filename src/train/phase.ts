@@ -59,6 +59,8 @@ export interface Divergence {
 export interface PhaseSummary extends PhaseInfo {
   epochsRun: number;
   stoppedEarly: boolean;
+  /** What ended the phase early: the validation loss stopped improving, or (no validation data, `plateau`) the training loss did. */
+  stoppedBy?: 'validation' | 'plateau';
   seconds: number;
   diverged?: Divergence;
   /** With keepBest: the epoch whose weights the phase ended with, when it was not the last. */
@@ -133,6 +135,12 @@ export interface PhaseRun {
   keepBest?: boolean;
   /** Label smoothing e of the default cross-entropy: targets (1 - e) one-hot + e / classes. */
   labelSmoothing?: number;
+  /**
+   * Without validation data: end the phase when the training loss has not fallen by a relative
+   * `tolerance` (and by 0.001 at least) for `patience` epochs: the convergence test of a head
+   * trained by steps. The floor ends it too on separable data, whose loss falls forever.
+   */
+  plateau?: { patience: number; tolerance: number };
   /**
    * Gradual unfreezing: body layer groups, top first. Epoch e trains the first
    * openStages(e, epochs, stages.length) of them (and the head); the rest stay frozen.
@@ -222,6 +230,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
   let lastGood = snapshotWeights(r.layers);
   let epoch = (r.resume?.epochsDone ?? 0) + 1;
   let stoppedEarly = false;
+  let stoppedBy: PhaseSummary['stoppedBy'];
   let diverged: Divergence | undefined;
   const state = (epochsDone: number, pos?: EpochPosition): TrainingState => {
     // The native engine holds the moments while it trains: bring them over first.
@@ -244,7 +253,7 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
       kept = bestEpoch;
     }
     if (bestWeights) tf.dispose([...bestWeights.values()]);
-    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, seconds: (Date.now() - started) / 1000, diverged, ...(kept ? { bestEpoch: kept } : {}) };
+    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, ...(stoppedEarly && stoppedBy ? { stoppedBy } : {}), seconds: (Date.now() - started) / 1000, diverged, ...(kept ? { bestEpoch: kept } : {}) };
     if (!interrupted) await callbacks.onPhaseEnd?.(summary);
     return { summary, interrupted };
   };
@@ -308,7 +317,9 @@ export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: Phas
         bestWeights = snapshotWeights(r.layers);
         bestEpoch = epoch;
       }
-      if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= r.patience) { stoppedEarly = epoch < r.epochs; stop = true; }
+      if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= r.patience) { stoppedEarly = epoch < r.epochs; stoppedBy = 'validation'; stop = true; }
+    } else if (r.plateau) {
+      if (best === Infinity || res.loss < best - Math.max(best * r.plateau.tolerance, 1e-3)) { best = res.loss; sinceBest = 0; } else if (++sinceBest >= r.plateau.patience) { stoppedEarly = epoch < r.epochs; stoppedBy = 'plateau'; stop = true; }
     }
     await control.checkpoint?.(state(stop ? r.epochs : epoch));
     lastCheckpoint = Date.now();

@@ -202,7 +202,7 @@ export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[
     history: r.result.history,
     ...(r.result.headFit ? { headFit: r.result.headFit } : {}),
     ...(r.result.fineTuneCheck ? { fineTuneCheck: r.result.fineTuneCheck } : {}),
-    recipe: { ...r.result.recipe, head: g.head.options, phases: r.result.phases.map((p) => ({ phase: p.phase, epochsRun: p.epochsRun, stoppedEarly: p.stoppedEarly, seconds: p.seconds, groupLearningRates: p.groupLearningRates, ...(p.unfreezeSchedule ? { unfreezeSchedule: p.unfreezeSchedule } : {}), ...(p.labelSmoothing ? { labelSmoothing: p.labelSmoothing } : {}) })) },
+    recipe: { ...r.result.recipe, head: g.head.options, phases: r.result.phases.map((p) => ({ phase: p.phase, epochsRun: p.epochsRun, stoppedEarly: p.stoppedEarly, ...(p.stoppedBy ? { stoppedBy: p.stoppedBy } : {}), seconds: p.seconds, groupLearningRates: p.groupLearningRates, ...(p.unfreezeSchedule ? { unfreezeSchedule: p.unfreezeSchedule } : {}), ...(p.labelSmoothing ? { labelSmoothing: p.labelSmoothing } : {}) })) },
     versions: versions(),
     createdAt: new Date().toISOString(),
   };

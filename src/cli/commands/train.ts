@@ -356,7 +356,10 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
   }
   if (typeof m.validationAccuracy === 'number') lines.push(`validation accuracy ${percent(m.validationAccuracy)}`);
   else if (f?.chosenBy === 'cross-validation') lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
-  else lines.push('no validation split and no cross-validation: a class has too few images for either, so the defaults were used and nothing was checked; add images (at least 5 per class lets Graft cross-validate)');
+  else if (result.recipe.warmupStop) {
+    const w = result.phases.find((p) => p.phase === 'warm-up');
+    lines.push(`no validation split: the training set is small; the head (trained by steps, not fitted: it has hidden layers or its own loss) trained to its training-loss plateau${w ? ` (${w.stoppedBy === 'plateau' ? `reached at epoch ${w.epochsRun}` : `not reached in ${w.epochsRun} epochs`})` : ''}; the fine-tune was not checked against it (that needs a linear head or validation data: --val-split)`);
+  } else lines.push('no validation split and no cross-validation: a class has too few images for either, so the defaults were used and nothing was checked; add images (at least 5 per class lets Graft cross-validate)');
   if (f && !result.fineTuneCheck && result.phases.some((p) => p.phase === 'fine-tune') && result.recipe.keepBetterSkipped) lines.push(`the fine-tune was not checked against the warm-up head: ${result.recipe.keepBetterSkipped}`);
   if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}`);
   return lines;
