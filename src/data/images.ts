@@ -144,7 +144,7 @@ export async function splitFolders(root: string): Promise<{ train: string; valid
   return { train: join(root, 'train'), validation: v && join(root, v), test: t && join(root, t) };
 }
 
-async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]): Promise<{ x: Uint8Array | DiskSamples; labels: Int32Array }> {
+async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]): Promise<{ x: Uint8Array | DiskSamples; labels: Int32Array; paths: string[] }> {
   const [h, w] = o.size;
   const per = h * w * (o.channels ?? 3);
   const stream = o.stream === true || ((o.stream ?? 'auto') === 'auto' && (files.length * per) / 1024 ** 2 > IMAGE_DEFAULTS.streamAboveMB);
@@ -174,11 +174,12 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
   await Promise.all(Array.from({ length: k }, worker));
   const keep = files.map((_, i) => i).filter((i) => decoded[i]);
   const labels = Int32Array.from(keep, (i) => files[i].label);
+  const paths = keep.map((i) => files[i].path);
   skipped.sort((a, b) => a.path.localeCompare(b.path));
-  if (disk) return { x: disk.withRows(keep), labels };
+  if (disk) return { x: disk.withRows(keep), labels, paths };
   // Close the gaps of skipped files, in place.
   keep.forEach((i, j) => { if (i !== j) rows!.copyWithin(j * per, i * per, (i + 1) * per); });
-  return { x: rows!.subarray(0, keep.length * per), labels };
+  return { x: rows!.subarray(0, keep.length * per), labels, paths };
 }
 
 /**
@@ -186,7 +187,7 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
  * image, outside a class folder) are listed in `skipped` with their reason.
  * `classNames` fixes the class order (e.g. the model's) instead of the folder names.
  */
-export async function loadImageFolder(root: string, o: ImageOptions & { classNames?: string[] }): Promise<Dataset> {
+export async function loadImageFolder(root: string, o: ImageOptions & { classNames?: string[] }): Promise<Dataset & { files: string[] }> {
   if (!(await isDir(root))) throw new GraftError('BAD_DATA', `${root} is not a folder.`, { fix: 'Give a folder with one sub-folder of images per class.' });
   const found = await classFolders(root);
   if (!found.length) {
@@ -210,10 +211,12 @@ export async function loadImageFolder(root: string, o: ImageOptions & { classNam
     }
   }
   const chosen = o.perClass ? pickPerClass(files, classNames.length, o.perClass.n, o.perClass.seed) : files;
-  const { x, labels } = await decodeAll(chosen, o, skipped);
+  const { x, labels, paths } = await decodeAll(chosen, o, skipped);
   const [h, w] = o.size;
   return {
     x, labels, classNames, sampleShape: [h, w, o.channels ?? 3], source: root, skipped,
+    /** The file of each sample, in order (for predict's output). */
+    files: paths,
   };
 }
 
@@ -221,12 +224,11 @@ export async function loadImageFolder(root: string, o: ImageOptions & { classNam
 export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<Dataset & { files: string[] }> {
   const skipped: SkippedFile[] = [];
   const files = paths.map((path) => ({ path, label: 0 }));
-  const { x, labels } = await decodeAll(files, o, skipped);
-  const bad = new Set(skipped.map((s) => s.path));
+  const decoded = await decodeAll(files, o, skipped);
   const [h, w] = o.size;
   return {
-    x, labels, classNames: ['?'], sampleShape: [h, w, o.channels ?? 3], source: paths.length === 1 ? paths[0] : `${paths.length} images`, skipped,
-    files: paths.filter((p) => !bad.has(shown(p))),
+    x: decoded.x, labels: decoded.labels, classNames: ['?'], sampleShape: [h, w, o.channels ?? 3], source: paths.length === 1 ? paths[0] : `${paths.length} images`, skipped,
+    files: decoded.paths,
   };
 }
 

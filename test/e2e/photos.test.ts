@@ -54,6 +54,13 @@ test('graft train with its defaults on 79 real photos reaches the independent re
     const [low, high] = out.uncertainty.test.wilson95;
     assert.ok(low < out.testAccuracy && out.testAccuracy < high && high - low > 0.1, `39 test images give a wide interval: ${low}-${high}`);
     assert.equal(out.uncertainty.test.samples, 39);
+    // Predict on the test folder of class sub-folders names each file and its true class.
+    const pr = await graft(['predict', join(dir, 'model'), join(photos, 'test')]);
+    assert.equal(pr.code, 0, pr.stderr);
+    const lines = pr.stdout.trim().split('\n').filter((l) => l.includes('(true: '));
+    assert.ok(lines.length >= 20, pr.stdout);
+    assert.ok(lines[0].startsWith(`${join(photos, 'test', 'clothes')}/`), lines[0]);
+    assert.match(lines[0], /\.png: \w+ [\d.]+%.*\(true: clothes, (right|WRONG)\)$/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
