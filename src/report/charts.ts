@@ -12,8 +12,12 @@ interface Series {
   dash?: string;
 }
 
-function lineChart(title: string, history: EpochRecord[], series: Series[], yMax?: number): string {
+function lineChart(title: string, history: EpochRecord[], allSeries: Series[], yMax?: number): string {
   const W = 560, H = 300, L = 56, R = 150, T = 36, B = 44;
+  // A series with no values (validation without validation data) gets no legend entry, but a note.
+  const has = (s: Series) => s.values.some((v) => v !== undefined && Number.isFinite(v));
+  const series = allSeries.filter(has);
+  const missing = allSeries.filter((s) => !has(s) && s.name.startsWith('validation'));
   const n = history.length;
   const all = series.flatMap((s) => s.values.filter((v): v is number => v !== undefined && Number.isFinite(v)));
   const top = yMax ?? Math.max(1e-6, ...all) * 1.08;
@@ -37,17 +41,24 @@ function lineChart(title: string, history: EpochRecord[], series: Series[], yMax
     parts.push(text((x1 + x2) / 2, T + 14, x2 - x1 >= 130 ? long : r.phase, { 'text-anchor': 'middle', 'font-size': 10, fill: '#444' }));
     start = i + 1;
   });
-  history.forEach((r, i) => parts.push(text(xAt(i), H - B + 16, String(r.epoch), { 'text-anchor': 'middle', 'font-size': 10 })));
+  // Epoch numbers: every one on short runs, about 12 on long ones (a warm-up to its plateau runs hundreds).
+  const every = Math.max(1, Math.ceil(n / 12));
+  history.forEach((r, i) => { if (i % every === 0 || i === n - 1) parts.push(text(xAt(i), H - B + 16, String(r.epoch), { 'text-anchor': 'middle', 'font-size': 10 })); });
   parts.push(text((L + W - R) / 2, H - 8, 'epoch (per phase)', { 'text-anchor': 'middle', 'font-size': 11 }));
   series.forEach((s, k) => {
     const pts = s.values.map((v, i) => (v === undefined || !Number.isFinite(v) ? undefined : `${xAt(i).toFixed(1)},${yAt(v).toFixed(1)}`));
     const d = pts.map((p, i) => (p ? `${i === 0 || !pts[i - 1] ? 'M' : 'L'}${p}` : '')).join(' ').trim();
     if (d) parts.push(el('path', { d, fill: 'none', stroke: s.color, 'stroke-width': 2, 'stroke-dasharray': s.dash, class: 'series', 'data-series': s.name }));
-    pts.forEach((p) => { if (p) { const [x, y] = p.split(','); parts.push(el('circle', { cx: x, cy: y, r: 2.5, fill: s.color })); } });
+    if (n <= 60) pts.forEach((p) => { if (p) { const [x, y] = p.split(','); parts.push(el('circle', { cx: x, cy: y, r: 2.5, fill: s.color })); } });
     const ly = T + 10 + k * 18;
     parts.push(el('line', { x1: W - R + 12, x2: W - R + 36, y1: ly, y2: ly, stroke: s.color, 'stroke-width': 2, 'stroke-dasharray': s.dash }));
     parts.push(text(W - R + 42, ly + 4, s.name, { 'font-size': 11 }));
   });
+  if (missing.length) {
+    const ly = T + 10 + series.length * 18;
+    parts.push(text(W - R + 12, ly + 4, 'no validation data:', { 'font-size': 10, fill: '#555' }));
+    parts.push(text(W - R + 12, ly + 18, 'choices by cross-validation', { 'font-size': 10, fill: '#555' }));
+  }
   return svgDoc(W, H, parts.join(''), title);
 }
 

@@ -82,6 +82,14 @@ test('curves mark both phases and draw the old-task line when measured; the conf
   assert.match(acc, /data-series="old task accuracy"/);
   assert.doesNotMatch(accuracyChart(history.map(({ oldTaskAccuracy, ...r }) => r)), /old task accuracy/);
   assertXml(lossChart(history), 'loss chart');
+  assert.match(lossChart(history), />validation loss</);
+  // No validation data (small data): no empty legend entry, a note instead; long runs get thinned axis labels.
+  const noVal = Array.from({ length: 400 }, (_, i) => ({ phase: 'warm-up' as const, epoch: i + 1, loss: 1 / (i + 1), accuracy: 0.9, learningRate: 1e-3, seconds: 0 }));
+  const lc = lossChart(noVal);
+  assertXml(lc, 'loss chart without validation');
+  assert.doesNotMatch(lc, /validation loss/);
+  assert.match(lc, /no validation data/);
+  assert.ok((lc.match(/<text[^>]*>\d+<\/text>/g) ?? []).length <= 20, 'about 12 epoch labels, not 400');
   const cm = confusionMatrixSvg([[5, 1], [0, 7]], ['a & b', '<c>']);
   assertXml(cm, 'confusion matrix');
   assert.equal((cm.match(/class="cell"/g) ?? []).length, 4);
