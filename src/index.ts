@@ -22,7 +22,7 @@ export { GraphBody, graphModelJson, graphNodes, formatGraphNodes, type GraphBody
 export { OnnxBody, readOnnxGraph, formatOnnxGraph, withOutputs, type OnnxBodyInfo, type OnnxGraph, type OnnxNode } from './model/onnx.js';
 
 export { type Dataset, type SkippedFile, count, classCounts, classImbalance, stratifiedSplit, takePerClass, subset, assertTrainable } from './data/dataset.js';
-export { loadImageFolder, loadImageFiles, decodeImage, splitFolders, classFolders, walk, isDir, imageInput, isImageFile, IMAGE_EXTENSIONS, type Fit, type ImageOptions } from './data/images.js';
+export { loadImageFolder, loadImageFiles, loadLabeledImages, decodeImage, splitFolders, classFolders, walk, isDir, imageInput, isImageFile, IMAGE_EXTENSIONS, type Fit, type ImageOptions } from './data/images.js';
 export { loadData, alignClasses, type DataOptions } from './data/load.js';
 export { loadMnist, parseDigits } from './data/mnist.js';
 export { loadCsv, parseCsv } from './data/csv.js';

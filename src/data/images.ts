@@ -232,6 +232,17 @@ export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<
   };
 }
 
+/**
+ * Image files with their classes (graft serve's projects), decoded as an image folder is:
+ * the same pipeline, skipped files listed with their reason.
+ */
+export async function loadLabeledImages(files: { path: string; label: number }[], classNames: string[], o: ImageOptions, source: string): Promise<Dataset & { files: string[] }> {
+  const skipped: SkippedFile[] = [];
+  const decoded = await decodeAll(files, o, skipped);
+  const [h, w] = o.size;
+  return { x: decoded.x, labels: decoded.labels, classNames, sampleShape: [h, w, o.channels ?? 3], source, skipped, files: decoded.paths };
+}
+
 /** The image size and channels a model input shape [null, h, w, c] asks for, or undefined. */
 export function imageInput(shape: (number | null)[] | undefined): { size: [number, number]; channels: 1 | 3 } | undefined {
   if (!shape || shape.length !== 4) return undefined;

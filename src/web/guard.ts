@@ -1,7 +1,8 @@
 // Who may drive `graft serve`: only its user's own page. Every request's Host must be the served
 // loopback host and port (no DNS rebinding); an Origin, when sent, must be the page's own; API
 // requests without one (curl, scripts) carry the per-start token the page embeds; bodies are
-// JSON with Content-Type application/json only (no form or text/plain posts from other pages).
+// JSON with Content-Type application/json, or a file's bytes as application/octet-stream on
+// the upload paths (no form or text/plain posts from other pages).
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -22,7 +23,7 @@ export interface Guard {
   check(req: IncomingMessage, url: URL): void;
 }
 
-export function makeGuard(port: () => number): Guard {
+export function makeGuard(port: () => number, takesFile: (pathname: string) => boolean = () => false): Guard {
   const token = randomBytes(24).toString('base64url');
   const tokenBytes = Buffer.from(token);
   const hosts = () => new Set(LOOPBACK.map((h) => `${h}:${port()}`));
@@ -51,7 +52,11 @@ export function makeGuard(port: () => number): Guard {
       }
       if (changes) {
         const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-        if (type !== 'application/json') throw new HttpError(415, `Send JSON with Content-Type: application/json; got "${type.slice(0, 60)}".`, 'BAD_CONTENT_TYPE');
+        // A file upload is application/octet-stream: like JSON, no other page can send it without a preflight, which is never granted.
+        const file = takesFile(url.pathname);
+        if (file ? type !== 'application/octet-stream' : type !== 'application/json') {
+          throw new HttpError(415, `Send ${file ? 'the file\'s bytes with Content-Type: application/octet-stream' : 'JSON with Content-Type: application/json'}; got "${type.slice(0, 60)}".`, 'BAD_CONTENT_TYPE');
+        }
       }
     },
   };

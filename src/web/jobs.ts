@@ -5,15 +5,18 @@
 // batch), and only the last few finished jobs keep their models.
 
 import type { FineTuneResult } from '../train/fine-tune.js';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
-  GraftError, parseUnfreeze, predictAll, saveModel, transfer, type Dataset, type GraftMeta, type LoadedModel, type Preprocessing,
+  AUGMENT_DEFAULTS, decodeImage, evaluate, GraftError, imageInput, loadLabeledImages, loadModel, parseUnfreeze, predictAll, saveModel, stratifiedSplit, transfer,
+  type Dataset, type GraftMeta, type LoadedModel, type PhaseInfo, type Preprocessing,
 } from '../index.js';
+import { wilson } from '../eval/interval.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
+import { DEFAULT_SETTINGS, removeModel, type ProjectResult, type ProjectStore } from './projects.js';
 import type { JobRequest } from './schema.js';
 
 export type { JobRequest, UploadedImage } from './schema.js';
@@ -34,12 +37,14 @@ export function imageType(magicBase64: string): string | undefined {
 }
 
 export interface JobEvent {
-  type: 'queued' | 'started' | 'phase' | 'batch' | 'epoch' | 'done' | 'error' | 'cancelled';
+  type: 'queued' | 'started' | 'phase' | 'decoded' | 'batch' | 'epoch' | 'done' | 'error' | 'cancelled';
   data: unknown;
 }
 
 export interface Job {
   id: string;
+  /** The project whose images it trains on (project jobs). */
+  projectId?: string;
   status: 'queued' | 'running' | 'done' | 'error' | 'cancelled';
   events: JobEvent[];
   listeners: Set<(e: JobEvent) => void>;
@@ -59,6 +64,137 @@ export class JobRunner {
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
+  }
+
+  /** Jobs queued or running that were submitted before this one (its place in the queue). */
+  ahead(job: Job): number {
+    if (job.status !== 'queued') return 0;
+    let n = 0;
+    for (const j of this.jobs.values()) {
+      if (j === job) break;
+      if (j.status === 'queued' || j.status === 'running') n++;
+    }
+    return n;
+  }
+
+  /** The running or queued job of a project, if any. */
+  activeFor(projectId: string): Job | undefined {
+    return [...this.jobs.values()].find((j) => j.projectId === projectId && (j.status === 'queued' || j.status === 'running'));
+  }
+
+  /**
+   * Trains on a project's images, decoded by graft train's pipeline; the model and the result
+   * go into the project's folder.
+   */
+  async submitProject(store: ProjectStore, projectId: string): Promise<Job> {
+    const p = await store.get(projectId);
+    if (this.activeFor(projectId)) throw new HttpError(409, 'This project is training already; wait for it, or stop it.', 'BUSY');
+    const empty = p.classes.filter((c) => c.samples.length === 0);
+    if (p.classes.length < 2) throw new HttpError(400, `Training needs at least 2 classes; the project has ${p.classes.length}.`, 'BAD_DATA');
+    if (empty.length) throw new HttpError(400, `Class${empty.length > 1 ? 'es' : ''} ${empty.map((c) => `"${c.name}"`).join(', ')} ha${empty.length > 1 ? 've' : 's'} no images; add images or delete ${empty.length > 1 ? 'them' : 'it'}.`, 'BAD_DATA');
+    if (this.pending() >= JOB_LIMITS.queued) {
+      throw new HttpError(429, `${JOB_LIMITS.queued} jobs are queued or running already; wait for one to finish, or cancel one.`, 'QUEUE_FULL');
+    }
+    const job: Job = { id: randomUUID(), projectId, status: 'queued', events: [], listeners: new Set(), classNames: p.classes.map((c) => c.name), cancel: false };
+    this.jobs.set(job.id, job);
+    this.dropModel(projectId);
+    await store.update(projectId, (q) => { q.job = { id: job.id, status: 'queued' }; });
+    emit(job, { type: 'queued', data: { classes: job.classNames, samples: p.classes.reduce((n, c) => n + c.samples.length, 0), ahead: this.ahead(job) } });
+    this.queue = this.queue.then(() => this.runProject(job, store)).then(() => this.forgetOld());
+    return job;
+  }
+
+  private readonly models = new Map<string, Promise<LoadedModel>>();
+
+  /** Forgets a project's cached model (a new one is coming, or the project is gone). */
+  dropModel(projectId: string): void {
+    const m = this.models.get(projectId);
+    this.models.delete(projectId);
+    m?.then((x) => x.model.dispose(), () => undefined);
+  }
+
+  /** A project's trained model: the one in memory, else the one in its folder. */
+  projectModel(store: ProjectStore, projectId: string): Promise<LoadedModel> {
+    let m = this.models.get(projectId);
+    if (!m) {
+      m = loadModel(store.modelDir(projectId)).catch(() => { throw new HttpError(409, 'This project has no trained model yet: train it first.', 'NOT_READY'); });
+      this.models.set(projectId, m);
+      m.catch(() => this.models.delete(projectId));
+      while (this.models.size > 2) {
+        const [oldest, old] = this.models.entries().next().value as [string, Promise<LoadedModel>];
+        this.models.delete(oldest);
+        old.then((x) => x.model.dispose(), () => undefined);
+      }
+    }
+    return m;
+  }
+
+  private async runProject(job: Job, store: ProjectStore): Promise<void> {
+    if (job.cancel) return this.projectStatus(store, job);
+    job.status = 'running';
+    const pid = job.projectId!;
+    await this.projectStatus(store, job);
+    emit(job, { type: 'started', data: {} });
+    try {
+      const p = await store.get(pid);
+      const s = { ...DEFAULT_SETTINGS, ...p.settings };
+      const base = await this.catalog.load(p.base);
+      const image = imageInput(base.model.inputs[0].shape);
+      if (!image) throw new GraftError('BAD_MODEL', `${p.base} does not take images.`, { fix: 'Choose an image model.' });
+      const { classNames, files } = await store.trainingFiles(pid);
+      const names = new Map(files.map((f) => [f.path, f.name]));
+      emit(job, { type: 'phase', data: { phase: 'decoding', samples: files.length } });
+      const all = await loadLabeledImages(files, classNames, { ...image, fit: base.meta?.preprocessing?.imageFit, stream: 'auto' }, `project "${p.name}"`);
+      const skipped = (all.skipped ?? []).map((x) => ({ name: names.get(x.path) ?? 'an image', reason: x.reason }));
+      emit(job, { type: 'decoded', data: { samples: all.labels.length, skipped } });
+      const { rest: train, split: test } = s.holdOut > 0 ? stratifiedSplit(all, s.holdOut, s.seed) : { rest: all, split: undefined };
+      const t = await transfer(base, train, {
+        cut: p.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed,
+        unfreeze: s.unfreeze ? parseUnfreeze(s.unfreeze) : undefined,
+        augment: s.augment ? { ...AUGMENT_DEFAULTS } : undefined, diskCache: true, cacheLabel: `${p.base} (graft serve project)`,
+        shouldStop: () => job.cancel,
+        callbacks: {
+          onPhaseStart: (ph: PhaseInfo) => emit(job, { type: 'phase', data: ph }),
+          onBatch: (b) => { if (b.batch === b.batches || b.batch % 5 === 0) emit(job, { type: 'batch', data: b }); },
+          onEpochEnd: async (r) => { emit(job, { type: 'epoch', data: r }); await new Promise((res) => setImmediate(res)); },
+        },
+        onFineTuneFold: (fold, folds) => emit(job, { type: 'phase', data: { phase: 'fine-tune check', fold, folds } }),
+      });
+      if (t.result.interrupted || job.cancel) {
+        t.grafted.model.dispose();
+        finish(job, 'cancelled', { reason: 'stopped while training; nothing was saved, the last trained model (if any) is kept' });
+        return this.projectStatus(store, job);
+      }
+      let testResult: ProjectResult['test'];
+      if (test && test.labels.length) {
+        const ev = await evaluate(t.grafted.model, test, t.preprocessing);
+        const w = wilson(Math.round(ev.accuracy * ev.count), ev.count);
+        testResult = { accuracy: ev.accuracy, count: ev.count, wilson95: [w.low, w.high], perClass: ev.perClass, confusion: ev.confusion };
+        t.meta.metrics = { ...t.meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
+        t.meta.evaluation = { ...ev, on: `${ev.count} held-out images of the project` };
+      }
+      // Saved beside the old model, then swapped in: a failed save leaves the old one.
+      const fresh = `${store.modelDir(pid)}-${job.id.slice(0, 8)}`;
+      await saveModel(t.model, fresh, t.meta);
+      await removeModel(store.modelDir(pid));
+      await rename(fresh, store.modelDir(pid));
+      // The project's model is served from this.models (predict) and its folder (download).
+      this.models.set(pid, Promise.resolve({ model: t.grafted.model, meta: t.meta } as LoadedModel));
+      const result: ProjectResult = {
+        jobId: job.id, finished: new Date().toISOString(), classNames: t.classNames, metrics: t.meta.metrics as Record<string, unknown>, words: resultWords(t.result),
+        history: t.meta.history as unknown[], test: testResult, trainedOn: train.labels.length, skipped,
+      };
+      await store.update(pid, (q) => { q.result = result; });
+      finish(job, 'done', { ...result, history: undefined });
+    } catch (e) {
+      finish(job, 'error', { message: e instanceof GraftError ? e.detail : e instanceof HttpError ? e.message : 'Training failed (see the server\'s terminal).', code: (e as GraftError).code ?? 'INTERNAL' });
+      if (!(e instanceof GraftError) && !(e instanceof HttpError)) console.error(e);
+    }
+    await this.projectStatus(store, job);
+  }
+
+  private async projectStatus(store: ProjectStore, job: Job): Promise<void> {
+    await store.update(job.projectId!, (q) => { if (q.job?.id === job.id) q.job.status = job.status; }).catch(() => undefined);
   }
 
   private pending(): number {

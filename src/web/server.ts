@@ -12,6 +12,8 @@ import { JobRunner, predictOne, type JobEvent } from './jobs.js';
 import { APP_CSS, APP_JS, page } from './page.js';
 import { parseJobRequest, parsePredictRequest } from './schema.js';
 import { zip } from './zip.js';
+import { projectRoute, takesFile } from './project-routes.js';
+import { ProjectStore, projectsDir } from './projects.js';
 
 export interface ServeOptions {
   port?: number;
@@ -20,6 +22,8 @@ export interface ServeOptions {
   maxBody?: number;
   /** Model folders offered besides the zoo (a model folder, or a folder of them). */
   models?: string[];
+  /** Where projects live (default $XDG_DATA_HOME/graft/projects). */
+  projects?: string;
 }
 
 export const SERVE_DEFAULTS = { port: 8421, host: '127.0.0.1', maxBody: 32 * 1024 * 1024, models: [] as string[] };
@@ -61,6 +65,8 @@ const json = (res: ServerResponse, status: number, body: unknown) => send(res, s
 export interface Served {
   url: string;
   token: string;
+  /** The projects directory. */
+  projects: string;
   runner: JobRunner;
   /** Stops listening, cancels every job and frees the cached models. */
   close: () => Promise<void>;
@@ -75,8 +81,9 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
   const catalog = new Catalog();
   for (const dir of o.models) await catalog.add(dir);
   const runner = new JobRunner(catalog);
+  const store = new ProjectStore(projectsDir(o.projects));
   let port = 0;
-  const guard = makeGuard(() => port);
+  const guard = makeGuard(() => port, takesFile);
   const html = page(guard.token);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -86,6 +93,8 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
     if (req.method === 'GET' && url.pathname === '/') return send(res, 200, html, 'text/html; charset=utf-8');
     if (req.method === 'GET' && url.pathname === '/app.js') return send(res, 200, APP_JS, 'text/javascript; charset=utf-8');
     if (req.method === 'GET' && url.pathname === '/app.css') return send(res, 200, APP_CSS, 'text/css; charset=utf-8');
+    const reply = { json: (status: number, body: unknown) => json(res, status, body), send: (status: number, body: string | Buffer, type: string, extra?: Record<string, string>) => send(res, status, body, type, extra) };
+    if (await projectRoute(req, url, reply, { store, catalog, runner, readJson: (max) => readJson(req, max) })) return;
     if (req.method === 'GET' && (url.pathname === '/api/zoo' || url.pathname === '/api/models')) {
       return json(res, 200, catalog.list().map((z) => ({ name: z.name, description: z.description })));
     }
@@ -110,7 +119,7 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
       const job = runner.get(parts[2]);
       if (!job) throw new HttpError(404, 'No such job.', 'NOT_FOUND');
       const what = parts[3];
-      if (req.method === 'GET' && !what) return json(res, 200, { id: job.id, status: job.status, classNames: job.classNames, events: job.events.filter((e) => e.type !== 'batch') });
+      if (req.method === 'GET' && !what) return json(res, 200, { id: job.id, status: job.status, ahead: runner.ahead(job), projectId: job.projectId ?? null, classNames: job.classNames, events: job.events.filter((e) => e.type !== 'batch') });
       if (req.method === 'GET' && what === 'events') {
         res.writeHead(200, { 'content-type': 'text/event-stream', ...HEADERS, connection: 'keep-alive' });
         const write = (e: JobEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);
@@ -172,6 +181,7 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
   return {
     url: `http://${host}:${port}/`,
     token: guard.token,
+    projects: store.root,
     runner,
     close: async () => {
       server.closeAllConnections();

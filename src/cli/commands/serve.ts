@@ -13,6 +13,9 @@ model. Training runs on this machine; the page needs no internet.
   --port <n>      (default ${SERVE_DEFAULTS.port}; 0 picks a free port)
   --host <addr>   a loopback address: 127.0.0.1 (default), ::1 or localhost. The server has no
                   login, so it never listens beyond this machine; tunnel it (ssh -L) for that
+  --projects <dir> where projects live: their classes, images (the files as uploaded), settings,
+                  trained model and results (default $XDG_DATA_HOME/graft/projects, i.e.
+                  ~/.local/share/graft/projects). The page reopens the last project
   --models <dir>  also offer the models in <dir>: a model folder (graft train --out) or a folder
                   of them; may be given more than once. The page offers only these and the zoo,
                   never a path or URL typed into it
@@ -27,11 +30,11 @@ Ctrl-C cancels the jobs (a running one stops after its batch) and stops the serv
 export const summary = 'a local web page: diagram, choose the cut, classes from images, train live, predict, download';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string', multiple: true } }, usage);
+  const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string', multiple: true }, projects: { type: 'string' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   const models = (values.models as string[] | undefined) ?? [];
-  const server = await startServer({ port: num(values.port, 'port', (n) => intAtLeast(0)(n) && n <= 65535), host: str(values.host), models });
-  console.log(`Graft is serving at ${server.url} (Ctrl-C to stop)`);
+  const server = await startServer({ port: num(values.port, 'port', (n) => intAtLeast(0)(n) && n <= 65535), host: str(values.host), models, projects: str(values.projects) });
+  console.log(`Graft is serving at ${server.url} (Ctrl-C to stop); projects in ${server.projects}`);
   await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   // A second Ctrl-C quits at once; otherwise a running job gets 5 s to stop after its batch.
   process.once('SIGINT', () => process.exit(130));

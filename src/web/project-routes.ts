@@ -1,0 +1,250 @@
+// The projects API of `graft serve` (projects.ts keeps them on disk). Images travel as their
+// original files, one per request (application/octet-stream, the name in X-File-Name), and
+// are decoded on the server with graft train's pipeline. Every id in a path is checked by the
+// store; no path or URL from a request is ever read.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeImage, diagramOfSaved, encodePng, imageInput, predictAll, renderReport, type LoadedModel } from '../index.js';
+import type { Catalog } from './catalog.js';
+import { HttpError } from './guard.js';
+import type { JobRunner } from './jobs.js';
+import { MODEL_FILES, PROJECT_LIMITS, type Project, type ProjectStore, type Settings } from './projects.js';
+import { zip } from './zip.js';
+
+export interface Reply {
+  json: (status: number, body: unknown) => void;
+  send: (status: number, body: string | Buffer, type: string, extra?: Record<string, string>) => void;
+}
+
+const SETTING_RULES: Record<keyof Settings, (v: unknown) => string | undefined> = {
+  warmupEpochs: (v) => wholeIn(v, 0, 50),
+  finetuneEpochs: (v) => wholeIn(v, 0, 50),
+  batchSize: (v) => wholeIn(v, 1, 512),
+  lr: (v) => (typeof v === 'number' && v >= 1e-6 && v <= 1 ? undefined : 'a number from 0.000001 to 1'),
+  unfreeze: (v) => (typeof v === 'string' && /^(all|none|gradual|[1-9]\d{0,3}|from:.{1,200})$/.test(v) ? undefined : 'all, none, gradual, a number of layers (1-9999) or from:<layer>'),
+  augment: (v) => (typeof v === 'boolean' ? undefined : 'true or false'),
+  holdOut: (v) => (typeof v === 'number' && v >= 0 && v <= 0.5 ? undefined : 'a fraction from 0 to 0.5'),
+  seed: (v) => wholeIn(v, 0, 2 ** 31 - 1),
+};
+
+function wholeIn(v: unknown, min: number, max: number): string | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `a whole number from ${min} to ${max}`;
+}
+
+const describe = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : Array.isArray(v) ? 'an array' : v === null ? 'null' : `${typeof v} ${String(v).slice(0, 40)}`);
+
+/** Checks a settings object field by field; null clears a setting (back to the default). */
+export function parseSettings(v: unknown): Partial<Record<keyof Settings, unknown>> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'settings: must be a JSON object.', 'BAD_REQUEST');
+  const out: Partial<Record<keyof Settings, unknown>> = {};
+  for (const [k, value] of Object.entries(v)) {
+    const rule = SETTING_RULES[k as keyof Settings];
+    if (!rule) throw new HttpError(400, `settings: unknown field ${JSON.stringify(k.slice(0, 40))}; allowed: ${Object.keys(SETTING_RULES).join(', ')}.`, 'BAD_REQUEST');
+    if (value === null) { out[k as keyof Settings] = null; continue; }
+    const why = rule(value);
+    if (why) throw new HttpError(400, `settings.${k}: must be ${why}; got ${describe(value)}.`, 'BAD_REQUEST');
+    out[k as keyof Settings] = value;
+  }
+  return out;
+}
+
+function object(v: unknown, keys: string[]): Record<string, unknown> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'body: must be a JSON object.', 'BAD_REQUEST');
+  const extra = Object.keys(v).filter((k) => !keys.includes(k));
+  if (extra.length) throw new HttpError(400, `body: unknown field ${JSON.stringify(extra[0].slice(0, 40))}; allowed: ${keys.join(', ') || 'none'}.`, 'BAD_REQUEST');
+  return v as Record<string, unknown>;
+}
+
+/** What the page needs of a project, with its job's place in the queue. */
+function view(p: Project, runner: JobRunner) {
+  const active = runner.activeFor(p.id);
+  return {
+    id: p.id, name: p.name, created: p.created, updated: p.updated, base: p.base, cut: p.cut ?? null, settings: p.settings,
+    classes: p.classes.map((c) => ({ id: c.id, name: c.name, samples: c.samples.map((s) => ({ id: s.id, name: s.name })) })),
+    job: active ? { id: active.id, status: active.status, ahead: runner.ahead(active) } : p.job ?? null,
+    result: p.result ?? null,
+  };
+}
+
+async function readBody(req: IncomingMessage, max: number, what: string): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const tooBig = () => new HttpError(413, `${what} is larger than ${Math.round(max / 1048576)} MB, the most one file may be.`, 'TOO_LARGE');
+  if (declared > max) throw tooBig();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw tooBig();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function fileName(req: IncomingMessage): string {
+  const raw = String(req.headers['x-file-name'] ?? '');
+  try {
+    return decodeURIComponent(raw).slice(0, PROJECT_LIMITS.fileName);
+  } catch {
+    return raw.slice(0, PROJECT_LIMITS.fileName);
+  }
+}
+
+/** The image options graft train would use for a model: its input size and channels, its saved fit. */
+function imageOptions(m: LoadedModel) {
+  const image = imageInput(m.model.inputs[0].shape);
+  if (!image) throw new HttpError(400, 'The model does not take images.', 'BAD_MODEL');
+  return { ...image, fit: m.meta?.preprocessing?.imageFit };
+}
+
+/** Routes under /api/projects; true when it answered. */
+export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply, a: { store: ProjectStore; catalog: Catalog; runner: JobRunner; readJson: (max: number) => Promise<unknown> }): Promise<boolean> {
+  const parts = url.pathname.split('/').filter(Boolean);
+  if (parts[0] !== 'api' || parts[1] !== 'projects') return false;
+  const { store, catalog, runner } = a;
+  const method = req.method;
+  const [, , pid, what, sub, action] = parts;
+  if (parts.length > 6) return false;
+  if (!pid) {
+    if (method === 'GET') { reply.json(200, await store.list()); return true; }
+    if (method === 'POST') {
+      const o = object(await a.readJson(4096), ['name', 'base']);
+      const base = o.base === undefined ? defaultBase(catalog) : String(o.base);
+      catalog.entry(base);
+      const p = await store.create(o.name, base);
+      reply.json(201, view(p, runner));
+      return true;
+    }
+    return false;
+  }
+  if (!what) {
+    if (method === 'GET') { reply.json(200, view(await store.get(pid), runner)); return true; }
+    if (method === 'POST') {
+      const o = object(await a.readJson(16384), ['name', 'base', 'cut', 'settings']);
+      const settings = o.settings === undefined ? undefined : parseSettings(o.settings);
+      if (o.base !== undefined) catalog.entry(String(o.base));
+      if (o.cut !== undefined && o.cut !== null && (typeof o.cut !== 'string' || o.cut.length > 200)) throw new HttpError(400, 'cut: must be a layer name of at most 200 characters, or null for the suggested cut.', 'BAD_REQUEST');
+      if (o.name !== undefined) await store.rename(pid, o.name);
+      const p = await store.update(pid, (q) => {
+        if (o.base !== undefined && o.base !== q.base) { q.base = String(o.base); q.cut = undefined; }
+        if (o.cut !== undefined) q.cut = (o.cut as string | null) || undefined;
+        if (settings) for (const [k, v] of Object.entries(settings)) {
+          if (v === null) delete (q.settings as Record<string, unknown>)[k];
+          else (q.settings as Record<string, unknown>)[k] = v;
+        }
+      });
+      reply.json(200, view(p, runner));
+      return true;
+    }
+    return false;
+  }
+  if (what === 'delete' && method === 'POST' && !sub) {
+    object(await a.readJson(1024), []);
+    const active = runner.activeFor(pid);
+    if (active) throw new HttpError(409, 'This project is training; stop it before deleting the project.', 'BUSY');
+    await store.delete(pid);
+    reply.json(200, { deleted: pid });
+    return true;
+  }
+  if (what === 'classes') {
+    if (!sub && method === 'POST') {
+      const o = object(await a.readJson(4096), ['name']);
+      const { project, cls } = await store.addClass(pid, o.name);
+      reply.json(201, { class: { id: cls.id, name: cls.name, samples: [] }, project: view(project, runner) });
+      return true;
+    }
+    if (sub && !action && method === 'POST') {
+      const o = object(await a.readJson(4096), ['name']);
+      reply.json(200, view(await store.renameClass(pid, sub, o.name), runner));
+      return true;
+    }
+    if (sub && action === 'delete' && method === 'POST') {
+      object(await a.readJson(1024), []);
+      reply.json(200, view(await store.deleteClass(pid, sub), runner));
+      return true;
+    }
+    if (sub && action === 'samples' && method === 'POST') {
+      const name = fileName(req);
+      const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, `"${name}"`);
+      const s = await store.addSample(pid, sub, bytes, name);
+      reply.json(201, { id: s.id, name: s.name });
+      return true;
+    }
+    return false;
+  }
+  if (what === 'samples' && sub) {
+    if (action === 'delete' && method === 'POST') {
+      object(await a.readJson(1024), []);
+      reply.json(200, view(await store.deleteSample(pid, sub), runner));
+      return true;
+    }
+    if (action === 'thumb' && method === 'GET') {
+      // What the model will see: the base's input size and channels, its fit, alpha over white.
+      const p = await store.get(pid);
+      const { path } = await store.samplePath(pid, sub);
+      const o = imageOptions(await catalog.get(p.base));
+      const pixels = await decodeImage(await readFile(path), o);
+      reply.send(200, encodePng(o.size[1], o.size[0], o.channels, pixels), 'image/png', { 'cache-control': 'private, max-age=600' });
+      return true;
+    }
+    return false;
+  }
+  if (what === 'train' && method === 'POST' && !sub) {
+    object(await a.readJson(1024), []);
+    const job = await runner.submitProject(store, pid);
+    reply.json(202, { id: job.id, status: job.status, ahead: runner.ahead(job) });
+    return true;
+  }
+  if (what === 'stop' && method === 'POST' && !sub) {
+    object(await a.readJson(1024), []);
+    const active = runner.activeFor(pid);
+    if (!active) throw new HttpError(409, 'This project is not training.', 'NOT_RUNNING');
+    runner.cancel(active.id);
+    reply.json(200, { id: active.id, status: active.status });
+    return true;
+  }
+  if (what === 'predict' && method === 'POST' && !sub) {
+    const name = fileName(req) || 'the image';
+    const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, `"${name}"`);
+    const m = await runner.projectModel(store, pid);
+    const topK = Math.min(100, Math.max(1, Number(url.searchParams.get('top') ?? 3) || 3));
+    let pixels: Uint8Array;
+    try {
+      pixels = await decodeImage(bytes, imageOptions(m));
+    } catch (e) {
+      throw new HttpError(400, `"${name}" could not be decoded as an image: ${String((e as Error).message ?? e).split('\n')[0].slice(0, 160)}.`, 'BAD_IMAGE');
+    }
+    const shape = m.model.inputs[0].shape.slice(1) as number[];
+    const classNames = m.meta?.heads.find((h) => h.name === 'new')?.classNames ?? m.meta?.classNames ?? [];
+    const { values } = await predictAll(m.model, { x: pixels, sampleShape: shape, labels: new Int32Array(1), classNames, source: name }, m.meta?.preprocessing);
+    const top = Array.from(values, (probability, c) => ({ className: classNames[c] ?? `class ${c}`, probability })).sort((x, y) => y.probability - x.probability).slice(0, topK);
+    reply.json(200, { top });
+    return true;
+  }
+  if (what === 'download' && method === 'GET' && !sub) {
+    await runner.projectModel(store, pid);
+    const dir = store.modelDir(pid);
+    const files = Object.fromEntries(await Promise.all(MODEL_FILES.map(async (f) => [f, await readFile(join(dir, f))])));
+    reply.send(200, zip(files), 'application/zip', { 'content-disposition': `attachment; filename="graft-model-${pid.slice(0, 8)}.zip"` });
+    return true;
+  }
+  if (what === 'report' && method === 'GET' && !sub) {
+    const m = await runner.projectModel(store, pid);
+    if (!m.meta) throw new HttpError(409, 'The model has no graft.json.', 'NOT_READY');
+    const html = renderReport({ meta: m.meta, diagram: diagramOfSaved(m.model, m.meta), evaluation: m.meta.evaluation });
+    // The report has no script; its styles are inline.
+    reply.send(200, html, 'text/html; charset=utf-8', { 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'" });
+    return true;
+  }
+  return false;
+}
+
+function defaultBase(catalog: Catalog): string {
+  return catalog.names().includes('mobilenet-v2') ? 'mobilenet-v2' : catalog.names()[0];
+}
+
+/** Paths that take a file's bytes (application/octet-stream) instead of JSON. */
+export function takesFile(pathname: string): boolean {
+  return /^\/api\/projects\/[^/]+\/(classes\/[^/]+\/samples|predict)$/.test(pathname);
+}
