@@ -65,7 +65,7 @@ const STYLE: Record<Block['state'], { fill: string; stroke: string; label: strin
   frozen: { fill: 'url(#frozen)', stroke: '#3b5b8c', label: 'FROZEN', ink: '#10233f' },
   trainable: { fill: '#f6b26b', stroke: '#9c5b12', label: 'TRAINS', ink: '#3d2300' },
   mixed: { fill: 'url(#mixed)', stroke: '#6b4a8c', label: 'PARTLY FROZEN', ink: '#241038' },
-  removed: { fill: '#eeeeee', stroke: '#9a9a9a', label: 'REMOVED', dash: '5 3', ink: '#8a8a8a' },
+  removed: { fill: '#eeeeee', stroke: '#8a8a8a', label: 'REMOVED', dash: '5 3', ink: '#555555' },
   'new-head': { fill: '#93c47d', stroke: '#2f6b1d', label: 'NEW HEAD, TRAINS', ink: '#0f2e06' },
   'old-head': { fill: '#d5a6bd', stroke: '#7a3a5a', label: 'OLD HEAD, KEPT', ink: '#35101f' },
 };

@@ -6,7 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeImage, diagramOfSaved, encodePng, imageInput, predictAll, renderReport, type LoadedModel } from '../index.js';
+import { accuracyChart, decodeImage, defaultCut, lossChart, diagramOfModel, diagramOfSaved, encodePng, imageInput, inspectModel, predictAll, renderDiagram, renderReport, type LoadedModel } from '../index.js';
+import type { DiagramLayer } from '../report/diagram.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
 import type { JobRunner } from './jobs.js';
@@ -190,6 +191,27 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     }
     return false;
   }
+  if (what === 'curves.svg' && method === 'GET' && !sub) {
+    const p = await store.get(pid);
+    const history = (p.result?.history ?? []) as Parameters<typeof lossChart>[0];
+    reply.send(200, url.searchParams.get('kind') === 'loss' ? lossChart(history) : accuracyChart(history), 'image/svg+xml');
+    return true;
+  }
+  if (what === 'diagram' && method === 'GET' && !sub) {
+    const p = await store.get(pid);
+    const base = await catalog.get(p.base);
+    const suggested = base.meta?.zoo?.suggestedCuts ?? [];
+    const cut = p.cut ?? defaultCut(base);
+    const inspection = inspectModel(base.model, cut);
+    const spec = diagramOfModel(base.model, { layer: inspection.cut!.layer, removed: inspection.cut!.removed });
+    const unfreeze = p.settings.unfreeze ?? 'all';
+    const open = toUnfreeze(spec.body, unfreeze);
+    spec.body = spec.body.map((l) => ({ ...l, state: open.has(l.name) ? 'trainable' : 'frozen' }));
+    spec.newHead = headPreview(inspection.cut!.featureShape, Math.max(2, p.classes.length));
+    spec.title = `${p.base} cut after "${inspection.cut!.layer}", new head of ${Math.max(2, p.classes.length)} classes; fine-tune unfreezes ${unfreeze}`;
+    reply.json(200, { inspection, svg: renderDiagram(spec), cut: inspection.cut!.layer, chosen: p.cut ?? null, suggested });
+    return true;
+  }
   if (what === 'train' && method === 'POST' && !sub) {
     object(await a.readJson(1024), []);
     const job = await runner.submitProject(store, pid);
@@ -247,4 +269,29 @@ function defaultBase(catalog: Catalog): string {
 /** Paths that take a file's bytes (application/octet-stream) instead of JSON. */
 export function takesFile(pathname: string): boolean {
   return /^\/api\/projects\/[^/]+\/(classes\/[^/]+\/samples|predict)$/.test(pathname);
+}
+
+/** The body layers the fine-tune phase trains under an unfreeze setting (freeze.ts' rules, on the diagram's layers). */
+function toUnfreeze(body: DiagramLayer[], spec: string): Set<string> {
+  if (spec === 'none') return new Set();
+  let from = 0;
+  if (/^\d+$/.test(spec)) {
+    const weighted = body.filter((l) => l.params > 0);
+    const first = weighted[Math.max(0, weighted.length - Number(spec))];
+    from = first ? body.indexOf(first) : body.length;
+  } else if (spec.startsWith('from:')) {
+    const i = body.findIndex((l) => l.name === spec.slice(5));
+    from = i < 0 ? body.length : i;
+  }
+  return new Set(body.slice(from).map((l) => l.name));
+}
+
+/** The head graft train grafts by default (head.ts): average pooling of a feature map, dropout, a dense softmax layer. */
+function headPreview(featureShape: (number | null)[], classes: number): DiagramLayer[] {
+  const channels = Number(featureShape[featureShape.length - 1]);
+  const out: DiagramLayer[] = [];
+  if (featureShape.length > 2) out.push({ name: 'head_pool', className: 'GlobalAveragePooling2D', shape: [null, channels], params: 0, state: 'new-head' });
+  out.push({ name: 'head_dropout', className: 'Dropout', shape: [null, channels], params: 0, state: 'new-head' });
+  out.push({ name: 'head_output', className: 'Dense', shape: [null, classes], params: channels * classes + classes, state: 'new-head' });
+  return out;
 }

@@ -58,6 +58,8 @@ function send(res: ServerResponse, status: number, body: string | Buffer, type: 
   res.end(body);
 }
 
+const FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#24527a"/><path d="M4 12V4h8" stroke="#93c47d" stroke-width="2" fill="none"/></svg>';
+
 const inputSize = (model: { inputs: { shape: (number | null)[] }[] }) => (model.inputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
 
 const json = (res: ServerResponse, status: number, body: unknown) => send(res, status, JSON.stringify(body), 'application/json');
@@ -93,6 +95,7 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
     if (req.method === 'GET' && url.pathname === '/') return send(res, 200, html, 'text/html; charset=utf-8');
     if (req.method === 'GET' && url.pathname === '/app.js') return send(res, 200, APP_JS, 'text/javascript; charset=utf-8');
     if (req.method === 'GET' && url.pathname === '/app.css') return send(res, 200, APP_CSS, 'text/css; charset=utf-8');
+    if (req.method === 'GET' && url.pathname === '/favicon.ico') return send(res, 200, FAVICON, 'image/svg+xml');
     const reply = { json: (status: number, body: unknown) => json(res, status, body), send: (status: number, body: string | Buffer, type: string, extra?: Record<string, string>) => send(res, status, body, type, extra) };
     if (await projectRoute(req, url, reply, { store, catalog, runner, readJson: (max) => readJson(req, max) })) return;
     if (req.method === 'GET' && (url.pathname === '/api/zoo' || url.pathname === '/api/models')) {
