@@ -30,7 +30,8 @@ export function page(token: string): string {
 <p id="base-error" class="err" role="alert"></p>
 <p id="cutinfo" aria-live="polite">Loading the model...</p>
 <div id="cut-choices" role="group" aria-labelledby="cut-choices-title" hidden><p id="cut-choices-title"></p><div class="choices row"></div></div>
-<div id="diagram" tabindex="-1" aria-label="Architecture diagram: each block is a button that offers its layers as cuts"></div>
+<p id="block-help" class="visually-hidden">Press to choose a cut inside this block.</p>
+<div id="diagram" tabindex="-1" role="region" aria-label="Architecture diagram: each block is a button that offers its layers as cuts"></div>
 <details id="all-layers"><summary>All layers (choose any layer as the cut)</summary><ol id="layers"></ol></details>
 </section>
 <section id="classes-section" aria-labelledby="h-classes"><h2 id="h-classes">2. Classes and images</h2>
@@ -90,13 +91,13 @@ button:focus,input:focus,select:focus,.block:focus,a:focus,summary:focus,.filebu
 .choices button.suggested{border-width:2px;border-color:#24527a}.choices button[aria-current="true"]{background:#24527a;color:#fff}
 .class{border:1px solid #99a;border-radius:6px;padding:8px;margin:8px 0}.class.drag{background:#eef6ff;border-style:dashed}
 .row{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.settings{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:8px;margin-bottom:8px}
-.settings div{display:flex;flex-direction:column;gap:2px}.settings small,.note{color:#4a4a4a}.check{display:flex;gap:6px;align-items:center;min-height:44px}
+.settings div{display:flex;flex-direction:column;gap:2px}.settings small,.note{color:#4a4a4a}.check{display:flex;gap:6px;align-items:center;min-height:44px}.check input{width:44px;height:44px;margin:0;flex:none}
 .thumbs{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px;list-style:none;padding:0}.thumbs li{display:flex;flex-direction:column;width:64px;font-size:.75rem}
 .thumbs img{width:64px;height:64px;object-fit:contain;background:#000;border:1px solid #999}.thumbs button{padding:0;font-size:.8rem;width:64px}
 .bar{height:14px;background:#24527a;border-radius:3px}#status{min-height:1.4em}#curves img{max-width:100%;background:#fff}#progress{width:100%;height:18px}
 .err{color:#b00020}.err:empty{display:none}ul.errors{color:#b00020;margin:4px 0;padding-left:18px}.empty{color:#4a4a4a;font-style:italic}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-.confusion td.hit{background:#d9ead3}pre{background:#f0f0f0;padding:8px;overflow:auto;font-size:.85rem}video{max-width:100%;width:320px;border:1px solid #999}
+.confusion td.hit{background:#d9ead3}pre{background:#f0f0f0;padding:8px;overflow:auto;font-size:.85rem;max-width:100%;white-space:pre-wrap;overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}video{max-width:100%;width:320px;border:1px solid #999}
 #prediction img{max-width:160px;max-height:160px;border:1px solid #999}
 @media (max-width:800px){main{grid-template-columns:minmax(0,1fr);padding:8px}#base-section{grid-row:auto}header .row{gap:4px}}
 `;
@@ -218,15 +219,20 @@ async function showDiagram(focusGroup) {
       const ls = g.getAttribute('data-layers').split(' ');
       const state = g.getAttribute('data-state');
       g.setAttribute('role', 'button');
-      // The name starts with the block's visible text (WCAG 2.5.3), then says what a press does.
-      const seen = [...g.querySelectorAll('text')].map((t) => t.textContent).join(' ');
-      g.setAttribute('aria-label', seen + (state === 'new-head' ? '' : '. Press to choose a cut inside it'));
-      if (state === 'new-head') { g.removeAttribute('tabindex'); g.setAttribute('role', 'img'); continue; }
+      // Its name is its drawn text (heading, shape, state; WCAG 2.5.3), and a description says what a press does.
+      const title = g.querySelector('title');
+      if (title) { g.setAttribute('data-layers-title', title.textContent); title.remove(); }
+      if (state !== 'new-head') g.setAttribute('aria-describedby', 'block-help');
+      if (state === 'new-head') { g.removeAttribute('tabindex'); g.setAttribute('role', 'img'); g.setAttribute('aria-label', 'the new head: ' + g.getAttribute('data-layers-title').replace(/\n/g, '; ')); continue; }
       const open = () => offerCuts(g.getAttribute('data-group'), ls);
       g.addEventListener('click', open);
       g.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); } });
     }
-    if (focusGroup) { const g = svg.querySelector('.block[data-group="' + CSS.escape(focusGroup) + '"]'); if (g) g.focus(); }
+    if (focusGroup) {
+      const sel = '.block[data-group="' + CSS.escape(focusGroup) + '"]';
+      const g = svg.querySelector('[id^="body-"]' + sel) || svg.querySelector(sel);
+      if (g) g.focus();
+    }
   } catch (e) { say('#cutinfo', e.message, true); }
 }
 function offerCuts(group, layers) {
@@ -263,13 +269,14 @@ function renderClasses() {
   if (!project.classes.length) { box.replaceChildren(el('p', { class: 'empty', text: 'No classes yet: add a class and give it images (choose files, drop them here, or record from the webcam), or load a folder with one sub-folder of images per class.' })); return; }
   box.replaceChildren(...project.classes.map((c, k) => classCard(c, k)));
 }
-const uploads = new Map();
+// Each class's last refused files, kept across re-renders until its next upload.
+const refusedFiles = new Map();
 function classCard(c, k) {
   const id = 'c-' + c.id;
   const name = el('input', { id: id + '-name', value: c.name, maxlength: '100', autocomplete: 'off' });
   name.value = c.name;
   const files = el('input', { id: id + '-files', class: 'visually-hidden', type: 'file', multiple: true, accept: TYPES.join(',') });
-  const errors = el('ul', { class: 'errors', id: id + '-errors', 'aria-live': 'polite' });
+  const errors = el('ul', { class: 'errors', id: id + '-errors', 'aria-live': 'polite' }, ...(refusedFiles.get(c.id) || []).map((m) => el('li', { text: m })));
   const count = el('span', { class: 'note', id: id + '-count', text: c.samples.length + ' image' + (c.samples.length === 1 ? '' : 's') });
   const rec = el('button', { type: 'button', class: 'record', disabled: !stream, 'aria-label': 'Hold to record webcam images for ' + c.name, text: 'Hold to record' });
   const del = el('button', { type: 'button', class: 'danger', 'aria-label': 'Delete class ' + c.name, text: 'Delete class' });
@@ -277,7 +284,7 @@ function classCard(c, k) {
   const shown = c.samples.slice(-60);
   for (const s of shown) thumbs.append(thumb(c, s));
   const more = c.samples.length > shown.length ? el('p', { class: 'note', text: 'Showing the last ' + shown.length + ' of ' + c.samples.length + ' images.' }) : null;
-  const card = el('div', { class: 'class', id, role: 'group', 'aria-labelledby': id + '-label' },
+  const card = el('div', { class: 'class', id, role: 'group', 'aria-label': 'Class ' + (k + 1) + ': ' + c.name },
     el('div', { class: 'row' },
       el('label', { for: id + '-name', id: id + '-label', text: 'Name of class ' + (k + 1) }), name,
       el('label', { class: 'filebutton', for: id + '-files', text: 'Add images to class ' + (k + 1) }), files, rec, del, count),
@@ -334,10 +341,9 @@ async function addFiles(c, list, quiet) {
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
+  refusedFiles.set(c.id, errors);
   await refresh();
   renderClasses();
-  const box = document.getElementById('c-' + c.id + '-errors');
-  if (box) box.replaceChildren(...errors.map((m) => el('li', { text: m })));
   if (!quiet) say('#classes-status', 'Added ' + ok + ' of ' + list.length + ' images to "' + c.name + '"' + (errors.length ? '; ' + errors.length + ' refused (listed under the class).' : '.'), errors.length > 0);
   return { ok, errors };
 }
@@ -533,7 +539,7 @@ function renderResults() {
     const conf = el('table', { class: 'confusion' }, el('caption', { text: 'Confusion matrix: rows are the true class, columns the predicted one' }),
       el('thead', {}, el('tr', {}, el('th', { text: 'true \\ predicted' }), ...r.classNames.map((n) => el('th', { scope: 'col', text: n })))),
       el('tbody', {}, ...r.test.confusion.map((row, i) => el('tr', {}, el('th', { scope: 'row', text: r.classNames[i] }), ...row.map((v, j) => el('td', { class: i === j ? 'hit' : '', text: String(v) }))))));
-    parts.push(per, conf);
+    parts.push(el('div', { class: 'scroll' }, per), el('div', { class: 'scroll' }, conf));
   } else parts.push(el('p', { class: 'note', text: 'Nothing was held out for testing, so there is no accuracy per class (set "Held out for testing").' }));
   if (r.words.length) parts.push(el('ul', {}, ...r.words.map((w) => el('li', { text: w }))));
   if (r.skipped.length) parts.push(el('p', { class: 'err', text: 'Skipped: ' + r.skipped.map((x) => x.name + ' (' + x.reason + ')').join('; ') }));
