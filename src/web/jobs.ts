@@ -14,9 +14,11 @@ import {
   type Dataset, type GraftMeta, type LoadedModel, type PhaseInfo, type Preprocessing,
 } from '../index.js';
 import { wilson } from '../eval/interval.js';
+import { readLatestCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import { dataPrint, runChanges } from '../train/resume-check.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
-import { DEFAULT_SETTINGS, removeModel, type ProjectResult, type ProjectStore } from './projects.js';
+import { DEFAULT_SETTINGS, removeCheckpoints, removeModel, type ProjectResult, type ProjectStore } from './projects.js';
 import type { JobRequest } from './schema.js';
 
 export type { JobRequest, UploadedImage } from './schema.js';
@@ -86,8 +88,9 @@ export class JobRunner {
    * Trains on a project's images, decoded by graft train's pipeline; the model and the result
    * go into the project's folder.
    */
-  async submitProject(store: ProjectStore, projectId: string): Promise<Job> {
+  async submitProject(store: ProjectStore, projectId: string, resume = false): Promise<Job> {
     const p = await store.get(projectId);
+    if (resume && !p.stopped) throw new HttpError(409, 'There is no stopped run of this project to resume; train it.', 'NOT_STOPPED');
     if (this.activeFor(projectId)) throw new HttpError(409, 'This project is training already; wait for it, or stop it.', 'BUSY');
     const empty = p.classes.filter((c) => c.samples.length === 0);
     if (p.classes.length < 2) throw new HttpError(400, `Training needs at least 2 classes; the project has ${p.classes.length}.`, 'BAD_DATA');
@@ -100,7 +103,7 @@ export class JobRunner {
     this.dropModel(projectId);
     await store.update(projectId, (q) => { q.job = { id: job.id, status: 'queued' }; });
     emit(job, { type: 'queued', data: { classes: job.classNames, samples: p.classes.reduce((n, c) => n + c.samples.length, 0), ahead: this.ahead(job) } });
-    this.queue = this.queue.then(() => this.runProject(job, store)).then(() => this.forgetOld());
+    this.queue = this.queue.then(() => this.runProject(job, store, resume)).then(() => this.forgetOld());
     return job;
   }
 
@@ -129,7 +132,7 @@ export class JobRunner {
     return m;
   }
 
-  private async runProject(job: Job, store: ProjectStore): Promise<void> {
+  private async runProject(job: Job, store: ProjectStore, resume: boolean): Promise<void> {
     if (job.cancel) return this.projectStatus(store, job);
     job.status = 'running';
     const pid = job.projectId!;
@@ -148,7 +151,19 @@ export class JobRunner {
       const skipped = (all.skipped ?? []).map((x) => ({ name: names.get(x.path) ?? 'an image', reason: x.reason }));
       emit(job, { type: 'decoded', data: { samples: all.labels.length, skipped } });
       const { rest: train, split: test } = s.holdOut > 0 ? stratifiedSplit(all, s.holdOut, s.seed) : { rest: all, split: undefined };
+      // Stop writes a checkpoint; Resume goes on from it when the images and settings are the same.
+      const ckDir = store.checkpointDir(pid);
+      const run = { data: dataPrint(train), options: { ...s, base: p.base, cut: p.cut ?? null } };
+      let resumeFrom: Checkpoint | undefined;
+      if (resume) {
+        resumeFrom = await readLatestCheckpoint(ckDir);
+        if (!resumeFrom) throw new GraftError('RESUME_MISMATCH', 'The stopped run left no readable checkpoint.', { fix: 'Train afresh.' });
+        const changes = runChanges(resumeFrom, run.data, run.options);
+        if (changes.length) throw new GraftError('RESUME_MISMATCH', `The stopped run cannot go on as it was: ${changes.join('; ')}.`, { fix: 'Train afresh (Train), or put the images and settings back as they were.' });
+        emit(job, { type: 'phase', data: { phase: 'resuming', from: resumeFrom.state.phase, epochsDone: resumeFrom.state.epochsDone } });
+      } else await removeCheckpoints(ckDir);
       const t = await transfer(base, train, {
+        resumeFrom, checkpoints: { dir: ckDir, run, keep: 1, everyMinutes: 2 },
         cut: p.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed,
         unfreeze: s.unfreeze ? parseUnfreeze(s.unfreeze) : undefined,
         augment: s.augment ? { ...AUGMENT_DEFAULTS } : undefined, diskCache: true, cacheLabel: `${p.base} (graft serve project)`,
@@ -160,11 +175,18 @@ export class JobRunner {
         },
         onFineTuneFold: (fold, folds) => emit(job, { type: 'phase', data: { phase: 'fine-tune check', fold, folds } }),
       });
-      if (t.result.interrupted || job.cancel) {
+      // A stop that came after the last batch does not throw away a finished run.
+      if (t.result.interrupted) {
         t.grafted.model.dispose();
-        finish(job, 'cancelled', { reason: 'stopped while training; nothing was saved, the last trained model (if any) is kept' });
+        const st = t.result.interrupted;
+        if (st) await store.update(pid, (q) => { q.stopped = { jobId: job.id, phase: st.phase, epochsDone: st.epochsDone, batch: st.position?.batch ?? 0, at: new Date().toISOString() }; });
+        finish(job, 'cancelled', {
+          reason: st ? `stopped in the ${st.phase} phase after ${st.epochsDone} epoch(s)${st.position ? ` and ${st.position.batch} batches` : ''}; a checkpoint was written: Resume goes on from there, Train starts afresh; the last trained model (if any) is kept`
+            : 'stopped before training began; the last trained model (if any) is kept',
+          resumable: Boolean(st) });
         return this.projectStatus(store, job);
       }
+      await removeCheckpoints(ckDir);
       let testResult: ProjectResult['test'];
       if (test && test.labels.length) {
         const ev = await evaluate(t.grafted.model, test, t.preprocessing);
@@ -184,7 +206,7 @@ export class JobRunner {
         jobId: job.id, finished: new Date().toISOString(), classNames: t.classNames, metrics: t.meta.metrics as Record<string, unknown>, words: resultWords(t.result),
         history: t.meta.history as unknown[], test: testResult, trainedOn: train.labels.length, skipped,
       };
-      await store.update(pid, (q) => { q.result = result; });
+      await store.update(pid, (q) => { q.result = result; delete q.stopped; });
       finish(job, 'done', { ...result, history: undefined });
     } catch (e) {
       finish(job, 'error', { message: e instanceof GraftError ? e.detail : e instanceof HttpError ? e.message : 'Training failed (see the server\'s terminal).', code: (e as GraftError).code ?? 'INTERNAL' });
@@ -252,7 +274,8 @@ export class JobRunner {
           onEpochEnd: async (r) => { emit(job, { type: 'epoch', data: r }); await new Promise((res) => setImmediate(res)); },
         },
       });
-      if (t.result.interrupted || job.cancel) {
+      // A stop that came after the last batch does not throw away a finished run.
+      if (t.result.interrupted) {
         t.grafted.model.dispose();
         return finish(job, 'cancelled', { reason: 'cancelled while training' });
       }

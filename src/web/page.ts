@@ -52,7 +52,7 @@ export function page(token: string): string {
 <div><label for="s-holdOut">Held out for testing</label><select id="s-holdOut" aria-describedby="h-holdOut"><option value="0">none</option><option value="0.1">10%</option><option value="0.15">15%</option><option value="0.2">20%</option><option value="0.25">25%</option></select><small id="h-holdOut">per class; gives the accuracy per class and the confusion matrix</small></div>
 <div><label class="check"><input id="s-augment" type="checkbox"> Augment images while fine-tuning</label><small>random crop, flip, rotation, colour</small></div>
 </form>
-<div class="row"><button id="train" type="button" class="primary">Train</button><button id="stop" type="button" hidden>Stop</button></div>
+<div class="row"><button id="train" type="button" class="primary">Train</button><button id="resume" type="button" hidden>Resume the stopped run</button><button id="stop" type="button" hidden>Stop</button></div>
 <progress id="progress" max="1" value="0" aria-label="Training progress"></progress>
 <p id="status" role="status" aria-live="polite">Not trained yet.</p>
 <div id="curves"></div>
@@ -155,7 +155,8 @@ async function openProject(id) {
   await showDiagram();
   const j = project.job;
   if (j && (j.status === 'queued' || j.status === 'running')) follow(j.id);
-  else setTraining(false, j && j.status === 'interrupted' ? 'The last training was interrupted when the server stopped; train again.' : project.result ? 'Trained ' + new Date(project.result.finished).toLocaleString() + '.' : 'Not trained yet.');
+  else setTraining(false, project.stopped ? 'Stopped in the ' + project.stopped.phase + ' phase after ' + project.stopped.epochsDone + ' epoch(s): Resume goes on from there; Train starts afresh.'
+    : j && j.status === 'interrupted' ? 'The last training was interrupted when the server stopped; train again.' : project.result ? 'Trained ' + new Date(project.result.finished).toLocaleString() + '.' : 'Not trained yet.');
 }
 async function refresh() { project = await api(P()); await loadProjects(project.id); }
 $('#project').addEventListener('change', (e) => openProject(e.target.value).catch((err) => say('#project-status', err.message, true)));
@@ -471,6 +472,7 @@ $('#s-augment').addEventListener('change', async (e) => { try { await saveSettin
 function setTraining(on, text) {
   $('#train').disabled = on;
   $('#stop').hidden = !on;
+  $('#resume').hidden = on || !project.stopped;
   if (text) say('#status', text);
 }
 function stopFollowing() { if (es) { es.close(); es = null; } clearInterval(pollTimer); }
@@ -504,6 +506,7 @@ function follow(id) {
     const p = JSON.parse(e.data);
     if (p.phase === 'fine-tune check') { say('#status', 'Checking whether fine-tuning beats the head: fold ' + p.fold + ' of ' + p.folds + '...'); return; }
     if (p.phase === 'decoding') { say('#status', 'Decoding ' + p.samples + ' images with the pipeline of graft train...'); return; }
+    if (p.phase === 'resuming') return;
     total = Math.max(1, p.epochs * p.batchesPerEpoch);
     say('#status', p.phase + ': ' + (p.fit ? 'fitting the new head to the body features (L-BFGS)' : p.epochs + ' epochs' + (p.usesFeatureCache ? ', head on cached body features' : ', body unfrozen')) + '...');
   });
@@ -511,18 +514,22 @@ function follow(id) {
   es.addEventListener('epoch', curves);
   es.addEventListener('done', (e) => { const d = JSON.parse(e.data); $('#progress').value = 1; ended('Done.' + (d.test ? ' Test accuracy on ' + d.test.count + ' held-out images: ' + pct(d.test.accuracy) + '.' : '')); });
   es.addEventListener('cancelled', (e) => ended('Stopped: ' + JSON.parse(e.data).reason + '.'));
+  es.addEventListener('phase', (e) => { const p = JSON.parse(e.data); if (p.phase === 'resuming') say('#status', 'Resuming the ' + p.from + ' phase after ' + p.epochsDone + ' epoch(s)...'); });
   es.addEventListener('error', (e) => { if (e.data) ended('Training failed: ' + JSON.parse(e.data).message, true); });
 }
-$('#train').addEventListener('click', async () => {
+async function startTraining(resume) {
   $('#train').disabled = true;
+  $('#resume').hidden = true;
   try {
     for (const k of Object.keys(FIELDS)) { const r = fieldValue(k); if (r.error) { say('#e-' + k, r.error, true); $('#s-' + k).focus(); throw new Error('Fix the settings first.'); } }
-    const { id, ahead } = await api(P('/train'), {});
+    const { id, ahead } = await api(P('/train'), resume ? { resume: true } : {});
     project.job = { id, status: 'queued' };
     follow(id);
     if (ahead) say('#status', 'Waiting in the queue: ' + ahead + ' job' + (ahead === 1 ? '' : 's') + ' ahead of this one.');
-  } catch (e) { say('#status', e.message, true); $('#train').disabled = false; }
-});
+  } catch (e) { say('#status', e.message, true); $('#train').disabled = false; $('#resume').hidden = !project.stopped; }
+}
+$('#train').addEventListener('click', () => startTraining(false));
+$('#resume').addEventListener('click', () => startTraining(true));
 $('#stop').addEventListener('click', async () => { try { await api(P('/stop'), {}); say('#status', 'Stopping after the current batch...'); } catch (e) { say('#status', e.message, true); } });
 
 // ---- results

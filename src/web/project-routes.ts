@@ -66,6 +66,7 @@ function view(p: Project, runner: JobRunner) {
     classes: p.classes.map((c) => ({ id: c.id, name: c.name, samples: c.samples.map((s) => ({ id: s.id, name: s.name })) })),
     job: active ? { id: active.id, status: active.status, ahead: runner.ahead(active) } : p.job ?? null,
     result: p.result ?? null,
+    stopped: active ? null : p.stopped ?? null,
   };
 }
 
@@ -213,8 +214,9 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     return true;
   }
   if (what === 'train' && method === 'POST' && !sub) {
-    object(await a.readJson(1024), []);
-    const job = await runner.submitProject(store, pid);
+    const o = object(await a.readJson(1024), ['resume']);
+    if (o.resume !== undefined && typeof o.resume !== 'boolean') throw new HttpError(400, 'resume: must be true or false.', 'BAD_REQUEST');
+    const job = await runner.submitProject(store, pid, o.resume === true);
     reply.json(202, { id: job.id, status: job.status, ahead: runner.ahead(job) });
     return true;
   }

@@ -75,6 +75,8 @@ export interface Project {
   classes: ProjectClass[];
   job?: { id: string; status: string };
   result?: ProjectResult;
+  /** A run stopped with a checkpoint, which Resume goes on from. */
+  stopped?: { jobId: string; phase: string; epochsDone: number; batch: number; at: string };
 }
 
 export const DEFAULT_SETTINGS: Required<Pick<Settings, 'holdOut' | 'augment' | 'seed'>> = { holdOut: 0.15, augment: true, seed: 42 };
@@ -199,6 +201,7 @@ export class ProjectStore {
       const dir = this.dir(id);
       for (const c of p.classes) for (const s of c.samples) await unlink(join(dir, 'samples', `${s.id}.${s.ext}`)).catch(ignoreMissing);
       await removeModel(join(dir, 'model'));
+      await removeCheckpoints(join(dir, 'checkpoints'));
       await unlink(join(dir, 'project.json'));
       this.cache.delete(id);
       for (const sub of ['samples', '']) {
@@ -298,6 +301,10 @@ export class ProjectStore {
   modelDir(id: string): string {
     return join(this.dir(id), 'model');
   }
+
+  checkpointDir(id: string): string {
+    return join(this.dir(id), 'checkpoints');
+  }
 }
 
 function findClass(p: Project, classId: string): ProjectClass {
@@ -314,4 +321,14 @@ export const MODEL_FILES = ['model.json', 'weights.bin', 'graft.json'];
 export async function removeModel(dir: string): Promise<void> {
   for (const f of MODEL_FILES) await unlink(join(dir, f)).catch(ignoreMissing);
   await rmdir(dir).catch(ignoreMissing);
+}
+
+/** Removes the checkpoints writeCheckpoint wrote (ckpt-NNNNNN/checkpoint.json, weights.bin and their temporary folders), then the folder. */
+export async function removeCheckpoints(dir: string): Promise<void> {
+  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return [] as string[]; throw e; });
+  for (const n of names.filter((x) => /^ckpt-\d{6}$/.test(x))) {
+    for (const f of ['checkpoint.json', 'weights.bin']) await unlink(join(dir, n, f)).catch(ignoreMissing);
+    await rmdir(join(dir, n)).catch(ignoreMissing);
+  }
+  await rmdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY') throw e; });
 }

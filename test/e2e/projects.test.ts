@@ -191,7 +191,7 @@ test('real photos at the default settings: the page\'s held-out accuracy is with
   await page.context().close();
 });
 
-test('stop: a running job stops after its batch and the last model stays', async () => {
+test('stop: a running job stops after its batch with a checkpoint, the last model stays, and Resume goes on from it', async () => {
   const page = await newPage();
   await page.goto(server.url);
   await page.waitForSelector('#diagram svg');
@@ -204,9 +204,24 @@ test('stop: a running job stops after its batch and the last model stays', async
   await page.waitForSelector('#stop:not([hidden])');
   await page.click('#stop');
   await waitStatus(page, /^(Stopped|Done)/, 300000);
-  assert.match(await status(page), /^Stopped/);
+  assert.match(await status(page), /^Stopped: stopped in the fine-tune phase after 0 epoch\(s\) and \d+ batches; a checkpoint was written/);
   assert.equal(await page.isDisabled('#train'), false);
-  assert.equal((await api(`/api/projects/${photoProject}`)).body.result.finished, before, 'the trained model and result are kept');
+  const stopped = (await api(`/api/projects/${photoProject}`)).body;
+  assert.equal(stopped.result.finished, before, 'the trained model and result are kept');
+  assert.equal(stopped.stopped.phase, 'fine-tune');
+  assert.ok((await readdir(join(projectsDir, photoProject, 'checkpoints'))).some((n) => /^ckpt-\d{6}$/.test(n)));
+  // A reload offers Resume; it goes on from the checkpoint and ends with a new result.
+  await page.reload();
+  await page.waitForSelector('#resume:not([hidden])');
+  assert.match(await status(page), /^Stopped in the fine-tune phase/);
+  await page.click('#resume');
+  await waitStatus(page, /^(Done|Training failed|Stopped)/);
+  assert.match(await status(page), /^Done/);
+  const resumed = (await api(`/api/projects/${photoProject}`)).body;
+  assert.notEqual(resumed.result.finished, before);
+  assert.equal(resumed.stopped, null);
+  assert.equal(await page.isHidden('#resume'), true);
+  await assert.rejects(readdir(join(projectsDir, photoProject, 'checkpoints')), { code: 'ENOENT' }, 'a finished run leaves no checkpoint');
   await page.context().close();
 });
 

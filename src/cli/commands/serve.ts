@@ -3,12 +3,14 @@
 import { startServer, SERVE_DEFAULTS } from '../../web/server.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 
-export const usage = `graft serve [--port ${SERVE_DEFAULTS.port}] [--host 127.0.0.1] [--models <dir>]...
+export const usage = `graft serve [--port ${SERVE_DEFAULTS.port}] [--host 127.0.0.1] [--projects <dir>] [--models <dir>]...
 
-Starts the Graft web page: pick a base model and see its diagram, choose the cut by clicking a
-layer, define classes from images (drop files, choose files, or load a folder with one
-sub-folder per class), train with live progress, cancel, predict an image, and download the
-model. Training runs on this machine; the page needs no internet.
+Starts the Graft web page, on projects kept on this machine: pick a base model and see its
+diagram, choose the cut by clicking a block, add classes of images (choose or drop files, load a
+folder with one sub-folder per class, or record from the webcam), train with graft train's
+recipe and live progress, stop, see accuracy per class and the confusion matrix on held-out
+images, predict an image or a live webcam picture, and download the model. Images are sent as
+their files and decoded on this machine as graft train decodes them. The page needs no internet.
 
   --port <n>      (default ${SERVE_DEFAULTS.port}; 0 picks a free port)
   --host <addr>   a loopback address: 127.0.0.1 (default), ::1 or localhost. The server has no
@@ -27,7 +29,7 @@ the X-Graft-Token header). Up to 4 jobs are queued or running at a time.
 
 Ctrl-C cancels the jobs (a running one stops after its batch) and stops the server.`;
 
-export const summary = 'a local web page: diagram, choose the cut, classes from images, train live, predict, download';
+export const summary = 'a local web page on projects: diagram and cut, classes from files, folders or the webcam, train live, results per class, predict, download';
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string', multiple: true }, projects: { type: 'string' } }, usage);
