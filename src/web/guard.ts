@@ -42,6 +42,7 @@ export function makeGuard(port: () => number, takesFile: (pathname: string) => b
       if (origin !== undefined && origin !== `http://${host}`) {
         throw new HttpError(403, 'Requests from other web pages are refused.', 'BAD_ORIGIN');
       }
+      if (!['GET', 'HEAD', 'POST'].includes(req.method ?? '')) throw new HttpError(405, `${String(req.method).slice(0, 20)} is not used here: read with GET, change with POST.`, 'BAD_METHOD');
       const api = url.pathname.startsWith('/api/');
       const changes = req.method !== 'GET' && req.method !== 'HEAD';
       if ((api || changes) && origin === undefined) {

@@ -1,24 +1,23 @@
-// Training jobs of `graft serve`: each job has its own model and event log, runs on the
-// server (one at a time, in order), and goes on when the browser tab that started it closes.
+// Training jobs of `graft serve`: each job has its own model and event log, runs one at a time
+// in order (a project's job in its own process, project-job.ts), and goes on when the browser
+// tab that started it closes.
 // Listeners (server-sent event streams) get the whole log on connect, then live events. The
 // queue is bounded, a job can be cancelled (queued: dropped; running: stopped after its
 // batch), and only the last few finished jobs keep their models.
 
-import type { FineTuneResult } from '../train/fine-tune.js';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import {
-  AUGMENT_DEFAULTS, decodeImage, evaluate, GraftError, imageInput, loadLabeledImages, loadModel, parseUnfreeze, predictAll, saveModel, stratifiedSplit, transfer,
-  type Dataset, type GraftMeta, type LoadedModel, type PhaseInfo, type Preprocessing,
+  GraftError, loadModel, parseUnfreeze, predictAll, saveModel, transfer, type Dataset, type GraftMeta, type LoadedModel, type Preprocessing,
 } from '../index.js';
-import { wilson } from '../eval/interval.js';
-import { readLatestCheckpoint, type Checkpoint } from '../train/checkpoint.js';
-import { dataPrint, runChanges } from '../train/resume-check.js';
+import { resultWords, type ProjectJobInput, type ProjectJobMessage } from './project-job.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
-import { DEFAULT_SETTINGS, removeCheckpoints, removeModel, type ProjectResult, type ProjectStore } from './projects.js';
+import { DEFAULT_SETTINGS, removeModel, type ProjectStore } from './projects.js';
 import type { JobRequest } from './schema.js';
 
 export type { JobRequest, UploadedImage } from './schema.js';
@@ -47,6 +46,8 @@ export interface Job {
   id: string;
   /** The project whose images it trains on (project jobs). */
   projectId?: string;
+  /** The process training it (project jobs, while running). */
+  child?: ChildProcess;
   status: 'queued' | 'running' | 'done' | 'error' | 'cancelled';
   events: JobEvent[];
   listeners: Set<(e: JobEvent) => void>;
@@ -138,77 +139,32 @@ export class JobRunner {
     const pid = job.projectId!;
     await this.projectStatus(store, job);
     emit(job, { type: 'started', data: {} });
+    const fresh = `${store.modelDir(pid)}-${job.id.slice(0, 8)}`;
     try {
       const p = await store.get(pid);
-      const s = { ...DEFAULT_SETTINGS, ...p.settings };
-      const base = await this.catalog.load(p.base);
-      const image = imageInput(base.model.inputs[0].shape);
-      if (!image) throw new GraftError('BAD_MODEL', `${p.base} does not take images.`, { fix: 'Choose an image model.' });
       const { classNames, files } = await store.trainingFiles(pid);
-      const names = new Map(files.map((f) => [f.path, f.name]));
-      emit(job, { type: 'phase', data: { phase: 'decoding', samples: files.length } });
-      const all = await loadLabeledImages(files, classNames, { ...image, fit: base.meta?.preprocessing?.imageFit, stream: 'auto' }, `project "${p.name}"`);
-      const skipped = (all.skipped ?? []).map((x) => ({ name: names.get(x.path) ?? 'an image', reason: x.reason }));
-      emit(job, { type: 'decoded', data: { samples: all.labels.length, skipped } });
-      const { rest: train, split: test } = s.holdOut > 0 ? stratifiedSplit(all, s.holdOut, s.seed) : { rest: all, split: undefined };
-      // Stop writes a checkpoint; Resume goes on from it when the images and settings are the same.
-      const ckDir = store.checkpointDir(pid);
-      const run = { data: dataPrint(train), options: { ...s, base: p.base, cut: p.cut ?? null } };
-      let resumeFrom: Checkpoint | undefined;
-      if (resume) {
-        resumeFrom = await readLatestCheckpoint(ckDir);
-        if (!resumeFrom) throw new GraftError('RESUME_MISMATCH', 'The stopped run left no readable checkpoint.', { fix: 'Train afresh.' });
-        const changes = runChanges(resumeFrom, run.data, run.options);
-        if (changes.length) throw new GraftError('RESUME_MISMATCH', `The stopped run cannot go on as it was: ${changes.join('; ')}.`, { fix: 'Train afresh (Train), or put the images and settings back as they were.' });
-        emit(job, { type: 'phase', data: { phase: 'resuming', from: resumeFrom.state.phase, epochsDone: resumeFrom.state.epochsDone } });
-      } else await removeCheckpoints(ckDir);
-      const t = await transfer(base, train, {
-        resumeFrom, checkpoints: { dir: ckDir, run, keep: 1, everyMinutes: 2 },
-        cut: p.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed,
-        unfreeze: s.unfreeze ? parseUnfreeze(s.unfreeze) : undefined,
-        augment: s.augment ? { ...AUGMENT_DEFAULTS } : undefined, diskCache: true, cacheLabel: `${p.base} (graft serve project)`,
-        shouldStop: () => job.cancel,
-        callbacks: {
-          onPhaseStart: (ph: PhaseInfo) => emit(job, { type: 'phase', data: ph }),
-          onBatch: (b) => { if (b.batch === b.batches || b.batch % 5 === 0) emit(job, { type: 'batch', data: b }); },
-          onEpochEnd: async (r) => { emit(job, { type: 'epoch', data: r }); await new Promise((res) => setImmediate(res)); },
-        },
-        onFineTuneFold: (fold, folds) => emit(job, { type: 'phase', data: { phase: 'fine-tune check', fold, folds } }),
-      });
-      // A stop that came after the last batch does not throw away a finished run.
-      if (t.result.interrupted) {
-        t.grafted.model.dispose();
-        const st = t.result.interrupted;
-        if (st) await store.update(pid, (q) => { q.stopped = { jobId: job.id, phase: st.phase, epochsDone: st.epochsDone, batch: st.position?.batch ?? 0, at: new Date().toISOString() }; });
-        finish(job, 'cancelled', {
-          reason: st ? `stopped in the ${st.phase} phase after ${st.epochsDone} epoch(s)${st.position ? ` and ${st.position.batch} batches` : ''}; a checkpoint was written: Resume goes on from there, Train starts afresh; the last trained model (if any) is kept`
-            : 'stopped before training began; the last trained model (if any) is kept',
-          resumable: Boolean(st) });
-        return this.projectStatus(store, job);
-      }
-      await removeCheckpoints(ckDir);
-      let testResult: ProjectResult['test'];
-      if (test && test.labels.length) {
-        const ev = await evaluate(t.grafted.model, test, t.preprocessing);
-        const w = wilson(Math.round(ev.accuracy * ev.count), ev.count);
-        testResult = { accuracy: ev.accuracy, count: ev.count, wilson95: [w.low, w.high], perClass: ev.perClass, confusion: ev.confusion };
-        t.meta.metrics = { ...t.meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
-        t.meta.evaluation = { ...ev, on: `${ev.count} held-out images of the project` };
-      }
-      // Saved beside the old model, then swapped in: a failed save leaves the old one.
-      const fresh = `${store.modelDir(pid)}-${job.id.slice(0, 8)}`;
-      await saveModel(t.model, fresh, t.meta);
-      await removeModel(store.modelDir(pid));
-      await rename(fresh, store.modelDir(pid));
-      // The project's model is served from this.models (predict) and its folder (download).
-      this.models.set(pid, Promise.resolve({ model: t.grafted.model, meta: t.meta } as LoadedModel));
-      const result: ProjectResult = {
-        jobId: job.id, finished: new Date().toISOString(), classNames: t.classNames, metrics: t.meta.metrics as Record<string, unknown>, words: resultWords(t.result),
-        history: t.meta.history as unknown[], test: testResult, trainedOn: train.labels.length, skipped,
+      const input: ProjectJobInput = {
+        jobId: job.id, projectName: p.name, base: this.catalog.entry(p.base).source, baseName: p.base, cut: p.cut, settings: { ...DEFAULT_SETTINGS, ...p.settings },
+        classNames, files, checkpointDir: store.checkpointDir(pid), modelOut: fresh, resume,
       };
-      await store.update(pid, (q) => { q.result = result; delete q.stopped; });
-      finish(job, 'done', { ...result, history: undefined });
+      // Training runs in its own process: its native steps and fits would hold up this server's
+      // requests (the page, Stop, other projects) for seconds at a time.
+      const end = await runInChild(input, job, (e) => emit(job, e));
+      if (end.type === 'stopped') {
+        await store.update(pid, (q) => { q.stopped = end.stopped; });
+        finish(job, 'cancelled', { reason: end.reason, resumable: true });
+      } else if (end.type === 'done') {
+        await removeModel(store.modelDir(pid));
+        await rename(fresh, store.modelDir(pid));
+        this.dropModel(pid);
+        await store.update(pid, (q) => { q.result = end.result; delete q.stopped; });
+        finish(job, 'done', { ...end.result, history: undefined });
+      } else {
+        await removeModel(fresh);
+        finish(job, 'error', { message: end.message, code: end.code });
+      }
     } catch (e) {
+      await removeModel(fresh).catch(() => undefined);
       finish(job, 'error', { message: e instanceof GraftError ? e.detail : e instanceof HttpError ? e.message : 'Training failed (see the server\'s terminal).', code: (e as GraftError).code ?? 'INTERNAL' });
       if (!(e instanceof GraftError) && !(e instanceof HttpError)) console.error(e);
     }
@@ -242,6 +198,7 @@ export class JobRunner {
     const job = this.jobs.get(id);
     if (!job) return undefined;
     job.cancel = true;
+    job.child?.send({ type: 'stop' });
     if (job.status === 'queued') finish(job, 'cancelled', { reason: 'cancelled before it started' });
     return job;
   }
@@ -343,11 +300,24 @@ export async function predictOne(job: Job, pixels: number[], topK = 3): Promise<
   return Array.from(values, (probability, c) => ({ className: job.classNames[c], probability })).sort((a, b) => b.probability - a.probability).slice(0, topK);
 }
 
-/** What the recipe decided, in the words graft train prints. */
-function resultWords(r: FineTuneResult): string[] {
-  const out: string[] = [];
-  const f = r.headFit;
-  if (f?.chosenBy === 'cross-validation') out.push(`Cross-validated accuracy of the warm-up head ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds)`);
-  if (r.fineTuneCheck) out.push(r.fineTuneCheck.words.replace(/^./, (c) => c.toUpperCase()));
-  return out;
+
+const CHILD = fileURLToPath(new URL('./job-child.js', import.meta.url));
+
+/** Runs a project job in a child process; resolves with its last message (or an error when it died). */
+function runInChild(input: ProjectJobInput, job: Job, onEvent: (e: JobEvent) => void): Promise<Exclude<ProjectJobMessage, { type: 'event' }>> {
+  return new Promise((resolve) => {
+    const child = fork(CHILD, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    job.child = child;
+    let end: Exclude<ProjectJobMessage, { type: 'event' }> | undefined;
+    child.on('message', (m: ProjectJobMessage) => {
+      if (m.type === 'event') onEvent(m.event);
+      else end = m;
+    });
+    child.on('exit', (code, signal) => {
+      job.child = undefined;
+      resolve(end ?? { type: 'error', message: `The training process ended without a result (${signal ?? `exit code ${code}`}); see the server's terminal.`, code: 'INTERNAL' });
+    });
+    child.send({ type: 'start', input });
+    if (job.cancel) child.send({ type: 'stop' });
+  });
 }

@@ -380,15 +380,15 @@ $('#folder').addEventListener('change', async (e) => {
       const r = await addFiles(c, by.get(name).sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })), true);
       total += r.ok; refused += r.errors.length;
     }
-    say('#classes-status', 'Loaded ' + total + ' images into ' + names.length + ' classes' + (refused ? '; ' + refused + ' refused (listed under their class)' : '') + (notImages.length ? '; skipped ' + notImages.length + ' other files: ' + notImages.slice(0, 5).join('; ') + (notImages.length > 5 ? '; ...' : '') : '') + '.', refused > 0);
+    say('#classes-status', 'Loaded ' + total + ' images into ' + names.length + ' classes' + (refused ? '; ' + refused + ' refused (listed under their class)' : '') + (notImages.length ? '; skipped ' + notImages.length + ' other file' + (notImages.length === 1 ? '' : 's') + ': ' + notImages.slice(0, 5).join('; ') + (notImages.length > 5 ? '; ...' : '') : '') + '.', refused > 0);
   } catch (err) { say('#classes-status', err.message, true); }
 });
 let diagramTimer = null;
 function refreshDiagramSoon() { clearTimeout(diagramTimer); diagramTimer = setTimeout(() => showDiagram(), 300); }
 
 // ---- webcam
-$('#camera').addEventListener('click', async () => {
-  if (stream) { stopCamera(); return; }
+$('#camera').addEventListener('click', () => (stream ? stopCamera() : startCamera()));
+async function startCamera() {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
     const v = $('#video'); v.srcObject = stream; v.hidden = false; await v.play();
@@ -396,7 +396,7 @@ $('#camera').addEventListener('click', async () => {
     for (const b of document.querySelectorAll('button.record')) b.disabled = false;
     say('#classes-status', 'Webcam on: hold "Hold to record" on a class (mouse, touch, Space or Enter) to add frames to it.');
   } catch (e) { stream = null; say('#classes-status', 'The webcam could not be started: ' + e.message, true); }
-});
+}
 function stopCamera() {
   for (const t of stream.getTracks()) t.stop();
   stream = null; $('#video').hidden = true; $('#camera').textContent = 'Start the webcam'; $('#camera').setAttribute('aria-pressed', 'false');
@@ -521,7 +521,7 @@ async function startTraining(resume) {
   $('#train').disabled = true;
   $('#resume').hidden = true;
   try {
-    for (const k of Object.keys(FIELDS)) { const r = fieldValue(k); if (r.error) { say('#e-' + k, r.error, true); $('#s-' + k).focus(); throw new Error('Fix the settings first.'); } }
+    for (const k of Object.keys(FIELDS)) { const r = fieldValue(k); if (r.error) { say('#e-' + k, r.error, true); $('#s-' + k).focus(); throw new Error('Fix the setting "' + document.querySelector('label[for="s-' + k + '"]').textContent + '" first: ' + r.error); } }
     const { id, ahead } = await api(P('/train'), resume ? { resume: true } : {});
     project.job = { id, status: 'queued' };
     follow(id);
@@ -581,7 +581,8 @@ $('#predict-file').addEventListener('change', async (e) => {
 });
 $('#live').addEventListener('click', async () => {
   if (liveTimer) { stopLive(); return; }
-  if (!stream) { say('#predict-error', 'Start the webcam first (in section 2).', true); return; }
+  if (!stream) await startCamera();
+  if (!stream) { say('#predict-error', 'The webcam could not be started (see section 2).', true); return; }
   $('#live').setAttribute('aria-pressed', 'true'); $('#live').textContent = 'Stop the live preview';
   let busy = false;
   liveTimer = setInterval(async () => {

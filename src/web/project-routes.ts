@@ -3,7 +3,7 @@
 // are decoded on the server with graft train's pipeline. Every id in a path is checked by the
 // store; no path or URL from a request is ever read.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { accuracyChart, decodeImage, defaultCut, lossChart, diagramOfModel, diagramOfSaved, encodePng, imageInput, inspectModel, predictAll, renderDiagram, renderReport, type LoadedModel } from '../index.js';
@@ -11,7 +11,7 @@ import type { DiagramLayer } from '../report/diagram.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
 import type { JobRunner } from './jobs.js';
-import { MODEL_FILES, PROJECT_LIMITS, type Project, type ProjectStore, type Settings } from './projects.js';
+import { displayName, MODEL_FILES, PROJECT_LIMITS, type Project, type ProjectStore, type Settings } from './projects.js';
 import { zip } from './zip.js';
 
 export interface Reply {
@@ -84,13 +84,21 @@ async function readBody(req: IncomingMessage, max: number, what: string): Promis
   return Buffer.concat(chunks);
 }
 
+/** X-File-Name, percent-encoded UTF-8 as the page sends it (raw UTF-8 also understood), made safe to show. */
 function fileName(req: IncomingMessage): string {
   const raw = String(req.headers['x-file-name'] ?? '');
+  let name: string;
   try {
-    return decodeURIComponent(raw).slice(0, PROJECT_LIMITS.fileName);
+    name = decodeURIComponent(raw);
   } catch {
-    return raw.slice(0, PROJECT_LIMITS.fileName);
+    name = raw;
   }
+  // Node reads header bytes as Latin-1: bytes of UTF-8 sent unencoded are put back together.
+  if (/[\u0080-\u00ff]/.test(name) && !/[^\u0000-\u00ff]/.test(name)) {
+    const utf8 = Buffer.from(name, 'latin1').toString('utf8');
+    if (!utf8.includes('\ufffd')) name = utf8;
+  }
+  return displayName(name);
 }
 
 /** The image options graft train would use for a model: its input size and channels, its saved fit. */
@@ -151,7 +159,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   }
   if (what === 'classes') {
     if (!sub && method === 'POST') {
-      const o = object(await a.readJson(4096), ['name']);
+      const o = object(await a.readJson(16384), ['name']);
       const { project, cls } = await store.addClass(pid, o.name);
       reply.json(201, { class: { id: cls.id, name: cls.name, samples: [] }, project: view(project, runner) });
       return true;
@@ -168,7 +176,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     }
     if (sub && action === 'samples' && method === 'POST') {
       const name = fileName(req);
-      const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, `"${name}"`);
+      const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, name ? `"${name}"` : 'The file');
       const s = await store.addSample(pid, sub, bytes, name);
       reply.json(201, { id: s.id, name: s.name });
       return true;

@@ -109,7 +109,7 @@ function cleanName(v: unknown, what: string): string {
   if (typeof v !== 'string') throw bad(`${what}: must be a string of 1 to ${PROJECT_LIMITS.name} characters.`);
   const name = v.trim();
   if (!name || name.length > PROJECT_LIMITS.name) throw bad(`${what}: must be 1 to ${PROJECT_LIMITS.name} characters; got ${name.length}.`);
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw bad(`${what}: must not hold control characters.`);
+  if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(name)) throw bad(`${what}: must not hold control characters or text-direction overrides.`);
   return name;
 }
 
@@ -246,13 +246,13 @@ export class ProjectStore {
    * kept as it came. Errors name the file.
    */
   async addSample(id: string, classId: string, bytes: Buffer, fileName: string): Promise<Sample> {
-    const name = (fileName || 'image').slice(0, PROJECT_LIMITS.fileName);
+    const name = fileName.slice(0, PROJECT_LIMITS.fileName) || 'unnamed image';
     const ext = imageKind(bytes);
     if (!ext) throw bad(`"${name}" is not a PNG, JPEG, GIF or WebP image${bytes.length ? '' : ' (it is empty)'}.`, 'BAD_IMAGE');
     try {
       await decodeImage(bytes, { size: [8, 8] });
     } catch (e) {
-      throw bad(`"${name}" could not be decoded as ${ext.toUpperCase()}: ${String((e as Error).message ?? e).split('\n')[0].slice(0, 160)}.`, 'BAD_IMAGE');
+      throw bad(`"${name}" looks like a ${ext.toUpperCase()} file but is damaged or cut off, so it cannot be decoded (${String((e as Error).message ?? e).split('\n')[0].slice(0, 120)}); export it again or leave it out.`, 'BAD_IMAGE');
     }
     const sample: Sample = { id: newId(), name, ext, bytes: bytes.length };
     const dir = this.dir(id);
@@ -331,4 +331,12 @@ export async function removeCheckpoints(dir: string): Promise<void> {
     await rmdir(join(dir, n)).catch(ignoreMissing);
   }
   await rmdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT' && e.code !== 'ENOTEMPTY') throw e; });
+}
+
+/**
+ * A file's name as shown: control characters and text-direction overrides become "?", so a name
+ * cannot break a line or reverse what follows it.
+ */
+export function displayName(raw: string): string {
+  return raw.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, '?').slice(0, PROJECT_LIMITS.fileName);
 }

@@ -32,7 +32,8 @@ const CSP = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; 
 
 async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  const tooBig = () => new HttpError(413, `The upload is larger than ${Math.round(max / 1048576)} MB. Send fewer or smaller images.`, 'TOO_LARGE');
+  const limit = max >= 1048576 ? `${Math.round(max / 1048576)} MB` : `${Math.round(max / 1024)} KB`;
+  const tooBig = () => new HttpError(413, max >= 1048576 ? `The upload is larger than ${limit}. Send fewer or smaller images.` : `The request body is larger than ${limit}, more than this request may hold (names are at most 100 characters).`, 'TOO_LARGE');
   if (declared > max) throw tooBig();
   const chunks: Buffer[] = [];
   let size = 0;

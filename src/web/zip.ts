@@ -2,6 +2,9 @@
 
 import { crc32 } from '../index.js';
 
+/** (year - 1980) << 9 | month << 5 | day: 1980-01-01. */
+const DOS_DATE = (1 << 5) | 1;
+
 export function zip(files: Record<string, Uint8Array>): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
@@ -12,6 +15,7 @@ export function zip(files: Record<string, Uint8Array>): Buffer {
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(DOS_DATE, 12); // 1980-01-01: no timestamps (the same model, the same bytes)
     local.writeUInt32LE(crc, 14);
     local.writeUInt32LE(data.length, 18);
     local.writeUInt32LE(data.length, 22);
@@ -21,6 +25,7 @@ export function zip(files: Record<string, Uint8Array>): Buffer {
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE(20, 4);
     central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(DOS_DATE, 14);
     central.writeUInt32LE(crc, 16);
     central.writeUInt32LE(data.length, 20);
     central.writeUInt32LE(data.length, 24);
