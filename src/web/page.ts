@@ -546,7 +546,9 @@ function renderResults() {
     const conf = el('table', { class: 'confusion' }, el('caption', { text: 'Confusion matrix: rows are the true class, columns the predicted one' }),
       el('thead', {}, el('tr', {}, el('th', { text: 'true \\ predicted' }), ...r.classNames.map((n) => el('th', { scope: 'col', text: n })))),
       el('tbody', {}, ...r.test.confusion.map((row, i) => el('tr', {}, el('th', { scope: 'row', text: r.classNames[i] }), ...row.map((v, j) => el('td', { class: i === j ? 'hit' : '', text: String(v) }))))));
-    parts.push(el('div', { class: 'scroll' }, per), el('div', { class: 'scroll' }, conf));
+    // Wide tables scroll inside their own box, which the keyboard can reach and scroll.
+    parts.push(el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Accuracy per class' }, per),
+      el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Confusion matrix' }, conf));
   } else parts.push(el('p', { class: 'note', text: 'Nothing was held out for testing, so there is no accuracy per class (set "Held out for testing").' }));
   if (r.words.length) parts.push(el('ul', {}, ...r.words.map((w) => el('li', { text: w }))));
   if (r.skipped.length) parts.push(el('p', { class: 'err', text: 'Skipped: ' + r.skipped.map((x) => x.name + ' (' + x.reason + ')').join('; ') }));
