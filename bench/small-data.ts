@@ -24,6 +24,8 @@ const TASKS: Task[] = [
   { name: 'mnist-5-9', args: ['--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '10', '--test-data', 'mnist-test:5-9'] },
   { name: 'fashion-mnist', args: ['--base', 'mobilenet-v2', '--input-size', '96', '--data', 'data/fashion-mnist', '--per-class', '10'], needs: 'data/fashion-mnist' },
 ];
+// BENCH_FOLDER=<dir with train/ and test/ class folders>: also a set of your own photos ("folder").
+if (process.env.BENCH_FOLDER) TASKS.push({ name: 'folder', args: ['--base', 'mobilenet-v2', '--data', process.env.BENCH_FOLDER], needs: process.env.BENCH_FOLDER });
 const OLD = ['--warmup', 'sgd', '--keep-better', 'no', '--val-split', '0.1'];
 const SEEDS = [1, 2, 3];
 const wanted = process.env.BENCH_TASKS?.split(',');

@@ -51,6 +51,7 @@ export function page(token: string): string {
 <div><label for="s-unfreeze">Unfreeze for fine-tuning</label><select id="s-unfreeze" aria-describedby="h-unfreeze"><option value="all">all of the body</option><option value="gradual">gradually, from the top</option><option value="20">the top 20 layers</option><option value="none">none (body stays frozen)</option></select><small id="h-unfreeze">what trains after the warm-up</small></div>
 <div><label for="s-holdOut">Held out for testing</label><select id="s-holdOut" aria-describedby="h-holdOut"><option value="0">none</option><option value="0.1">10%</option><option value="0.15">15%</option><option value="0.2">20%</option><option value="0.25">25%</option></select><small id="h-holdOut">per class; gives the accuracy per class and the confusion matrix</small></div>
 <div><label class="check"><input id="s-augment" type="checkbox"> Augment images while fine-tuning</label><small>random crop, flip, rotation, colour</small></div>
+<div><label class="check"><input id="s-findLr" type="checkbox"> Find the fine-tune learning rate</label><small>the LR finder sweeps rates after the warm-up (graft train --lr auto)</small></div>
 </form>
 <div class="row"><button id="train" type="button" class="primary">Train</button><button id="resume" type="button" hidden>Resume the stopped run</button><button id="stop" type="button" hidden>Stop</button></div>
 <progress id="progress" max="1" value="0" aria-label="Training progress"></progress>
@@ -440,6 +441,7 @@ function renderSettings() {
   $('#s-unfreeze').value = s.unfreeze || 'all';
   $('#s-holdOut').value = String(s.holdOut == null ? 0.15 : s.holdOut);
   $('#s-augment').checked = s.augment !== false;
+  $('#s-findLr').checked = s.findLr === true;
 }
 /** The value of a number field, null when empty (the default), or an error in words. */
 function fieldValue(k) {
@@ -467,6 +469,7 @@ for (const k of Object.keys(FIELDS)) {
 $('#s-unfreeze').addEventListener('change', async (e) => { try { await saveSetting('unfreeze', e.target.value); await showDiagram(); } catch (err) { say('#status', err.message, true); } });
 $('#s-holdOut').addEventListener('change', async (e) => { try { await saveSetting('holdOut', Number(e.target.value)); } catch (err) { say('#status', err.message, true); } });
 $('#s-augment').addEventListener('change', async (e) => { try { await saveSetting('augment', e.target.checked); } catch (err) { say('#status', err.message, true); } });
+$('#s-findLr').addEventListener('change', async (e) => { try { await saveSetting('findLr', e.target.checked); } catch (err) { say('#status', err.message, true); } });
 
 // ---- training
 function setTraining(on, text) {

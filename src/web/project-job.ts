@@ -61,7 +61,7 @@ export async function runProjectJob(input: ProjectJobInput, send: (m: ProjectJob
     } else await removeCheckpoints(input.checkpointDir);
     const t = await transfer(base, train, {
       resumeFrom, checkpoints: { dir: input.checkpointDir, run, keep: 1, everyMinutes: 2 },
-      cut: input.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed,
+      cut: input.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed, findLr: s.findLr || undefined,
       unfreeze: s.unfreeze ? parseUnfreeze(s.unfreeze) : undefined,
       augment: s.augment ? { ...AUGMENT_DEFAULTS } : undefined, diskCache: true, cacheLabel: `${input.baseName} (graft serve project)`,
       shouldStop,

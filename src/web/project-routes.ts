@@ -26,6 +26,7 @@ const SETTING_RULES: Record<keyof Settings, (v: unknown) => string | undefined> 
   lr: (v) => (typeof v === 'number' && v >= 1e-6 && v <= 1 ? undefined : 'a number from 0.000001 to 1'),
   unfreeze: (v) => (typeof v === 'string' && /^(all|none|gradual|[1-9]\d{0,3}|from:.{1,200})$/.test(v) ? undefined : 'all, none, gradual, a number of layers (1-9999) or from:<layer>'),
   augment: (v) => (typeof v === 'boolean' ? undefined : 'true or false'),
+  findLr: (v) => (typeof v === 'boolean' ? undefined : 'true or false'),
   holdOut: (v) => (typeof v === 'number' && v >= 0 && v <= 0.5 ? undefined : 'a fraction from 0 to 0.5'),
   seed: (v) => wholeIn(v, 0, 2 ** 31 - 1),
 };

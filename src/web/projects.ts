@@ -44,6 +44,8 @@ export interface Settings {
   finetuneEpochs?: number;
   batchSize?: number;
   lr?: number;
+  /** Run the learning-rate finder after the warm-up and fine-tune at its suggestion (graft train --lr auto). */
+  findLr?: boolean;
   unfreeze?: string;
   augment?: boolean;
   /** Fraction of each class held out to test the trained model (per-class accuracy, confusion matrix). */

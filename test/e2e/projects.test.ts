@@ -328,3 +328,22 @@ test('hostile names are shown as text; ids are never paths; a folder with foreig
   assert.ok((await stat(join(projectsDir, p.id))).isDirectory());
   assert.deepEqual(await readdir(join(projectsDir, p.id)), ['notes.txt'], 'only the foreign file is left');
 });
+
+test('a restarted server has the projects, their results and models; a setting it is given is kept', async () => {
+  await api(`/api/projects/${photoProject}`, { settings: { findLr: true } });
+  assert.equal((await api(`/api/projects/${photoProject}`, { settings: { lr: 7 } })).status, 400, 'a setting out of range is refused');
+  await server.stop();
+  server = await serve(['--port', '0', '--projects', projectsDir], { GRAFT_CACHE_DIR: join(work, 'cache') });
+  const list = (await api('/api/projects')).body as unknown as { id: string; name: string }[];
+  assert.ok(list.some((p) => p.id === photoProject && p.name === 'photos'), JSON.stringify(list));
+  const p = (await api(`/api/projects/${photoProject}`)).body;
+  assert.equal(p.settings.findLr, true);
+  assert.equal(p.classes.length, 5);
+  assert.ok(p.result.test.accuracy > 0.6);
+  const img = await readFile(join(photos, 'test', 'mammals', (await readdir(join(photos, 'test', 'mammals')))[0]));
+  const res = await fetch(new URL(`/api/projects/${photoProject}/predict`, server.url), { method: 'POST', headers: { 'x-graft-token': server.token, 'content-type': 'application/octet-stream', 'x-file-name': 'mammal.png' }, body: new Uint8Array(img) });
+  assert.equal(res.status, 200);
+  const top = (await res.json() as { top: { className: string }[] }).top;
+  assert.equal(top.length, 3);
+  assert.ok(p.classes.some((c: { name: string }) => c.name === top[0].className));
+});
