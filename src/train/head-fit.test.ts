@@ -5,7 +5,7 @@ import { adoptModel, evaluate, fineTune, graft, initBackend } from '../index.js'
 import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
 import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
-import { pairedStandardError, verdict } from './keep-better.js';
+import { pairedStandardError, tCritical90, verdict } from './keep-better.js';
 import { accuracyWords, wilson } from '../eval/interval.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
@@ -138,6 +138,9 @@ test('keep the better: fine-tuning is kept only when strictly better than the wa
   assert.equal(verdict('validation', 0.8, 0.8).kept, 'warm-up');
   assert.equal(verdict('cross-validation', 0.7, 0.74, 3, 0.05).kept, 'warm-up', 'a win within one standard error is no evidence');
   assert.equal(verdict('cross-validation', 0.7, 0.76, 3, 0.05).kept, 'fine-tune');
+  // The margin is a one-sided paired t-test at 90%: 1.886 standard errors with 3 folds.
+  assert.equal(tCritical90(2), 1.886);
+  assert.ok(tCritical90(1000) > 1.28 && tCritical90(1000) < 1.29 && tCritical90(11) < tCritical90(10));
   assert.ok(Math.abs(pairedStandardError([0.5, 0.6, 0.7], [0.6, 0.6, 0.9]) - Math.sqrt(0.01 / 3)) < 1e-12);
   const v = verdict('cross-validation', 0.75, 0.6, 3);
   assert.equal(v.kept, 'warm-up');
