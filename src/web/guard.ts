@@ -62,3 +62,16 @@ export function makeGuard(port: () => number, takesFile: (pathname: string) => b
     },
   };
 }
+
+/** A request's body, refused with `tooBig()` when it declares or sends more than `max` bytes (never read past that). */
+export async function readBody(req: IncomingMessage, max: number, tooBig: () => HttpError): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > max) throw tooBig();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw tooBig();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

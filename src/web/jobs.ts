@@ -17,24 +17,21 @@ import {
 import { resultWords, type ProjectJobInput, type ProjectJobMessage } from './project-job.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';
-import { DEFAULT_SETTINGS, removeModel, type ProjectStore } from './projects.js';
+import { DEFAULT_SETTINGS, imageKind, removeModel, type ProjectStore } from './projects.js';
 import type { JobRequest } from './schema.js';
 
 export type { JobRequest, UploadedImage } from './schema.js';
 
 export const JOB_LIMITS = { queued: 4, finishedKept: 8 };
 
-const SIGNATURES: Array<[string, (b: Buffer) => boolean]> = [
-  ['PNG', (b) => b.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]))],
-  ['JPEG', (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff],
-  ['GIF', (b) => b.subarray(0, 4).toString('latin1') === 'GIF8'],
-  ['WebP', (b) => b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP'],
-];
-
-/** The image type from a file's first bytes, or undefined when it is not PNG, JPEG, GIF or WebP. */
+/** The image type from a file's first bytes (projects.ts' imageKind), or undefined when it is not PNG, JPEG, GIF or WebP. */
 export function imageType(magicBase64: string): string | undefined {
-  const b = Buffer.from(String(magicBase64 ?? ''), 'base64');
-  return SIGNATURES.find(([, test]) => test(b))?.[0];
+  return imageKind(Buffer.from(String(magicBase64 ?? ''), 'base64'));
+}
+
+/** The k most probable classes, most probable first. */
+export function topClasses(probs: ArrayLike<number>, classNames: string[], k: number): { className: string; probability: number }[] {
+  return Array.from(probs, (probability, c) => ({ className: classNames[c] ?? `class ${c}`, probability })).sort((a, b) => b.probability - a.probability).slice(0, k);
 }
 
 export interface JobEvent {
@@ -297,7 +294,7 @@ export async function predictOne(job: Job, pixels: number[], topK = 3): Promise<
   const shape = job.model.inputs[0].shape.slice(1) as number[];
   const one: Dataset = { x: Float32Array.from(pixels), sampleShape: shape, labels: new Int32Array(1), classNames: job.classNames, source: 'uploaded image' };
   const { values } = await predictAll(job.model, one, job.preprocessing);
-  return Array.from(values, (probability, c) => ({ className: job.classNames[c], probability })).sort((a, b) => b.probability - a.probability).slice(0, topK);
+  return topClasses(values, job.classNames, topK);
 }
 
 

@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { accuracyChart, decodeImage, defaultCut, lossChart, diagramOfModel, diagramOfSaved, encodePng, imageInput, inspectModel, predictAll, renderDiagram, renderReport, type LoadedModel } from '../index.js';
 import type { DiagramLayer } from '../report/diagram.js';
 import type { Catalog } from './catalog.js';
-import { HttpError } from './guard.js';
-import type { JobRunner } from './jobs.js';
+import { HttpError, readBody } from './guard.js';
+import { topClasses, type JobRunner } from './jobs.js';
+import { describe, object } from './schema.js';
 import { displayName, MODEL_FILES, PROJECT_LIMITS, type Project, type ProjectStore, type Settings } from './projects.js';
 import { zip } from './zip.js';
 
@@ -35,8 +36,6 @@ function wholeIn(v: unknown, min: number, max: number): string | undefined {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `a whole number from ${min} to ${max}`;
 }
 
-const describe = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : Array.isArray(v) ? 'an array' : v === null ? 'null' : `${typeof v} ${String(v).slice(0, 40)}`);
-
 /** Checks a settings object field by field; null clears a setting (back to the default). */
 export function parseSettings(v: unknown): Partial<Record<keyof Settings, unknown>> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'settings: must be a JSON object.', 'BAD_REQUEST');
@@ -52,13 +51,6 @@ export function parseSettings(v: unknown): Partial<Record<keyof Settings, unknow
   return out;
 }
 
-function object(v: unknown, keys: string[]): Record<string, unknown> {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'body: must be a JSON object.', 'BAD_REQUEST');
-  const extra = Object.keys(v).filter((k) => !keys.includes(k));
-  if (extra.length) throw new HttpError(400, `body: unknown field ${JSON.stringify(extra[0].slice(0, 40))}; allowed: ${keys.join(', ') || 'none'}.`, 'BAD_REQUEST');
-  return v as Record<string, unknown>;
-}
-
 /** What the page needs of a project, with its job's place in the queue. */
 function view(p: Project, runner: JobRunner) {
   const active = runner.activeFor(p.id);
@@ -71,18 +63,10 @@ function view(p: Project, runner: JobRunner) {
   };
 }
 
-async function readBody(req: IncomingMessage, max: number, what: string): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  const tooBig = () => new HttpError(413, `${what} is larger than ${Math.round(max / 1048576)} MB, the most one file may be.`, 'TOO_LARGE');
-  if (declared > max) throw tooBig();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw tooBig();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/** An uploaded file's bytes, up to PROJECT_LIMITS.fileBytes; `what` names it in the refusal. */
+function readFileBody(req: IncomingMessage, what: string): Promise<Buffer> {
+  const max = PROJECT_LIMITS.fileBytes;
+  return readBody(req, max, () => new HttpError(413, `${what} is larger than ${Math.round(max / 1048576)} MB, the most one file may be.`, 'TOO_LARGE'));
 }
 
 /** X-File-Name, percent-encoded UTF-8 as the page sends it (raw UTF-8 also understood), made safe to show. */
@@ -120,7 +104,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   if (!pid) {
     if (method === 'GET') { reply.json(200, await store.list()); return true; }
     if (method === 'POST') {
-      const o = object(await a.readJson(4096), ['name', 'base']);
+      const o = object(await a.readJson(4096), 'body', ['name', 'base']);
       const base = o.base === undefined ? defaultBase(catalog) : String(o.base);
       catalog.entry(base);
       const p = await store.create(o.name, base);
@@ -132,7 +116,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   if (!what) {
     if (method === 'GET') { reply.json(200, view(await store.get(pid), runner)); return true; }
     if (method === 'POST') {
-      const o = object(await a.readJson(16384), ['name', 'base', 'cut', 'settings']);
+      const o = object(await a.readJson(16384), 'body', ['name', 'base', 'cut', 'settings']);
       const settings = o.settings === undefined ? undefined : parseSettings(o.settings);
       if (o.base !== undefined) catalog.entry(String(o.base));
       if (o.cut !== undefined && o.cut !== null && (typeof o.cut !== 'string' || o.cut.length > 200)) throw new HttpError(400, 'cut: must be a layer name of at most 200 characters, or null for the suggested cut.', 'BAD_REQUEST');
@@ -151,7 +135,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     return false;
   }
   if (what === 'delete' && method === 'POST' && !sub) {
-    object(await a.readJson(1024), []);
+    object(await a.readJson(1024), 'body', []);
     const active = runner.activeFor(pid);
     if (active) throw new HttpError(409, 'This project is training; stop it before deleting the project.', 'BUSY');
     await store.delete(pid);
@@ -160,24 +144,24 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   }
   if (what === 'classes') {
     if (!sub && method === 'POST') {
-      const o = object(await a.readJson(16384), ['name']);
+      const o = object(await a.readJson(16384), 'body', ['name']);
       const { project, cls } = await store.addClass(pid, o.name);
       reply.json(201, { class: { id: cls.id, name: cls.name, samples: [] }, project: view(project, runner) });
       return true;
     }
     if (sub && !action && method === 'POST') {
-      const o = object(await a.readJson(4096), ['name']);
+      const o = object(await a.readJson(4096), 'body', ['name']);
       reply.json(200, view(await store.renameClass(pid, sub, o.name), runner));
       return true;
     }
     if (sub && action === 'delete' && method === 'POST') {
-      object(await a.readJson(1024), []);
+      object(await a.readJson(1024), 'body', []);
       reply.json(200, view(await store.deleteClass(pid, sub), runner));
       return true;
     }
     if (sub && action === 'samples' && method === 'POST') {
       const name = fileName(req);
-      const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, name ? `"${name}"` : 'The file');
+      const bytes = await readFileBody(req, name ? `"${name}"` : 'The file');
       const s = await store.addSample(pid, sub, bytes, name);
       reply.json(201, { id: s.id, name: s.name });
       return true;
@@ -186,7 +170,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   }
   if (what === 'samples' && sub) {
     if (action === 'delete' && method === 'POST') {
-      object(await a.readJson(1024), []);
+      object(await a.readJson(1024), 'body', []);
       reply.json(200, view(await store.deleteSample(pid, sub), runner));
       return true;
     }
@@ -223,14 +207,14 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     return true;
   }
   if (what === 'train' && method === 'POST' && !sub) {
-    const o = object(await a.readJson(1024), ['resume']);
+    const o = object(await a.readJson(1024), 'body', ['resume']);
     if (o.resume !== undefined && typeof o.resume !== 'boolean') throw new HttpError(400, 'resume: must be true or false.', 'BAD_REQUEST');
     const job = await runner.submitProject(store, pid, o.resume === true);
     reply.json(202, { id: job.id, status: job.status, ahead: runner.ahead(job) });
     return true;
   }
   if (what === 'stop' && method === 'POST' && !sub) {
-    object(await a.readJson(1024), []);
+    object(await a.readJson(1024), 'body', []);
     const active = runner.activeFor(pid);
     if (!active) throw new HttpError(409, 'This project is not training.', 'NOT_RUNNING');
     runner.cancel(active.id);
@@ -239,7 +223,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
   }
   if (what === 'predict' && method === 'POST' && !sub) {
     const name = fileName(req) || 'the image';
-    const bytes = await readBody(req, PROJECT_LIMITS.fileBytes, `"${name}"`);
+    const bytes = await readFileBody(req, `"${name}"`);
     const m = await runner.projectModel(store, pid);
     const topK = Math.min(100, Math.max(1, Number(url.searchParams.get('top') ?? 3) || 3));
     let pixels: Uint8Array;
@@ -251,7 +235,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     const shape = m.model.inputs[0].shape.slice(1) as number[];
     const classNames = m.meta?.heads.find((h) => h.name === 'new')?.classNames ?? m.meta?.classNames ?? [];
     const { values } = await predictAll(m.model, { x: pixels, sampleShape: shape, labels: new Int32Array(1), classNames, source: name }, m.meta?.preprocessing);
-    const top = Array.from(values, (probability, c) => ({ className: classNames[c] ?? `class ${c}`, probability })).sort((x, y) => y.probability - x.probability).slice(0, topK);
+    const top = topClasses(values, classNames, topK);
     reply.json(200, { top });
     return true;
   }

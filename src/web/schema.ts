@@ -35,7 +35,7 @@ export interface PredictRequest {
 const bad = (field: string, allowed: string, got?: unknown) =>
   new HttpError(400, `${field}: ${allowed}${got === undefined ? '' : `; got ${describe(got)}`}.`, 'BAD_REQUEST');
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
@@ -43,10 +43,10 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v).slice(0, 40)}`;
 }
 
-function object(v: unknown, field: string, keys: string[]): Record<string, unknown> {
+export function object(v: unknown, field: string, keys: string[]): Record<string, unknown> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'must be a JSON object', v);
   const extra = Object.keys(v).filter((k) => !keys.includes(k));
-  if (extra.length) throw bad(field, `unknown field ${JSON.stringify(extra[0])}; allowed: ${keys.join(', ')}`);
+  if (extra.length) throw bad(field, `unknown field ${JSON.stringify(extra[0].slice(0, 40))}; allowed: ${keys.join(', ') || 'none'}`);
   return v as Record<string, unknown>;
 }
 

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { accuracyChart, diagramOfModel, GraftError, inspectModel, lossChart, renderDiagram } from '../index.js';
 import { Catalog } from './catalog.js';
-import { HttpError, isLoopbackHost, makeGuard } from './guard.js';
+import { HttpError, isLoopbackHost, makeGuard, readBody } from './guard.js';
 import { JobRunner, predictOne, type JobEvent } from './jobs.js';
 import { APP_CSS, APP_JS, page } from './page.js';
 import { parseJobRequest, parsePredictRequest } from './schema.js';
@@ -31,19 +31,10 @@ export const SERVE_DEFAULTS = { port: 8421, host: '127.0.0.1', maxBody: 32 * 102
 const CSP = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
 
 async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
   const limit = max >= 1048576 ? `${Math.round(max / 1048576)} MB` : `${Math.round(max / 1024)} KB`;
-  const tooBig = () => new HttpError(413, max >= 1048576 ? `The upload is larger than ${limit}. Send fewer or smaller images.` : `The request body is larger than ${limit}, more than this request may hold (names are at most 100 characters).`, 'TOO_LARGE');
-  if (declared > max) throw tooBig();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw tooBig();
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBody(req, max, () => new HttpError(413, max >= 1048576 ? `The upload is larger than ${limit}. Send fewer or smaller images.` : `The request body is larger than ${limit}, more than this request may hold (names are at most 100 characters).`, 'TOO_LARGE'));
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new HttpError(400, 'The request body is not valid JSON.', 'BAD_JSON');
   }
