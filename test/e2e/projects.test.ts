@@ -215,6 +215,8 @@ test('stop: a running job stops after its batch with a checkpoint, the last mode
   await page.waitForSelector('#resume:not([hidden])');
   assert.match(await status(page), /^Stopped in the fine-tune phase/);
   await page.click('#resume');
+  // The status still reads "Stopped in ..." until the resumed job speaks: wait for it first.
+  await waitStatus(page, /^(Waiting|Started|Decod|Resuming|warm-up|fine-tune|Checking)/);
   await waitStatus(page, /^(Done|Training failed|Stopped)/);
   assert.match(await status(page), /^Done/);
   const resumed = (await api(`/api/projects/${photoProject}`)).body;
