@@ -15,6 +15,7 @@ export type GraftErrorCode =
   | 'BAD_ARGUMENT'
   | 'CLASS_MISMATCH'
   | 'WRITE_FAILED'
+  | 'UNSUPPORTED'
   | 'NETWORK'
   | 'TRAINING_DIVERGED'
   | 'OUT_OF_MEMORY'

@@ -7,6 +7,7 @@ import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
 import * as doctor from './commands/doctor.js';
 import * as evaluate from './commands/evaluate.js';
+import * as exportCmd from './commands/export.js';
 import * as inspect from './commands/inspect.js';
 import * as predict from './commands/predict.js';
 import * as report from './commands/report.js';
@@ -20,7 +21,7 @@ interface Command {
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, train, 'lr-find': lrFind, predict, evaluate, compare, report, serve, cache, doctor };
+const COMMANDS: Record<string, Command> = { demo, inspect, train, 'lr-find': lrFind, predict, evaluate, export: exportCmd, compare, report, serve, cache, doctor };
 
 function help(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -71,7 +71,25 @@ export interface GraftMeta {
   /** Cross-validation spread and the test accuracy's 95% Wilson interval. */
   uncertainty?: Record<string, unknown>;
   zoo?: ZooInfo;
+  /** What graft train read as training data (graft export calibrates int8 on it while it is there). */
+  trainingData?: { spec: string; samples: number };
+  /** ONNX files graft export wrote for these weights (graft predict runs a current fp32 one on onnxruntime). */
+  exports?: OnnxExportRecord[];
   versions: Record<string, string>;
+  createdAt: string;
+}
+
+export interface OnnxExportRecord {
+  /** The file's path relative to the model folder, or absolute when outside it. */
+  file: string;
+  quantization: 'none' | 'fp16' | 'int8';
+  layout: 'nhwc' | 'nchw';
+  includesPreprocessing: boolean;
+  /** The heads it answers for. */
+  heads: string[];
+  sha256: string;
+  /** sha256 of weights.bin when exported: a later retraining makes the export stale. */
+  weightsSha256: string;
   createdAt: string;
 }
 

@@ -20,10 +20,10 @@ export interface OnnxNode { name: string; opType: string; inputs: string[]; outp
 export interface OnnxValue { name: string; dims: (number | string)[] }
 export interface OnnxGraph { nodes: OnnxNode[]; inputs: OnnxValue[]; outputs: OnnxValue[] }
 
-interface Field { field: number; wire: number; start: number; end: number; value: number }
+export interface Field { field: number; wire: number; start: number; end: number; value: number }
 
 /** The top-level fields of a protobuf message (length-delimited ones by their byte range). */
-function fields(buf: Uint8Array, start = 0, end = buf.length): Field[] {
+export function fields(buf: Uint8Array, start = 0, end = buf.length): Field[] {
   const out: Field[] = [];
   let p = start;
   const varint = (): number => {
@@ -54,7 +54,7 @@ function fields(buf: Uint8Array, start = 0, end = buf.length): Field[] {
   return out;
 }
 
-const utf8 = (buf: Uint8Array, f: Field) => Buffer.from(buf.subarray(f.start, f.end)).toString('utf8');
+export const utf8 = (buf: Uint8Array, f: Field) => Buffer.from(buf.subarray(f.start, f.end)).toString('utf8');
 
 function valueInfo(buf: Uint8Array, f: Field): OnnxValue {
   const fs = fields(buf, f.start, f.end);
@@ -111,6 +111,20 @@ export function readOnnxGraph(buf: Uint8Array, where: string): OnnxGraph {
   }
 }
 
+/** ModelProto.metadata_props (field 14): key = 1, value = 2. */
+export function readOnnxMetadata(buf: Uint8Array, where: string): Record<string, string> {
+  let top: Field[];
+  try { top = fields(buf); } catch (e) { throw bad(where, `is not a readable ONNX model (${(e as Error).message}); it may be truncated.`); }
+  const out: Record<string, string> = {};
+  for (const f of top.filter((x) => x.field === 14 && x.wire === 2)) {
+    const kv = fields(buf, f.start, f.end);
+    const k = kv.find((x) => x.field === 1 && x.wire === 2);
+    const v = kv.find((x) => x.field === 2 && x.wire === 2);
+    if (k) out[utf8(buf, k)] = v ? utf8(buf, v) : '';
+  }
+  return out;
+}
+
 function varintBytes(n: number): number[] {
   const out: number[] = [];
   while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80); }
@@ -134,7 +148,7 @@ export function withOutputs(buf: Uint8Array, names: string[], where: string): Ui
 
 type Ort = typeof import('onnxruntime-node');
 let ortModule: Ort | undefined;
-async function ort(): Promise<Ort> {
+export async function ort(): Promise<Ort> {
   ortModule ??= (await import('onnxruntime-node')) as unknown as Ort;
   return ortModule;
 }

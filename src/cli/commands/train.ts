@@ -299,6 +299,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
+  meta.trainingData = { spec: /^[a-z][a-z-]*:/i.test(dataSpec) && !/^[a-z]:[\\/]/i.test(dataSpec) ? dataSpec : resolve(dataSpec), samples: data.labels.length };
   meta.uncertainty = uncertainty(meta, result);
   if (images) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? base.meta?.preprocessing.imageFit ?? 'crop' };
   if (result.diverged) meta.diverged = result.diverged;

@@ -1,0 +1,145 @@
+// graft export <model-dir>: the trained model as an ONNX file (fp32, fp16, or int8 calibrated
+// on the user's images), checked on onnxruntime against the tfjs model before it is called done.
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { checkExport, exportOnnx, type ExportCheck, type Quantization } from '../../export/export.js';
+import { alignClasses, GraftError, isDir, loadData, loadModel, writeFileAtomic, type Dataset, type GraftMeta } from '../../index.js';
+import type { OnnxExportRecord } from '../../model/meta.js';
+import { intAtLeast, num, parse, str } from '../args.js';
+import { DATA_ARGS, decodeProgress } from '../data-args.js';
+import { outFile } from '../out-args.js';
+import { savedDataOptions } from '../external-body.js';
+
+export const usage = `graft export <model-dir> [--format onnx] [--out <file.onnx>] [--quantize none|fp16|int8] [--json]
+
+  <model-dir>     a model written by graft train (or a zoo name, with --out)
+  --format        onnx (the only format so far; opset 13, runs on onnxruntime in Node, browsers,
+                  Python, C#, Java, C++)
+  --out           the file to write (default <model-dir>/model.onnx, model.fp16.onnx or
+                  model.int8.onnx); an existing file is replaced only when graft export wrote it
+  --quantize      none (fp32, default) | fp16 (half the size; fp32 in and out) | int8 (static,
+                  QDQ, per-channel weights, calibrated on your images; about a quarter the size)
+  --calibration   int8: the images to calibrate on (default: the training data recorded in
+                  graft.json, when it is still there): a class-folder tree, a folder, CSV, IDX
+  --calibration-samples  int8: at most this many, drawn at random (default 256)
+  --test-data     labelled data to measure the export on: accuracy of the export and of the
+                  tfjs model, and how often their top class agrees (default: the calibration
+                  data, else random inputs)
+  --include-preprocessing  the graph takes raw pixel values (0-255) and applies graft.json's
+                  preprocessing itself (resizing to the input size stays outside)
+  --layout        nhwc (default: [batch, height, width, channels], as the tfjs model) | nchw
+                  ([batch, channels, height, width], as PyTorch exports)
+  --head          new | old | all: which head of a multi-head model (--keep-old) to export
+                  (default new; all: one output per head)
+  --json          print { out, bytes, quantization, check: { samples, maxAbsDiff, top1Agreement, accuracy? } }
+
+graft predict and graft evaluate run an exported file directly (graft predict model.onnx photos/),
+and run a model folder's current fp32 export on onnxruntime by themselves.`;
+
+export const summary = 'the trained model as an ONNX file (fp32, fp16 or int8 calibrated on your images)';
+
+const SUFFIX: Record<Quantization, string> = { none: 'model.onnx', fp16: 'model.fp16.onnx', int8: 'model.int8.onnx' };
+/** ModelProto.producer_name = "graft" (field 2), near the start of every file graft export writes. */
+const ONNX_MARKER = '\u0012\u0005graft';
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+function oneOf<T extends string>(value: unknown, flag: string, allowed: readonly T[], fallback: T): T {
+  const v = str(value);
+  if (v === undefined) return fallback;
+  if (!allowed.includes(v as T)) throw new GraftError('BAD_ARGUMENT', `${flag} "${v}" is not understood.`, { fix: `Use ${allowed.join(', ')}.` });
+  return v as T;
+}
+
+/** Random raw inputs for the check when no data is given (pixel values for images). */
+function randomData(shape: number[], classes: string[], n = 64): Dataset {
+  const per = shape.reduce((a, b) => a * b, 1);
+  let s = 12345;
+  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const image = shape.length === 3;
+  return { x: Float32Array.from({ length: n * per }, () => (image ? Math.floor(rnd() * 256) : rnd() * 4 - 2)), sampleShape: shape, labels: new Int32Array(n), classNames: classes, source: 'random inputs' };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    format: { type: 'string' }, out: { type: 'string' }, quantize: { type: 'string' }, calibration: { type: 'string' }, 'calibration-samples': { type: 'string' },
+    'test-data': { type: 'string' }, 'include-preprocessing': { type: 'boolean' }, layout: { type: 'string' }, head: { type: 'string' }, ...DATA_ARGS,
+  }, usage);
+  if (values.help) { console.log(usage); return 0; }
+  if (positionals.length !== 1) { console.error(`graft export needs one model directory.\n\nUsage:\n${usage}`); return 2; }
+  const json = Boolean(values.json);
+  const log = (s: string) => (json ? process.stderr : process.stdout).write(`${s}\n`);
+  oneOf(values.format, '--format', ['onnx'] as const, 'onnx');
+  const quantize = oneOf(values.quantize, '--quantize', ['none', 'fp16', 'int8'] as const, 'none');
+  const layout = oneOf(values.layout, '--layout', ['nhwc', 'nchw'] as const, 'nhwc');
+  const head = oneOf(values.head, '--head', ['new', 'old', 'all'] as const, 'new');
+  const samples = num(values['calibration-samples'], 'calibration-samples', intAtLeast(1)) ?? 256;
+  const spec = positionals[0];
+  const local = await isDir(spec);
+  const given = str(values.out) ?? (values.out === undefined && local ? join(spec, SUFFIX[quantize]) : undefined);
+  if (given === undefined) throw new GraftError('BAD_ARGUMENT', `${spec} is not a model folder here, so graft export needs --out.`, { fix: `Pass --out ${spec.replace(/[^A-Za-z0-9_-]/g, '_')}.onnx.` });
+  if (!/\.onnx$/i.test(given)) throw new GraftError('BAD_ARGUMENT', `--out "${given}" does not end in .onnx.`, { fix: `Pass a file name ending in .onnx, e.g. --out ${given.replace(/\/$/, '')}.onnx.` });
+  const protect = [{ spec: str(values.calibration), what: 'the calibration data (--calibration)' }, { spec: str(values['test-data']), what: 'the test data (--test-data)' }];
+  const out = await outFile(given, { example: 'model.onnx', marker: ONNX_MARKER, protect });
+
+  const { model, meta } = await loadModel(spec);
+  if (!meta) throw new GraftError('BAD_MODEL', `${spec} has no graft.json, so its class names and preprocessing are unknown.`, { fix: 'Export a model written by graft train, or a zoo model.' });
+  const loadOptions = savedDataOptions(values, model, meta, decodeProgress(json));
+  let calibration: Dataset | undefined;
+  let calibrationSpec = str(values.calibration);
+  if (quantize === 'int8') {
+    if (!calibrationSpec) {
+      calibrationSpec = meta.trainingData?.spec;
+      if (!calibrationSpec) throw new GraftError('BAD_OPTION', `--quantize int8 calibrates on your images, and ${spec}'s graft.json records no training data.`, { fix: 'Give --calibration <data>: a few hundred images like those it will see.' });
+      try {
+        calibration = await loadData(calibrationSpec, { ...loadOptions, classNames: undefined });
+      } catch (e) {
+        throw new GraftError('BAD_DATA', `--quantize int8 calibrates on the training data recorded in graft.json (${calibrationSpec}), and it cannot be read: ${(e as Error).message.split('\n')[0]}`, { fix: 'Give --calibration <data>: a few hundred images like those it will see.', cause: e });
+      }
+    } else calibration = await loadData(calibrationSpec, { ...loadOptions, classNames: undefined });
+  }
+  const testSpec = str(values['test-data']);
+  const classNames = head === 'old' ? meta.heads.find((h) => h.name === 'old')?.classNames ?? meta.classNames : meta.classNames;
+  const test = testSpec ? alignClasses(await loadData(testSpec, { ...loadOptions, classNames }), classNames) : undefined;
+
+  const started = Date.now();
+  const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples });
+  await writeFileAtomic(out, exported.bytes);
+  const checkOn = test ?? calibration ?? randomData(model.inputs[0].shape.slice(1) as number[], classNames);
+  const check: ExportCheck = await checkExport(exported.bytes, model, meta, checkOn, Boolean(test));
+  const seconds = (Date.now() - started) / 1000;
+
+  let recorded = false;
+  if (local) {
+    const dir = resolve(spec);
+    const weights = await readFile(join(dir, 'weights.bin')).catch(() => undefined);
+    if (weights) {
+      const rel = relative(dir, out);
+      const file = rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : out;
+      const record: OnnxExportRecord = {
+        file, quantization: quantize, layout, includesPreprocessing: Boolean(values['include-preprocessing']), heads: exported.info.outputs.map((o) => o.head),
+        sha256: sha256(exported.bytes), weightsSha256: sha256(weights), createdAt: new Date().toISOString(),
+      };
+      const raw = JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta;
+      raw.exports = [...(raw.exports ?? []).filter((e) => e.file !== file), record];
+      await writeFileAtomic(join(dir, 'graft.json'), JSON.stringify(raw, null, 2));
+      recorded = true;
+    }
+  }
+  const mb = (n: number) => `${(n / 1024 ** 2).toFixed(2)} MB`;
+  if (json) {
+    console.log(JSON.stringify({ out, bytes: exported.bytes.length, quantization: quantize, layout, head, includesPreprocessing: Boolean(values['include-preprocessing']),
+      outputs: exported.info.outputs, calibration: calibration ? { on: calibrationSpec, samples: exported.calibratedOn } : null, check: { ...check, on: checkOn.source }, recorded, seconds }));
+    return 0;
+  }
+  const what = quantize === 'none' ? 'fp32' : quantize === 'fp16' ? 'fp16 (fp32 in and out)' : `int8 (QDQ, calibrated on ${exported.calibratedOn} samples of ${calibrationSpec})`;
+  log(`wrote ${out}: ONNX opset 13, ${what}, ${mb(exported.bytes.length)}`);
+  log(`input ${exported.info.input.name} [batch, ${exported.info.input.shape.join(', ')}] (${layout}${values['include-preprocessing'] ? ', raw pixel values 0-255: preprocessing inside' : `, after preprocessing: ${meta.preprocessing.description ?? 'see graft.json'}`})`);
+  for (const o of exported.info.outputs) log(`output ${o.name} [batch, ${o.classNames.length}]: ${o.head} head, classes ${o.classNames.join(', ')}`);
+  const acc = check.accuracy ? `; accuracy ${(100 * check.accuracy.onnx).toFixed(1)}% (the tfjs model ${(100 * check.accuracy.tfjs).toFixed(1)}%)` : '';
+  log(`checked on onnxruntime against the tfjs model on ${check.samples} samples of ${checkOn.source}: top class agrees on ${(100 * check.top1Agreement).toFixed(1)}%, largest probability difference ${check.maxAbsDiff.toExponential(1)}${acc}`);
+  if (recorded && quantize === 'none') log(`graft predict ${spec} and graft evaluate ${spec} now run it on onnxruntime (--engine native or tfjs to not)`);
+  return 0;
+}

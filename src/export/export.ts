@@ -1,0 +1,132 @@
+// graft export's library side: a Graft model to ONNX bytes (fp32, fp16 or int8 calibrated on
+// the user's images), and the check of an export against the tfjs model on real samples.
+
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { count, sampleSize, type Dataset } from '../data/dataset.js';
+import { batchValues } from '../data/preprocess.js';
+import { makeRng } from '../data/random.js';
+import { GraftError } from '../errors.js';
+import type { GraftMeta } from '../model/meta.js';
+import { selectHead } from '../model/multi-head.js';
+import { predictAll } from '../train/predict.js';
+import { exportMetadata, onnxGraph, type OnnxExportInfo, type OnnxExportOptions } from './onnx-export.js';
+import { OnnxModel } from './onnx-run.js';
+import { calibrate, encode, foldBatchNorm, quantizeInt8, toFloat16 } from './quantize.js';
+
+export type Quantization = 'none' | 'fp16' | 'int8';
+
+export interface ExportOptions extends OnnxExportOptions {
+  quantize?: Quantization;
+  /** int8: the images whose value ranges set the scales (raw values, as training read them). */
+  calibration?: Dataset;
+  /** int8: how many calibration samples to use at most (default 256, drawn at random). */
+  calibrationSamples?: number;
+  seed?: number;
+}
+
+export interface Exported {
+  bytes: Uint8Array;
+  info: OnnxExportInfo;
+  /** int8: the samples calibrated on. */
+  calibratedOn?: number;
+}
+
+/** Up to `n` sample indices of `d`, drawn without replacement (all when fewer). */
+export function sampleIndices(d: Dataset, n: number, seed = 0): Int32Array {
+  const total = count(d);
+  const idx = Int32Array.from({ length: total }, (_, i) => i);
+  const rng = makeRng(seed);
+  for (let i = total - 1; i > 0; i--) { const j = Math.floor(rng() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
+  return idx.subarray(0, Math.min(n, total)).sort();
+}
+
+/** Samples in the graph's input form: preprocessed unless the graph does it, NCHW when asked. */
+function* graphBatches(d: Dataset, indices: Int32Array, info: OnnxExportInfo, meta: GraftMeta, batch = 16): Generator<{ x: Float32Array; dims: number[] }> {
+  const p = info.input.includesPreprocessing ? undefined : meta.preprocessing;
+  for (let i = 0; i < indices.length; i += batch) {
+    const idx = indices.subarray(i, i + batch);
+    let x = batchValues(d, idx, p);
+    const shape = d.sampleShape;
+    if (info.input.layout === 'nchw' && shape.length === 3) {
+      const [h, w, c] = shape;
+      const t = new Float32Array(x.length);
+      for (let b = 0; b < idx.length; b++) for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) {
+        t[((b * c + k) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + k];
+      }
+      x = t;
+      yield { x, dims: [idx.length, c, h, w] };
+    } else yield { x, dims: [idx.length, ...shape] };
+  }
+}
+
+/** The ONNX bytes of a Graft model. */
+export async function exportOnnx(model: tfl.LayersModel, meta: GraftMeta, options: ExportOptions = {}): Promise<Exported> {
+  const q = options.quantize ?? 'none';
+  const { graph, info } = onnxGraph(model, meta, options);
+  if (q === 'none') return { bytes: encode(graph, exportMetadata(info), info.graftVersion), info };
+  if (q === 'fp16') {
+    const i16 = { ...info, quantization: 'fp16' as const };
+    return { bytes: encode(toFloat16(foldBatchNorm(graph)), exportMetadata(i16), info.graftVersion), info: i16 };
+  }
+  const d = options.calibration;
+  if (!d || !count(d)) {
+    throw new GraftError('BAD_DATA', 'int8 quantization needs calibration images, and none were given.', { fix: 'Give --calibration <data>: a few hundred of the training images.' });
+  }
+  const want = sampleSize(d);
+  const per = info.input.shape.reduce((a, b) => a * b, 1);
+  if (want !== per) throw new GraftError('SHAPE_MISMATCH', `The calibration data ${d.source} has samples of shape [${d.sampleShape.join(', ')}]; the model takes [${model.inputs[0].shape.slice(1).join(', ')}].`, { fix: 'Calibrate on data like the training data.' });
+  const indices = sampleIndices(d, options.calibrationSamples ?? 256, options.seed ?? 0);
+  const folded = foldBatchNorm(graph);
+  const ranges = await calibrate(folded, graphBatches(d, indices, info, meta));
+  const i8 = { ...info, quantization: 'int8' as const };
+  return { bytes: encode(quantizeInt8(folded, ranges), exportMetadata(i8), info.graftVersion), info: i8, calibratedOn: indices.length };
+}
+
+export interface ExportCheck {
+  samples: number;
+  /** Largest difference of any probability, export against the tfjs model. */
+  maxAbsDiff: number;
+  /** Share of samples whose top class is the same. */
+  top1Agreement: number;
+  /** With labelled data: accuracy of the tfjs model and of the export (first output). */
+  accuracy?: { tfjs: number; onnx: number };
+}
+
+/** Runs the export on onnxruntime and the tfjs model on the same samples, output by output. */
+export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, meta: GraftMeta, d: Dataset, labelled: boolean, maxSamples = 512): Promise<ExportCheck> {
+  const om = await OnnxModel.fromBytes(bytes, 'the export');
+  try {
+    const idx = sampleIndices(d, maxSamples, 1);
+    const sub: Dataset = { ...d, x: batchValues(d, idx, undefined), labels: Int32Array.from(idx, (i) => d.labels[i]) };
+    const got = await om.predict(sub);
+    let maxAbsDiff = 0;
+    let agree = 0;
+    let correct = [0, 0];
+    const n = idx.length;
+    for (let k = 0; k < om.info.outputs.length; k++) {
+      const o = om.info.outputs[k];
+      const head = model.outputs.length > 1 ? selectHead(model, meta, o.head).model : model;
+      const { values: ref } = await predictAll(head, sub, meta.preprocessing);
+      const c = o.classNames.length;
+      for (let i = 0; i < ref.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ref[i] - got[k][i]));
+      for (let i = 0; i < n; i++) {
+        const a = argmax(ref, i, c);
+        const b = argmax(got[k], i, c);
+        if (k === 0) {
+          if (a === b) agree++;
+          if (labelled) { if (a === sub.labels[i]) correct[0]++; if (b === sub.labels[i]) correct[1]++; }
+        }
+      }
+    }
+    if (!labelled) correct = [0, 0];
+    return { samples: n, maxAbsDiff, top1Agreement: n ? agree / n : 1, ...(labelled && n ? { accuracy: { tfjs: correct[0] / n, onnx: correct[1] / n } } : {}) };
+  } finally {
+    await om.dispose();
+  }
+}
+
+function argmax(p: Float32Array, i: number, c: number): number {
+  let best = 0;
+  for (let j = 1; j < c; j++) if (p[i * c + j] > p[i * c + best]) best = j;
+  return best;
+}
