@@ -53,8 +53,8 @@ export function parseSize(value: unknown, name: string): [number, number] | unde
   return [Number(m[1]), Number(m[2] ?? m[1])];
 }
 
-export function dataOptions(values: Record<string, unknown>, model: tfl.LayersModel, preprocessing?: Preprocessing, onFile?: DataOptions['onFile']): DataOptions {
-  const image = imageInput(model.inputs[0].shape);
+export function dataOptions(values: Record<string, unknown>, model: tfl.LayersModel | (number | null)[], preprocessing?: Preprocessing, onFile?: DataOptions['onFile']): DataOptions {
+  const image = imageInput(Array.isArray(model) ? model : model.inputs[0].shape);
   const fit = parseFit(values.fit) ?? preprocessing?.imageFit;
   return {
     labels: str(values.labels), labelColumn: str(values['label-column']),

@@ -10,7 +10,7 @@ export function isOnnxPath(spec: string): boolean {
 }
 
 /** Data options for a saved model: image size from the ONNX body when there is one. */
-export function savedDataOptions(values: Record<string, unknown>, model: tfl.LayersModel, meta: GraftMeta, onFile?: DataOptions['onFile']): DataOptions {
+export function savedDataOptions(values: Record<string, unknown>, model: tfl.LayersModel | (number | null)[], meta: GraftMeta, onFile?: DataOptions['onFile']): DataOptions {
   const o = dataOptions(values, model, meta.preprocessing, onFile);
   if (meta.body) {
     const [h, w, c] = meta.body.imageShape;

@@ -2,6 +2,7 @@
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
 import { GraftError, initBackend, nativeStatus, setNativeEnabled } from '../index.js';
+import { setEngineChoice, type EngineChoice } from './onnx-choice.js';
 import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
@@ -32,19 +33,28 @@ function help(): string {
     '',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(w)}  ${c.summary}`),
     '',
-    'Common options: --json (machine-readable output), --engine auto|native|tfjs (auto: the native',
-    'libtorch engine when built, else tfjs; tfjs: never native), --backend wasm|cpu (the tfjs backend),',
+    'Common options: --json (machine-readable output), --engine auto|native|tfjs|onnx (auto: the native',
+    'libtorch engine when built, else tfjs, and for predict and evaluate a model folder\'s current ONNX',
+    'export on onnxruntime; tfjs: never native; onnx: predict and evaluate on onnxruntime only),',
+    '--backend wasm|cpu (the tfjs backend),',
     '--debug (stack traces).',
   ].join('\n');
 }
 
-function applyEngine(engine: string | undefined): void {
+function applyEngine(engine: string | undefined, command: string): void {
   if (engine === undefined || engine === 'auto') return;
+  setEngineChoice(engine as EngineChoice);
+  if (engine === 'onnx') {
+    if (command !== 'predict' && command !== 'evaluate') {
+      throw new GraftError('BAD_ARGUMENT', `--engine onnx runs predict and evaluate; graft ${command} does not run on onnxruntime.`, { fix: 'Use --engine auto, native or tfjs.' });
+    }
+    return;
+  }
   if (engine === 'tfjs') {
     setNativeEnabled(false);
     return;
   }
-  if (engine !== 'native') throw new GraftError('BAD_ARGUMENT', `--engine "${engine}" is not understood.`, { fix: 'Use auto, native or tfjs.' });
+  if (engine !== 'native') throw new GraftError('BAD_ARGUMENT', `--engine "${engine}" is not understood.`, { fix: 'Use auto, native, tfjs or onnx.' });
   const s = nativeStatus();
   if (!s.available) {
     throw new GraftError('BAD_OPTION', `--engine native, but the native engine is ${s.reason}.`, {
@@ -93,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    applyEngine(engine);
+    applyEngine(engine, name);
     const i = rest.indexOf('--backend');
     const eq = rest.find((a) => a.startsWith('--backend='));
     await initBackend(i >= 0 ? rest[i + 1] : eq?.slice('--backend='.length));

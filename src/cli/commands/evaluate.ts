@@ -4,10 +4,14 @@ import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEva
 import { parse, str } from '../args.js';
 import { DATA_ARGS, FIT_USAGE, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
+import { modelFor, onnxProbabilities } from '../onnx-choice.js';
+import { scoreProbabilities } from '../../train/score.js';
+import type * as tfl from '@tensorflow/tfjs-layers';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]
 
-  <model>   a model directory written by graft train (or any model with a graft.json)
+  <model>   a model directory written by graft train (or any model with a graft.json), or an
+            ONNX file written by graft export (a folder's current fp32 export runs on onnxruntime)
   <data>    a folder with one sub-folder of images per class, mnist-test:<digits> (e.g.
             mnist-test:5-9), a .csv file, or an IDX images file
   --labels  the IDX labels file (default: beside the images file)
@@ -15,7 +19,7 @@ export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-co
   --head    new | old: which head of a multi-head model to evaluate (default new)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   ${FIT_USAGE.replace('the model\'s input size', 'the model\'s input size (default: what training used, saved in graft.json)')}
-  --json    print { accuracy, loss, count, perClass, confusion, classNames, skipped }`;
+  --json    print { engine, accuracy, loss, count, perClass, confusion, classNames, skipped }`;
 
 export const summary = 'accuracy, per-class accuracy and confusion matrix of a trained model on data';
 
@@ -23,21 +27,28 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { ...DATA_ARGS, head: { type: 'string' }, tta: { type: 'boolean' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 2) { console.error(`graft evaluate needs a model and data.\n\nUsage:\n${usage}`); return 2; }
-  const { model, meta } = await loadModel(positionals[0]);
-  if (!meta) {
-    throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names and preprocessing are unknown.`, {
-      fix: 'Evaluate a model written by graft train, or a zoo model.' });
-  }
-  const head = selectHead(model, meta, str(values.head) ?? 'new');
-  const raw = alignClasses(await loadData(positionals[1], { ...savedDataOptions(values, model, meta, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
-  const { data, preprocessing } = await modelInputs(meta, raw);
-  assertShape(data, preprocessing, head.model.inputs[0].shape);
-  const result = await evaluate(head.model, data, preprocessing, 128, { tta: Boolean(values.tta) });
-  if (values.json) {
-    console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
-  } else {
-    for (const line of skippedLines(data.skipped)) console.log(line);
-    console.log(`${positionals[0]} on ${data.source} (backend ${backendInfo()?.name}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);
+  const headName = str(values.head) ?? 'new';
+  const { model, meta, onnx } = await modelFor(positionals[0], headName);
+  try {
+    const k = onnx ? onnx.model.info.outputs.findIndex((o) => o.head === headName) : -1;
+    if (onnx && k < 0) throw new GraftError('BAD_OPTION', `${onnx.file} has no "${headName}" head; it has ${onnx.model.info.outputs.map((o) => o.head).join(', ')}.`, { fix: 'Export that head: graft export <model-dir> --head all.' });
+    const head = onnx ? { classNames: onnx.model.info.outputs[k].classNames, inputShape: [null, ...onnx.model.sampleShape] } : (() => { const h = selectHead(model!, meta, headName); return { ...h, inputShape: h.model.inputs[0].shape }; })();
+    const raw = alignClasses(await loadData(positionals[1], { ...savedDataOptions(values, model ?? head.inputShape, meta, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
+    const { data, preprocessing } = onnx ? { data: raw, preprocessing: meta.preprocessing } : await modelInputs(meta, raw);
+    assertShape(data, preprocessing, head.inputShape);
+    const result = onnx
+      ? scoreProbabilities((await onnxProbabilities(onnx.model, data, Boolean(values.tta)))[k], data.labels, data.classNames)
+      : await evaluate((head as { model: tfl.LayersModel }).model, data, preprocessing, 128, { tta: Boolean(values.tta) });
+    const engine = onnx ? 'onnxruntime' : backendInfo()?.name;
+    if (values.json) {
+      console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
+    } else {
+      if (onnx) console.log(`engine: ${onnx.why}`);
+      for (const line of skippedLines(data.skipped)) console.log(line);
+      console.log(`${positionals[0]} on ${data.source} (${onnx ? 'onnxruntime' : `backend ${backendInfo()?.name}`}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);
+    }
+  } finally {
+    await onnx?.model.dispose();
   }
   return 0;
 }

@@ -6,10 +6,13 @@ import { assertShape, backendInfo, classFolders, isDir, walk, selectHead, GraftE
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
+import { modelFor, onnxProbabilities } from '../onnx-choice.js';
 
 export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] [--json]
 
-  <model>   a model directory written by graft train (or any model with a graft.json)
+  <model>   a model directory written by graft train (or any model with a graft.json), or an
+            ONNX file written by graft export (run on onnxruntime; a model folder's current
+            fp32 export is run on onnxruntime too, unless --engine native or tfjs)
   <input>   image files (JPEG, PNG, WebP, GIF, TIFF, AVIF), a folder of images (or of class
             sub-folders: the true class is shown), a .csv file of feature rows (a label
             column is optional), an IDX images file, or mnist-test:<digits>
@@ -18,11 +21,11 @@ export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] 
   --top-k   how many classes to list per sample (default 3)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   --limit   predict only the first N samples (default: all; the text output shows 20)
-  --json    print { predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
+  --json    print { engine, predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
 
 export const summary = 'class names and probabilities for new samples';
 
-async function loadInput(specs: string[], values: Record<string, unknown>, model: tfl.LayersModel, meta: GraftMeta): Promise<Dataset & { files?: string[] }> {
+async function loadInput(specs: string[], values: Record<string, unknown>, model: tfl.LayersModel | (number | null)[], meta: GraftMeta): Promise<Dataset & { files?: string[] }> {
   const o = savedDataOptions(values, model, meta, decodeProgress(Boolean(values.json)));
   const spec = specs[0];
   const folder = specs.length === 1 && await isDir(spec);
@@ -43,26 +46,41 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length < 2) { console.error(`graft predict needs a model and an input.\n\nUsage:\n${usage}`); return 2; }
   const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
   const limit = num(values.limit, 'limit', intAtLeast(1));
-  const { model, meta } = await loadModel(positionals[0]);
-  if (!meta) throw new GraftError('BAD_MODEL', `${positionals[0]} has no graft.json, so its class names are unknown.`, { fix: 'Predict with a model written by graft train.' });
-  const input = await loadInput(positionals.slice(1), values, model, meta);
+  const spec = positionals[0];
+  const { model, meta, onnx } = await modelFor(spec, values.head === 'all' ? 'all' : str(values.head) ?? 'new');
+  const inputShape = onnx ? [null, ...onnx.model.sampleShape] : model!.inputs[0].shape;
+  const input = await loadInput(positionals.slice(1), values, model ?? inputShape, meta);
   const files = input.files;
-  let { data, preprocessing } = await modelInputs(meta, input);
+  let { data, preprocessing } = onnx ? { data: input as Dataset, preprocessing: meta.preprocessing } : await modelInputs(meta, input);
   if (!data.labels.length) {
     throw new GraftError('BAD_DATA', `Nothing to predict: ${data.skipped?.length ? `every file was skipped (${data.skipped.map((f) => `${f.path}: ${f.reason}`).join('; ')})` : 'the input holds no samples'}.`, { fix: 'Give readable images or data rows.' });
   }
-  assertShape(data, preprocessing, model.inputs[0].shape);
+  assertShape(data, preprocessing, inputShape);
   if (limit !== undefined && limit < data.labels.length) {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
     data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
   }
   const headNames = values.head === 'all' ? meta.heads.map((h) => h.name) : [str(values.head) ?? 'new'];
   const heads: { name: string; classNames: string[]; probs: Float32Array }[] = [];
-  for (const name of headNames) {
-    const head = selectHead(model, meta, name);
-    const probs = await predictWithTta(head.model, data, preprocessing, Boolean(values.tta));
-    heads.push({ name, classNames: head.classNames, probs });
+  try {
+    if (onnx) {
+      const outs = await onnxProbabilities(onnx.model, data, Boolean(values.tta));
+      for (const name of headNames) {
+        const k = onnx.model.info.outputs.findIndex((o) => o.head === name);
+        if (k < 0) throw new GraftError('BAD_OPTION', `${onnx.file} has no "${name}" head; it has ${onnx.model.info.outputs.map((o) => o.head).join(', ')}.`, { fix: 'Export that head: graft export <model-dir> --head all.' });
+        heads.push({ name, classNames: onnx.model.info.outputs[k].classNames, probs: outs[k] });
+      }
+    } else {
+      for (const name of headNames) {
+        const head = selectHead(model!, meta, name);
+        const probs = await predictWithTta(head.model, data, preprocessing, Boolean(values.tta));
+        heads.push({ name, classNames: head.classNames, probs });
+      }
+    }
+  } finally {
+    await onnx?.model.dispose();
   }
+  const engine = onnx ? 'onnxruntime' : backendInfo()?.name;
   const hasLabels = data.classNames.some((c) => c !== '');
   const predictions = Array.from(data.labels, (y, i) => {
     const per = heads.map((h) => {
@@ -74,9 +92,10 @@ export async function run(argv: string[]): Promise<number> {
     return { index: i, ...(files ? { file: files[i] } : {}), top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
-    console.log(JSON.stringify({ model: positionals[0], input: data.source, backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
     return 0;
   }
+  if (onnx) console.log(`engine: ${onnx.why}`);
   for (const line of skippedLines(data.skipped)) console.log(line);
   const shown = limit ?? 20;
   const fmt = (top: { className: string; probability: number }[]) => top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ');

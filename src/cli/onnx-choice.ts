@@ -1,0 +1,92 @@
+// Which engine predicts: an ONNX export on onnxruntime (a .onnx file given as the model, or a
+// model folder's current fp32 export, which onnxruntime runs 1.5-3x faster than tfjs or the
+// native engine), or the tfjs model. --engine picks; auto takes the export when it is current.
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { OnnxModel } from '../export/onnx-run.js';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { mirrored } from '../eval/tta.js';
+import { GraftError, isDir, loadModel, type Dataset, type GraftMeta } from '../index.js';
+
+export type EngineChoice = 'auto' | 'native' | 'tfjs' | 'onnx';
+let choice: EngineChoice = 'auto';
+
+export function setEngineChoice(c: EngineChoice): void {
+  choice = c;
+}
+
+export const isOnnxFile = (spec: string) => /\.onnx$/i.test(spec);
+
+export interface OnnxChoice {
+  model: OnnxModel;
+  file: string;
+  /** Words for the output: which file and why. */
+  why: string;
+}
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * The ONNX model to predict with, or undefined for the tfjs model. `heads`: the heads the
+ * command needs; `tta`: test-time augmentation was asked for (onnxruntime runs it too).
+ */
+export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: string[]): Promise<OnnxChoice | undefined> {
+  if (isOnnxFile(spec) && !(await isDir(spec))) {
+    if (choice === 'native' || choice === 'tfjs') throw new GraftError('BAD_OPTION', `${spec} is an ONNX file: it runs on onnxruntime, not --engine ${choice}.`, { fix: 'Leave out --engine, or give the model folder.' });
+    const model = await OnnxModel.load(spec);
+    return { model, file: spec, why: `${spec} on onnxruntime (${model.info.quantization === 'none' ? 'fp32' : model.info.quantization})` };
+  }
+  if (choice === 'native' || choice === 'tfjs' || !meta || !(await isDir(spec))) {
+    if (choice === 'onnx') throw new GraftError('BAD_OPTION', `--engine onnx needs an ONNX export, and ${spec} is not a model folder with one.`, { fix: `Run graft export ${spec} first, or give the .onnx file.` });
+    return undefined;
+  }
+  const weights = await readFile(join(spec, 'weights.bin')).catch(() => undefined);
+  const current = weights ? sha256(weights) : '';
+  const candidates = (meta.exports ?? []).filter((e) => e.quantization === 'none' && heads.every((h) => e.heads.includes(h)));
+  const reasons: string[] = [];
+  for (const e of candidates) {
+    const file = isAbsolute(e.file) ? e.file : join(spec, e.file);
+    if (e.weightsSha256 !== current) { reasons.push(`${file} was exported from other weights (retrained since)`); continue; }
+    const bytes = await readFile(file).catch(() => undefined);
+    if (!bytes) { reasons.push(`${file} is gone`); continue; }
+    if (sha256(bytes) !== e.sha256) { reasons.push(`${file} changed since graft export wrote it`); continue; }
+    const model = await OnnxModel.fromBytes(bytes, file);
+    return { model, file, why: `${file} on onnxruntime (the current fp32 export of these weights${choice === 'onnx' ? '' : '; --engine native or tfjs to not'})` };
+  }
+  if (choice === 'onnx') {
+    throw new GraftError('BAD_OPTION', `--engine onnx, but ${spec} has no current fp32 ONNX export${reasons.length ? `: ${reasons.join('; ')}` : ''}.`, { fix: `Run graft export ${spec}, or give a .onnx file as the model.` });
+  }
+  return undefined;
+}
+
+/** A graft.json-like description of an ONNX export, for the data loaders and the output. */
+export function metaOfOnnx(m: OnnxModel): GraftMeta {
+  const info = m.info;
+  return {
+    format: 'graft/1', classNames: info.outputs[0].classNames, preprocessing: info.preprocessing,
+    heads: info.outputs.map((o) => ({ name: o.head, outputLayer: o.name, classNames: o.classNames, layers: [] })),
+    versions: { graft: info.graftVersion }, createdAt: '',
+  };
+}
+
+/** The model a predicting command runs: the tfjs model with its graft.json, and the ONNX export when it is chosen. */
+export async function modelFor(spec: string, head: string): Promise<{ model?: tfl.LayersModel; meta: GraftMeta; onnx?: OnnxChoice }> {
+  if (isOnnxFile(spec) && !(await isDir(spec))) {
+    const onnx = (await onnxFor(spec, undefined, []))!;
+    return { meta: metaOfOnnx(onnx.model), onnx };
+  }
+  const { model, meta } = await loadModel(spec);
+  if (!meta) throw new GraftError('BAD_MODEL', `${spec} has no graft.json, so its class names and preprocessing are unknown.`, { fix: 'Use a model written by graft train, a zoo model, or an ONNX file written by graft export.' });
+  const onnx = await onnxFor(spec, meta, head === 'all' ? meta.heads.map((h) => h.name) : [head]);
+  return { model, meta, onnx };
+}
+
+/** Each output's probabilities; with `tta`, averaged with the mirror images'. */
+export async function onnxProbabilities(m: OnnxModel, d: Dataset, tta: boolean): Promise<Float32Array[]> {
+  const a = await m.predict(d);
+  if (!tta) return a;
+  const b = await m.predict(mirrored(d));
+  return a.map((x, k) => x.map((v, i) => (v + b[k][i]) / 2));
+}

@@ -1,0 +1,127 @@
+// graft export as a user runs it: a model trained with the old head kept, exported to fp32,
+// fp16 and int8 (calibrated on the training data graft.json recorded), each checked by an
+// independent runtime (onnxruntime) against the tfjs model; predict and evaluate on the
+// exports; the folder's current export chosen by itself and dropped when the weights change;
+// and --out that would replace a file Graft did not write.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { graft, lastJson } from '../cli.js';
+
+const dir = await mkdtemp(join(tmpdir(), 'graft-export-'));
+const model = join(dir, 'model');
+const trained = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '60', '--keep-old', 'head', '--finetune-epochs', '1', '--out', model, '--json']);
+
+test.after(() => rm(dir, { recursive: true, force: true }));
+
+test('fp32 with both heads equals the tfjs model within 1e-4; int8 and fp16 agree on MNIST 5-9 and keep its accuracy within a point', async () => {
+  assert.equal(trained.code, 0, trained.stderr);
+  const fp32 = await graft(['export', model, '--head', 'all', '--json']);
+  assert.equal(fp32.code, 0, fp32.stderr);
+  const a = lastJson(fp32.stdout);
+  assert.equal(a.out, join(model, 'model.onnx'));
+  assert.deepEqual(a.outputs.map((o: { head: string }) => o.head), ['new', 'old']);
+  assert.deepEqual(a.outputs[1].classNames, ['0', '1', '2', '3', '4']);
+  assert.ok(a.check.maxAbsDiff < 1e-4, `fp32 differs by ${a.check.maxAbsDiff}`);
+  assert.equal(a.check.top1Agreement, 1);
+
+  const int8 = await graft(['export', model, '--quantize', 'int8', '--test-data', 'mnist-test:5-9', '--json']);
+  assert.equal(int8.code, 0, int8.stderr);
+  const q = lastJson(int8.stdout);
+  assert.equal(q.calibration.on, 'mnist-train:5-9', 'calibrated on the training data graft.json recorded');
+  assert.equal(q.calibration.samples, 256);
+  assert.ok(q.check.top1Agreement >= 0.99, `int8 agrees on ${q.check.top1Agreement}`);
+  assert.ok(Math.abs(q.check.accuracy.onnx - q.check.accuracy.tfjs) <= 0.01, JSON.stringify(q.check.accuracy));
+  assert.ok(q.bytes < a.bytes, `int8 ${q.bytes} bytes vs fp32 ${a.bytes}`);
+
+  const fp16 = await graft(['export', model, '--quantize', 'fp16', '--layout', 'nchw', '--include-preprocessing', '--test-data', 'mnist-test:5-9', '--json']);
+  assert.equal(fp16.code, 0, fp16.stderr);
+  const h = lastJson(fp16.stdout);
+  assert.ok(h.check.maxAbsDiff < 1e-2, `fp16 differs by ${h.check.maxAbsDiff}`);
+  assert.ok(h.check.top1Agreement >= 0.99);
+
+  // The whole test set through the int8 file alone, and through the tfjs model.
+  const e8 = await graft(['evaluate', join(model, 'model.int8.onnx'), 'mnist-test:5-9', '--json']);
+  const et = await graft(['evaluate', model, 'mnist-test:5-9', '--engine', 'tfjs', '--json']);
+  assert.equal(e8.code, 0, e8.stderr);
+  const [r8, rt] = [lastJson(e8.stdout), lastJson(et.stdout)];
+  assert.equal(r8.engine, 'onnxruntime');
+  assert.equal(r8.count, 4861);
+  assert.ok(Math.abs(r8.accuracy - rt.accuracy) <= 0.01, `int8 ${r8.accuracy} vs tfjs ${rt.accuracy}`);
+  assert.ok(rt.accuracy > 0.95);
+});
+
+test('predict runs the folder\'s current fp32 export by itself, the old head too; a retrained folder goes back to tfjs', async () => {
+  assert.equal(trained.code, 0, trained.stderr);
+  const auto = await graft(['predict', model, 'mnist-test:5-9', '--limit', '8', '--head', 'all', '--json']);
+  const tfjs = await graft(['predict', model, 'mnist-test:5-9', '--limit', '8', '--head', 'all', '--engine', 'tfjs', '--json']);
+  assert.equal(auto.code, 0, auto.stderr);
+  const [o, t] = [lastJson(auto.stdout), lastJson(tfjs.stdout)];
+  assert.equal(o.engine, 'onnxruntime');
+  assert.equal(o.onnx, join(model, 'model.onnx'));
+  assert.notEqual(t.engine, 'onnxruntime');
+  for (let i = 0; i < 8; i++) {
+    for (let k = 0; k < 2; k++) {
+      const [x, y] = [o.predictions[i].heads[k].top[0], t.predictions[i].heads[k].top[0]];
+      assert.equal(x.className, y.className);
+      assert.ok(Math.abs(x.probability - y.probability) < 1e-4);
+    }
+  }
+  const words = await graft(['predict', join(model, 'model.int8.onnx'), 'mnist-test:5-9', '--limit', '2']);
+  assert.match(words.stdout, /engine: .*model\.int8\.onnx on onnxruntime \(int8\)/);
+
+  // Retrained into the same folder: the exports are gone with the old weights.
+  const again = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '20', '--finetune-epochs', '0', '--out', model, '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  await assert.rejects(lstat(join(model, 'model.onnx')));
+  const after = lastJson((await graft(['predict', model, 'mnist-test:5-9', '--limit', '2', '--json'])).stdout);
+  assert.notEqual(after.engine, 'onnxruntime');
+  const forced = await graft(['predict', model, 'mnist-test:5-9', '--engine', 'onnx']);
+  assert.equal(forced.code, 1);
+  assert.match(forced.stderr, /no current fp32 ONNX export[\s\S]*graft export/);
+});
+
+test('--out never replaces what Graft did not write, and says what to do', async () => {
+  assert.equal(trained.code, 0, trained.stderr);
+  const theirs = join(dir, 'theirs.onnx');
+  await writeFile(theirs, 'a model of their own');
+  const r1 = await graft(['export', model, '--out', theirs]);
+  assert.equal(r1.code, 1);
+  assert.match(r1.stderr, /OUT_NOT_SAFE|did not write/);
+  assert.equal(await readFile(theirs, 'utf8'), 'a model of their own');
+
+  const folder = join(dir, 'a-folder.onnx');
+  await mkdir(folder);
+  const r2 = await graft(['export', model, '--out', folder]);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /folder/);
+
+  await symlink(theirs, join(dir, 'link.onnx'));
+  const r3 = await graft(['export', model, '--out', join(dir, 'link.onnx')]);
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /symbolic link/);
+  assert.equal(await readFile(theirs, 'utf8'), 'a model of their own');
+
+  const r4 = await graft(['export', model, '--out', join(dir, 'model.txt')]);
+  assert.equal(r4.code, 1);
+  assert.match(r4.stderr, /does not end in \.onnx/);
+
+  const r5 = await graft(['export', 'digits-cnn']);
+  assert.equal(r5.code, 1);
+  assert.match(r5.stderr, /needs --out/);
+
+  const r6 = await graft(['export', model, '--quantize', 'int4']);
+  assert.equal(r6.code, 1);
+  assert.match(r6.stderr, /--quantize "int4" is not understood[\s\S]*none, fp16, int8/);
+
+  // Its own file it replaces.
+  const mine = join(dir, 'mine.onnx');
+  assert.equal((await graft(['export', model, '--out', mine])).code, 0);
+  assert.equal((await graft(['export', model, '--out', mine])).code, 0);
+  const r7 = await graft(['predict', mine, 'mnist-test:5-9', '--engine', 'tfjs']);
+  assert.equal(r7.code, 1);
+  assert.match(r7.stderr, /ONNX file: it runs on onnxruntime/);
+});
