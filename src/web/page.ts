@@ -415,7 +415,7 @@ function holdToRecord(button, c) {
   const start = () => {
     if (!stream || timer) return;
     button.textContent = 'Recording...'; n = 0; pending = [];
-    timer = setInterval(async () => { const b = await frame(); if (b) pending.push(sendFile(P('/classes/' + c.id + '/samples'), b, 'webcam-' + Date.now() + '-' + (n++) + '.jpg').catch((e) => e)); }, 200);
+    timer = setInterval(async () => { const b = await frame(); if (b && timer) { pending.push(sendFile(P('/classes/' + c.id + '/samples'), b, 'webcam-' + Date.now() + '-' + (n++) + '.jpg').catch((e) => e)); button.textContent = 'Recording... ' + n; } }, 200);
   };
   const stop = async () => {
     if (!timer) return;
