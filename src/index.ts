@@ -39,6 +39,9 @@ export { cachedFeatureDataset, listCache, clearCache, cacheDir, modelFingerprint
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
 export { transferOnnx, type OnnxTransfer, type OnnxTransferOptions, type FrozenBody } from './train/onnx-transfer.js';
+export { exportOnnx, checkExport, type ExportOptions, type Exported, type ExportCheck, type Quantization } from './export/export.js';
+export { OnnxModel } from './export/onnx-run.js';
+export type { OnnxExportInfo, OnnxExportOptions } from './export/onnx-export.js';
 export { transfer, defaultCut, describe, type Transfer, type TransferOptions, type KeepOld } from './train/transfer.js';
 export { lwfLoss, distillationLoss, soften, DISTILL_DEFAULTS, type DistillOptions } from './train/distill.js';
 export { crossEntropy, type LossFn, type LossContext } from './train/loop.js';

@@ -67,7 +67,7 @@ export function page(token: string): string {
 <p id="predict-error" class="err" role="alert"></p>
 <div id="prediction" aria-live="polite"><p class="empty">Train the project, then choose an image or start the live preview.</p></div>
 <div id="export" hidden>
-<p><a id="download" href="#">Download the trained model (tfjs model + graft.json, zip)</a> · <a id="report" href="#" target="_blank" rel="noopener">Open the full report</a></p>
+<p><a id="download" href="#">Download the trained model (tfjs model + graft.json, zip)</a> · <a id="download-onnx" href="#">ONNX (fp32)</a> · <a id="download-onnx16" href="#">ONNX (fp16, half the size)</a> · <a id="report" href="#" target="_blank" rel="noopener">Open the full report</a></p>
 <details><summary>Use it in a browser with TensorFlow.js</summary><pre><code id="snippet-tfjs"></code></pre></details>
 <details><summary>Use it from the command line</summary><pre><code id="snippet-cli"></code></pre></details>
 </div>
@@ -561,6 +561,8 @@ function renderResults() {
     $('#curves').replaceChildren(el('img', { alt: 'Loss per epoch, warm-up and fine-tune phases', src: src('loss') }), el('img', { alt: 'Accuracy per epoch, warm-up and fine-tune phases', src: src('') }));
   }
   $('#download').href = withToken(P('/download'));
+  $('#download-onnx').href = withToken(P('/download') + '?format=onnx');
+  $('#download-onnx16').href = withToken(P('/download') + '?format=onnx&quantize=fp16');
   $('#report').href = withToken(P('/report'));
   $('#snippet-tfjs').textContent = "import * as tf from '@tensorflow/tfjs';\n// Unzip the download next to your page; graft.json lists the classes and the input size.\nconst model = await tf.loadLayersModel('graft-model/model.json');\nconst meta = await (await fetch('graft-model/graft.json')).json();\nconst [h, w] = meta.preprocessing.inputShape;\nconst x = tf.image.resizeBilinear(tf.browser.fromPixels(img), [h, w]).expandDims(0);\n// Scale as graft.json's preprocessing says (the model was trained on that), then:\nconst probs = await model.predict(x).data();\nconsole.log(meta.classNames[probs.indexOf(Math.max(...probs))]);";
   $('#snippet-cli').textContent = 'unzip graft-model-' + project.id.slice(0, 8) + '.zip -d graft-model\nnpx graft predict graft-model photo.jpg\nnpx graft evaluate graft-model <folder of class sub-folders>\nnpx graft report graft-model';

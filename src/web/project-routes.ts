@@ -3,6 +3,7 @@
 // are decoded on the server with graft train's pipeline. Every id in a path is checked by the
 // store; no path or URL from a request is ever read.
 
+import { exportOnnx } from '../export/export.js';
 import type { IncomingMessage } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -240,6 +241,17 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     return true;
   }
   if (what === 'download' && method === 'GET' && !sub) {
+    const format = url.searchParams.get('format') ?? 'zip';
+    const quantize = url.searchParams.get('quantize') ?? 'none';
+    if (format !== 'zip' && format !== 'onnx') throw new HttpError(400, `format "${format}" is not offered: zip (tfjs model + graft.json) or onnx.`, 'BAD_ARGUMENT');
+    if (quantize !== 'none' && quantize !== 'fp16') throw new HttpError(400, `quantize "${quantize}" is not offered here: none or fp16 (int8 is calibrated on your images by graft export --quantize int8).`, 'BAD_ARGUMENT');
+    if (format === 'onnx') {
+      const m = await runner.projectModel(store, pid);
+      if (!m.meta) throw new HttpError(409, 'The model has no graft.json.', 'NOT_READY');
+      const { bytes } = await exportOnnx(m.model, m.meta, { quantize });
+      reply.send(200, Buffer.from(bytes), 'application/octet-stream', { 'content-disposition': `attachment; filename="graft-model-${pid.slice(0, 8)}${quantize === 'fp16' ? '.fp16' : ''}.onnx"` });
+      return true;
+    }
     await runner.projectModel(store, pid);
     const dir = store.modelDir(pid);
     const files = Object.fromEntries(await Promise.all(MODEL_FILES.map(async (f) => [f, await readFile(join(dir, f))])));

@@ -142,6 +142,16 @@ test('keyboard: the skip link reaches the diagram, a block offers its layers as 
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   const zip = await readFile(await download.path());
   for (const name of ['model.json', 'weights.bin', 'graft.json']) assert.ok(zip.includes(Buffer.from(name)), `zip holds ${name}`);
+  // The ONNX download, run by the graft CLI on onnxruntime: the same top class as the page said.
+  const [onnxDownload] = await Promise.all([page.waitForEvent('download'), page.click('#download-onnx')]);
+  assert.match(onnxDownload.suggestedFilename(), /^graft-model-[0-9a-f]{8}\.onnx$/);
+  const onnxDir = await mkdtemp(join(tmpdir(), 'graft-web-onnx-'));
+  await writeFile(join(onnxDir, 'm.onnx'), await readFile(await onnxDownload.path()));
+  await writeFile(join(onnxDir, 'query.png'), png(digits, ofLabel(digits, '5', 40)[35]));
+  const viaOnnx = await graft(['predict', join(onnxDir, 'm.onnx'), join(onnxDir, 'query.png'), '--json']);
+  assert.equal(viaOnnx.code, 0, viaOnnx.stderr);
+  assert.equal(lastJson(viaOnnx.stdout).predictions[0].top[0].className, 'five');
+  await rm(onnxDir, { recursive: true, force: true });
   await page.screenshot({ path: join(artifacts, 'projects-1-digits.png'), fullPage: true });
   // Delete one image: the count drops, and focus stays in the class.
   await page.getByRole('button', { name: /^Delete image 5-/ }).first().click();
