@@ -21,6 +21,8 @@ export interface ExportOptions extends OnnxExportOptions {
   calibration?: Dataset;
   /** int8: how many calibration samples to use at most (default 256, drawn at random). */
   calibrationSamples?: number;
+  /** int8: activation ranges from the min and max seen, or the range of least quantization error (default). */
+  ranges?: 'minmax' | 'mse';
   seed?: number;
 }
 
@@ -77,7 +79,7 @@ export async function exportOnnx(model: tfl.LayersModel, meta: GraftMeta, option
   if (want !== per) throw new GraftError('SHAPE_MISMATCH', `The calibration data ${d.source} has samples of shape [${d.sampleShape.join(', ')}]; the model takes [${model.inputs[0].shape.slice(1).join(', ')}].`, { fix: 'Calibrate on data like the training data.' });
   const indices = sampleIndices(d, options.calibrationSamples ?? 256, options.seed ?? 0);
   const folded = foldBatchNorm(graph);
-  const ranges = await calibrate(folded, graphBatches(d, indices, info, meta));
+  const ranges = await calibrate(folded, graphBatches(d, indices, info, meta), 0, options.ranges ?? 'mse');
   const i8 = { ...info, quantization: 'int8' as const };
   return { bytes: encode(quantizeInt8(folded, ranges), exportMetadata(i8), info.graftVersion), info: i8, calibratedOn: indices.length };
 }
@@ -94,6 +96,9 @@ export interface ExportCheck {
 
 /** Runs the export on onnxruntime and the tfjs model on the same samples, output by output. */
 export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, meta: GraftMeta, d: Dataset, labelled: boolean, maxSamples = 512): Promise<ExportCheck> {
+  if (!count(d)) {
+    throw new GraftError('BAD_DATA', `${d.source} holds no samples of the model's classes (${meta.classNames.slice(0, 8).join(', ')}${meta.classNames.length > 8 ? ', ...' : ''}) to check the export on.`, { fix: 'Give test data with one sub-folder per class of the model.' });
+  }
   const om = await OnnxModel.fromBytes(bytes, 'the export');
   try {
     const idx = sampleIndices(d, maxSamples, 1);

@@ -13,6 +13,7 @@
 
 import { GraftError } from '../errors.js';
 import { ort } from '../model/onnx.js';
+import { makeRng } from '../data/random.js';
 import { DT, encodeModel, floatTensor, halfTensor, int32Tensor, int8Tensor, type Graph, type Model, type Node, type Tensor } from './onnx-proto.js';
 
 const floatsOf = (t: Tensor): Float32Array => {
@@ -103,12 +104,44 @@ function activationValues(g: Graph): string[] {
 }
 
 /** The min and max of each value over the calibration batches, by running the fp32 graph. */
-export async function calibrate(g: Graph, batches: AsyncIterable<{ x: Float32Array; dims: number[] }> | Iterable<{ x: Float32Array; dims: number[] }>, threads = 0): Promise<Map<string, [number, number]>> {
+export type RangeMethod = 'minmax' | 'mse';
+
+/** Fake-quantization error of `v` under uint8 range [lo, hi]. */
+function quantError(v: Float32Array, lo: number, hi: number): number {
+  const { scale, zeroPoint } = uint8Params([lo, hi]);
+  let e = 0;
+  for (let i = 0; i < v.length; i++) {
+    const q = Math.min(255, Math.max(0, Math.round(v[i] / scale) + zeroPoint));
+    const d = (q - zeroPoint) * scale - v[i];
+    e += d * d;
+  }
+  return e;
+}
+
+/**
+ * The range of `sample` with the least quantization error (the min-max range shrunk by 1 down
+ * to 0.2): a few outliers then no longer take most of the 256 levels.
+ */
+function mseRange(sample: Float32Array, lo: number, hi: number): [number, number] {
+  let best: [number, number] = [lo, hi];
+  let bestErr = quantError(sample, lo, hi);
+  for (let r = 0.98; r >= 0.2; r -= 0.02) {
+    const e = quantError(sample, lo * r, hi * r);
+    if (e < bestErr) { bestErr = e; best = [lo * r, hi * r]; }
+  }
+  return best;
+}
+
+const SAMPLE_CAP = 1 << 16;
+
+export async function calibrate(g: Graph, batches: AsyncIterable<{ x: Float32Array; dims: number[] }> | Iterable<{ x: Float32Array; dims: number[] }>, threads = 0, method: RangeMethod = 'mse'): Promise<Map<string, [number, number]>> {
   const names = [g.inputs[0].name, ...activationValues(g)];
   const probe: Graph = { ...g, outputs: [...g.outputs, ...names.slice(1).map((name) => ({ name, dataType: DT.FLOAT }))] };
   const o = await ort();
   const session = await o.InferenceSession.create(encodeModel({ graph: probe, opset: 13, producer: 'graft', producerVersion: 'calibration', metadata: {} }), { intraOpNumThreads: threads, graphOptimizationLevel: 'disabled' });
   const ranges = new Map<string, [number, number]>();
+  const samples = new Map<string, { values: Float32Array; filled: number; seen: number }>();
+  const rng = makeRng(5);
   let seen = 0;
   try {
     for await (const b of batches) {
@@ -120,6 +153,17 @@ export async function calibrate(g: Graph, batches: AsyncIterable<{ x: Float32Arr
         for (let i = 0; i < v.length; i++) { const x = v[i]; if (x < lo) lo = x; if (x > hi) hi = x; }
         const r = ranges.get(n);
         ranges.set(n, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
+        if (method === 'mse') {
+          // A uniform sample of each value (reservoir), for the error-minimising range.
+          let s = samples.get(n);
+          if (!s) { s = { values: new Float32Array(SAMPLE_CAP), filled: 0, seen: 0 }; samples.set(n, s); }
+          const stride = Math.max(1, Math.floor(v.length / 4096));
+          for (let i = (seen * 7919) % stride; i < v.length; i += stride) {
+            s.seen++;
+            if (s.filled < SAMPLE_CAP) s.values[s.filled++] = v[i];
+            else { const j = Math.floor(rng() * s.seen); if (j < SAMPLE_CAP) s.values[j] = v[i]; }
+          }
+        }
       }
       seen++;
     }
@@ -127,6 +171,7 @@ export async function calibrate(g: Graph, batches: AsyncIterable<{ x: Float32Arr
     await session.release();
   }
   if (!seen) throw new GraftError('BAD_DATA', 'No calibration samples: int8 quantization needs images to measure the value ranges on.', { fix: 'Give --calibration <data> (a few hundred training images).' });
+  if (method === 'mse') for (const [n, s] of samples) ranges.set(n, mseRange(s.values.subarray(0, s.filled), ...ranges.get(n)!));
   return ranges;
 }
 

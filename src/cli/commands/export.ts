@@ -103,6 +103,8 @@ export async function run(argv: string[]): Promise<number> {
   const testSpec = str(values['test-data']);
   const classNames = head === 'old' ? meta.heads.find((h) => h.name === 'old')?.classNames ?? meta.classNames : meta.classNames;
   const test = testSpec ? alignClasses(await loadData(testSpec, { ...loadOptions, classNames }), classNames) : undefined;
+  if (test && !test.labels.length) throw new GraftError('BAD_DATA', `--test-data ${testSpec} holds no samples of the model's classes (${classNames.slice(0, 8).join(', ')}${classNames.length > 8 ? ', ...' : ''}).`, { fix: 'Give test data with one sub-folder per class of the model.' });
+  if (calibration && !calibration.labels.length) throw new GraftError('BAD_DATA', `The calibration data ${calibrationSpec} holds no samples.`, { fix: 'Give --calibration a folder of images like those the model will see.' });
 
   const started = Date.now();
   const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples });
