@@ -125,3 +125,16 @@ test('--out never replaces what Graft did not write, and says what to do', async
   assert.equal(r7.code, 1);
   assert.match(r7.stderr, /ONNX file: it runs on onnxruntime/);
 });
+
+test('an --extend model (one head for old and new classes) exports within 1e-4 of tfjs', async () => {
+  const extended = join(dir, 'extended');
+  const t = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '30', '--extend', '--finetune-epochs', '1', '--out', extended, '--json']);
+  assert.equal(t.code, 0, t.stderr);
+  const r = await graft(['export', extended, '--test-data', 'mnist-test:0-9', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const o = lastJson(r.stdout);
+  assert.deepEqual(o.outputs[0].classNames, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+  assert.equal(o.check.samples, 512);
+  assert.ok(o.check.maxAbsDiff < 1e-4, `differs by ${o.check.maxAbsDiff}`);
+  assert.equal(o.check.accuracy.onnx, o.check.accuracy.tfjs);
+});
