@@ -33,6 +33,8 @@ export interface OnnxExportInfo {
   outputs: { name: string; head: string; classNames: string[] }[];
   preprocessing: Preprocessing;
   quantization: 'none' | 'fp16' | 'int8';
+  /** int8: layers left in fp32. */
+  keptFp32?: string[];
 }
 
 export interface ExportedGraph {

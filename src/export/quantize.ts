@@ -186,11 +186,12 @@ function uint8Params(range: [number, number]): { scale: number; zeroPoint: numbe
 }
 
 /** The int8 QDQ graph of a (batch-norm folded) fp32 graph with calibrated ranges. */
-export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]>, options: { skipOps?: string[] } = {}): Graph {
+export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]>, options: { skipOps?: string[]; skipNodes?: string[] } = {}): Graph {
   const skip = new Set(options.skipOps ?? []);
+  const skipNodes = new Set(options.skipNodes ?? []);
   const g: Graph = { ...folded, nodes: folded.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] })), initializers: [...folded.initializers] };
   let { inits, consumers, producer, isOutput } = index(g);
-  const quantizes = (n: Node) => QUANTIZED_INPUTS.has(n.opType) && !skip.has(n.opType);
+  const quantizes = (n: Node) => QUANTIZED_INPUTS.has(n.opType) && !skip.has(n.opType) && !skipNodes.has(n.name);
   // Relu / Clip(0, 6) right after Conv or Gemm: the Conv writes the activation's output directly,
   // and the Q/DQ pair every reader puts on it does the clamping; so only where all readers quantize.
   const dropped = new Set<Node>();
