@@ -8,7 +8,7 @@ import { isAbsolute, join } from 'node:path';
 import { OnnxModel } from '../export/onnx-run.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { mirrored } from '../eval/tta.js';
-import { GraftError, isDir, loadModel, type Dataset, type GraftMeta } from '../index.js';
+import { backendInfo, GraftError, isDir, loadModel, nativeUnsupported, type Dataset, type GraftMeta } from '../index.js';
 
 export type EngineChoice = 'auto' | 'native' | 'tfjs' | 'onnx';
 let choice: EngineChoice = 'auto';
@@ -58,8 +58,11 @@ export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: 
   if (choice === 'onnx') {
     throw new GraftError('BAD_OPTION', `--engine onnx, but ${spec} has no current fp32 ONNX export${reasons.length ? `: ${reasons.join('; ')}` : ''}.`, { fix: `Run graft export ${spec}, or give a .onnx file as the model.` });
   }
+  if (reasons.length) skippedNote = `not using the ONNX export: ${reasons.join('; ')} (graft export ${spec} makes a current one)`;
   return undefined;
 }
+
+let skippedNote = '';
 
 /** A graft.json-like description of an ONNX export, for the data loaders and the output. */
 export function metaOfOnnx(m: OnnxModel): GraftMeta {
@@ -72,15 +75,33 @@ export function metaOfOnnx(m: OnnxModel): GraftMeta {
 }
 
 /** The model a predicting command runs: the tfjs model with its graft.json, and the ONNX export when it is chosen. */
-export async function modelFor(spec: string, head: string): Promise<{ model?: tfl.LayersModel; meta: GraftMeta; onnx?: OnnxChoice }> {
+export async function modelFor(spec: string, head: string): Promise<{ model?: tfl.LayersModel; meta: GraftMeta; onnx?: OnnxChoice; note?: string }> {
   if (isOnnxFile(spec) && !(await isDir(spec))) {
     const onnx = (await onnxFor(spec, undefined, []))!;
     return { meta: metaOfOnnx(onnx.model), onnx };
   }
   const { model, meta } = await loadModel(spec);
   if (!meta) throw new GraftError('BAD_MODEL', `${spec} has no graft.json, so its class names and preprocessing are unknown.`, { fix: 'Use a model written by graft train, a zoo model, or an ONNX file written by graft export.' });
+  skippedNote = '';
   const onnx = await onnxFor(spec, meta, head === 'all' ? meta.heads.map((h) => h.name) : [head]);
-  return { model, meta, onnx };
+  return { model, meta, onnx, ...(skippedNote ? { note: skippedNote } : {}) };
+}
+
+/** The head a command answers with on an ONNX file: the one asked for, or a one-output file's only head. */
+export function onnxHead(m: OnnxModel, file: string, asked: string | undefined): number {
+  if (asked === undefined && m.info.outputs.length === 1) return 0;
+  const name = asked ?? 'new';
+  const k = m.info.outputs.findIndex((o) => o.head === name);
+  if (k < 0) {
+    throw new GraftError('BAD_OPTION', `${file} has no "${name}" head; it has ${m.info.outputs.map((o) => o.head).join(', ')}.`, {
+      fix: `Use --head ${m.info.outputs.map((o) => o.head).join(' or ')}, or export that head: graft export <model-dir> --head ${name}.` });
+  }
+  return k;
+}
+
+/** Which engine a tfjs model predicts on: the native engine when it runs every layer, else the tfjs backend. */
+export function tfjsEngine(model: tfl.LayersModel): string {
+  return nativeUnsupported(model) === undefined ? 'native' : backendInfo()?.name ?? 'tfjs';
 }
 
 /** Each output's probabilities; with `tta`, averaged with the mirror images'. */

@@ -148,14 +148,20 @@ async function mostSensitive(folded: Graph, ranges: Map<string, [number, number]
   return best;
 }
 
-export interface ExportCheck {
-  samples: number;
+export interface HeadCheck {
+  head: string;
   /** Largest difference of any probability, export against the tfjs model. */
   maxAbsDiff: number;
   /** Share of samples whose top class is the same. */
   top1Agreement: number;
-  /** With labelled data: accuracy of the tfjs model and of the export (first output). */
+  /** With labelled data (for the first head): accuracy of the tfjs model and of the export. */
   accuracy?: { tfjs: number; onnx: number };
+}
+
+export interface ExportCheck extends Omit<HeadCheck, 'head'> {
+  samples: number;
+  /** Each output's figures; the top-level ones are the first head's, except maxAbsDiff (all heads). */
+  perHead: HeadCheck[];
 }
 
 /** Runs the export on onnxruntime and the tfjs model on the same samples, output by output. */
@@ -168,27 +174,28 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
     const idx = sampleIndices(d, maxSamples, 1);
     const sub: Dataset = { ...d, x: batchValues(d, idx, undefined), labels: Int32Array.from(idx, (i) => d.labels[i]) };
     const got = await om.predict(sub);
-    let maxAbsDiff = 0;
-    let agree = 0;
-    let correct = [0, 0];
     const n = idx.length;
+    const perHead: HeadCheck[] = [];
     for (let k = 0; k < om.info.outputs.length; k++) {
       const o = om.info.outputs[k];
       const head = model.outputs.length > 1 ? selectHead(model, meta, o.head).model : model;
       const { values: ref } = await predictAll(head, sub, meta.preprocessing);
       const c = o.classNames.length;
+      let maxAbsDiff = 0;
+      let agree = 0;
+      const correct = [0, 0];
       for (let i = 0; i < ref.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ref[i] - got[k][i]));
       for (let i = 0; i < n; i++) {
         const a = argmax(ref, i, c);
         const b = argmax(got[k], i, c);
-        if (k === 0) {
-          if (a === b) agree++;
-          if (labelled) { if (a === sub.labels[i]) correct[0]++; if (b === sub.labels[i]) correct[1]++; }
-        }
+        if (a === b) agree++;
+        if (a === sub.labels[i]) correct[0]++;
+        if (b === sub.labels[i]) correct[1]++;
       }
+      perHead.push({ head: o.head, maxAbsDiff, top1Agreement: agree / n, ...(labelled && k === 0 ? { accuracy: { tfjs: correct[0] / n, onnx: correct[1] / n } } : {}) });
     }
-    if (!labelled) correct = [0, 0];
-    return { samples: n, maxAbsDiff, top1Agreement: n ? agree / n : 1, ...(labelled && n ? { accuracy: { tfjs: correct[0] / n, onnx: correct[1] / n } } : {}) };
+    const first = perHead[0];
+    return { samples: n, maxAbsDiff: Math.max(...perHead.map((h) => h.maxAbsDiff)), top1Agreement: first.top1Agreement, ...(first.accuracy ? { accuracy: first.accuracy } : {}), perHead };
   } finally {
     await om.dispose();
   }

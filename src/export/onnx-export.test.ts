@@ -11,6 +11,8 @@ import type { GraftMeta } from '../model/meta.js';
 import { makeRng } from '../data/random.js';
 import { readOnnxGraph, readOnnxMetadata } from '../model/onnx.js';
 import { exportOnnx } from './export.js';
+import { exportMetadata, onnxGraph } from './onnx-export.js';
+import { encode } from './quantize.js';
 import { OnnxModel } from './onnx-run.js';
 import { toHalf } from './onnx-proto.js';
 
@@ -131,7 +133,13 @@ test('int8 needs calibration images and says so; a file without graft metadata i
   const meta = metaFor(4, { inputShape: [13, 11, 3] });
   await assert.rejects(exportOnnx(model, meta, { quantize: 'int8' }), /calibration images/);
   // A model with an ir_version and nothing else: no graft.info.
-  await assert.rejects(OnnxModel.fromBytes(Uint8Array.from([0x08, 0x08]), 'plain.onnx'), /without Graft's metadata/);
+  await assert.rejects(OnnxModel.fromBytes(Uint8Array.from([0x08, 0x08, 0x3a, 0x00]), 'plain.onnx'), /without Graft's metadata/);
+  // Metadata that does not describe the graph is refused with words, not a crash at run time.
+  const { graph, info } = onnxGraph(model, meta);
+  const lie = (i: typeof info) => encode(graph, exportMetadata(i), 'test');
+  await assert.rejects(OnnxModel.fromBytes(lie({ ...info, outputs: [{ ...info.outputs[0], classNames: ['a', 'b', 'c'] }] }), 'lie.onnx'), /metadata does not match its graph: its output probabilities has 4 classes, the metadata names 3/);
+  await assert.rejects(OnnxModel.fromBytes(lie({ ...info, input: { ...info.input, name: 'image' } }), 'lie.onnx'), /its input is input, the metadata says image/);
+  await assert.rejects(OnnxModel.fromBytes(lie({ ...info, outputs: [{ ...info.outputs[0], name: 'scores' }] }), 'lie.onnx'), /it has no output scores/);
   model.dispose();
 });
 

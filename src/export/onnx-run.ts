@@ -6,14 +6,23 @@ import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { batchValues } from '../data/preprocess.js';
 import { count, sampleSize, type Dataset } from '../data/dataset.js';
 import { GraftError } from '../errors.js';
-import { ort, readOnnxMetadata } from '../model/onnx.js';
+import { ort, readOnnxGraph, readOnnxMetadata, type OnnxGraph } from '../model/onnx.js';
 import type { OnnxExportInfo } from './onnx-export.js';
 
 export class OnnxModel {
   private constructor(readonly info: OnnxExportInfo, private readonly session: import('onnxruntime-node').InferenceSession, readonly where: string) {}
 
   static async fromBytes(buf: Uint8Array, where: string, threads = 0): Promise<OnnxModel> {
-    const meta = readOnnxMetadata(buf, where);
+    const again = 'Export it again with graft export, and copy the whole file.';
+    if (!buf.length) throw new GraftError('BAD_MODEL', `${where} is empty.`, { fix: again });
+    let meta: Record<string, string>;
+    let graph: OnnxGraph;
+    try {
+      meta = readOnnxMetadata(buf, where);
+      graph = readOnnxGraph(buf, where);
+    } catch (e) {
+      throw new GraftError('BAD_MODEL', `${where} is not a readable ONNX model: ${e instanceof GraftError ? e.detail.replace(`${where} `, '') : (e as Error).message}`, { fix: again, cause: e });
+    }
     let info: OnnxExportInfo;
     try {
       info = JSON.parse(meta['graft.info'] ?? 'null') as OnnxExportInfo;
@@ -24,12 +33,21 @@ export class OnnxModel {
       throw new GraftError('BAD_MODEL', `${where} is an ONNX file without Graft's metadata (graft.info), so its classes and preprocessing are unknown.`, {
         fix: 'Predict with an ONNX file written by graft export, or use the ONNX file as a base: graft train --base model.onnx.' });
     }
+    // The metadata must describe this graph: its input, its outputs and their class counts.
+    const mismatch = !graph.inputs.some((i) => i.name === info.input.name) ? `its input is ${graph.inputs.map((i) => i.name).join(', ') || 'missing'}, the metadata says ${info.input.name}`
+      : info.outputs.map((out) => {
+        const g = graph.outputs.find((x) => x.name === out.name);
+        if (!g) return `it has no output ${out.name}`;
+        if (!Array.isArray(out.classNames) || (typeof g.dims[1] === 'number' && g.dims[1] !== out.classNames.length)) return `its output ${out.name} has ${String(g.dims[1])} classes, the metadata names ${Array.isArray(out.classNames) ? out.classNames.length : 'none'}`;
+        return '';
+      }).find(Boolean);
+    if (mismatch) throw new GraftError('BAD_MODEL', `${where}'s Graft metadata does not match its graph: ${mismatch}.`, { fix: again });
     const o = await ort();
     let session;
     try {
       session = await o.InferenceSession.create(buf, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
     } catch (cause) {
-      throw new GraftError('BAD_MODEL', `onnxruntime cannot load ${where}: ${(cause as Error).message.split('\n')[0]}`, { fix: 'Export the model again with graft export.', cause });
+      throw new GraftError('BAD_MODEL', `onnxruntime cannot load ${where}: ${(cause as Error).message.split('\n')[0]}`, { fix: again, cause });
     }
     return new OnnxModel(info, session, where);
   }

@@ -168,7 +168,7 @@ export async function checkOutFile(given: string | undefined, options: { flag?: 
   }
   const target = await real(given);
   for (const p of await protectedPaths(options.protect ?? [])) {
-    if (within(target, p.path)) throw refuse(flag, given, `is ${p.what} (${p.path}).`, `Pass another file name, e.g. ${flag} ${options.example}.`);
+    if (within(p.path, target) || within(target, p.path)) throw refuse(flag, given, target === p.path ? `is ${p.what} (${p.path}).` : `is inside ${p.what} (${p.path}).`, `Pass a file name outside it, e.g. ${flag} ${options.example}.`);
   }
   await checkParents(flag, given, target);
   const info = await lstat(target).catch(() => undefined);

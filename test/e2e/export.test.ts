@@ -52,6 +52,15 @@ test('fp32 with both heads equals the tfjs model within 1e-4; int8 and fp16 agre
   assert.equal(r8.count, 4861);
   assert.ok(Math.abs(r8.accuracy - rt.accuracy) <= 0.01, `int8 ${r8.accuracy} vs tfjs ${rt.accuracy}`);
   assert.ok(rt.accuracy > 0.95);
+
+  // A file of one head other than "new" answers without --head.
+  const old = join(dir, 'old-head.onnx');
+  assert.equal((await graft(['export', model, '--head', 'old', '--out', old])).code, 0);
+  const eo = await graft(['evaluate', old, 'mnist-test:0-4', '--json']);
+  assert.equal(eo.code, 0, eo.stderr);
+  assert.ok(lastJson(eo.stdout).accuracy > 0.9);
+  const all = await graft(['evaluate', old, 'mnist-test:0-4', '--head', 'all']);
+  assert.match(all.stderr, /scores one head at a time/);
 });
 
 test('predict runs the folder\'s current fp32 export by itself, the old head too; a retrained folder goes back to tfjs', async () => {
@@ -137,4 +146,43 @@ test('an --extend model (one head for old and new classes) exports within 1e-4 o
   assert.equal(o.check.samples, 512);
   assert.ok(o.check.maxAbsDiff < 1e-4, `differs by ${o.check.maxAbsDiff}`);
   assert.equal(o.check.accuracy.onnx, o.check.accuracy.tfjs);
+});
+
+test('what a stranger tried: another model\'s export, data folders, relative and new paths, a one-head file, empty and foreign files', async () => {
+  const a = join(dir, 'a');
+  const b = join(dir, 'b');
+  for (const m of [a, b]) {
+    const t = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '20', '--finetune-epochs', '0', '--out', m, '--json']);
+    assert.equal(t.code, 0, t.stderr);
+  }
+  assert.equal((await graft(['export', b])).code, 0);
+  const theirs = await readFile(join(b, 'model.onnx'));
+  // a's export may not replace b's, though both are Graft exports.
+  const r1 = await graft(['export', a, '--out', join(b, 'model.onnx')]);
+  assert.equal(r1.code, 1);
+  assert.match(r1.stderr, /not an export of this model recorded in its graft\.json/);
+  assert.deepEqual(await readFile(join(b, 'model.onnx')), theirs);
+  // Nothing is written into data folders.
+  const data = join(dir, 'cal');
+  await mkdir(join(data, 'x'), { recursive: true });
+  const r2 = await graft(['export', a, '--quantize', 'int8', '--calibration', data, '--out', join(data, 'x', 'm.onnx')]);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /inside the calibration data/);
+  // A relative --out outside the folder is recorded so that predict finds it; a new folder is made.
+  const rel = await graft(['export', a, '--out', join(dir, 'new-folder', 'a.onnx').replace(`${process.cwd()}/`, '')]);
+  assert.equal(rel.code, 0, rel.stderr);
+  const meta = JSON.parse(await readFile(join(a, 'graft.json'), 'utf8'));
+  assert.equal(meta.exports[0].file, join(dir, 'new-folder', 'a.onnx'));
+  const p = lastJson((await graft(['predict', a, 'mnist-test:5-9', '--limit', '1', '--json'])).stdout);
+  assert.equal(p.onnx, join(dir, 'new-folder', 'a.onnx'));
+  // Empty and foreign files are named for what they are.
+  await writeFile(join(dir, 'empty.onnx'), '');
+  assert.match((await graft(['predict', join(dir, 'empty.onnx'), 'mnist-test:5-9'])).stderr, /is empty/);
+  await writeFile(join(dir, 'noise.onnx'), Buffer.from([0xff, 0xff, 0xff, 0x01, 0x02]));
+  const noise = await graft(['predict', join(dir, 'noise.onnx'), 'mnist-test:5-9']);
+  assert.equal(noise.code, 1);
+  assert.match(noise.stderr, /not a readable ONNX model[\s\S]*graft export/);
+  assert.doesNotMatch(noise.stderr, /at .*\.js:\d+/, 'no stack trace');
+  const stray = await graft(['export', a, '--calibration', data]);
+  assert.match(stray.stderr, /are for --quantize int8/);
 });

@@ -4,7 +4,7 @@ import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEva
 import { parse, str } from '../args.js';
 import { DATA_ARGS, FIT_USAGE, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
-import { modelFor, onnxProbabilities } from '../onnx-choice.js';
+import { modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
 import { scoreProbabilities } from '../../train/score.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 
@@ -27,11 +27,12 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { ...DATA_ARGS, head: { type: 'string' }, tta: { type: 'boolean' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 2) { console.error(`graft evaluate needs a model and data.\n\nUsage:\n${usage}`); return 2; }
-  const headName = str(values.head) ?? 'new';
-  const { model, meta, onnx } = await modelFor(positionals[0], headName);
+  const asked = str(values.head);
+  if (asked === 'all') throw new GraftError('BAD_OPTION', 'graft evaluate scores one head at a time; --head all is for graft predict.', { fix: 'Use --head new or --head old.' });
+  const headName = asked ?? 'new';
+  const { model, meta, onnx, note } = await modelFor(positionals[0], headName);
   try {
-    const k = onnx ? onnx.model.info.outputs.findIndex((o) => o.head === headName) : -1;
-    if (onnx && k < 0) throw new GraftError('BAD_OPTION', `${onnx.file} has no "${headName}" head; it has ${onnx.model.info.outputs.map((o) => o.head).join(', ')}.`, { fix: 'Export that head: graft export <model-dir> --head all.' });
+    const k = onnx ? onnxHead(onnx.model, onnx.file, asked) : -1;
     const head = onnx ? { classNames: onnx.model.info.outputs[k].classNames, inputShape: [null, ...onnx.model.sampleShape] } : (() => { const h = selectHead(model!, meta, headName); return { ...h, inputShape: h.model.inputs[0].shape }; })();
     const raw = alignClasses(await loadData(positionals[1], { ...savedDataOptions(values, model ?? head.inputShape, meta, decodeProgress(Boolean(values.json))), classNames: head.classNames }), head.classNames);
     const { data, preprocessing } = onnx ? { data: raw, preprocessing: meta.preprocessing } : await modelInputs(meta, raw);
@@ -39,13 +40,14 @@ export async function run(argv: string[]): Promise<number> {
     const result = onnx
       ? scoreProbabilities((await onnxProbabilities(onnx.model, data, Boolean(values.tta)))[k], data.labels, data.classNames)
       : await evaluate((head as { model: tfl.LayersModel }).model, data, preprocessing, 128, { tta: Boolean(values.tta) });
-    const engine = onnx ? 'onnxruntime' : backendInfo()?.name;
+    const engine = onnx ? 'onnxruntime' : tfjsEngine((head as { model: tfl.LayersModel }).model);
     if (values.json) {
       console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
     } else {
-      if (onnx) console.log(`engine: ${onnx.why}`);
+      console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? 'the native engine (libtorch)' : `tfjs (${engine})`}`);
+      if (note) console.log(note);
       for (const line of skippedLines(data.skipped)) console.log(line);
-      console.log(`${positionals[0]} on ${data.source} (${onnx ? 'onnxruntime' : `backend ${backendInfo()?.name}`}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);
+      console.log(`${positionals[0]} on ${data.source} (${onnx ? 'onnxruntime' : engine === 'native' ? 'native engine' : `backend ${engine}`}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);
     }
   } finally {
     await onnx?.model.dispose();

@@ -2,13 +2,13 @@
 // on the user's images), checked on onnxruntime against the tfjs model before it is called done.
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { lstat, mkdir, readFile } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { checkExport, exportOnnx, type ExportCheck, type Quantization } from '../../export/export.js';
 import { alignClasses, GraftError, isDir, loadData, loadModel, writeFileAtomic, type Dataset, type GraftMeta } from '../../index.js';
 import type { OnnxExportRecord } from '../../model/meta.js';
 import { intAtLeast, num, parse, str } from '../args.js';
-import { DATA_ARGS, decodeProgress } from '../data-args.js';
+import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { outFile } from '../out-args.js';
 import { savedDataOptions } from '../external-body.js';
 
@@ -18,15 +18,17 @@ export const usage = `graft export <model-dir> [--format onnx] [--out <file.onnx
   --format        onnx (the only format so far; opset 13, runs on onnxruntime in Node, browsers,
                   Python, C#, Java, C++)
   --out           the file to write (default <model-dir>/model.onnx, model.fp16.onnx or
-                  model.int8.onnx); an existing file is replaced only when graft export wrote it
+                  model.int8.onnx); an existing file is replaced only when it is this model's
+                  export, recorded in its graft.json and unchanged since
   --quantize      none (fp32, default) | fp16 (half the size; fp32 in and out) | int8 (static,
-                  QDQ, per-channel weights, calibrated on your images; about a quarter the size)
+                  QDQ, per-channel weights, calibrated on your images; the body a quarter the
+                  size, the classifier and the one most sensitive layer stay fp32)
   --calibration   int8: the images to calibrate on (default: the training data recorded in
                   graft.json, when it is still there): a class-folder tree, a folder, CSV, IDX
   --calibration-samples  int8: at most this many, drawn at random (default 256)
   --test-data     labelled data to measure the export on: accuracy of the export and of the
                   tfjs model, and how often their top class agrees (default: the calibration
-                  data, else random inputs)
+                  data, else the training data graft.json records, else random inputs)
   --include-preprocessing  the graph takes raw pixel values (0-255) and applies graft.json's
                   preprocessing itself (resizing to the input size stays outside)
   --layout        nhwc (default: [batch, height, width, channels], as the tfjs model) | nchw
@@ -35,6 +37,7 @@ export const usage = `graft export <model-dir> [--format onnx] [--out <file.onnx
                   (default new; all: one output per head)
   --json          print { out, bytes, quantization, check: { samples, maxAbsDiff, top1Agreement, accuracy? } }
 
+A model folder's graft.json records each export (file, sha256, the weights it came from):
 graft predict and graft evaluate run an exported file directly (graft predict model.onnx photos/),
 and run a model folder's current fp32 export on onnxruntime by themselves.`;
 
@@ -62,6 +65,39 @@ function randomData(shape: number[], classes: string[], n = 64): Dataset {
   return { x: Float32Array.from({ length: n * per }, () => (image ? Math.floor(rnd() * 256) : rnd() * 4 - 2)), sampleShape: shape, labels: new Int32Array(n), classNames: classes, source: 'random inputs' };
 }
 
+/** The export records of a model folder's graft.json (none for a zoo model or URL). */
+async function recordsOf(dir: string | undefined): Promise<OnnxExportRecord[]> {
+  if (!dir) return [];
+  try {
+    return (JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta).exports ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/** How graft.json names an export: relative to the model folder when inside it, else absolute. */
+function recordName(dir: string, out: string): string {
+  const abs = resolve(out);
+  const rel = relative(dir, abs);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : abs;
+}
+
+/**
+ * An existing --out is replaced only when it is an export of this model that its graft.json
+ * records, unchanged since (same sha256): not another model's export, not a file that merely
+ * looks like one.
+ */
+async function assertReplaceable(out: string, dir: string | undefined, given: string): Promise<void> {
+  const existing = await lstat(out).catch(() => undefined);
+  if (!existing) return;
+  const bytes = await readFile(out);
+  const mine = dir && (await recordsOf(dir)).some((r) => r.file === recordName(dir, out) && r.sha256 === sha256(bytes));
+  if (!mine) {
+    throw new GraftError('OUT_NOT_SAFE', `--out ${JSON.stringify(given)} exists and is not an export of this model recorded in its graft.json (unchanged since): Graft only replaces its own files.`, {
+      fix: `Pass a new file name, e.g. --out ${join(dirname(given), `${basename(given, extname(given))}-2.onnx`)}, or remove that file yourself if you no longer need it.` });
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     format: { type: 'string' }, out: { type: 'string' }, quantize: { type: 'string' }, calibration: { type: 'string' }, 'calibration-samples': { type: 'string' },
@@ -75,18 +111,34 @@ export async function run(argv: string[]): Promise<number> {
   const quantize = oneOf(values.quantize, '--quantize', ['none', 'fp16', 'int8'] as const, 'none');
   const layout = oneOf(values.layout, '--layout', ['nhwc', 'nchw'] as const, 'nhwc');
   const head = oneOf(values.head, '--head', ['new', 'old', 'all'] as const, 'new');
-  const samples = num(values['calibration-samples'], 'calibration-samples', intAtLeast(1)) ?? 256;
+  const samples = num(values['calibration-samples'], 'calibration-samples', intAtLeast(1));
+  if (quantize !== 'int8' && (values.calibration !== undefined || samples !== undefined)) {
+    throw new GraftError('BAD_ARGUMENT', `--calibration and --calibration-samples are for --quantize int8; this export is ${quantize === 'none' ? 'fp32' : 'fp16'}.`, { fix: 'Add --quantize int8, or leave them out.' });
+  }
   const spec = positionals[0];
   const local = await isDir(spec);
-  const given = str(values.out) ?? (values.out === undefined && local ? join(spec, SUFFIX[quantize]) : undefined);
-  if (given === undefined) throw new GraftError('BAD_ARGUMENT', `${spec} is not a model folder here, so graft export needs --out.`, { fix: `Pass --out ${spec.replace(/[^A-Za-z0-9_-]/g, '_')}.onnx.` });
-  if (!/\.onnx$/i.test(given)) throw new GraftError('BAD_ARGUMENT', `--out "${given}" does not end in .onnx.`, { fix: `Pass a file name ending in .onnx, e.g. --out ${given.replace(/\/$/, '')}.onnx.` });
-  const protect = [{ spec: str(values.calibration), what: 'the calibration data (--calibration)' }, { spec: str(values['test-data']), what: 'the test data (--test-data)' }];
-  const out = await outFile(given, { example: 'model.onnx', marker: ONNX_MARKER, protect });
-
+  // A zoo name or URL loads here; a path that is neither is named as missing before --out is asked for.
   const { model, meta } = await loadModel(spec);
   if (!meta) throw new GraftError('BAD_MODEL', `${spec} has no graft.json, so its class names and preprocessing are unknown.`, { fix: 'Export a model written by graft train, or a zoo model.' });
+  const given = str(values.out) ?? (values.out === undefined && local ? join(spec, SUFFIX[quantize]) : undefined);
+  if (given === undefined) throw new GraftError('BAD_ARGUMENT', `${spec} is not a model folder here, so graft export needs --out.`, { fix: `Pass --out ${basename(spec).replace(/[^A-Za-z0-9_-]/g, '_') || 'model'}.onnx.` });
+  if (!/\.onnx$/i.test(given) || /[\\/]$/.test(given)) throw new GraftError('BAD_ARGUMENT', `--out "${given}" does not end in .onnx.`, { fix: `Pass a file name ending in .onnx, e.g. --out ${join(given.replace(/[\\/]+$/, '') || '.', 'model.onnx')}.` });
+  const dir = local ? resolve(spec) : undefined;
+  const protect = [
+    { spec: str(values.calibration), what: 'the calibration data (--calibration)' }, { spec: str(values['test-data']), what: 'the test data (--test-data)' },
+    { spec: meta.trainingData?.spec, what: 'the training data graft.json records' },
+  ];
+  const out = await outFile(given, { example: 'model.onnx', marker: ONNX_MARKER, protect });
+  await assertReplaceable(out, dir, given);
+  const parent = dirname(resolve(given));
+  if (!(await isDir(parent))) await mkdir(parent, { recursive: true });
+
   const loadOptions = savedDataOptions(values, model, meta, decodeProgress(json));
+  const load = async (what: string, dataSpec: string, classNames?: string[]) => {
+    const d = await loadData(dataSpec, { ...loadOptions, classNames });
+    for (const line of skippedLines(d.skipped)) log(`${what}: ${line}`);
+    return d;
+  };
   let calibration: Dataset | undefined;
   let calibrationSpec = str(values.calibration);
   if (quantize === 'int8') {
@@ -94,32 +146,38 @@ export async function run(argv: string[]): Promise<number> {
       calibrationSpec = meta.trainingData?.spec;
       if (!calibrationSpec) throw new GraftError('BAD_OPTION', `--quantize int8 calibrates on your images, and ${spec}'s graft.json records no training data.`, { fix: 'Give --calibration <data>: a few hundred images like those it will see.' });
       try {
-        calibration = await loadData(calibrationSpec, { ...loadOptions, classNames: undefined });
+        calibration = await load('calibration', calibrationSpec);
       } catch (e) {
         throw new GraftError('BAD_DATA', `--quantize int8 calibrates on the training data recorded in graft.json (${calibrationSpec}), and it cannot be read: ${(e as Error).message.split('\n')[0]}`, { fix: 'Give --calibration <data>: a few hundred images like those it will see.', cause: e });
       }
-    } else calibration = await loadData(calibrationSpec, { ...loadOptions, classNames: undefined });
+    } else calibration = await load('calibration', calibrationSpec);
+    if (!calibration.labels.length) throw new GraftError('BAD_DATA', `The calibration data ${calibrationSpec} holds no usable samples${calibration.skipped?.length ? ` (${calibration.skipped.length} file(s) skipped: ${calibration.skipped[0].path}: ${calibration.skipped[0].reason})` : ''}.`, { fix: 'Give --calibration a folder of images like those the model will see.' });
+    if (calibration.labels.length < 32) log(`calibration: only ${calibration.labels.length} samples; int8's value ranges are measured on them, and a few dozen or more give steadier ones`);
   }
   const testSpec = str(values['test-data']);
   const classNames = head === 'old' ? meta.heads.find((h) => h.name === 'old')?.classNames ?? meta.classNames : meta.classNames;
-  const test = testSpec ? alignClasses(await loadData(testSpec, { ...loadOptions, classNames }), classNames) : undefined;
+  const test = testSpec ? alignClasses(await load('test data', testSpec, classNames), classNames) : undefined;
   if (test && !test.labels.length) throw new GraftError('BAD_DATA', `--test-data ${testSpec} holds no samples of the model's classes (${classNames.slice(0, 8).join(', ')}${classNames.length > 8 ? ', ...' : ''}).`, { fix: 'Give test data with one sub-folder per class of the model.' });
-  if (calibration && !calibration.labels.length) throw new GraftError('BAD_DATA', `The calibration data ${calibrationSpec} holds no samples.`, { fix: 'Give --calibration a folder of images like those the model will see.' });
+  // Without test data the check runs on the training data graft.json records, when it is there.
+  let checkOn: Dataset | undefined = test ?? calibration;
+  if (!checkOn && meta.trainingData?.spec) checkOn = await loadData(meta.trainingData.spec, { ...loadOptions, classNames: undefined }).catch(() => undefined);
+  checkOn ??= randomData(model.inputs[0].shape.slice(1) as number[], classNames);
 
   const started = Date.now();
-  const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples });
+  const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples ?? 256 });
   await writeFileAtomic(out, exported.bytes);
-  const checkOn = test ?? calibration ?? randomData(model.inputs[0].shape.slice(1) as number[], classNames);
   const check: ExportCheck = await checkExport(exported.bytes, model, meta, checkOn, Boolean(test));
   const seconds = (Date.now() - started) / 1000;
 
   let recorded = false;
-  if (local) {
-    const dir = resolve(spec);
+  let notRecorded = '';
+  if (dir) {
     const weights = await readFile(join(dir, 'weights.bin')).catch(() => undefined);
-    if (weights) {
-      const rel = relative(dir, out);
-      const file = rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : out;
+    const metaLink = await lstat(join(dir, 'graft.json')).catch(() => undefined);
+    if (!weights) notRecorded = 'the folder has no weights.bin';
+    else if (!metaLink?.isFile()) notRecorded = 'its graft.json is not a plain file (a link is not replaced)';
+    else {
+      const file = recordName(dir, out);
       const record: OnnxExportRecord = {
         file, quantization: quantize, layout, includesPreprocessing: Boolean(values['include-preprocessing']), heads: exported.info.outputs.map((o) => o.head),
         sha256: sha256(exported.bytes), weightsSha256: sha256(weights), createdAt: new Date().toISOString(),
@@ -141,9 +199,12 @@ export async function run(argv: string[]): Promise<number> {
   const k = exported.keptFp32;
   if (k) log(`kept in fp32: ${k.layer}, the most sensitive layer (with it in int8 the logits differ from fp32 by ${k.error.toFixed(4)} on average, without ${k.errorWithout.toFixed(4)})`);
   log(`input ${exported.info.input.name} [batch, ${exported.info.input.shape.join(', ')}] (${layout}${values['include-preprocessing'] ? ', raw pixel values 0-255: preprocessing inside' : `, after preprocessing: ${meta.preprocessing.description ?? 'see graft.json'}`})`);
-  for (const o of exported.info.outputs) log(`output ${o.name} [batch, ${o.classNames.length}]: ${o.head} head, classes ${o.classNames.join(', ')}`);
-  const acc = check.accuracy ? `; accuracy ${(100 * check.accuracy.onnx).toFixed(1)}% (the tfjs model ${(100 * check.accuracy.tfjs).toFixed(1)}%)` : '';
-  log(`checked on onnxruntime against the tfjs model on ${check.samples} samples of ${checkOn.source}: top class agrees on ${(100 * check.top1Agreement).toFixed(1)}%, largest probability difference ${check.maxAbsDiff.toExponential(1)}${acc}`);
-  if (recorded && quantize === 'none') log(`graft predict ${spec} and graft evaluate ${spec} now run it on onnxruntime (--engine native or tfjs to not)`);
+  for (const o of exported.info.outputs) log(`output ${o.name} [batch, ${o.classNames.length}]: ${meta.heads.length > 1 ? `${o.head} head, ` : ''}classes ${o.classNames.join(', ')}`);
+  for (const h of check.perHead) {
+    const acc = h.accuracy ? `; accuracy ${(100 * h.accuracy.onnx).toFixed(1)}% (the tfjs model ${(100 * h.accuracy.tfjs).toFixed(1)}%)` : '';
+    log(`checked on onnxruntime against the tfjs model${check.perHead.length > 1 ? ` (${h.head} head)` : ''} on ${check.samples} samples of ${checkOn.source}: top class agrees on ${(100 * h.top1Agreement).toFixed(1)}%, largest probability difference ${h.maxAbsDiff.toExponential(1)}${acc}`);
+  }
+  if (recorded) log(`recorded in ${join(spec, 'graft.json')}${quantize === 'none' && exported.info.outputs.some((o) => o.head === 'new') ? `; graft predict ${spec} and graft evaluate ${spec} now run it on onnxruntime (--engine native or tfjs to not)` : ''}`);
+  else if (notRecorded) log(`not recorded in graft.json: ${notRecorded}`);
   return 0;
 }

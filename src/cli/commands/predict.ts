@@ -6,7 +6,7 @@ import { assertShape, backendInfo, classFolders, isDir, walk, selectHead, GraftE
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
-import { modelFor, onnxProbabilities } from '../onnx-choice.js';
+import { modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
 
 export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] [--json]
 
@@ -47,7 +47,7 @@ export async function run(argv: string[]): Promise<number> {
   const topK = num(values['top-k'], 'top-k', intAtLeast(1)) ?? 3;
   const limit = num(values.limit, 'limit', intAtLeast(1));
   const spec = positionals[0];
-  const { model, meta, onnx } = await modelFor(spec, values.head === 'all' ? 'all' : str(values.head) ?? 'new');
+  const { model, meta, onnx, note } = await modelFor(spec, values.head === 'all' ? 'all' : str(values.head) ?? 'new');
   const inputShape = onnx ? [null, ...onnx.model.sampleShape] : model!.inputs[0].shape;
   const input = await loadInput(positionals.slice(1), values, model ?? inputShape, meta);
   const files = input.files;
@@ -60,14 +60,13 @@ export async function run(argv: string[]): Promise<number> {
     const s = data.sampleShape.reduce((a, b) => a * b, 1);
     data = { ...data, x: data.x.subarray(0, limit * s), labels: data.labels.subarray(0, limit) };
   }
-  const headNames = values.head === 'all' ? meta.heads.map((h) => h.name) : [str(values.head) ?? 'new'];
+  const headNames = values.head === 'all' ? meta.heads.map((h) => h.name) : [onnx && values.head === undefined && onnx.model.info.outputs.length === 1 ? onnx.model.info.outputs[0].head : str(values.head) ?? 'new'];
   const heads: { name: string; classNames: string[]; probs: Float32Array }[] = [];
   try {
     if (onnx) {
       const outs = await onnxProbabilities(onnx.model, data, Boolean(values.tta));
       for (const name of headNames) {
-        const k = onnx.model.info.outputs.findIndex((o) => o.head === name);
-        if (k < 0) throw new GraftError('BAD_OPTION', `${onnx.file} has no "${name}" head; it has ${onnx.model.info.outputs.map((o) => o.head).join(', ')}.`, { fix: 'Export that head: graft export <model-dir> --head all.' });
+        const k = onnxHead(onnx.model, onnx.file, name);
         heads.push({ name, classNames: onnx.model.info.outputs[k].classNames, probs: outs[k] });
       }
     } else {
@@ -80,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await onnx?.model.dispose();
   }
-  const engine = onnx ? 'onnxruntime' : backendInfo()?.name;
+  const engine = onnx ? 'onnxruntime' : tfjsEngine(model!);
   const hasLabels = data.classNames.some((c) => c !== '');
   const predictions = Array.from(data.labels, (y, i) => {
     const per = heads.map((h) => {
@@ -95,7 +94,8 @@ export async function run(argv: string[]): Promise<number> {
     console.log(JSON.stringify({ model: positionals[0], input: data.source, engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
     return 0;
   }
-  if (onnx) console.log(`engine: ${onnx.why}`);
+  console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? 'the native engine (libtorch)' : `tfjs (${engine})`}`);
+  if (note) console.log(note);
   for (const line of skippedLines(data.skipped)) console.log(line);
   const shown = limit ?? 20;
   const fmt = (top: { className: string; probability: number }[]) => top.map((t) => `${t.className} ${(100 * t.probability).toFixed(1)}%`).join(', ');
