@@ -183,6 +183,6 @@ test('what a stranger tried: another model\'s export, data folders, relative and
   assert.equal(noise.code, 1);
   assert.match(noise.stderr, /not a readable ONNX model[\s\S]*graft export/);
   assert.doesNotMatch(noise.stderr, /at .*\.js:\d+/, 'no stack trace');
-  const stray = await graft(['export', a, '--calibration', data]);
+  const stray = await graft(["export", a, "--calibration", data]);
   assert.match(stray.stderr, /are for --quantize int8/);
 });
