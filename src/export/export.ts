@@ -10,7 +10,7 @@ import type { GraftMeta } from '../model/meta.js';
 import { selectHead } from '../model/multi-head.js';
 import { predictAll } from '../train/predict.js';
 import { exportMetadata, onnxGraph, type OnnxExportInfo, type OnnxExportOptions } from './onnx-export.js';
-import { OnnxModel } from './onnx-run.js';
+import { nhwcToNchw, OnnxModel } from './onnx-run.js';
 import { calibrate, encode, foldBatchNorm, quantizeInt8, toFloat16 } from './quantize.js';
 import type { Graph } from './onnx-proto.js';
 import { ort } from '../model/onnx.js';
@@ -53,17 +53,10 @@ function* graphBatches(d: Dataset, indices: Int32Array, info: OnnxExportInfo, me
   const p = info.input.includesPreprocessing ? undefined : meta.preprocessing;
   for (let i = 0; i < indices.length; i += batch) {
     const idx = indices.subarray(i, i + batch);
-    let x = batchValues(d, idx, p);
+    const x = batchValues(d, idx, p);
     const shape = d.sampleShape;
-    if (info.input.layout === 'nchw' && shape.length === 3) {
-      const [h, w, c] = shape;
-      const t = new Float32Array(x.length);
-      for (let b = 0; b < idx.length; b++) for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) {
-        t[((b * c + k) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + k];
-      }
-      x = t;
-      yield { x, dims: [idx.length, c, h, w] };
-    } else yield { x, dims: [idx.length, ...shape] };
+    if (info.input.layout === 'nchw' && shape.length === 3) yield { x: nhwcToNchw(x, idx.length, shape), dims: [idx.length, shape[2], shape[0], shape[1]] };
+    else yield { x, dims: [idx.length, ...shape] };
   }
 }
 

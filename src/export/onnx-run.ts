@@ -9,6 +9,15 @@ import { GraftError } from '../errors.js';
 import { ort, readOnnxGraph, readOnnxMetadata, type OnnxGraph } from '../model/onnx.js';
 import type { OnnxExportInfo } from './onnx-export.js';
 
+/** `n` images [h, w, c] channels last as channels first. */
+export function nhwcToNchw(x: Float32Array, n: number, [h, w, c]: number[]): Float32Array {
+  const out = new Float32Array(n * h * w * c);
+  for (let b = 0; b < n; b++) for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) {
+    out[((b * c + k) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + k];
+  }
+  return out;
+}
+
 export class OnnxModel {
   private constructor(readonly info: OnnxExportInfo, private readonly session: import('onnxruntime-node').InferenceSession, readonly where: string) {}
 
@@ -79,12 +88,8 @@ export class OnnxModel {
     let data = x;
     let dims = [n, ...shape];
     if (this.info.input.layout === 'nchw' && shape.length === 3) {
-      const [h, w, c] = shape;
-      data = new Float32Array(x.length);
-      for (let b = 0; b < n; b++) for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) {
-        data[((b * c + k) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + k];
-      }
-      dims = [n, c, h, w];
+      data = nhwcToNchw(x, n, shape);
+      dims = [n, shape[2], shape[0], shape[1]];
     }
     const names = this.info.outputs.map((out) => out.name);
     const result = await this.session.run({ [this.info.input.name]: new o.Tensor('float32', data, dims) }, names);
