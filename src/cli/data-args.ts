@@ -103,6 +103,8 @@ export interface TrainingData {
   /** Test data with its own class order (align it to the model's classes before use). */
   test?: Dataset;
   skipped: SkippedFile[];
+  /** What the training samples were read from: --data, or its train/ folder. */
+  trainedFrom: string;
 }
 
 /** --test-split, checked against --test-data (call it before any work to fail early). */
@@ -129,5 +131,5 @@ export async function loadTrainingData(values: Record<string, unknown>, o: DataO
   const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
   let test = testSpec ? await loadData(testSpec, classOpts) : undefined;
   if (testSplit) ({ rest: data, split: test } = stratifiedSplit(data, testSplit, seed));
-  return { all, data, validation, test, skipped: mergeSkipped(all, validation, test) };
+  return { all, data, validation, test, skipped: mergeSkipped(all, validation, test), trainedFrom: folders?.train ?? dataSpec };
 }

@@ -72,7 +72,7 @@ export interface GraftMeta {
   uncertainty?: Record<string, unknown>;
   zoo?: ZooInfo;
   /** What graft train read as training data (graft export calibrates int8 on it while it is there). */
-  trainingData?: { spec: string; samples: number };
+  trainingData?: { spec: string; samples: number; /** --test-split held part of spec out as test data. */ testSplit?: boolean };
   /** ONNX files graft export wrote for these weights (graft predict runs a current fp32 one on onnxruntime). */
   exports?: OnnxExportRecord[];
   versions: Record<string, string>;

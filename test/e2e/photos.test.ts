@@ -61,6 +61,13 @@ test('graft train with its defaults on 79 real photos reaches the independent re
     assert.ok(lines.length >= 20, pr.stdout);
     assert.ok(lines[0].startsWith(`${join(photos, 'test', 'clothes')}/`), lines[0]);
     assert.match(lines[0], /\.png: \w+ [\d.]+%.*\(true: clothes, (right|WRONG)\)$/);
+    // int8 on MobileNetV2, calibrated on the training photos graft.json recorded: the same accuracy.
+    const ex = await graft(['export', join(dir, 'model'), '--quantize', 'int8', '--test-data', join(photos, 'test'), '--json']);
+    assert.equal(ex.code, 0, ex.stderr);
+    const q = JSON.parse(ex.stdout.trim().split('\n').at(-1)!);
+    assert.equal(q.calibration.on, join(photos, 'train'));
+    assert.ok(Math.abs(q.check.accuracy.onnx - q.check.accuracy.tfjs) <= 0.01, JSON.stringify(q.check));
+    assert.ok(q.check.top1Agreement >= 0.97, `int8 agrees with fp32 on ${q.check.top1Agreement} of the test photos`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

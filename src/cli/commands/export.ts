@@ -149,6 +149,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!calibrationSpec) {
       calibrationSpec = meta.trainingData?.spec;
       if (!calibrationSpec) throw new GraftError('BAD_OPTION', `--quantize int8 calibrates on your images, and ${spec}'s graft.json records no training data.`, { fix: 'Give --calibration <data>: a few hundred images like those it will see.' });
+      if (meta.trainingData?.testSplit) log(`calibration: ${calibrationSpec} includes the images graft train --test-split held out for testing; give --calibration to keep them out`);
       try {
         calibration = await load('calibration', calibrationSpec);
       } catch (e) {

@@ -239,7 +239,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), onDownload: downloadProgress(json) });
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const seed = options.seed ?? DEFAULTS.seed;
-  const { data, validation, test: testRaw, skipped } = await loadTrainingData(values, dataOpts, seed);
+  const { data, validation, test: testRaw, skipped, trainedFrom: trainedFromSpec } = await loadTrainingData(values, dataOpts, seed);
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
   const images = isBytes(data.x);
   const streamed = streamLine(data);
@@ -299,7 +299,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     meta.evaluation = { ...ev, on: testRaw.source };
   }
   meta.metrics = { ...meta.metrics, seconds: (Date.now() - started) / 1000 };
-  meta.trainingData = { spec: /^[a-z][a-z-]*:/i.test(dataSpec) && !/^[a-z]:[\\/]/i.test(dataSpec) ? dataSpec : resolve(dataSpec), samples: data.labels.length };
+  meta.trainingData = { spec: /^[a-z][a-z-]*:/i.test(trainedFromSpec) && !/^[a-z]:[\\/]/i.test(trainedFromSpec) ? trainedFromSpec : resolve(trainedFromSpec), samples: data.labels.length, ...(values['test-split'] !== undefined ? { testSplit: true } : {}) };
   meta.uncertainty = uncertainty(meta, result);
   if (images) meta.preprocessing = { ...meta.preprocessing, imageFit: fit ?? base.meta?.preprocessing.imageFit ?? 'crop' };
   if (result.diverged) meta.diverged = result.diverged;
