@@ -30,7 +30,7 @@ export class OnnxModel {
       meta = readOnnxMetadata(buf, where);
       graph = readOnnxGraph(buf, where);
     } catch (e) {
-      throw new GraftError('BAD_MODEL', `${where} is not a readable ONNX model: ${e instanceof GraftError ? e.detail.replace(`${where} `, '') : (e as Error).message}`, { fix: again, cause: e });
+      throw new GraftError('BAD_MODEL', e instanceof GraftError ? e.detail : `${where} is not a readable ONNX model (${(e as Error).message}).`, { fix: again, cause: e });
     }
     let info: OnnxExportInfo;
     try {
