@@ -5,6 +5,10 @@
 import { availableParallelism } from 'node:os';
 
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, availableParallelism()));
+// `graft ... | head` closes the pipe early: that ends the output, it is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
+}
 const { main } = await import('../dist/src/cli/main.js');
 
 process.exitCode = await main(process.argv.slice(2));
