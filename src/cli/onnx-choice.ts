@@ -29,18 +29,18 @@ export interface OnnxChoice {
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /**
- * The ONNX model to predict with, or undefined for the tfjs model. `heads`: the heads the
- * command needs; `tta`: test-time augmentation was asked for (onnxruntime runs it too).
+ * The ONNX model to predict with (`choice`), none for the tfjs model, with a `note` when a
+ * recorded export was passed over and why. `heads`: the heads the command needs.
  */
-export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: string[]): Promise<OnnxChoice | undefined> {
+export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: string[]): Promise<{ choice?: OnnxChoice; note?: string }> {
   if (isOnnxFile(spec) && !(await isDir(spec))) {
     if (choice === 'native' || choice === 'tfjs') throw new GraftError('BAD_OPTION', `${spec} is an ONNX file: it runs on onnxruntime, not --engine ${choice}.`, { fix: 'Leave out --engine, or give the model folder.' });
     const model = await OnnxModel.load(spec);
-    return { model, file: spec, why: `${spec} on onnxruntime (${model.info.quantization === 'none' ? 'fp32' : model.info.quantization})` };
+    return { choice: { model, file: spec, why: `${spec} on onnxruntime (${model.info.quantization === 'none' ? 'fp32' : model.info.quantization})` } };
   }
   if (choice === 'native' || choice === 'tfjs' || !meta || !(await isDir(spec))) {
     if (choice === 'onnx') throw new GraftError('BAD_OPTION', `--engine onnx needs an ONNX export, and ${spec} is not a model folder with one.`, { fix: `Run graft export ${spec} first, or give the .onnx file.` });
-    return undefined;
+    return {};
   }
   const weights = await readFile(join(spec, 'weights.bin')).catch(() => undefined);
   const current = weights ? sha256(weights) : '';
@@ -53,16 +53,13 @@ export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: 
     if (!bytes) { reasons.push(`${file} is gone`); continue; }
     if (sha256(bytes) !== e.sha256) { reasons.push(`${file} changed since graft export wrote it`); continue; }
     const model = await OnnxModel.fromBytes(bytes, file);
-    return { model, file, why: `${file} on onnxruntime (the current fp32 export of these weights${choice === 'onnx' ? '' : '; --engine native or tfjs to not'})` };
+    return { choice: { model, file, why: `${file} on onnxruntime (the current fp32 export of these weights${choice === 'onnx' ? '' : '; --engine native or tfjs to not'})` } };
   }
   if (choice === 'onnx') {
     throw new GraftError('BAD_OPTION', `--engine onnx, but ${spec} has no current fp32 ONNX export${reasons.length ? `: ${reasons.join('; ')}` : ''}.`, { fix: `Run graft export ${spec}, or give a .onnx file as the model.` });
   }
-  if (reasons.length) skippedNote = `not using the ONNX export: ${reasons.join('; ')} (graft export ${spec} makes a current one)`;
-  return undefined;
+  return reasons.length ? { note: `not using the ONNX export: ${reasons.join('; ')} (graft export ${spec} makes a current one)` } : {};
 }
-
-let skippedNote = '';
 
 /** A graft.json-like description of an ONNX export, for the data loaders and the output. */
 export function metaOfOnnx(m: OnnxModel): GraftMeta {
@@ -77,14 +74,13 @@ export function metaOfOnnx(m: OnnxModel): GraftMeta {
 /** The model a predicting command runs: the tfjs model with its graft.json, and the ONNX export when it is chosen. */
 export async function modelFor(spec: string, head: string): Promise<{ model?: tfl.LayersModel; meta: GraftMeta; onnx?: OnnxChoice; note?: string }> {
   if (isOnnxFile(spec) && !(await isDir(spec))) {
-    const onnx = (await onnxFor(spec, undefined, []))!;
+    const onnx = (await onnxFor(spec, undefined, [])).choice!;
     return { meta: metaOfOnnx(onnx.model), onnx };
   }
   const { model, meta } = await loadModel(spec);
   if (!meta) throw new GraftError('BAD_MODEL', `${spec} has no graft.json, so its class names and preprocessing are unknown.`, { fix: 'Use a model written by graft train, a zoo model, or an ONNX file written by graft export.' });
-  skippedNote = '';
-  const onnx = await onnxFor(spec, meta, head === 'all' ? meta.heads.map((h) => h.name) : [head]);
-  return { model, meta, onnx, ...(skippedNote ? { note: skippedNote } : {}) };
+  const { choice: onnx, note } = await onnxFor(spec, meta, head === 'all' ? meta.heads.map((h) => h.name) : [head]);
+  return { model, meta, onnx, note };
 }
 
 /** The head a command answers with on an ONNX file: the one asked for, or a one-output file's only head. */

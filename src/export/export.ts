@@ -9,6 +9,7 @@ import { GraftError } from '../errors.js';
 import type { GraftMeta } from '../model/meta.js';
 import { selectHead } from '../model/multi-head.js';
 import { predictAll } from '../train/predict.js';
+import { argmaxRow } from '../train/score.js';
 import { exportMetadata, onnxGraph, type OnnxExportInfo, type OnnxExportOptions } from './onnx-export.js';
 import { nhwcToNchw, OnnxModel } from './onnx-run.js';
 import { calibrate, encode, foldBatchNorm, quantizeInt8, toFloat16 } from './quantize.js';
@@ -95,11 +96,11 @@ export async function exportOnnx(model: tfl.LayersModel, meta: GraftMeta, option
 
 /** The values compared against fp32: the logits (a Softmax's input) where an output is a softmax, else the outputs. */
 function comparedValues(g: Graph): string[] {
-  const outs = new Set(g.outputs.map((o) => o.name));
-  const identityOf = new Map(g.nodes.filter((n) => n.opType === 'Identity').map((n) => [n.inputs[0], n.outputs[0]]));
+  const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
   return g.outputs.map((o) => {
-    const softmax = g.nodes.find((n) => n.opType === 'Softmax' && (outs.has(n.outputs[0]) || outs.has(identityOf.get(n.outputs[0]) ?? '')) && (n.outputs[0] === o.name || identityOf.get(n.outputs[0]) === o.name));
-    return softmax ? softmax.inputs[0] : o.name;
+    let n = producer.get(o.name);
+    if (n?.opType === 'Identity') n = producer.get(n.inputs[0]);
+    return n?.opType === 'Softmax' ? n.inputs[0] : o.name;
   });
 }
 
@@ -179,8 +180,8 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
       const correct = [0, 0];
       for (let i = 0; i < ref.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(ref[i] - got[k][i]));
       for (let i = 0; i < n; i++) {
-        const a = argmax(ref, i, c);
-        const b = argmax(got[k], i, c);
+        const a = argmaxRow(ref, i, c);
+        const b = argmaxRow(got[k], i, c);
         if (a === b) agree++;
         if (a === sub.labels[i]) correct[0]++;
         if (b === sub.labels[i]) correct[1]++;
@@ -192,10 +193,4 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
   } finally {
     await om.dispose();
   }
-}
-
-function argmax(p: Float32Array, i: number, c: number): number {
-  let best = 0;
-  for (let j = 1; j < c; j++) if (p[i * c + j] > p[i * c + best]) best = j;
-  return best;
 }

@@ -68,16 +68,6 @@ function randomData(shape: number[], classes: string[], n = 64): Dataset {
   return { x: Float32Array.from({ length: n * per }, () => (image ? Math.floor(rnd() * 256) : rnd() * 4 - 2)), sampleShape: shape, labels: new Int32Array(n), classNames: classes, source: 'random inputs' };
 }
 
-/** The export records of a model folder's graft.json (none for a zoo model or URL). */
-async function recordsOf(dir: string | undefined): Promise<OnnxExportRecord[]> {
-  if (!dir) return [];
-  try {
-    return (JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta).exports ?? [];
-  } catch {
-    return [];
-  }
-}
-
 /** How graft.json names an export: relative to the model folder when inside it, else absolute. */
 function recordName(dir: string, out: string): string {
   const abs = resolve(out);
@@ -90,11 +80,11 @@ function recordName(dir: string, out: string): string {
  * records, unchanged since (same sha256): not another model's export, not a file that merely
  * looks like one.
  */
-async function assertReplaceable(out: string, dir: string | undefined, given: string): Promise<void> {
+async function assertReplaceable(out: string, dir: string | undefined, records: OnnxExportRecord[], given: string): Promise<void> {
   const existing = await lstat(out).catch(() => undefined);
   if (!existing) return;
   const bytes = await readFile(out);
-  const mine = dir && (await recordsOf(dir)).some((r) => r.file === recordName(dir, out) && r.sha256 === sha256(bytes));
+  const mine = dir && records.some((r) => r.file === recordName(dir, out) && r.sha256 === sha256(bytes));
   if (!mine) {
     throw new GraftError('OUT_NOT_SAFE', `--out ${JSON.stringify(given)} exists and is not an export of this model recorded in its graft.json (unchanged since): Graft only replaces its own files.`, {
       fix: `Pass a new file name, e.g. --out ${join(dirname(given), `${basename(given, extname(given))}-2.onnx`)}, or remove that file yourself if you no longer need it.` });
@@ -133,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     { spec: meta.trainingData?.spec, what: 'the training data graft.json records' },
   ];
   const out = await outFile(given, { example: 'model.onnx', marker: ONNX_MARKER, protect });
-  await assertReplaceable(out, dir, given);
+  await assertReplaceable(out, dir, meta.exports ?? [], given);
   const parent = dirname(resolve(given));
   if (!(await isDir(parent))) await mkdir(parent, { recursive: true });
 
