@@ -316,6 +316,8 @@ export interface NativeNetOptions {
   loss?: NativeLossSpec;
   /** Label smoothing of the cross-entropy: the target is (1 - e) one-hot + e / classes. */
   labelSmoothing?: number;
+  /** AdamW's epsilon (default 1e-7, as tfjs' Adam). */
+  epsilon?: number;
 }
 
 /** A model copied into the native engine. Weights go back with `syncWeights`. */
@@ -330,7 +332,7 @@ export class NativeNet {
     const a = nativeAddon();
     if (!a) throw new Unsupported(`native engine ${nativeStatus().reason}`);
     const plan = nativePlan(model, options.groups);
-    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0 });
+    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0, ...(options.epsilon === undefined ? {} : { epsilon: options.epsilon }) });
     const l = options.loss;
     if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });
     if (l?.kind === 'ewc') {

@@ -11,6 +11,9 @@ import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
 import { checkTopology } from './topology.js';
 import { checkMeta } from './meta-check.js';
 import { httpGet } from './http.js';
+import { createHash } from 'node:crypto';
+import { readOnnxModel } from './onnx-read.js';
+import { onnxArtifacts } from './onnx-layers.js';
 import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import type { GraftMeta } from './meta.js';
 
@@ -19,6 +22,22 @@ export interface ModelFiles {
   meta?: GraftMeta;
   /** Where the model was read from, as the user gave it. */
   source: string;
+  /** For an ONNX file rebuilt as layers: how its names map and what it takes. */
+  imported?: ImportedGraph;
+}
+
+export interface ImportedGraph {
+  format: 'onnx' | 'tfjs-graph';
+  /** Content hash of the file the layers were rebuilt from. */
+  sha256: string;
+  /** Node and value names of the graph -> layer names. */
+  layerOf: Map<string, string>;
+  /** Layer weight names -> the graph's initializer names. */
+  weightSources: Map<string, string>;
+  imageShape: [number, number, number];
+  layout: 'NCHW' | 'NHWC';
+  /** Why the graph was rebuilt only up to the cut, when it was. */
+  truncated?: string;
 }
 
 interface ModelJson {
@@ -116,7 +135,7 @@ function parseMeta(bytes: Buffer | undefined, where: string): GraftMeta | undefi
   return checkMeta(raw, where);
 }
 
-async function readLocal(source: string): Promise<ModelFiles> {
+async function readLocal(source: string, options: ReadOptions): Promise<ModelFiles> {
   const path = resolve(source);
   let info;
   try {
@@ -130,6 +149,7 @@ async function readLocal(source: string): Promise<ModelFiles> {
     const { artifacts } = await readKerasModel(path);
     return { artifacts, source };
   }
+  if (!info.isDirectory() && /\.onnx$/i.test(path)) return readOnnxLayers(path, source, options);
   const jsonPath = info.isDirectory() ? join(path, 'model.json') : path;
   const dir = dirname(jsonPath);
   let text: string;
@@ -157,6 +177,14 @@ async function readLocal(source: string): Promise<ModelFiles> {
   return { artifacts, meta: parseMeta(metaBytes, metaPath), source };
 }
 
+async function readOnnxLayers(path: string, source: string, options: ReadOptions): Promise<ModelFiles> {
+  const buf = await readBounded(path, { limit: READ_LIMITS.onnx, what: 'The ONNX model' });
+  const where = basename(path);
+  const sha256 = createHash('sha256').update(buf).digest('hex');
+  const imported = await onnxArtifacts(readOnnxModel(buf, where), where, { upTo: options.cut, inputSize: options.inputSize });
+  return { artifacts: imported.artifacts, source, imported: { format: 'onnx', sha256, layerOf: imported.layerOf, weightSources: imported.weightSources, imageShape: imported.imageShape, layout: imported.layout, truncated: imported.truncated } };
+}
+
 async function readUrl(source: string, options: ReadOptions): Promise<ModelFiles> {
   const fetchBytes = async (url: string, maxBytes: number) => (await httpGet(url, { maxBytes, onProgress: options.onDownload && ((r, t) => options.onDownload!(url, r, t)) }))!;
   const jsonUrl = source.endsWith('.json') ? source : source.replace(/\/?$/, '/model.json');
@@ -174,10 +202,14 @@ export function isUrl(source: string): boolean {
 export interface ReadOptions {
   /** Progress of each download from a URL (bytes so far, and the total when the server says). */
   onDownload?: (url: string, received: number, total: number | undefined) => void;
+  /** An ONNX graph whose later nodes have no layer form is rebuilt up to this node or value. */
+  cut?: string;
+  /** The input height and width of an ONNX graph (needed when its size is not fixed). */
+  inputSize?: [number, number];
 }
 
 export async function readModelFiles(source: string, options: ReadOptions = {}): Promise<ModelFiles> {
-  return isUrl(source) ? readUrl(source, options) : readLocal(source);
+  return isUrl(source) ? readUrl(source, options) : readLocal(source, options);
 }
 
 /** NaN or infinite float32 weights make every output NaN: name the first such weight. */

@@ -6,7 +6,7 @@ import { GraftError } from '../errors.js';
 import { zooEntry } from '../zoo/zoo.js';
 import { backendInfo, initBackend } from '../engine/backend.js';
 import { adoptModel } from './batch-norm.js';
-import { modelFromArtifacts, readModelFiles } from './io.js';
+import { modelFromArtifacts, readModelFiles, type ImportedGraph } from './io.js';
 import type { GraftMeta } from './meta.js';
 import { checkMetaAgainstModel } from './meta-check.js';
 
@@ -17,6 +17,8 @@ export interface LoadedModel {
   source: string;
   /** With LoadOptions.inputSize: the layer after which the network was dropped to run at that size. */
   truncatedAt?: string;
+  /** An ONNX graph rebuilt as layers: its names, input and layout. */
+  imported?: ImportedGraph;
 }
 
 export interface LoadOptions {
@@ -33,6 +35,11 @@ export interface LoadOptions {
    * suggested cut) and drop the rest.
    */
   keepUpTo?: string;
+  /**
+   * For an ONNX graph: the node or value the body is cut at. When a node after it has no
+   * layer form, the graph is rebuilt up to it.
+   */
+  cut?: string;
 }
 
 interface TopologyLayer { name?: string; config?: { name?: string }; inbound_nodes?: unknown[][] }
@@ -90,7 +97,8 @@ export async function loadModel(source: string | tfl.LayersModel, options: LoadO
 
 async function loadFrom(source: string, options: LoadOptions): Promise<LoadedModel> {
   const zoo = zooEntry(source);
-  const files = await readModelFiles(zoo ? zoo.dir : source, { onDownload: options.onDownload });
+  const files = await readModelFiles(zoo ? zoo.dir : source, { onDownload: options.onDownload, cut: options.cut, inputSize: options.inputSize });
+  const imported = files.imported;
   const size = options.inputSize;
   if (size) {
     if (!size.every((v) => Number.isInteger(v) && v >= 8)) {
@@ -103,7 +111,7 @@ async function loadFrom(source: string, options: LoadOptions): Promise<LoadedMod
     const meta = files.meta && { ...files.meta, preprocessing: { ...files.meta.preprocessing, inputShape: [size[0], size[1], ...files.meta.preprocessing.inputShape.slice(2)] } };
     try {
       const model = await modelFromArtifacts({ ...files.artifacts, modelTopology: topology }, source);
-      return { model, meta, source };
+      return { model, meta, source, imported };
     } catch (whole) {
       // The layers after the cut may be tied to the original size; the body up to the cut is not.
       const keep = options.keepUpTo ?? files.meta?.zoo?.suggestedCuts?.[0];
@@ -112,7 +120,7 @@ async function loadFrom(source: string, options: LoadOptions): Promise<LoadedMod
         try {
           const model = await modelFromArtifacts({ ...files.artifacts, modelTopology: topology }, source);
           const zoo = meta?.zoo && { ...meta.zoo, suggestedCuts: meta.zoo.suggestedCuts.filter((c) => model.layers.some((l) => l.name === c)) };
-          return { model, meta: meta && { ...meta, zoo }, source, truncatedAt: keep };
+          return { model, meta: meta && { ...meta, zoo }, source, truncatedAt: keep, imported };
         } catch (e) {
           cause = e;
         }
@@ -122,5 +130,5 @@ async function loadFrom(source: string, options: LoadOptions): Promise<LoadedMod
     }
   }
   const model = await modelFromArtifacts(files.artifacts, source);
-  return { model, meta: files.meta, source };
+  return { model, meta: files.meta, source, imported };
 }
