@@ -114,6 +114,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
       if (!v) fail(`its input "${node.inputs[i]}" is not computed by an op Graft can rebuild`);
       if (v!.kind !== 'sym') fail(`its input "${node.inputs[i]}" is a constant where Graft expects an activation`);
       if ((v as { nhwcInput?: boolean }).nhwcInput) fail('it reads the NHWC input directly; Graft expects a Transpose to NCHW first');
+      if ((v as { nhwcView?: boolean }).nhwcView && !['Flatten', 'Reshape'].includes(node.opType)) fail('it reads a channels-last transpose; Graft rebuilds one only before a flatten');
       return v as SymVal;
     };
     const constant = (i: number, what: string): ConstVal => {
@@ -166,6 +167,9 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         const v = inVal(0);
         const perm = intsA('perm') ?? [];
         if (v && (v as { nhwcInput?: boolean }).nhwcInput && perm.join() === '0,3,1,2') { set({ kind: 'sym', t: (v as SymVal).t, shape: [c as number, h as number, w as number] }); break; }
+        // NCHW -> NHWC before a flatten (as Graft's own export writes it): the layers' order already.
+        const flatNext = (readers.get(node.outputs[0]) ?? []).every((r) => r.opType === 'Flatten' || r.opType === 'Reshape');
+        if (v?.kind === 'sym' && v.shape.length === 3 && perm.join() === '0,2,3,1' && flatNext) { set({ ...as4d(v), shape: [v.shape[1], v.shape[2], v.shape[0]], nhwcView: true } as SymVal); break; }
         fail(`a transpose (perm [${perm.join(', ')}]) Graft cannot express as layers`);
         break;
       }
@@ -341,6 +345,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           if ((out[i] - 1) * strides[i] >= [H, Wd][i] + pads[i]) out[i]--;
           pads[i + 2] = Math.max(pads[i + 2], (out[i] - 1) * strides[i] + k[i] - [H, Wd][i] - pads[i]);
         }
+        if (out.some((o) => o < 1)) fail(`a ${k.join('x')} pool on a ${H}x${Wd} map leaves nothing (the input size is too small for the layers from here: cut before this node, or give a larger --input-size)`);
         const max = node.opType === 'MaxPool';
         const includePad = !max && int('count_include_pad', 0) === 1;
         const { padding, input } = padFor(x, pads, [H, Wd], k, strides, [1, 1], helper, max ? !x.nonneg : !includePad, fail, max ? undefined : includePad);
@@ -393,6 +398,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         if (target.some((q) => !Number.isInteger(q) || q <= 0) || target.reduce((p, q) => p * q, 1) !== total) fail(`a reshape of [${x.shape.join(', ')}] to [${target.join(', ')}]`);
         if (target.length === 1) {
           if (x.flat || x.shape.length === 1) { alias({ ...x, shape: target, flat: false }); break; }
+          if ((x as { nhwcView?: boolean }).nhwcView) { set({ kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), x.t), shape: target, nonneg: x.nonneg }); break; }
           const [C, H, Wd] = x.shape;
           const t = apply(tfl.layers.flatten({ name: finalName }), x.t);
           set({ kind: 'sym', t, shape: target, flattenedFrom: H * Wd > 1 && C > 1 ? [C, H, Wd] : undefined, nonneg: x.nonneg });

@@ -75,8 +75,13 @@ export interface Transfer {
 export function defaultCut(base: LoadedModel): string {
   const suggested = base.meta?.zoo?.suggestedCuts?.[0];
   if (suggested) return suggested;
-  const out = base.model.outputs[0].sourceLayer as unknown as { inboundNodes: { inboundLayers: { name: string }[] }[] };
-  const feeder = out.inboundNodes[0]?.inboundLayers[0];
+  type L = { name: string; getClassName(): string; inboundNodes: { inboundLayers: L[] }[] };
+  const before = (l: L) => l.inboundNodes[0]?.inboundLayers[0];
+  let out = base.model.outputs[0].sourceLayer as unknown as L;
+  // A separate softmax (as ONNX graphs end) is part of the classifier.
+  while (['Softmax', 'Activation'].includes(out.getClassName()) && before(out) && before(out)!.getClassName() !== 'InputLayer') out = before(out)!;
+  if (out !== (base.model.outputs[0].sourceLayer as unknown as L) && out.getClassName() !== 'Dense') return out.name;
+  const feeder = before(out);
   if (!feeder) throw new GraftError('EMPTY_CUT', `Model "${base.model.name}" has no layer before its output.`, { fix: 'Use a deeper pretrained model.' });
   return feeder.name;
 }

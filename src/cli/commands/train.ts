@@ -11,8 +11,11 @@ import {
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
-import { isOnnxPath } from '../external-body.js';
 import { trainOnnx } from './train-onnx.js';
+import { run as exportModel } from './export.js';
+import { OnnxUnsupported } from '../../model/onnx-layers.js';
+import type { LoadedModel } from '../../index.js';
+import { closeNames } from '../../errors.js';
 import { outFolder } from '../out-args.js';
 import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '../../train/resume-check.js';
@@ -199,7 +202,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const baseSpec = str(values.base);
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
-  if (isOnnxPath(baseSpec) || await graphModelJson(baseSpec)) return trainOnnx(values);
+  if (await graphModelJson(baseSpec)) return trainOnnx(values);
   const options = {
     cut: str(values.cut),
     head: parseHead(str(values.head)),
@@ -236,7 +239,33 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const log = (line: string) => { if (!json) console.log(line); };
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
-  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), onDownload: downloadProgress(json) });
+  let base: LoadedModel;
+  try {
+    base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), cut: str(values.cut), onDownload: downloadProgress(json) });
+  } catch (e) {
+    if (!(e instanceof OnnxUnsupported)) throw e;
+    // A graph with an op that has no layer form: its body runs frozen on onnxruntime.
+    const trains = ['unfreeze', 'lr-mult', 'layer-groups', 'bn-stats', 'schedule', 'label-smoothing'].filter((k) => values[k] !== undefined);
+    if (trains.length || (values['finetune-epochs'] !== undefined && Number(values['finetune-epochs']) > 0)) {
+      throw new GraftError('UNSUPPORTED', `${baseSpec} cannot be trained: its ${e.message}, so Graft cannot rebuild it as layers${str(values.cut) ? ` up to the cut ${str(values.cut)}` : ''}.`, {
+        fix: `Cut before that node (graft inspect ${baseSpec} lists the nodes), or drop ${[...trains.map((k) => `--${k}`), ...(values['finetune-epochs'] !== undefined ? ['--finetune-epochs'] : [])].join(', ')} to train a head on the frozen body's features (onnxruntime).` });
+    }
+    log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on onnxruntime`);
+    return trainOnnx(values);
+  }
+  if (base.imported) {
+    const i = base.imported;
+    const c = options.cut;
+    if (c !== undefined && !base.model.layers.some((l) => l.name === c)) {
+      const layer = i.layerOf.get(c);
+      if (!layer) {
+        const close = closeNames(c, [...i.layerOf.keys()]);
+        throw new GraftError('LAYER_NOT_FOUND', `${baseSpec} has no node or value "${c}".${close.length ? ` Close names: ${close.join(', ')}.` : ''}`, { fix: `graft inspect ${baseSpec} lists the nodes and their outputs.` });
+      }
+      options.cut = layer;
+    }
+    log(`base: ${baseSpec} is an ONNX graph (input ${i.layout}, ${i.imageShape.join('x')}), rebuilt as ${base.model.layers.length} tfjs layers that train like any other${i.truncated ? ` (up to the cut: its ${i.truncated})` : ''}`);
+  }
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const seed = options.seed ?? DEFAULTS.seed;
   const { data, validation, test: testRaw, skipped, trainedFrom: trainedFromSpec } = await loadTrainingData(values, dataOpts, seed);
@@ -312,8 +341,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     return 1;
   }
   if (json) {
+    const onnx = base.imported ? await exportInBaseFormat(out, base.imported.layout, true) : undefined;
     console.log(JSON.stringify({
-      backend: backend.name, out, validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
+      backend: backend.name, out, ...(onnx ? { onnx } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
@@ -328,9 +358,32 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (result.fineTuneCheck) log(result.fineTuneCheck.words);
     for (const line of accuracyLines(meta, result)) log(line);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
+    if (base.imported) await exportInBaseFormat(out, base.imported.layout, false);
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
+}
+
+/**
+ * An ONNX base's result in its own format: model.onnx beside model.json, with the graph's
+ * input layout, written and checked by graft export (its JSON when `json`).
+ */
+async function exportInBaseFormat(out: string, layout: 'NCHW' | 'NHWC', json: boolean): Promise<unknown> {
+  const argv = [out, '--layout', layout.toLowerCase()];
+  if (!json) {
+    console.log(`writing ${join(out, 'model.onnx')}, the base's format (${layout} input, after the same preprocessing):`);
+    await exportModel([...argv]);
+    return undefined;
+  }
+  const lines: string[] = [];
+  const was = console.log;
+  console.log = (...a: unknown[]) => { lines.push(a.map(String).join(' ')); };
+  try {
+    await exportModel([...argv, '--json']);
+  } finally {
+    console.log = was;
+  }
+  return JSON.parse(lines[lines.length - 1] ?? 'null');
 }
 
 /** Cross-validation accuracy with its spread and the test accuracy with its 95% interval, for words, JSON and the report. */

@@ -1,0 +1,75 @@
+// An ONNX file as the base, as a user brings one: trained through the same path as a tfjs
+// base (the graph rebuilt as layers), fine-tuned with --unfreeze all on the native engine,
+// saved in the base's own format (model.onnx, NCHW) beside model.json.
+//  - A pretrained network on real photos: Graft's own zoo MobileNetV2 exported to ONNX by
+//    graft export, then used as a base: the same test accuracy as the tfjs base it came from.
+//  - A torchvision network exported as PyTorch users do (batch of 1 fixed, NCHW, logits out):
+//    fine-tuned whole, its model.onnx run by onnxruntime equal to graft predict within 1e-4.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { graft, lastJson } from '../cli.js';
+
+const root = new URL('../../..', import.meta.url).pathname;
+const photos = execFileSync(process.execPath, [join(root, 'scripts/photo-fixture.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+const dir = await mkdtemp(join(tmpdir(), 'graft-onnx-base-'));
+test.after(() => rm(dir, { recursive: true, force: true }));
+
+test('a pretrained ONNX base on real photos: the same accuracy as the tfjs model it was exported from', async () => {
+  const onnx = join(dir, 'mobilenet-v2.onnx');
+  const exp = await graft(['export', 'mobilenet-v2', '--out', onnx, '--layout', 'nchw']);
+  assert.equal(exp.code, 0, exp.stderr);
+  const common = ['--data', join(photos, 'train'), '--test-data', join(photos, 'test'), '--input-size', '96', '--seed', '1', '--json'];
+  const fromOnnx = await graft(['train', '--base', onnx, '--cut', 'block_13_expand_relu_relu6', '--preprocess', 'unit', ...common, '--out', join(dir, 'from-onnx')]);
+  assert.equal(fromOnnx.code, 0, fromOnnx.stderr);
+  const fromTfjs = await graft(['train', '--base', 'mobilenet-v2', '--cut', 'block_13_expand_relu', ...common, '--out', join(dir, 'from-tfjs')]);
+  assert.equal(fromTfjs.code, 0, fromTfjs.stderr);
+  const a = lastJson(fromOnnx.stdout);
+  const b = lastJson(fromTfjs.stdout);
+  console.log(`photos, default recipe: ONNX base ${a.testAccuracy}, the tfjs base it came from ${b.testAccuracy}`);
+  assert.ok(Math.abs(a.testAccuracy - b.testAccuracy) <= 1 / 39 + 1e-9, `${a.testAccuracy} vs ${b.testAccuracy}`);
+  assert.ok(a.testAccuracy >= 0.7, `test accuracy ${a.testAccuracy}`);
+  assert.ok(a.onnx && a.onnx.check.maxAbsDiff < 1e-4, JSON.stringify(a.onnx?.check));
+});
+
+test('a torchvision export with a fixed batch of 1: --unfreeze all trains every layer natively; model.onnx equals graft predict', async () => {
+  const onnx = join(dir, 'resnet18.onnx');
+  execFileSync('/usr/bin/python3', ['-c', `
+import torch, torchvision
+torch.manual_seed(0)
+m = torchvision.models.resnet18(weights=None).eval()
+torch.onnx.export(m, torch.rand(1, 3, 64, 64), '${onnx}', opset_version=13, training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+`], { stdio: 'ignore' });
+  const out = join(dir, 'resnet');
+  const r = await graft(['train', '--base', onnx, '--data', join(photos, 'train'), '--preprocess', 'imagenet', '--unfreeze', 'all', '--finetune-epochs', '1', '--keep-better', 'no', '--seed', '1', '--out', out, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = lastJson(r.stdout);
+  const ft = j.phases.find((p: { phase: string }) => p.phase === 'fine-tune');
+  assert.ok(ft, 'a fine-tune phase ran');
+  assert.equal(j.cut.layer, 'avgpool/GlobalAveragePool', 'cut before the classifier (the Gemm), at the global pool');
+  assert.ok(j.onnx.check.maxAbsDiff < 1e-4, JSON.stringify(j.onnx.check));
+  assert.equal(j.onnx.layout, 'nchw');
+  // The ONNX file against the tfjs model, each from its own process.
+  const images = join(photos, 'test', 'mammals');
+  const viaOnnx = await graft(['predict', join(out, 'model.onnx'), images, '--json']);
+  const viaTfjs = await graft(['predict', out, images, '--engine', 'tfjs', '--json']);
+  assert.equal(viaOnnx.code, 0, viaOnnx.stderr);
+  assert.equal(viaTfjs.code, 0, viaTfjs.stderr);
+  const p = lastJson(viaOnnx.stdout);
+  const q = lastJson(viaTfjs.stdout);
+  assert.equal(p.engine, 'onnxruntime');
+  let worst = 0;
+  type Top = { className: string; probability: number };
+  for (let i = 0; i < q.predictions.length; i++) {
+    for (const t of q.predictions[i].top as Top[]) {
+      const o = (p.predictions[i].top as Top[]).find((x) => x.className === t.className);
+      worst = Math.max(worst, o ? Math.abs(o.probability - t.probability) : 1);
+    }
+  }
+  console.log(`resnet18 (batch-1 export) fine-tuned whole: model.onnx vs graft predict, largest probability difference ${worst.toExponential(2)} over ${q.predictions.length} photos`);
+  assert.ok(q.predictions.length >= 5 && worst < 1e-4, `${worst}`);
+});
