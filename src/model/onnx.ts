@@ -165,6 +165,8 @@ export interface OnnxBodyInfo {
   imageShape: [number, number, number];
   /** Features per sample, channels last. */
   featureShape: number[];
+  /** The batch size the graph's input fixes (torch.onnx.export without dynamic_axes fixes 1). */
+  fixedBatch?: number;
 }
 
 /** A frozen ONNX body cut at a named value (a node's name or one of its output names). */
@@ -206,7 +208,8 @@ export class OnnxBody {
     } catch (cause) {
       throw new GraftError('BAD_MODEL', `onnxruntime cannot load ${where}: ${(cause as Error).message.split('\n')[0]}`, { fix: 'Export the model again with a supported opset (torch.onnx.export, opset 13 or newer).', cause });
     }
-    const body = new OnnxBody({ kind: 'onnx', path, sha256, input: input.name, output, layout, imageShape, featureShape: [] }, session, graph);
+    const fixedBatch = typeof input.dims[0] === 'number' && input.dims[0] > 0 ? input.dims[0] : undefined;
+    const body = new OnnxBody({ kind: 'onnx', path, sha256, input: input.name, output, layout, imageShape, featureShape: [], ...(fixedBatch ? { fixedBatch } : {}) }, session, graph);
     const probe = await body.run(new Float32Array(imageShape[0] * imageShape[1] * imageShape[2]), 1);
     body.info.featureShape = probe.shape;
     return body;
@@ -214,6 +217,28 @@ export class OnnxBody {
 
   /** Runs `n` preprocessed samples (NHWC values) and returns channels-last features. */
   async run(nhwc: Float32Array, n: number): Promise<{ values: Float32Array; shape: number[] }> {
+    const b = this.info.fixedBatch;
+    if (b && n !== b) {
+      // A graph fixed to batch b runs in chunks of b, the last one padded with zeros.
+      const per = nhwc.length / n;
+      const parts: Float32Array[] = [];
+      let shape: number[] = [];
+      for (let i = 0; i < n; i += b) {
+        const chunk = new Float32Array(b * per);
+        chunk.set(nhwc.subarray(i * per, Math.min(n, i + b) * per));
+        const r = await this.runBatch(chunk, b);
+        shape = r.shape;
+        parts.push(r.values.subarray(0, (Math.min(n, i + b) - i) * (r.values.length / b)));
+      }
+      const values = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const p of parts) { values.set(p, at); at += p.length; }
+      return { values, shape };
+    }
+    return this.runBatch(nhwc, n);
+  }
+
+  private async runBatch(nhwc: Float32Array, n: number): Promise<{ values: Float32Array; shape: number[] }> {
     const o = await ort();
     const [h, w, c] = this.info.imageShape;
     let data = nhwc;

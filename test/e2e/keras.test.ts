@@ -2,6 +2,7 @@
 // before anything is written.
 
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -44,7 +45,7 @@ test('graft train --base model.h5 on image folders; inspect lists its layers; a 
   }
 });
 
-test('graft train --base model.onnx: the head trains on onnxruntime features; predict and evaluate run body and head; fine-tuning is refused', async () => {
+test('graft train --base model.onnx: rebuilt as layers, it trains and fine-tunes like a tfjs base; predict, evaluate and report run it; a graph with an op Graft cannot rebuild trains a head on onnxruntime features and refuses fine-tuning by name', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'graft-onnx-e2e-'));
   try {
     await colourFolder(join(dir, 'data'), 24, 30, 4, 'jpg');
@@ -55,15 +56,16 @@ test('graft train --base model.onnx: the head trains on onnxruntime features; pr
     assert.match(ins.stdout, /Input node: pixels \[batch, 3, 16, 16\]/);
     assert.match(ins.stdout, /\/Relu_1\s+Relu\s+\/Relu_1_output_0/);
     const out = join(dir, 'model');
-    const r = await graft(['train', '--base', onnx, '--cut', '/Relu_1', '--data', join(dir, 'data'), '--preprocess', 'unit', '--warmup-epochs', '30', '--lr', '0.3', '--out', out, '--json']);
+    const r = await graft(['train', '--base', onnx, '--cut', '/Relu_1', '--data', join(dir, 'data'), '--preprocess', 'unit', '--finetune-epochs', '2', '--keep-better', 'no', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-    assert.equal(res.body, 'onnxruntime');
-    assert.ok(res.validationAccuracy >= 0.8, `validation accuracy ${res.validationAccuracy}`);
+    assert.equal(res.body, undefined, 'no separate body: the graph is layers now');
+    assert.equal(res.cut.layer, 'Relu_1', 'the ONNX node name names the cut');
+    assert.ok(res.phases.some((p: { phase: string }) => p.phase === 'fine-tune'), 'the body fine-tuned');
     assert.deepEqual(res.skipped.map((s: { path: string }) => s.path.split('/').pop()), ['broken.jpg']);
+    assert.ok(res.onnx.check.maxAbsDiff < 1e-4, 'model.onnx written in the base format and checked');
     const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8'));
-    assert.equal(meta.body.kind, 'onnx');
-    assert.match(meta.body.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(meta.body, undefined);
     const ev = await graft(['evaluate', out, join(dir, 'data'), '--json']);
     assert.equal(ev.code, 0, ev.stderr);
     assert.ok(JSON.parse(ev.stdout).accuracy >= 0.8);
@@ -73,9 +75,27 @@ test('graft train --base model.onnx: the head trains on onnxruntime features; pr
     const rep = await graft(['report', out, '--data', join(dir, 'data'), '--out', join(dir, 'report.html')]);
     assert.equal(rep.code, 0, rep.stderr);
     assert.match(await readFile(join(dir, 'report.html'), 'utf8'), /blue/);
-    const ft = await graft(['train', '--base', onnx, '--data', join(dir, 'data'), '--finetune-epochs', '2', '--out', join(dir, 'never')]);
+
+    // A grouped convolution has no layer form: the body stays frozen on onnxruntime.
+    const grouped = join(dir, 'grouped.onnx');
+    execFileSync('/usr/bin/python3', ['-c', `
+import torch
+from torch import nn
+torch.manual_seed(0)
+m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+torch.onnx.export(m, torch.rand(1, 3, 16, 16), '${grouped}', input_names=['pixels'], opset_version=13)
+`], { stdio: 'ignore' });
+    const fr = await graft(['train', '--base', grouped, '--data', join(dir, 'data'), '--preprocess', 'unit', '--warmup-epochs', '30', '--lr', '0.3', '--out', join(dir, 'frozen'), '--json']);
+    assert.equal(fr.code, 0, fr.stderr);
+    const f = JSON.parse(fr.stdout.trim().split('\n').at(-1)!);
+    assert.equal(f.body, 'onnxruntime');
+    assert.equal(JSON.parse(await readFile(join(dir, 'frozen', 'graft.json'), 'utf8')).body.kind, 'onnx');
+    const pf = await graft(['predict', join(dir, 'frozen'), join(dir, 'data', 'blue', '3.jpg'), '--json']);
+    assert.equal(pf.code, 0, pf.stderr);
+    const ft = await graft(['train', '--base', grouped, '--data', join(dir, 'data'), '--finetune-epochs', '2', '--out', join(dir, 'never')]);
     assert.equal(ft.code, 1);
-    assert.match(ft.stderr, /cannot be trained in tfjs.*export it as a Keras/s);
+    assert.match(ft.stderr, /cannot be trained: its Conv node "[^"]+": a grouped convolution \(group 2 of 8 channels\)/);
+    assert.match(ft.stderr, /fix: Cut before that node/);
     await assert.rejects(access(join(dir, 'never')));
   } finally {
     await rm(dir, { recursive: true, force: true });
