@@ -11,7 +11,7 @@ import { GraphModel } from '@tensorflow/tfjs-converter';
 import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
-import { featuresInBatches } from './frozen-body.js';
+import { featuresInBatches, inFixedBatches } from './frozen-body.js';
 import { readModelFiles } from './io.js';
 
 export interface GraphNode { name: string; op: string; inputs: string[] }
@@ -25,6 +25,8 @@ export interface GraphBodyInfo {
   layout: 'NHWC';
   imageShape: [number, number, number];
   featureShape: number[];
+  /** The batch size the graph's signature fixes (1 in many published models). */
+  fixedBatch?: number;
 }
 
 /** model.json path of a GraphModel source (a directory or the file), or undefined when it is not one. */
@@ -58,7 +60,7 @@ export class GraphBody {
     const json = await graphModelJson(spec);
     const where = basename(spec);
     if (!json) throw new GraftError('BAD_MODEL', `${spec} is not a tfjs GraphModel (no model.json in the "graph-model" format).`, { fix: 'Give the directory or model.json written by the tfjs converter.' });
-    const files = await readModelFiles(json);
+    const files = await readModelFiles(json, { raw: true });
     const a = files.artifacts;
     const sha256 = createHash('sha256').update(JSON.stringify(a.modelTopology)).update(new Uint8Array(a.weightData as ArrayBuffer)).digest('hex');
     if (expectSha && expectSha !== sha256) {
@@ -82,13 +84,21 @@ export class GraphBody {
       const close = closeNames(output, nodes.filter((n) => n.op !== 'Const').map((n) => n.name));
       throw new GraftError('LAYER_NOT_FOUND', `${where} has no node "${output}".${close.length ? ` Close names: ${close.join(', ')}.` : ''}`, { fix: `graft inspect ${spec} lists the nodes.` });
     }
-    const body = new GraphBody({ kind: 'tfjs-graph', path: resolve(spec), sha256, input: input.name, output, layout: 'NHWC', imageShape: [dims[0], dims[1], dims[2]], featureShape: [] }, model, nodes);
+    const b0 = input.shape?.[0];
+    const fixedBatch = typeof b0 === 'number' && b0 > 0 ? b0 : undefined;
+    const body = new GraphBody({ kind: 'tfjs-graph', path: resolve(spec), sha256, input: input.name, output, layout: 'NHWC', imageShape: [dims[0], dims[1], dims[2]], featureShape: [], ...(fixedBatch ? { fixedBatch } : {}) }, model, nodes);
     const probe = await body.run(new Float32Array(dims[0] * dims[1] * dims[2]), 1);
     body.info.featureShape = probe.shape;
     return body;
   }
 
   async run(nhwc: Float32Array, n: number): Promise<{ values: Float32Array; shape: number[] }> {
+    const b = this.info.fixedBatch;
+    if (b && n !== b) return inFixedBatches((x, k) => this.runBatch(x, k), nhwc, n, b);
+    return this.runBatch(nhwc, n);
+  }
+
+  private async runBatch(nhwc: Float32Array, n: number): Promise<{ values: Float32Array; shape: number[] }> {
     const [h, w, c] = this.info.imageShape;
     const x = tf.tensor(nhwc, [n, h, w, c]);
     try {

@@ -14,6 +14,7 @@ import { httpGet } from './http.js';
 import { createHash } from 'node:crypto';
 import { readOnnxModel } from './onnx-read.js';
 import { onnxArtifacts } from './onnx-layers.js';
+import { graphArtifacts } from './graph-layers.js';
 import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import type { GraftMeta } from './meta.js';
 
@@ -165,6 +166,12 @@ async function readLocal(source: string, options: ReadOptions): Promise<ModelFil
       throw graftOr(e, () => new GraftError('BAD_MODEL', `Weight file "${p}" named in ${jsonPath} is ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable'}.`, { fix: 'Copy the whole model directory.' }));
     }
   });
+  if (!options.raw && Array.isArray((artifacts.modelTopology as { node?: unknown })?.node)) {
+    // A GraphModel: rebuilt as layers; its content hash identifies it for the feature cache.
+    const sha256 = createHash('sha256').update(JSON.stringify(artifacts.modelTopology)).update(new Uint8Array(artifacts.weightData as ArrayBuffer)).digest('hex');
+    const g = await graphArtifacts(artifacts, /^model\.json$/i.test(basename(jsonPath)) ? basename(dir) : basename(jsonPath).replace(/\.json$/i, ''), { upTo: options.cut, inputSize: options.inputSize });
+    return { artifacts: g.artifacts, source, imported: { format: 'tfjs-graph', sha256, layerOf: g.layerOf, weightSources: new Map(), imageShape: g.imageShape, layout: 'NHWC', truncated: g.truncated } };
+  }
   const metaPath = join(dir, 'graft.json');
   const metaBytes = await readBounded(metaPath, { limit: READ_LIMITS.graftJson, what: 'graft.json' }).catch((e: unknown) => {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -206,6 +213,8 @@ export interface ReadOptions {
   cut?: string;
   /** The input height and width of an ONNX graph (needed when its size is not fixed). */
   inputSize?: [number, number];
+  /** A GraphModel's own artifacts, not rebuilt as layers (for running it as it is). */
+  raw?: boolean;
 }
 
 export async function readModelFiles(source: string, options: ReadOptions = {}): Promise<ModelFiles> {

@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
-import { featuresInBatches } from './frozen-body.js';
+import { featuresInBatches, inFixedBatches } from './frozen-body.js';
 
 export interface OnnxNode { name: string; opType: string; inputs: string[]; outputs: string[] }
 export interface OnnxValue { name: string; dims: (number | string)[] }
@@ -218,23 +218,7 @@ export class OnnxBody {
   /** Runs `n` preprocessed samples (NHWC values) and returns channels-last features. */
   async run(nhwc: Float32Array, n: number): Promise<{ values: Float32Array; shape: number[] }> {
     const b = this.info.fixedBatch;
-    if (b && n !== b) {
-      // A graph fixed to batch b runs in chunks of b, the last one padded with zeros.
-      const per = nhwc.length / n;
-      const parts: Float32Array[] = [];
-      let shape: number[] = [];
-      for (let i = 0; i < n; i += b) {
-        const chunk = new Float32Array(b * per);
-        chunk.set(nhwc.subarray(i * per, Math.min(n, i + b) * per));
-        const r = await this.runBatch(chunk, b);
-        shape = r.shape;
-        parts.push(r.values.subarray(0, (Math.min(n, i + b) - i) * (r.values.length / b)));
-      }
-      const values = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-      let at = 0;
-      for (const p of parts) { values.set(p, at); at += p.length; }
-      return { values, shape };
-    }
+    if (b && n !== b) return inFixedBatches((x, k) => this.runBatch(x, k), nhwc, n, b);
     return this.runBatch(nhwc, n);
   }
 

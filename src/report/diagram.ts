@@ -44,13 +44,40 @@ export function groupKey(name: string): string {
   return t.length >= 2 ? t[0] : name;
 }
 
+/**
+ * Block keys for scoped names (ONNX and TensorFlow graphs: features/features.3/block/.../Conv,
+ * tower_0/MobilenetV3/expanded_conv_14/add): the shortest path prefix that tells blocks apart,
+ * one level deeper where a block would hold over a third of the layers.
+ */
+export function scopedKeys(names: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const split = (n: string) => n.split('/').slice(0, -1);
+  const assign = (group: string[], depth: number) => {
+    const distinct = new Set(group.map((n) => split(n)[depth]).filter((v) => v !== undefined));
+    if (distinct.size <= 1 && group.some((n) => split(n).length > depth + 1)) return assign(group, depth + 1);
+    const by = new Map<string, string[]>();
+    for (const n of group) {
+      const parts = split(n);
+      const k = parts.length > depth ? parts.slice(0, depth + 1).join('/') : n;
+      by.set(k, [...(by.get(k) ?? []), n]);
+    }
+    for (const [k, members] of by) {
+      if (members.length > names.length / 3 && members.length > 8 && members.some((n) => split(n).length > depth + 1)) assign(members, depth + 1);
+      else for (const n of members) out.set(n, k);
+    }
+  };
+  assign(names.filter((n) => n.includes('/')), 0);
+  return out;
+}
+
 export function groupLayers(layers: DiagramLayer[], expand: string[] | 'all' = []): Block[] {
   const blocks: Block[] = [];
+  const scoped = scopedKeys(layers.map((l) => l.name));
   for (const l of layers) {
-    const key = groupKey(l.name);
+    const key = scoped.get(l.name) ?? groupKey(l.name);
     const last = blocks[blocks.length - 1];
     const open = expand === 'all' || expand.includes(key);
-    if (last && last.group === key && !open && last.layers.length > 0 && groupKey(last.layers[0].name) === key) last.layers.push(l);
+    if (last && last.group === key && !open && last.layers.length > 0 && (scoped.get(last.layers[0].name) ?? groupKey(last.layers[0].name)) === key) last.layers.push(l);
     else blocks.push({ group: open ? l.name : key, layers: [l], state: l.state });
   }
   for (const b of blocks) {

@@ -73,3 +73,18 @@ torch.onnx.export(m, torch.rand(1, 3, 64, 64), '${onnx}', opset_version=13, trai
   console.log(`resnet18 (batch-1 export) fine-tuned whole: model.onnx vs graft predict, largest probability difference ${worst.toExponential(2)} over ${q.predictions.length} photos`);
   assert.ok(q.predictions.length >= 5 && worst < 1e-4, `${worst}`);
 });
+
+test('a published batch-1 tfjs GraphModel (CenterNet MobileNetV3 of @vladmandic/human) as the body on real photos: rebuilt up to the cut, fine-tuned whole, predicts', async () => {
+  const spec = join(root, 'node_modules', '@vladmandic', 'human', 'models', 'centernet.json');
+  const out = join(dir, 'centernet');
+  const r = await graft(['train', '--base', spec, '--cut', 'tower_0/MobilenetV3/expanded_conv_14/add', '--data', join(photos, 'train'), '--test-data', join(photos, 'test'),
+    '--preprocess', 'symmetric', '--input-size', '160', '--unfreeze', 'all', '--finetune-epochs', '2', '--keep-better', 'no', '--seed', '1', '--out', out, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = lastJson(r.stdout);
+  assert.ok(j.phases.some((p: { phase: string }) => p.phase === 'fine-tune'), 'the body fine-tuned');
+  console.log(`centernet body (a person detector's backbone) on the photos at 160x160, fine-tuned whole: test accuracy ${j.testAccuracy}`);
+  assert.ok(j.testAccuracy >= 0.35, `test accuracy ${j.testAccuracy} (5 classes: chance is 0.2)`);
+  const p = await graft(['predict', out, join(photos, 'test', 'vehicles'), '--json']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.ok(lastJson(p.stdout).predictions.length >= 5);
+});

@@ -202,7 +202,6 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const baseSpec = str(values.base);
   const dataSpec = str(values.data);
   if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
-  if (await graphModelJson(baseSpec)) return trainOnnx(values);
   const options = {
     cut: str(values.cut),
     head: parseHead(str(values.head)),
@@ -250,7 +249,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       throw new GraftError('UNSUPPORTED', `${baseSpec} cannot be trained: its ${e.message}, so Graft cannot rebuild it as layers${str(values.cut) ? ` up to the cut ${str(values.cut)}` : ''}.`, {
         fix: `Cut before that node (graft inspect ${baseSpec} lists the nodes), or drop ${[...trains.map((k) => `--${k}`), ...(values['finetune-epochs'] !== undefined ? ['--finetune-epochs'] : [])].join(', ')} to train a head on the frozen body's features (onnxruntime).` });
     }
-    log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on onnxruntime`);
+    log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on ${(await graphModelJson(baseSpec)) ? 'the tfjs GraphModel' : 'onnxruntime'}`);
     return trainOnnx(values);
   }
   if (base.imported) {
@@ -264,7 +263,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       }
       options.cut = layer;
     }
-    log(`base: ${baseSpec} is an ONNX graph (input ${i.layout}, ${i.imageShape.join('x')}), rebuilt as ${base.model.layers.length} tfjs layers that train like any other${i.truncated ? ` (up to the cut: its ${i.truncated})` : ''}`);
+    log(`base: ${baseSpec} is ${i.format === 'onnx' ? 'an ONNX graph' : 'a tfjs GraphModel'} (input ${i.layout}, ${i.imageShape.join('x')}), rebuilt as ${base.model.layers.length} tfjs layers that train like any other${i.truncated ? ` (up to the cut: its ${i.truncated})` : ''}`);
   }
   const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const seed = options.seed ?? DEFAULTS.seed;
@@ -341,7 +340,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     return 1;
   }
   if (json) {
-    const onnx = base.imported ? await exportInBaseFormat(out, base.imported.layout, true) : undefined;
+    const onnx = base.imported?.format === 'onnx' ? await exportInBaseFormat(out, base.imported.layout, true) : undefined;
     console.log(JSON.stringify({
       backend: backend.name, out, ...(onnx ? { onnx } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
@@ -358,7 +357,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (result.fineTuneCheck) log(result.fineTuneCheck.words);
     for (const line of accuracyLines(meta, result)) log(line);
     log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
-    if (base.imported) await exportInBaseFormat(out, base.imported.layout, false);
+    if (base.imported?.format === 'onnx') await exportInBaseFormat(out, base.imported.layout, false);
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
