@@ -18,6 +18,7 @@ import { adoptModel, graft, initBackend, loadModel, setNativeEnabled, nativeStat
 import { runEpoch, type LayerGroup } from '../src/train/loop.js';
 import { AdamW } from '../src/train/optimizer.js';
 import { NativeNet } from '../src/engine/native.js';
+import { nativePlan } from '../src/model/native-plan.js';
 import { setNativeKernels } from '../src/engine/native-kernels.js';
 import { makeRng } from '../src/data/random.js';
 import type { Dataset } from '../src/data/dataset.js';
@@ -51,7 +52,7 @@ function randomSet(n: number, shape: number[], seed: number): Dataset {
 
 /** Times `steps` training steps (after a quarter as many untimed) through Graft's own loop; img/s. */
 async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dataset, batch: number, steps: number, native: boolean, track?: { tensors: number[]; rss: number[] }): Promise<number> {
-  const net = native ? new NativeNet(model, { groups }) : undefined;
+  const net = native ? new NativeNet(nativePlan(model, groups)) : undefined;
   const optimizer = new AdamW();
   const times: number[] = [];
   const warm = Math.max(1, Math.floor(steps / 4));
@@ -74,7 +75,7 @@ async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dat
 
 async function predictRate(model: tfl.LayersModel, x: Float32Array, batch: number, steps: number, native: boolean): Promise<number> {
   if (native) {
-    const net = new NativeNet(model);
+    const net = new NativeNet(nativePlan(model));
     net.predict(x, batch);
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) net.predict(x, batch);

@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { adoptModel, graft, initBackend, loadModel } from '../src/index.js';
 import { NativeNet } from '../src/engine/native.js';
+import { nativePlan } from '../src/model/native-plan.js';
 import { exportOnnx } from '../src/export/export.js';
 import type { GraftMeta } from '../src/model/meta.js';
 import { makeRng } from '../src/data/random.js';
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
     const meta: GraftMeta = { format: 'graft/1', classNames, preprocessing: { inputShape: [size, size, 3] }, heads: [{ name: 'new', outputLayer: g.model.outputNames[0], classNames, layers: [] }], versions: {}, createdAt: '' };
     const row: Partial<Record<Engine, Figure | string>> = {};
     try {
-      const net = new NativeNet(g.model);
+      const net = new NativeNet(nativePlan(g.model));
       row.native = await measure((x, n) => net.predict(x, n), size);
       net.dispose();
     } catch (e) {

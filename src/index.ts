@@ -2,7 +2,8 @@
 
 export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, doctor, type BackendInfo, type Doctor } from './engine/backend.js';
-export { NativeNet, nativeStatus, nativeUnsupported, setNativeEnabled, Unsupported, type NativeStatus } from './engine/native.js';
+export { NativeNet, nativeStatus, setNativeEnabled, Unsupported, type NativeStatus } from './engine/native.js';
+export { nativePlan, nativeUnsupported } from './model/native-plan.js';
 
 export { loadModel, type LoadedModel, type LoadOptions } from './model/load.js';
 export { saveModel, readModelFiles, writeDirAtomic, writeFileAtomic, assertWritable } from './model/io.js';
@@ -38,7 +39,7 @@ export { predictAll, featureDataset } from './train/predict.js';
 export { cachedFeatureDataset, listCache, clearCache, cacheDir, modelFingerprint, featureKey, CACHE_DEFAULTS, type CacheEntry, type CachedFeatures } from './train/feature-cache.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
-export { transferOnnx, type OnnxTransfer, type OnnxTransferOptions, type FrozenBody } from './train/onnx-transfer.js';
+export { transferFrozen, frozenBase, frozenMeta, type FrozenBody, type FrozenTransferOptions } from './train/transfer.js';
 export { exportOnnx, checkExport, type ExportOptions, type Exported, type ExportCheck, type Quantization } from './export/export.js';
 export { OnnxModel } from './export/onnx-run.js';
 export type { OnnxExportInfo, OnnxExportOptions } from './export/onnx-export.js';

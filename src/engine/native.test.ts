@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
 import { maxRelErr } from '../../test/fixtures.js';
-import { NativeNet, nativeStatus, nativeUnsupported, samePads } from './native.js';
+import { NativeNet, nativeStatus } from './native.js';
+import { nativePlan, nativeUnsupported, samePads } from '../model/native-plan.js';
 import { adoptModel, FreezableBatchNormalization } from '../model/batch-norm.js';
 import { runEpoch, type LayerGroup, type LossFn } from '../train/loop.js';
 import { lwfLoss } from '../train/distill.js';
@@ -78,7 +79,7 @@ for (const [name, shape, make] of LAYERS) {
     const d = randomData(3, shape, 2, 1);
     const x = Float32Array.from(d.x as Float32Array, (v) => v * 3);
     const want = await onCpu(() => tf.tidy(() => (model.predict(tf.tensor(x, [3, ...shape])) as tf.Tensor).dataSync() as Float32Array));
-    const net = new NativeNet(model);
+    const net = new NativeNet(nativePlan(model));
     const got = net.predict(x, 3);
     net.dispose();
     const err = maxRelErr(got, want);
@@ -122,7 +123,7 @@ async function trainSteps(model: tfl.LayersModel, data: Dataset, native: boolean
     { layers: ['dw', 'dw_bn', 'project', 'project_bn'].map(byName), lrMult: 0.1 },
     { layers: ['sep', 'head'].map(byName), lrMult: 1 },
   ];
-  const net = native ? new NativeNet(model, { groups, weightDecay: 0.01 }) : undefined;
+  const net = native ? new NativeNet(nativePlan(model, groups), { weightDecay: 0.01 }) : undefined;
   const optimizer = new AdamW({ weightDecay: 0.01 });
   const losses: number[] = [];
   const rng = makeRng(5);
@@ -170,14 +171,14 @@ test('a native training step follows the per-op tfjs path: loss curve and weight
 test('native AdamW state goes back to tfjs and forward again', { skip }, async () => {
   const model = await adoptModel(residualNet(2));
   const head = model.getLayer('head') as unknown as Layer;
-  const net = new NativeNet(model, { groups: [{ layers: [head], lrMult: 1 }] });
+  const net = new NativeNet(nativePlan(model, [{ layers: [head] }]));
   const d = randomData(8, [10, 10, 3], 4, 9);
   net.trainStep(d.x as Float32Array, Int32Array.from(d.labels), Float64Array.of(0.01), 0);
   const state = net.optimizerState();
   assert.equal(state.size, 2, 'kernel and bias of the head');
   const [v, s] = [...state][0];
   assert.equal(s.step, 1);
-  const other = new NativeNet(model, { groups: [{ layers: [head], lrMult: 1 }] });
+  const other = new NativeNet(nativePlan(model, [{ layers: [head] }]));
   other.setOptimizerState(v, s);
   assert.deepEqual([...other.optimizerState().values()][0].m, s.m);
   net.dispose();
@@ -185,7 +186,7 @@ test('native AdamW state goes back to tfjs and forward again', { skip }, async (
 });
 
 test('bad input to the native engine is a clear error, not a crash', { skip }, () => {
-  const net = new NativeNet(residualNet(3));
+  const net = new NativeNet(nativePlan(residualNet(3)));
   assert.throws(() => net.predict(new Float32Array(10), 1), /input has 10 values; 1 samples need 300/);
   assert.throws(() => net.predict(new Float32Array(0), 0), /at least one sample/);
   const x = new Float32Array(300);
@@ -211,7 +212,7 @@ async function lossSteps(model: tfl.LayersModel, data: Dataset, native: boolean,
   (model.getLayer('stem_bn') as unknown as Layer).trainable = false;
   if (model.layers.some((l) => l.name === 'old_head')) (model.getLayer('old_head') as unknown as Layer).trainable = false;
   const groups: LayerGroup[] = [{ layers, lrMult: 1 }];
-  const net = native ? new NativeNet(model, { groups, loss: loss.native }) : undefined;
+  const net = native ? new NativeNet(nativePlan(model, groups), { loss: loss.native }) : undefined;
   const optimizer = new AdamW();
   const losses: number[] = [];
   await runEpoch({ model, data, groups, optimizer, batchSize: 8, rng: makeRng(2), lrAt: () => 0.01, firstStep: 0, native: net, loss, onBatch: (p) => { losses.push(p.loss); } });

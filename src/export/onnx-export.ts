@@ -1,5 +1,5 @@
 // A Graft model as an ONNX graph (opset 13). The model is first translated into the native
-// engine's op list (engine/native.ts nativePlan: every layer Graft trains), and each op becomes
+// engine's op list (model/native-plan.ts nativePlan: every layer Graft trains), and each op becomes
 // one or a few ONNX nodes. Images are NHWC in tfjs and NCHW in ONNX's Conv: by default the
 // graph takes the same NHWC input as the tfjs model and transposes once; rank-4 values are NCHW
 // inside the graph, and a Flatten or Reshape goes back to NHWC first so that the values keep
@@ -7,7 +7,8 @@
 // exported file describes itself (graft predict runs it alone).
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { nativePlan, Unsupported, type OpSpec } from '../engine/native.js';
+import { Unsupported, type OpSpec } from '../engine/native.js';
+import { nativePlan } from '../model/native-plan.js';
 import { GraftError } from '../errors.js';
 import { selectHead } from '../model/multi-head.js';
 import { graftVersion, type GraftMeta, type Preprocessing } from '../model/meta.js';

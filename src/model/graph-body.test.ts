@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraftError, GraphBody, graphModelJson, initBackend, transferOnnx } from '../index.js';
+import { GraftError, GraphBody, graphModelJson, initBackend, transferFrozen } from '../index.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/graph-model/', import.meta.url));
 const e = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8')) as { input: number[]; inputShape: number[]; cut: string; features: number[]; probs: number[] };
@@ -48,7 +48,7 @@ test('GraphBody: unknown node, changed weights and a truncated shard are refused
   }
 });
 
-test('transferOnnx also trains a head on a GraphModel body', async () => {
+test('transferFrozen also trains a head on a GraphModel body', async () => {
   await initBackend();
   const n = 60;
   const x = new Float32Array(n * 16 * 16 * 3);
@@ -58,7 +58,7 @@ test('transferOnnx also trains a head on a GraphModel body', async () => {
     for (let p = 0; p < 256; p++) for (let c = 0; c < 3; c++) x[(i * 256 + p) * 3 + c] = labels[i] === 0 ? (p % 16 < 8 ? 220 : 20) : ((p >> 4) < 8 ? 220 : 20);
   }
   const body = await GraphBody.load(dir, e.cut);
-  const t = await transferOnnx(body, { x, labels, sampleShape: [16, 16, 3], classNames: ['left', 'top'], source: 'synthetic' }, {
+  const t = await transferFrozen(body, { x, labels, sampleShape: [16, 16, 3], classNames: ['left', 'top'], source: 'synthetic' }, {
     preprocessing: { inputShape: [16, 16, 3], scale: 1 / 255 }, warmupEpochs: 30, lr: 0.05, validationSplit: 0.25, seed: 3, head: { pooling: 'flatten' } });
   assert.ok((t.result.validation?.accuracy ?? 0) >= 0.9, `validation accuracy ${t.result.validation?.accuracy}`);
   assert.equal(t.meta.body?.kind, 'tfjs-graph');

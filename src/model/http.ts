@@ -28,6 +28,10 @@ export interface GetOptions {
   maxBytes: number;
   /** Called as bytes arrive, for progress on large downloads. */
   onProgress?: (received: number, total: number | undefined) => void;
+  /** Ask for the bytes from this offset on (HTTP Range); a 206 answer is then accepted. */
+  rangeFrom?: number;
+  /** Hand each chunk over as it arrives instead of keeping the body. */
+  onChunk?: (chunk: Buffer) => void;
 }
 
 /** GETs `url`; resolves with the body, or undefined for 404 when `missingOk`. */
@@ -50,7 +54,48 @@ export async function httpGet(url: string, options: GetOptions & { missingOk?: b
 
 type Limits = ReturnType<typeof httpLimits>;
 
-function get(url: string, o: GetOptions, l: Limits, started: number): Promise<{ status: number; body?: Buffer; redirect?: string }> {
+/**
+ * Downloads `url` to the end of `file`, resuming from its current size (HTTP Range) when the
+ * server allows it; a server that answers 200 to a range sends the whole file, which replaces
+ * what was there. Returns the bytes written in all.
+ */
+export async function httpDownload(url: string, file: string, options: { maxBytes: number; onProgress?: (received: number, total: number | undefined) => void }): Promise<number> {
+  const { open, stat } = await import('node:fs/promises');
+  const have = await stat(file).then((s) => s.size, () => 0);
+  const limits = httpLimits();
+  const started = Date.now();
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    const fh = await open(file, 'a');
+    let offset = have;
+    let wrote = 0;
+    const pending: Promise<unknown>[] = [];
+    try {
+      const res = await get(current, {
+        maxBytes: options.maxBytes, rangeFrom: have || undefined,
+        onChunk: (c) => { pending.push(fh.write(c, 0, c.length, offset + wrote)); wrote += c.length; },
+        onProgress: options.onProgress && ((r, t) => options.onProgress!(offset + r, t === undefined ? undefined : offset + t)),
+      }, limits, started, (status) => {
+        // 200 to a range request: the whole file comes; start the file over.
+        if (status === 200 && have) { offset = 0; pending.push(fh.truncate(0)); }
+      });
+      await Promise.all(pending);
+      if (res.redirect) {
+        if (hop >= limits.maxRedirects) throw new GraftError('NETWORK', `${url} redirects more than ${limits.maxRedirects} times.`, { fix: 'Give the final URL of the model.' });
+        current = res.redirect;
+        continue;
+      }
+      if (res.status === 416 && have) return have;
+      if (res.status !== 200 && res.status !== 206) throw new GraftError('NETWORK', `Fetching ${current} gave HTTP ${res.status}.`, { fix: 'Check the URL.' });
+      return offset + wrote;
+    } finally {
+      await Promise.allSettled(pending);
+      await fh.close();
+    }
+  }
+}
+
+function get(url: string, o: GetOptions, l: Limits, started: number, onStatus?: (status: number) => void): Promise<{ status: number; body?: Buffer; redirect?: string }> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -71,7 +116,9 @@ function get(url: string, o: GetOptions, l: Limits, started: number): Promise<{ 
       reject(e);
     };
     const timeout = (what: string, fix = 'Check the URL and the network, or try again later.') => fail(new GraftError('TIMEOUT', `${url}: ${what}.`, { fix }));
-    const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, { method: 'GET', headers: { 'user-agent': 'graft', accept: '*/*' } });
+    const headers: Record<string, string> = { 'user-agent': 'graft', accept: '*/*' };
+    if (o.rangeFrom) headers.range = `bytes=${o.rangeFrom}-`;
+    const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, { method: 'GET', headers });
     timers.push(setTimeout(() => timeout(`no connection within ${l.connectMs / 1000} s`), l.connectMs));
     timers.push(setTimeout(() => timeout(`the download took longer than ${l.totalMs / 1000} s`), Math.max(1, l.totalMs - (Date.now() - started))));
     req.on('socket', (socket) => {
@@ -89,13 +136,14 @@ function get(url: string, o: GetOptions, l: Limits, started: number): Promise<{ 
         req.destroy();
         return resolve({ status, redirect: new URL(res.headers.location, url).href });
       }
-      if (status !== 200) {
+      if (status !== 200 && !(status === 206 && o.rangeFrom)) {
         res.resume();
         done = true;
         timers.forEach(clearTimeout);
         req.destroy();
         return resolve({ status });
       }
+      onStatus?.(status);
       const declared = Number(res.headers['content-length']);
       const tooLarge = (n: number) => new GraftError('TOO_LARGE', `${url} is ${n} bytes or more; Graft reads at most ${o.maxBytes} bytes for it.`, { fix: 'Check that the URL is the model file.' });
       if (Number.isFinite(declared) && declared > o.maxBytes) return fail(tooLarge(declared));
@@ -115,7 +163,8 @@ function get(url: string, o: GetOptions, l: Limits, started: number): Promise<{ 
         received += c.length;
         windowBytes += c.length;
         if (received > o.maxBytes) return fail(tooLarge(received));
-        chunks.push(c);
+        if (o.onChunk) o.onChunk(c);
+        else chunks.push(c);
         o.onProgress?.(received, Number.isFinite(declared) ? declared : undefined);
       });
       res.on('error', (e) => fail(new GraftError('NETWORK', `The download of ${url} broke off: ${e.message}.`, { fix: 'Try again.', cause: e })));

@@ -4,6 +4,7 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { zooEntry } from '../zoo/zoo.js';
+import { fetchRemoteModel, remoteModel } from '../zoo/remote.js';
 import { backendInfo, initBackend } from '../engine/backend.js';
 import { adoptModel } from './batch-norm.js';
 import { modelFromArtifacts, readModelFiles, type ImportedGraph } from './io.js';
@@ -40,6 +41,8 @@ export interface LoadOptions {
    * layer form, the graph is rebuilt up to it.
    */
   cut?: string;
+  /** Words about a named model's download (onnx-zoo:...). */
+  log?: (line: string) => void;
 }
 
 interface TopologyLayer { name?: string; config?: { name?: string }; inbound_nodes?: unknown[][] }
@@ -97,7 +100,9 @@ export async function loadModel(source: string | tfl.LayersModel, options: LoadO
 
 async function loadFrom(source: string, options: LoadOptions): Promise<LoadedModel> {
   const zoo = zooEntry(source);
-  const files = await readModelFiles(zoo ? zoo.dir : source, { onDownload: options.onDownload, cut: options.cut, inputSize: options.inputSize });
+  const remote = remoteModel(source);
+  const path = remote ? await fetchRemoteModel(remote, { onProgress: options.onDownload, log: options.log }) : zoo ? zoo.dir : source;
+  const files = await readModelFiles(path, { onDownload: options.onDownload, cut: options.cut, inputSize: options.inputSize });
   const imported = files.imported;
   const size = options.inputSize;
   if (size) {

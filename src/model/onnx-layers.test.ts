@@ -15,6 +15,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import * as ort from 'onnxruntime-node';
 import { initBackend } from '../engine/backend.js';
 import { NativeNet, nativeStatus } from '../engine/native.js';
+import { nativePlan } from './native-plan.js';
 import { loadModel } from './load.js';
 import { readOnnxModel } from './onnx-read.js';
 import { OnnxUnsupported, onnxToLayers } from './onnx-layers.js';
@@ -87,7 +88,7 @@ for (const name of ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0']) {
       assert.ok(dFolded < 1e-4 && dKept < 1e-4, `${dFolded} ${dKept}`);
 
       // Fine-tune every layer natively, BatchNorm in training mode, as PyTorch did.
-      const net = new NativeNet(kept.model, { groups: [{ layers: kept.model.layers, lrMult: 1 }], weightDecay: ref.weightDecay });
+      const net = new NativeNet(nativePlan(kept.model, [{ layers: kept.model.layers }]), { weightDecay: ref.weightDecay });
       const losses: number[] = [];
       for (let i = 0; i < steps; i++) {
         losses.push(net.trainStep(xs.slice(i * per, (i + 1) * per), ys.slice(i * n, (i + 1) * n), Float64Array.of(ref.lr), i).loss);
@@ -126,7 +127,7 @@ for (const name of ['resnet18', 'mobilenet_v3_small', 'efficientnet_b0']) {
       assert.ok(worst < 1e-4, `weight ${worstName} off by ${worst} of its scale`);
       assert.ok(noisy <= ref.noiseGradients.length);
       // The folded export (no BatchNorm left) fine-tunes too.
-      const fnet = new NativeNet(folded.model, { groups: [{ layers: folded.model.layers, lrMult: 1 }] });
+      const fnet = new NativeNet(nativePlan(folded.model, [{ layers: folded.model.layers }]));
       const before = folded.model.getWeights()[0].dataSync().slice();
       const fl = [0, 1, 2].map((i) => fnet.trainStep(xs.slice(i * per, (i + 1) * per), ys.slice(i * n, (i + 1) * n), Float64Array.of(1e-4), i).loss);
       fnet.syncWeights();

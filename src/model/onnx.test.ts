@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GraftError, OnnxBody, readOnnxGraph, withOutputs, initBackend, transferOnnx } from '../index.js';
+import { GraftError, OnnxBody, readOnnxGraph, withOutputs, initBackend, transferFrozen } from '../index.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/onnx/', import.meta.url));
 const model = join(dir, 'tiny-cnn.onnx');
@@ -67,7 +67,7 @@ test('OnnxBody refuses bad files, unknown cuts and a changed body before any wor
   }
 });
 
-test('transferOnnx trains a head on the frozen ONNX body\'s features', async () => {
+test('transferFrozen trains a head on the frozen ONNX body\'s features', async () => {
   await initBackend();
   // Three classes of 16x16 images: bright top half, bright left half, dark; values 0-255.
   const n = 60;
@@ -83,7 +83,7 @@ test('transferOnnx trains a head on the frozen ONNX body\'s features', async () 
     }
   }
   const data = { x, labels, sampleShape: [16, 16, 3], classNames: ['top', 'left', 'dark'], source: 'synthetic' };
-  const t = await transferOnnx(model, data, { cut: e.cutNode, preprocessing: { inputShape: [16, 16, 3], scale: 1 / 255 }, warmupEpochs: 40, lr: 0.05, validationSplit: 0.25, seed: 2, head: { pooling: 'flatten' } });
+  const t = await transferFrozen(model, data, { cut: e.cutNode, preprocessing: { inputShape: [16, 16, 3], scale: 1 / 255 }, warmupEpochs: 40, lr: 0.05, validationSplit: 0.25, seed: 2, head: { pooling: 'flatten' } });
   assert.ok((t.result.validation?.accuracy ?? 0) >= 0.8, `validation accuracy ${t.result.validation?.accuracy}`);
   assert.equal(t.meta.body?.kind, 'onnx');
   assert.equal(t.meta.body?.output, e.cut);

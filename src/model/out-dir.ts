@@ -33,7 +33,7 @@ export interface CheckedOut {
 const EXAMPLE: Record<NonNullable<OutOptions['kind']>, string> = { model: 'graft-model', compare: 'graft-compare' };
 /** What Graft writes into an output folder (saveModel, checkpoints, graft report's default page; graft compare). */
 const OWN_ENTRIES: Record<NonNullable<OutOptions['kind']>, string[]> = {
-  model: ['model.json', 'weights.bin', 'graft.json', 'checkpoints', 'report.html', 'model.onnx', 'model.fp16.onnx', 'model.int8.onnx'],
+  model: ['model.json', 'weights.bin', 'graft.json', 'checkpoints', 'report.html', 'model.onnx', 'model.fp16.onnx', 'model.int8.onnx', 'graph-model'],
   compare: ['compare.json', 'compare.svg', 'compare.html'],
 };
 

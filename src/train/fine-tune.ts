@@ -23,7 +23,7 @@ import { featureDataset, predictAll } from './predict.js';
 import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
-import { nativeUnsupported } from '../engine/native.js';
+import { nativeUnsupported } from '../model/native-plan.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';

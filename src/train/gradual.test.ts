@@ -8,6 +8,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { adoptModel, crossEntropy, fineTune, graft, initBackend, type PhaseInfo } from '../index.js';
 import { openStages, parseUnfreeze } from '../model/freeze.js';
 import { NativeNet, nativeStatus } from '../engine/native.js';
+import { nativePlan } from '../model/native-plan.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
 await initBackend();
@@ -73,7 +74,7 @@ test('label smoothing in the native engine gives the tfjs loss, with and without
   const x = Float32Array.from({ length: 5 * 6 }, (_, i) => Math.sin(i * 1.7) * 2);
   const y = Int32Array.of(0, 1, 2, 3, 1);
   for (const weights of [undefined, Float32Array.of(1, 2, 0.5, 1)]) {
-    const net = new NativeNet(model, { groups: [{ layers: [dense as never], lrMult: 1 }], labelSmoothing: 0.1 });
+    const net = new NativeNet(nativePlan(model, [{ layers: [dense as never] }]), { labelSmoothing: 0.1 });
     const got = net.trainStep(x, y, Float64Array.of(0), 0, weights).loss;
     net.dispose();
     const probs = model.predict(tf.tensor2d(x, [5, 6])) as tf.Tensor;

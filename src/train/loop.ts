@@ -12,7 +12,7 @@ import { shuffle } from '../data/random.js';
 import { augmentBatch, type AugmentOptions } from '../data/augment.js';
 import type { Layer } from '../model/layers.js';
 import type { AdamW } from './optimizer.js';
-import type { NativeNet } from '../engine/native.js';
+import type { NativeLossSpec, NativeNet } from '../engine/native.js';
 
 export interface LayerGroup {
   layers: Layer[];
@@ -31,9 +31,7 @@ export interface LossContext {
  * A loss the native engine can also compute (then the phase runs natively): distillation
  * toward recorded old-head outputs, or an EWC penalty. Set on a LossFn as `native`.
  */
-export type NativeLossSpec =
-  | { kind: 'lwf'; targets: Float32Array; oldClasses: number; temperature: number; lambda: number; from: 'second-output' | 'old-columns' }
-  | { kind: 'ewc'; lambda: number; terms: () => Array<{ variable: LayerVariable; fisher: Float32Array; anchor: Float32Array }> };
+export type { NativeLossSpec } from '../engine/native.js';
 
 export type LossFn = ((c: LossContext) => tf.Scalar) & { native?: NativeLossSpec };
 

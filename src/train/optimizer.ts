@@ -13,11 +13,8 @@ export interface AdamOptions {
 }
 
 /** A variable's AdamW moments and step count, as arrays. */
-export interface Moments {
-  step: number;
-  m: Float32Array;
-  v: Float32Array;
-}
+export type { Moments } from '../engine/native.js';
+import type { Moments } from '../engine/native.js';
 
 export const ADAM_DEFAULTS: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-7, weightDecay: 0 };
 

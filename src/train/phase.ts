@@ -18,6 +18,7 @@ import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
 import { NativeNet, Unsupported } from '../engine/native.js';
+import { nativePlan } from '../model/native-plan.js';
 import { openStages, setTrainable } from '../model/freeze.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
@@ -201,7 +202,7 @@ function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
   try {
-    return { net: new NativeNet(r.model, { groups: r.groups, weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
+    return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
   } catch (e) {
     if (e instanceof Unsupported) return { note: e.message };
     throw e;

@@ -6,12 +6,13 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Dataset } from '../data/dataset.js';
 import { batchRanges, batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
 import { NativeNet, nativeStatus, Unsupported } from '../engine/native.js';
+import { nativePlan } from '../model/native-plan.js';
 
 /** The model in the native engine for inference, when the engine is built and knows every layer. */
 function nativePredictor(model: tfl.LayersModel): NativeNet | undefined {
   if (!nativeStatus().available) return undefined;
   try {
-    return new NativeNet(model);
+    return new NativeNet(nativePlan(model));
   } catch (e) {
     if (e instanceof Unsupported) return undefined;
     throw e;

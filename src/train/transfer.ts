@@ -3,9 +3,13 @@
 // preprocessing, fine-tune (optionally keeping the old task), and describe the result in a
 // graft.json.
 
-import type * as tfl from '@tensorflow/tfjs-layers';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { concat, count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
+import { assertTrainable, concat, count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
+import { adoptModel } from '../model/batch-norm.js';
+import type { FrozenBodyLike } from '../model/frozen-body.js';
+import type { GraphBody } from '../model/graph-body.js';
+import { OnnxBody } from '../model/onnx.js';
 import { alignClasses } from '../data/load.js';
 import { standardization, type Preprocessing } from '../data/preprocess.js';
 import { extendModel } from '../model/extend.js';
@@ -213,3 +217,59 @@ export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[
   };
 }
 
+
+/** A frozen body that tfjs cannot train: an ONNX body (onnxruntime) or a tfjs GraphModel. */
+export type FrozenBody = OnnxBody | GraphBody;
+
+/**
+ * The base the one training path uses for a frozen body: a weightless pass-through over its
+ * features (cut at "features"), so the head is grafted, trained, checkpointed and saved as
+ * for any base. The data given to `transfer` is then the body's features.
+ */
+export async function frozenBase(body: FrozenBodyLike): Promise<LoadedModel> {
+  const input = tfl.input({ shape: body.info.featureShape, name: 'body_features' });
+  const passThrough = tfl.layers.activation({ activation: 'linear', name: 'features' }).apply(input) as tfl.SymbolicTensor;
+  return { model: await adoptModel(tfl.model({ inputs: input, outputs: passThrough, name: 'frozen_body' })), source: body.info.path };
+}
+
+/** graft.json of a head trained on a frozen body's features: the body by path, hash and cut. */
+export function frozenMeta(meta: GraftMeta, body: FrozenBodyLike & { info: GraftMeta['body'] & object }, pixels: Preprocessing | undefined): GraftMeta {
+  const [h, w, c] = body.info.imageShape;
+  return {
+    ...meta,
+    preprocessing: pixels ?? { inputShape: [h, w, c], description: 'none: raw values' },
+    base: { source: body.info.path, cut: { layer: body.info.output, index: body.cutIndex() } },
+    body: body.info,
+    frozen: [body.info.kind === 'onnx' ? `${body.info.path} (ONNX body, run by onnxruntime)` : `${body.info.path} (tfjs GraphModel body)`],
+    recipe: { ...meta.recipe, body: `${body.info.kind} (frozen; warm-up only)` },
+  };
+}
+
+export interface FrozenTransferOptions extends Omit<TransferOptions, 'finetuneEpochs' | 'unfreeze' | 'preprocessing' | 'cut'> {
+  /** The node to cut an ONNX body at when `source` is a path. */
+  cut?: string;
+  /** Pixel preprocessing for the body (an external graph has no graft.json). */
+  preprocessing?: Preprocessing;
+}
+
+/**
+ * transfer() for a frozen body: its features computed once (train and validation), then the
+ * one training path with the warm-up alone; graft.json refers to the body.
+ */
+export async function transferFrozen(source: string | FrozenBody, data: Dataset, o: FrozenTransferOptions = {}): Promise<Transfer & { body: FrozenBody; featureSeconds: number }> {
+  assertTrainable(data);
+  const body = typeof source === 'string' ? await OnnxBody.load(source, o.cut) : source;
+  const [h, w, c] = body.info.imageShape;
+  if (data.sampleShape.join() !== [h, w, c].join()) {
+    throw new GraftError('SHAPE_MISMATCH', `${data.source} has samples of shape [${data.sampleShape.join(', ')}]; the body takes [${h}, ${w}, ${c}].`, {
+      fix: 'Give images (they are resized to the body\'s input), or data of that shape.' });
+  }
+  const t0 = Date.now();
+  const features = await body.features(data, o.preprocessing);
+  const validation = o.validation && await body.features(o.validation, o.preprocessing);
+  const featureSeconds = (Date.now() - t0) / 1000;
+  const t = await transfer(await frozenBase(body), { ...features, source: data.source }, { ...o, cut: 'features', preprocessing: { inputShape: body.info.featureShape, description: 'the frozen body\'s features' }, validation, finetuneEpochs: 0, diskCache: false });
+  t.meta = frozenMeta(t.meta, body, o.preprocessing);
+  t.meta.metrics = { ...t.meta.metrics, featureSeconds };
+  return { ...t, body, featureSeconds };
+}

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graft, lastJson } from '../cli.js';
@@ -84,6 +84,11 @@ test('a published batch-1 tfjs GraphModel (CenterNet MobileNetV3 of @vladmandic/
   assert.ok(j.phases.some((p: { phase: string }) => p.phase === 'fine-tune'), 'the body fine-tuned');
   console.log(`centernet body (a person detector's backbone) on the photos at 160x160, fine-tuned whole: test accuracy ${j.testAccuracy}`);
   assert.ok(j.testAccuracy >= 0.35, `test accuracy ${j.testAccuracy} (5 classes: chance is 0.2)`);
+  // The result in the base's format: a GraphModel that tfjs-converter runs, equal to the model.
+  assert.ok(j.graphModel && j.graphModel.maxAbsDiff < 1e-4, JSON.stringify(j.graphModel));
+  const gm = JSON.parse(await readFile(join(out, 'graph-model', 'model.json'), 'utf8'));
+  assert.equal(gm.format, 'graph-model');
+  assert.ok(gm.modelTopology.node.some((n: { op: string }) => n.op === 'DepthwiseConv2dNative'));
   const p = await graft(['predict', out, join(photos, 'test', 'vehicles'), '--json']);
   assert.equal(p.code, 0, p.stderr);
   assert.ok(lastJson(p.stdout).predictions.length >= 5);

@@ -10,10 +10,12 @@ import { GraftError, graphModelJson, graphNodes, formatGraphNodes, readModelFile
 import { parse, str } from '../args.js';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { OnnxUnsupported } from '../../model/onnx-layers.js';
+import { fetchRemoteModel, remoteModel, REMOTE_MODELS } from '../../zoo/remote.js';
 
 export const usage = `graft inspect <model> [--cut <layer>] [--svg <file>] [--expand <groups>] [--json]
 
-  <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a model directory, a model.json path, an http(s) URL, or a
+  <model>          a zoo name (${Object.keys(ZOO).join(', ')}), a named model fetched on first use
+                   (${REMOTE_MODELS.map((m) => m.name).join(', ')}), a model directory, a model.json path, an http(s) URL, or a
                    Keras .h5 / .keras file, or an .onnx file or tfjs GraphModel (their
                    nodes: the names --cut takes; then whether Graft rebuilds the graph as
                    layers that train, and with --cut or --svg the layers and the diagram)
@@ -28,7 +30,8 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { cut: { type: 'string' }, svg: { type: 'string' }, expand: { type: 'string' } }, usage);
   if (values.help) { console.log(usage); return 0; }
   if (positionals.length !== 1) { console.error(`graft inspect needs one model.\n\nUsage:\n${usage}`); return 2; }
-  const spec = positionals[0];
+  const named = remoteModel(positionals[0]);
+  const spec = named ? await fetchRemoteModel(named, { onProgress: downloadProgress(Boolean(values.json)), log: (l) => { if (!values.json) console.log(l); } }) : positionals[0];
   const graphJson = isOnnxPath(spec) ? undefined : await graphModelJson(spec);
   let model: LayersModel;
   let cut = str(values.cut);

@@ -11,11 +11,14 @@ import {
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
-import { trainOnnx } from './train-onnx.js';
 import { run as exportModel } from './export.js';
+import { writeGraphModel } from '../../export/graph-model-export.js';
+import { batchValues } from '../../data/preprocess.js';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { OnnxUnsupported } from '../../model/onnx-layers.js';
-import type { LoadedModel } from '../../index.js';
+import { frozenBase, frozenMeta, GraphBody, OnnxBody, type Dataset, type FrozenBody, type LoadedModel } from '../../index.js';
 import { closeNames } from '../../errors.js';
+import { fetchRemoteModel, remoteModel } from '../../zoo/remote.js';
 import { outFolder } from '../out-args.js';
 import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '../../train/resume-check.js';
@@ -23,11 +26,14 @@ import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, d
 
 export const usage = `graft train --base <model> --data <data> [options]
 
-  --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a directory,
-                          model.json or URL, a Keras .h5 or .keras file, or a frozen body that
-                          tfjs cannot train: an ONNX file (run by onnxruntime) or a tfjs
-                          GraphModel; the head trains on its features; --cut names a node or
-                          value (graft inspect lists them)
+  --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a named model
+                          fetched into $GRAFT_HOME on first use (onnx-zoo:mobilenetv2,
+                          onnx-zoo:resnet50, onnx-zoo:efficientnet-lite4), a directory,
+                          model.json or URL, a Keras .h5 or .keras file, an ONNX file or a tfjs
+                          GraphModel: rebuilt as layers, they train and fine-tune like the rest
+                          (an ONNX base's result is also saved as model.onnx); --cut names a
+                          node or value (graft inspect lists them). A graph with an op Graft
+                          cannot rebuild trains a head on its frozen features
   --data <data>           training data: a folder with one sub-folder of images per class (or
                           train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
                           file, or an IDX images file
@@ -199,9 +205,16 @@ export async function run(argv: string[]): Promise<number> {
 type Values = ReturnType<typeof parse>['values'];
 
 async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): Promise<number> {
-  const baseSpec = str(values.base);
+  const given = str(values.base);
   const dataSpec = str(values.data);
-  if (!baseSpec || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
+  if (!given || !dataSpec) throw new GraftError('BAD_ARGUMENT', 'graft train needs --base and --data.', { fix: `Usage:\n${usage}` });
+  // A named model (onnx-zoo:...): fetched into the cache once; its preprocessing is known.
+  const remote = remoteModel(given);
+  const baseSpec = remote ? await fetchRemoteModel(remote, { onProgress: downloadProgress(Boolean(values.json)), log: (l) => { if (!values.json) console.log(l); } }) : given;
+  if (remote) {
+    values.base = baseSpec;
+    if (values.preprocess === undefined) values.preprocess = remote.preprocessing;
+  }
   const options = {
     cut: str(values.cut),
     head: parseHead(str(values.head)),
@@ -239,18 +252,26 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
   let base: LoadedModel;
+  let frozen: FrozenBody | undefined;
   try {
     base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), cut: str(values.cut), onDownload: downloadProgress(json) });
   } catch (e) {
     if (!(e instanceof OnnxUnsupported)) throw e;
-    // A graph with an op that has no layer form: its body runs frozen on onnxruntime.
-    const trains = ['unfreeze', 'lr-mult', 'layer-groups', 'bn-stats', 'schedule', 'label-smoothing'].filter((k) => values[k] !== undefined);
+    // A graph with an op that has no layer form: its body runs frozen (onnxruntime or the tfjs
+    // GraphModel) and the head trains on its features, through the same path as every base.
+    const trains = ['unfreeze', 'lr-mult', 'layer-groups', 'bn-stats', 'schedule', 'label-smoothing', 'keep-old', 'extend', 'old-data', 'replay', 'input-size', 'augment', 'warmup-views']
+      .filter((k) => values[k] !== undefined);
     if (trains.length || (values['finetune-epochs'] !== undefined && Number(values['finetune-epochs']) > 0)) {
-      throw new GraftError('UNSUPPORTED', `${baseSpec} cannot be trained: its ${e.message}, so Graft cannot rebuild it as layers${str(values.cut) ? ` up to the cut ${str(values.cut)}` : ''}.`, {
-        fix: `Cut before that node (graft inspect ${baseSpec} lists the nodes), or drop ${[...trains.map((k) => `--${k}`), ...(values['finetune-epochs'] !== undefined ? ['--finetune-epochs'] : [])].join(', ')} to train a head on the frozen body's features (onnxruntime).` });
+      const all = [...trains.map((k) => `--${k}`), ...(values['finetune-epochs'] !== undefined ? ['--finetune-epochs'] : [])];
+      throw new GraftError('UNSUPPORTED', `${baseSpec} cannot be trained: its ${e.message}, so Graft cannot rebuild it as layers${str(values.cut) ? ` up to the cut ${str(values.cut)}` : ''}, and ${all.join(', ')} need${all.length === 1 ? 's' : ''} a body that trains or runs in tfjs.`, {
+        fix: `Cut before that node (graft inspect ${baseSpec} lists the nodes), or drop ${all.join(', ')} to train a head on the frozen body's features.` });
     }
-    log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on ${(await graphModelJson(baseSpec)) ? 'the tfjs GraphModel' : 'onnxruntime'}`);
-    return trainOnnx(values);
+    const graph = await graphModelJson(baseSpec);
+    frozen = graph ? await GraphBody.load(baseSpec, str(values.cut)) : await OnnxBody.load(resolve(baseSpec), str(values.cut));
+    log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on ${graph ? 'the tfjs GraphModel' : 'onnxruntime'}, cut at ${frozen.info.output}: features [${frozen.info.featureShape.join(', ')}]`);
+    base = await frozenBase(frozen);
+    options.cut = 'features';
+    options.finetuneEpochs = 0;
   }
   if (base.imported) {
     const i = base.imported;
@@ -265,11 +286,26 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     }
     log(`base: ${baseSpec} is ${i.format === 'onnx' ? 'an ONNX graph' : 'a tfjs GraphModel'} (input ${i.layout}, ${i.imageShape.join('x')}), rebuilt as ${base.model.layers.length} tfjs layers that train like any other${i.truncated ? ` (up to the cut: its ${i.truncated})` : ''}`);
   }
-  const dataOpts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
+  const dataOpts = dataOptions(values, frozen ? [null, ...frozen.info.imageShape] : base.model, base.meta?.preprocessing, decodeProgress(json));
   const seed = options.seed ?? DEFAULTS.seed;
-  const { data, validation, test: testRaw, skipped, trainedFrom: trainedFromSpec } = await loadTrainingData(values, dataOpts, seed);
+  const loaded = await loadTrainingData(values, dataOpts, seed);
+  const { skipped, trainedFrom: trainedFromSpec } = loaded;
+  let { data, validation, test: testRaw } = loaded;
   const oldData = values['old-data'] ? await loadData(str(values['old-data'])!, dataOpts) : undefined;
   const images = isBytes(data.x);
+  // A frozen body: its features of every split, once; the head trains on them.
+  const pixels = frozen ? parsePreprocess(values.preprocess, [null, ...frozen.info.imageShape]) : undefined;
+  let featureSeconds = 0;
+  if (frozen) {
+    const f = frozen;
+    const t0 = Date.now();
+    const of = async (d: Dataset) => ({ ...(await f.features(d, pixels)), source: d.source, skipped: d.skipped });
+    data = await of(data);
+    validation = validation && await of(validation);
+    testRaw = testRaw && await of(testRaw);
+    featureSeconds = (Date.now() - t0) / 1000;
+    log(`body features: ${featureSeconds.toFixed(1)} s with ${f.info.kind === 'onnx' ? 'onnxruntime' : 'the GraphModel'}`);
+  }
   const streamed = streamLine(data);
   if (streamed) log(streamed);
   const augment = augmentSpec !== undefined ? parseAugment(augmentSpec) : images ? { ...AUGMENT_DEFAULTS } : undefined;
@@ -301,9 +337,10 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   };
   process.on('SIGINT', onInterrupt);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
-  const givenPreprocessing = parsePreprocess(values.preprocess, base.model.inputs[0].shape);
+  // A frozen body's features go to the head as they are.
+  const givenPreprocessing = frozen ? { inputShape: frozen.info.featureShape, description: 'the frozen body\'s features' } : parsePreprocess(values.preprocess, base.model.inputs[0].shape);
   const transferOptions = {
-    ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment, diskCache: !values['no-cache'],
+    ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment: frozen ? undefined : augment, diskCache: !values['no-cache'] && !frozen,
     checkpoints: {
       dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
@@ -314,7 +351,11 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   };
   const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
   process.off('SIGINT', onInterrupt);
-  const { grafted, result, meta, preprocessing } = t;
+  await frozen?.dispose();
+  const { grafted, result, preprocessing } = t;
+  // A frozen body: graft.json refers to it (path, hash, cut) and keeps the pixels' preprocessing.
+  const meta = frozen ? frozenMeta(t.meta, frozen, pixels) : t.meta;
+  if (frozen) meta.metrics = { ...meta.metrics, featureSeconds };
   if (result.interrupted) {
     const s = result.interrupted;
     console.error(`Stopped in the ${s.phase} phase, epoch ${s.epochsDone + 1}${s.position ? `, after batch ${s.position.batch}` : ''}; checkpoint written to ${join(out, 'checkpoints')}.`);
@@ -341,8 +382,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   }
   if (json) {
     const onnx = base.imported?.format === 'onnx' ? await exportInBaseFormat(out, base.imported.layout, true) : undefined;
+    const graphModel = base.imported?.format === 'tfjs-graph' ? { dir: join(out, 'graph-model'), ...(await graphModelInBaseFormat(out, t.model, meta, data)) } : undefined;
     console.log(JSON.stringify({
-      backend: backend.name, out, ...(onnx ? { onnx } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
+      backend: backend.name, out, ...(onnx ? { onnx } : {}), ...(graphModel ? { graphModel } : {}), ...(frozen ? { body: frozen.info.kind === 'onnx' ? 'onnxruntime' : 'tfjs-graph' } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
@@ -356,11 +398,24 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (result.lrFinder) log(`learning-rate finder: lowest smoothed loss at ${result.lrFinder.minimumAt.toExponential(1)} over ${result.lrFinder.lrs.length} steps; fine-tuned at ${result.lrFinder.suggestion.toExponential(1)}`);
     if (result.fineTuneCheck) log(result.fineTuneCheck.words);
     for (const line of accuracyLines(meta, result)) log(line);
-    log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
+    if (frozen) log(`saved ${out}/: the head (model.json + weights.bin) and graft.json, which points at ${frozen.info.path} (sha256 ${frozen.info.sha256.slice(0, 12)}...); graft predict runs both`);
+    else log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
     if (base.imported?.format === 'onnx') await exportInBaseFormat(out, base.imported.layout, false);
+    if (base.imported?.format === 'tfjs-graph') {
+      const g = await graphModelInBaseFormat(out, t.model, meta, data);
+      log(`wrote ${join(out, 'graph-model')}/ (model.json + weights.bin), the base's format: tfjs loadGraphModel runs it; checked against the model on ${g.samples} samples: largest difference ${g.maxAbsDiff.toExponential(1)}`);
+    }
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
+}
+
+/** A GraphModel base's result in its own format: out/graph-model/, checked on up to 16 training samples. */
+async function graphModelInBaseFormat(out: string, model: LayersModel, meta: GraftMeta, data: Dataset): Promise<{ maxAbsDiff: number; samples: number }> {
+  const n = Math.min(16, data.labels.length);
+  const x = batchValues(data, Int32Array.from({ length: n }, (_, i) => i), meta.preprocessing);
+  const r = await writeGraphModel(join(out, 'graph-model'), model, meta, x, n);
+  return { ...r, samples: n };
 }
 
 /**
