@@ -163,7 +163,14 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
   if (!count(d)) {
     throw new GraftError('BAD_DATA', `${d.source} holds no samples of the model's classes (${meta.classNames.slice(0, 8).join(', ')}${meta.classNames.length > 8 ? ', ...' : ''}) to check the export on.`, { fix: 'Give test data with one sub-folder per class of the model.' });
   }
-  const om = await OnnxModel.fromBytes(bytes, 'the export');
+  let om: OnnxModel;
+  try {
+    om = await OnnxModel.fromBytes(bytes, 'the export');
+  } catch (e) {
+    // Graft wrote these bytes just now: onnxruntime refusing them is Graft's failure, not a copy's.
+    throw new GraftError('UNSUPPORTED', `onnxruntime cannot run the ONNX graph Graft wrote for this model (${(e as Error).message.split('\n')[0]}); nothing was written.`, {
+      fix: 'The tfjs model is unaffected (graft predict runs it). Please report the layer types of this model so the export can be fixed.', cause: e });
+  }
   try {
     const idx = sampleIndices(d, maxSamples, 1);
     const sub: Dataset = { ...d, x: batchValues(d, idx, undefined), labels: Int32Array.from(idx, (i) => d.labels[i]) };

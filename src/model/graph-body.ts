@@ -48,7 +48,7 @@ export function graphNodes(topology: unknown): GraphNode[] {
 
 export function formatGraphNodes(nodes: GraphNode[], where: string): string {
   const shown = nodes.filter((n) => n.op !== 'Const');
-  const lines = [`${where}: tfjs GraphModel, ${nodes.length} nodes (${nodes.length - shown.length} constants not listed)`, '', ' #  node  op  inputs (cut at a node name)'];
+  const lines = [`${where}: tfjs GraphModel, ${nodes.length} nodes (${nodes.length - shown.length} constants not listed)`, '', ' #  node  op  inputs (cut at a node name or the #)'];
   shown.forEach((n, i) => lines.push(`${String(i).padStart(2)}  ${n.name}  ${n.op}  ${n.inputs.join(', ')}`));
   return lines.join('\n');
 }
@@ -87,7 +87,14 @@ export class GraphBody {
     const b0 = input.shape?.[0];
     const fixedBatch = typeof b0 === 'number' && b0 > 0 ? b0 : undefined;
     const body = new GraphBody({ kind: 'tfjs-graph', path: resolve(spec), sha256, input: input.name, output, layout: 'NHWC', imageShape: [dims[0], dims[1], dims[2]], featureShape: [], ...(fixedBatch ? { fixedBatch } : {}) }, model, nodes);
-    const probe = await body.run(new Float32Array(dims[0] * dims[1] * dims[2]), 1);
+    let probe;
+    try {
+      probe = await body.run(new Float32Array(dims[0] * dims[1] * dims[2]), 1);
+    } catch (cause) {
+      model.dispose();
+      throw new GraftError('UNSUPPORTED', `${where}: tfjs cannot run this GraphModel up to ${output}: ${(cause as Error).message.split('\n')[0].replace(/ File an issue at .*$/, '')}`, {
+        fix: `Cut before the node it names (graft inspect ${spec} lists the nodes), or convert the model again with the tfjs converter.`, cause });
+    }
     body.info.featureShape = probe.shape;
     return body;
   }

@@ -133,6 +133,7 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
         const k = konst(1);
         const strides = ints(a.strides) ?? [1, 1, 1, 1];
         const dil = ints(a.dilations) ?? [1, 1, 1, 1];
+        if (k.shape.length !== 4 || [...strides, ...dil].some((v) => !Number.isInteger(v) || v < 1 || v > 1024)) fail(`strides [${strides.join(', ')}] or dilations [${dil.join(', ')}] outside 1..1024, or a kernel of shape [${k.shape.join(', ')}] (the file is damaged or was edited)`);
         const fused = strs(a.fused_ops) ?? [];
         if (fused.length && fused[0] !== 'BiasAdd') fail(`fused ops ${fused.join(', ')}`);
         const bias = fused[0] === 'BiasAdd' ? data(konst(2)) : undefined;
@@ -183,6 +184,22 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
         set(apply(layer, x));
         break;
       }
+      case 'Maximum':
+      case 'Minimum': {
+        // clip_by_value as the converter writes relu6: Maximum(x, 0), Minimum(., 6).
+        const p = val(0);
+        const q = val(1);
+        const xs = p.kind === 'sym' ? p : q;
+        const ks = p.kind === 'sym' ? q : p;
+        if (xs.kind !== 'sym' || ks.kind !== 'const' || ks.t.size !== 1) fail(`a ${node.op} that is not of an activation and a scalar`);
+        const v = data((ks as { t: tf.Tensor }).t)[0];
+        const x = (xs as { t: Sym }).t;
+        const producerOp = byName.get(ins[p.kind === 'sym' ? 0 : 1])?.op;
+        if (node.op === 'Maximum' && v === 0) set(apply(tfl.layers.activation({ activation: 'relu', name: uniq(base) }), x));
+        else if (node.op === 'Minimum' && v === 6 && (producerOp === 'Relu' || (producerOp === 'Maximum'))) set(apply(tfl.layers.reLU({ maxValue: 6, name: uniq(base) }), x));
+        else fail(`a ${node.op} with ${v}; Graft rebuilds Maximum(x, 0) (ReLU) and Minimum of a ReLU with 6 (ReLU6)`);
+        break;
+      }
       case 'LeakyRelu':
         set(apply(tfl.layers.leakyReLU({ alpha: a.alpha?.f ?? 0.2, name: uniq(base) }), sym(0)));
         break;
@@ -216,14 +233,19 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
           set(apply(tfl.layers.rescaling({ scale, offset, name: uniq(base) } as never), x.t));
           break;
         }
-        if (kv.length !== channels || x.t.shape.length !== 4) fail(`a ${node.op} with a constant of shape [${kt.shape.join(', ')}] on a value of shape [${x.t.shape.slice(1).join(', ')}]`);
+        if (kv.length !== channels || (x.t.shape.length !== 4 && x.t.shape.length !== 2)) fail(`a ${node.op} with a constant of shape [${kt.shape.join(', ')}] on a value of shape [${x.t.shape.slice(1).join(', ')}]`);
         const scale = new Float32Array(channels).fill(1);
         const shift = new Float32Array(channels);
         for (let i = 0; i < channels; i++) {
           const v = kv[i];
           if (op === 'Mul') scale[i] = v; else if (op === 'Div') scale[i] = 1 / v; else if (op === 'Add') shift[i] = v; else if (xFirst) shift[i] = -v; else { scale[i] = -1; shift[i] = v; }
         }
-        set(apply(tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: node.op === 'BiasAdd', name: uniq(base) }), x.t, [scale, shift]));
+        if (x.t.shape.length === 2) {
+          // [batch, F]: as [batch, 1, 1, F] through the 1x1 depthwise, then flat again.
+          const r = apply(tfl.layers.reshape({ targetShape: [1, 1, channels], name: helper() }), x.t);
+          const y = apply(tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: node.op === 'BiasAdd', name: helper() }), r, [scale, shift]);
+          set(apply(tfl.layers.flatten({ name: uniq(base) }), y));
+        } else set(apply(tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: node.op === 'BiasAdd', name: uniq(base) }), x.t, [scale, shift]));
         break;
       }
       case 'Mean':

@@ -64,9 +64,14 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
   const input = g.inputs[0];
   const d = input.dims.slice(1);
   if (d.length !== 3) throw new GraftError('BAD_MODEL', `${where} has the input ${input.name} of shape [${input.dims.join(', ')}]; Graft needs an image input [batch, 3, H, W] or [batch, H, W, 3].`, { fix: 'Export the model with an image input.' });
-  const nchw = typeof d[0] === 'number' && (d[0] === 1 || d[0] === 3) && !(typeof d[2] === 'number' && (d[2] === 1 || d[2] === 3) && d[0] !== d[2] && (d[1] === 1 || d[1] === 3));
+  // NCHW unless the last dimension looks like channels (1 or 3) and the first does not.
+  const isChannels = (v: number | string) => v === 1 || v === 3;
+  const nchw = !(isChannels(d[2]) && !isChannels(d[0]));
   let [c, h, w] = nchw ? d : [d[2], d[0], d[1]];
   if (inputSize) [h, w] = inputSize;
+  if (typeof h === 'number' && typeof w === 'number' && typeof c === 'number' && (h > 8192 || w > 8192 || c > 64)) {
+    throw new GraftError('BAD_MODEL', `${where} declares the input ${input.name} of shape [${input.dims.join(', ')}]: ${h}x${w} with ${c} channels is not an image size Graft trains on (at most 8192x8192, 64 channels).`, { fix: 'Export the model with its real input size, or give --input-size.' });
+  }
   if (typeof c !== 'number' || typeof h !== 'number' || typeof w !== 'number' || !(h > 0 && w > 0 && c > 0)) {
     throw new GraftError('BAD_MODEL', `${where} has the input ${input.name} of shape [${input.dims.join(', ')}], whose image size is not fixed.`, { fix: 'Give the size with --input-size (e.g. --input-size 224), or export the model with a fixed height and width.' });
   }
@@ -104,6 +109,10 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
     const finalName = uniq(base);
     const helper = () => uniq(`${base}__${++counter}`);
     const fail = (detail: string): never => { throw new OnnxUnsupported(node.name || node.outputs[0], node.opType, detail); };
+    // A graph no runtime could run: refused as damaged, not treated as an op to run elsewhere.
+    const damaged = (detail: string): never => {
+      throw new GraftError('BAD_MODEL', `${where}: the ${node.opType} node "${node.name || node.outputs[0]}" has ${detail}: the file is damaged or was edited.`, { fix: 'Export the model again (torch.onnx.export) and copy the whole .onnx file.' });
+    };
     const attr = (k: string): OnnxAttr | undefined => node.attrs.get(k);
     const int = (k: string, dflt: number) => attr(k)?.i ?? dflt;
     const flt = (k: string, dflt: number) => attr(k)?.f ?? dflt;
@@ -111,7 +120,8 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
     const inVal = (i: number): Val | undefined => (node.inputs[i] ? vals.get(node.inputs[i]) : undefined);
     const sym = (i: number): SymVal => {
       const v = inVal(i);
-      if (!v) fail(`its input "${node.inputs[i]}" is not computed by an op Graft can rebuild`);
+      if (!v && !producer.has(node.inputs[i])) damaged(`the input "${node.inputs[i]}", which no node produces and no initializer holds`);
+      if (!v) fail(`its input "${node.inputs[i]}" comes from a node that is later in the graph or was not rebuilt (a cycle, or an op Graft cannot rebuild before it)`);
       if (v!.kind !== 'sym') fail(`its input "${node.inputs[i]}" is a constant where Graft expects an activation`);
       if ((v as { nhwcInput?: boolean }).nhwcInput) fail('it reads the NHWC input directly; Graft expects a Transpose to NCHW first');
       if ((v as { nhwcView?: boolean }).nhwcView && !['Flatten', 'Reshape'].includes(node.opType)) fail('it reads a channels-last transpose; Graft rebuilds one only before a flatten');
@@ -184,14 +194,16 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         const strides = intsA('strides') ?? [1, 1];
         const dil = intsA('dilations') ?? [1, 1];
         const [C, H, Wd] = x.shape;
-        const pads = convPads(node, fail, [H, Wd], [kh, kw], strides, dil);
+        checkWindow(damaged, [kh, kw], strides, dil);
+        const pads = convPads(node, fail, damaged, [H, Wd], [kh, kw], strides, dil);
         const { padding, input } = padFor(x, pads, [H, Wd], [kh, kw], strides, dil, helper, false, fail);
         const outH = Math.floor((H + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / strides[0]) + 1;
         const outW = Math.floor((Wd + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / strides[1]) + 1;
+        if (outH < 1 || outW < 1) fail(`a ${kh}x${kw} convolution on a ${H}x${Wd} map leaves nothing (the input size is too small for the layers from here: cut before this node, or give a larger --input-size)`);
         const common = { kernelSize: [kh, kw], strides, padding, dilationRate: dil, useBias: Boolean(B), name: finalName };
         let t: Sym;
         if (group === 1) {
-          if (Ig !== C) fail(`a weight for ${Ig} input channels on ${C}`);
+          if (Ig !== C) damaged(`a weight for ${Ig} input channels on a value of ${C}`);
           const k = new Float32Array(W.data.length);
           for (let o = 0; o < O; o++) for (let i = 0; i < Ig; i++) for (let y = 0; y < kh; y++) for (let xx = 0; xx < kw; xx++) {
             k[((y * kw + xx) * Ig + i) * O + o] = W.data[((o * Ig + i) * kh + y) * kw + xx];
@@ -295,8 +307,8 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         const channels = x.shape[0];
         const perChannel = n === channels && k.dims.filter((dd) => dd !== 1).length <= 1 && (k.dims.length < 3 || k.dims[k.dims.length - 3] === channels || (k.dims.length === 1 && !rank4(x)));
         if (!perChannel) fail(`a ${node.opType} with a constant of shape [${k.dims.join(', ')}] on a value of shape [${x.shape.join(', ')}]`);
-        const xx = as4d(x);
-        if (!rank4(xx)) fail('a per-feature constant on a [batch, features] value');
+        const flatIn = !rank4(x) && !x.flat;
+        const xx = flatIn ? { ...x, t: apply(tfl.layers.reshape({ targetShape: [1, 1, x.shape[0]], name: helper() }), x.t), shape: [x.shape[0], 1, 1] } : as4d(x);
         const scale = new Float32Array(n).fill(1);
         const shift = new Float32Array(n);
         for (let i = 0; i < n; i++) {
@@ -307,8 +319,9 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           else if (xFirst) shift[i] = -v;
           else { scale[i] = -1; shift[i] = v; }
         }
-        const layer = tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: false, name: finalName });
-        set({ kind: 'sym', t: apply(layer, xx.t, [scale, shift]), shape: xx.shape });
+        const layer = tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: false, name: flatIn ? helper() : finalName });
+        const y = apply(layer, xx.t, [scale, shift]);
+        set(flatIn ? { kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), y), shape: x.shape } : { kind: 'sym', t: y, shape: xx.shape });
         break;
       }
       case 'GlobalAveragePool':
@@ -335,7 +348,8 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         const strides = intsA('strides') ?? [1, 1];
         if ((intsA('dilations') ?? [1, 1]).some((dd) => dd !== 1)) fail('a dilated pool');
         const [, H, Wd] = x.shape;
-        const pads = convPads(node, fail, [H, Wd], k, strides, [1, 1]);
+        checkWindow(damaged, k, strides, [1, 1]);
+        const pads = convPads(node, fail, damaged, [H, Wd], k, strides, [1, 1]);
         const out = [0, 1].map((i) => {
           const span = [H, Wd][i] + pads[i] + pads[i + 2] - k[i];
           return (int('ceil_mode', 0) ? Math.ceil(span / strides[i]) : Math.floor(span / strides[i])) + 1;
@@ -388,6 +402,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           target = [total];
         } else if (node.opType === 'Reshape') {
           const s = Array.from(constant(1, 'shape').data).slice(1);
+          if (s.filter((q) => q === -1).length > 1) fail(`a reshape to [${s.join(', ')}] with more than one -1`);
           const known = s.reduce((p, q, i) => (q === -1 ? p : p * (q === 0 ? [x.shape.length ? x.shape[i] : 1][0] : q)), 1);
           target = s.map((q, i) => (q === -1 ? total / known : q === 0 ? x.shape[i] : q));
         } else {
@@ -395,7 +410,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           if (node.opType === 'Squeeze') target = x.shape.filter((_, i) => !(axes.length ? axes.includes(i + 1) : x.shape[i] === 1));
           else { target = [...x.shape]; for (const a of [...axes].sort()) target.splice(a - 1, 0, 1); }
         }
-        if (target.some((q) => !Number.isInteger(q) || q <= 0) || target.reduce((p, q) => p * q, 1) !== total) fail(`a reshape of [${x.shape.join(', ')}] to [${target.join(', ')}]`);
+        if (target.some((q) => !Number.isInteger(q) || q <= 0) || target.reduce((p, q) => p * q, 1) !== total) fail(`a reshape of [${x.shape.join(', ')}] to [${target.join(', ')}]${inputSize ? ' (its shape was written for the size the graph was exported at, so it does not run at --input-size: leave it out, or cut before this node)' : ''}`);
         if (target.length === 1) {
           if (x.flat || x.shape.length === 1) { alias({ ...x, shape: target, flat: false }); break; }
           if ((x as { nhwcView?: boolean }).nhwcView) { set({ kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), x.t), shape: target, nonneg: x.nonneg }); break; }
@@ -472,8 +487,16 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
   return { model, layerOf, weightSources, imageShape: [h as number, w as number, c as number], layout: nchw ? 'NCHW' : 'NHWC' };
 }
 
+/** Kernel, strides and dilations a window can have: whole numbers of at least 1, not absurd. */
+function checkWindow(fail: (d: string) => never, k: number[], s: number[], d: number[]): void {
+  const ok = (v: number[], max: number) => v.length === 2 && v.every((x) => Number.isInteger(x) && x >= 1 && x <= max);
+  if (!ok(k, 1024)) fail(`kernel_shape [${k.join(', ')}], outside 1..1024`);
+  if (!ok(s, 1024)) fail(`strides [${s.join(', ')}], outside 1..1024`);
+  if (!ok(d, 1024)) fail(`dilations [${d.join(', ')}], outside 1..1024`);
+}
+
 /** A conv's or pool's pads [top, left, bottom, right] from its pads or auto_pad. */
-function convPads(node: OnnxFullNode, fail: (d: string) => never, size: number[], k: number[], s: number[], d: number[]): number[] {
+function convPads(node: OnnxFullNode, fail: (d: string) => never, damaged: (d: string) => never, size: number[], k: number[], s: number[], d: number[]): number[] {
   const auto = node.attrs.get('auto_pad')?.s ?? 'NOTSET';
   if (auto === 'VALID') return [0, 0, 0, 0];
   if (auto === 'SAME_UPPER' || auto === 'SAME_LOWER') {
@@ -490,6 +513,8 @@ function convPads(node: OnnxFullNode, fail: (d: string) => never, size: number[]
   if (auto !== 'NOTSET') fail(`auto_pad ${auto}`);
   const pads = node.attrs.get('pads')?.ints ?? [0, 0, 0, 0];
   if (pads.length !== 4) fail(`pads [${pads.join(', ')}]`);
+  // ONNX forbids negative pads; a pad as large as the window or more adds only zeros.
+  if (pads.some((p, i) => p < 0 || p >= ((k[i % 2] - 1) * d[i % 2] + 1) + size[i % 2])) damaged(`pads [${pads.join(', ')}], negative or larger than its window and map (onnxruntime refuses negative pads too)`);
   return [...pads];
 }
 

@@ -184,8 +184,13 @@ function io(buf: Uint8Array, f: F): OnnxIo {
 
 /** Reads an ONNX model's graph with every node's attributes and every weight's values. */
 export function readOnnxModel(buf: Uint8Array, where: string): OnnxModelGraph {
+  let top: F[];
   try {
-    const top = parse(buf, 0, buf.length);
+    top = parse(buf, 0, buf.length);
+  } catch (e) {
+    throw new GraftError('BAD_MODEL', `${where} is not an ONNX model: it does not read as one (${(e as Error).message}); it may be another kind of file, or truncated.`, { fix: 'Give the .onnx file torch.onnx.export (or your exporter) wrote, copied whole.' });
+  }
+  try {
     const g = top.find((f) => f.field === 7 && f.wire === 2);
     if (!g) throw new GraftError('BAD_MODEL', `${where} is not an ONNX model (no graph).`, { fix: 'Export the model again (torch.onnx.export) and copy the whole .onnx file.' });
     let opset = 0;

@@ -271,7 +271,7 @@ export function formatOnnxGraph(g: OnnxGraph, where: string): string {
   const lines = [`${where}: ONNX graph, ${g.nodes.length} nodes`];
   for (const i of g.inputs) lines.push(`Input node: ${i.name} [${i.dims.join(', ')}]`);
   for (const o of g.outputs) lines.push(`Output node: ${o.name} [${o.dims.join(', ')}]`);
-  lines.push('', ' #  node  op  outputs (cut at a node name or an output name)');
+  lines.push('', ' #  node  op  outputs (cut at a node name, an output name or the #)');
   g.nodes.forEach((n, i) => lines.push(`${String(i).padStart(2)}  ${n.name || '-'}  ${n.opType}  ${n.outputs.join(', ')}`));
   return lines.join('\n');
 }

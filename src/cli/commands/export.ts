@@ -160,8 +160,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const started = Date.now();
   const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples ?? 256, keepSensitive: fp32Layers === 'auto' });
-  await writeFileAtomic(out, exported.bytes);
+  // Checked before it is written: an export onnxruntime cannot run is not left behind.
   const check: ExportCheck = await checkExport(exported.bytes, model, meta, checkOn, Boolean(test));
+  await writeFileAtomic(out, exported.bytes);
   const seconds = (Date.now() - started) / 1000;
 
   let recorded = false;

@@ -64,6 +64,10 @@ export async function run(argv: string[]): Promise<number> {
       if (rebuilt) console.log(`Graft rebuilds this graph as ${rebuilt.model.layers.length} tfjs layers${rebuilt.imported?.truncated ? ` up to the cut (the whole graph cannot be: its ${rebuilt.imported.truncated})` : ''}: it trains like any base (--unfreeze, --finetune-epochs), on the native engine.`);
       else console.log(`Graft cannot rebuild this graph as layers${cut ? ` up to ${cut}` : ''}: its ${unsupported}. Cut before that node to train the body (--cut), or train a head on its frozen features.`);
     }
+    if (!rebuilt && values.svg !== undefined) {
+      console.error(`graft inspect: no diagram written to ${str(values.svg)}: Graft draws the layers it rebuilds, and this graph does not rebuild${cut ? ` up to ${cut}` : ''} (${unsupported}).\n  fix: Give --cut at a node before that one.`);
+      return 1;
+    }
     if (!rebuilt || (!cut && values.svg === undefined)) return 0;
     model = rebuilt.model;
     if (cut !== undefined && !model.layers.some((l) => l.name === cut)) cut = rebuilt.imported?.layerOf.get(cut) ?? cut;

@@ -259,8 +259,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (!(e instanceof OnnxUnsupported)) throw e;
     // A graph with an op that has no layer form: its body runs frozen (onnxruntime or the tfjs
     // GraphModel) and the head trains on its features, through the same path as every base.
-    const trains = ['unfreeze', 'lr-mult', 'layer-groups', 'bn-stats', 'schedule', 'label-smoothing', 'keep-old', 'extend', 'old-data', 'replay', 'input-size', 'augment', 'warmup-views']
-      .filter((k) => values[k] !== undefined);
+    const trains = [...(values.unfreeze !== undefined && values.unfreeze !== 'none' ? ['unfreeze'] : []), 'lr-mult', 'layer-groups', 'bn-stats', 'schedule', 'label-smoothing', 'keep-old', 'extend', 'old-data', 'replay', 'input-size', 'augment', 'warmup-views']
+      .filter((k) => k === 'unfreeze' || values[k] !== undefined);
     if (trains.length || (values['finetune-epochs'] !== undefined && Number(values['finetune-epochs']) > 0)) {
       const all = [...trains.map((k) => `--${k}`), ...(values['finetune-epochs'] !== undefined ? ['--finetune-epochs'] : [])];
       throw new GraftError('UNSUPPORTED', `${baseSpec} cannot be trained: its ${e.message}, so Graft cannot rebuild it as layers${str(values.cut) ? ` up to the cut ${str(values.cut)}` : ''}, and ${all.join(', ')} need${all.length === 1 ? 's' : ''} a body that trains or runs in tfjs.`, {
@@ -268,6 +268,16 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     }
     const graph = await graphModelJson(baseSpec);
     frozen = graph ? await GraphBody.load(baseSpec, str(values.cut)) : await OnnxBody.load(resolve(baseSpec), str(values.cut));
+    if (values.cut === undefined) {
+      // No cut: before the classifier (the last matrix product's input), as for every base.
+      const f = frozen;
+      const last = f instanceof OnnxBody ? [...f.graph.nodes].reverse().find((n) => n.opType === 'Gemm' || n.opType === 'MatMul')?.inputs[0]
+        : [...f.nodes].reverse().find((n) => n.op === 'MatMul' || n.op === '_FusedMatMul')?.inputs[0];
+      if (last && last !== f.info.output) {
+        await f.dispose();
+        frozen = graph ? await GraphBody.load(baseSpec, last) : await OnnxBody.load(resolve(baseSpec), last);
+      }
+    }
     log(`${baseSpec}: its ${e.message}, so the body cannot be rebuilt as layers; it stays frozen and runs on ${graph ? 'the tfjs GraphModel' : 'onnxruntime'}, cut at ${frozen.info.output}: features [${frozen.info.featureShape.join(', ')}]`);
     base = await frozenBase(frozen);
     options.cut = 'features';
@@ -284,6 +294,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       }
       options.cut = layer;
     }
+    if (values.preprocess === undefined && !base.meta) log(`no --preprocess: the graph gets the pixels' raw values 0-255; torchvision and timm models want --preprocess imagenet, Keras/TF ones often unit or symmetric`);
     log(`base: ${baseSpec} is ${i.format === 'onnx' ? 'an ONNX graph' : 'a tfjs GraphModel'} (input ${i.layout}, ${i.imageShape.join('x')}), rebuilt as ${base.model.layers.length} tfjs layers that train like any other${i.truncated ? ` (up to the cut: its ${i.truncated})` : ''}`);
   }
   const dataOpts = dataOptions(values, frozen ? [null, ...frozen.info.imageShape] : base.model, base.meta?.preprocessing, decodeProgress(json));
@@ -381,7 +392,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     return 1;
   }
   if (json) {
-    const onnx = base.imported?.format === 'onnx' ? await exportInBaseFormat(out, base.imported.layout, true) : undefined;
+    const onnx = base.imported?.format === 'onnx' ? await exportInBaseFormat(out, base.imported.layout, true).catch((e: Error) => ({ notWritten: e.message.split('\n')[0] })) : undefined;
     const graphModel = base.imported?.format === 'tfjs-graph' ? { dir: join(out, 'graph-model'), ...(await graphModelInBaseFormat(out, t.model, meta, data)) } : undefined;
     console.log(JSON.stringify({
       backend: backend.name, out, ...(onnx ? { onnx } : {}), ...(graphModel ? { graphModel } : {}), ...(frozen ? { body: frozen.info.kind === 'onnx' ? 'onnxruntime' : 'tfjs-graph' } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
@@ -400,7 +411,13 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     for (const line of accuracyLines(meta, result)) log(line);
     if (frozen) log(`saved ${out}/: the head (model.json + weights.bin) and graft.json, which points at ${frozen.info.path} (sha256 ${frozen.info.sha256.slice(0, 12)}...); graft predict runs both`);
     else log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
-    if (base.imported?.format === 'onnx') await exportInBaseFormat(out, base.imported.layout, false);
+    if (base.imported?.format === 'onnx') {
+      try {
+        await exportInBaseFormat(out, base.imported.layout, false);
+      } catch (e) {
+        log(`model.onnx not written (the model itself is saved and predicts): ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
     if (base.imported?.format === 'tfjs-graph') {
       const g = await graphModelInBaseFormat(out, t.model, meta, data);
       log(`wrote ${join(out, 'graph-model')}/ (model.json + weights.bin), the base's format: tfjs loadGraphModel runs it; checked against the model on ${g.samples} samples: largest difference ${g.maxAbsDiff.toExponential(1)}`);
