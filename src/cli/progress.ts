@@ -28,7 +28,7 @@ function engineWords(info: PhaseInfo): string {
 
 export function phaseLine(info: PhaseInfo): string {
   if (info.fit) {
-    return `${info.phase}: the linear head is fitted to convergence (L-BFGS on standardised body features computed once, L2 strength chosen by cross-validation on small data); ${plural(info.frozenLayers.length, 'layer')} with weights stay frozen`;
+    return `${info.phase}: the linear head is fitted to convergence (L-BFGS on standardised body features computed once, L2 strength chosen by cross-validation on small data); ${info.frozenLayers.length ? `${plural(info.frozenLayers.length, 'layer')} with weights stay frozen` : 'the body is frozen outside tfjs, its features computed once'}`;
   }
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
   return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${info.labelSmoothing ? `; label smoothing ${info.labelSmoothing} (the loss cannot go below the smoothed targets' entropy)` : ''}${gradualWords(info)}${engineWords(info)}`;

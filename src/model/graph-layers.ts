@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { layerNameFor, OnnxUnsupported } from './onnx-layers.js';
+import { artifactsOf, layerNameFor, OnnxUnsupported } from './onnx-layers.js';
 
 type Sym = tfl.SymbolicTensor;
 interface TfNode { name: string; op: string; input?: string[]; attr?: Record<string, TfAttr> }
@@ -358,13 +358,8 @@ export async function graphArtifacts(a: tf.io.ModelArtifacts, where: string, opt
       built = graphToLayers(a.modelTopology, weights, where, [options.upTo], options.inputSize);
       truncated = e.message;
     }
-    let out: tf.io.ModelArtifacts | undefined;
-    try {
-      await built.model.save(tf.io.withSaveHandler(async (x) => { out = x; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
-    } finally {
-      built.model.dispose();
-    }
-    return { artifacts: { ...out!, format: 'graph-model', generatedBy: a.generatedBy, convertedBy: 'graft' }, layerOf: built.layerOf, imageShape: built.imageShape, truncated };
+    const out = await artifactsOf(built.model);
+    return { artifacts: { ...out, format: 'graph-model', generatedBy: a.generatedBy, convertedBy: 'graft' }, layerOf: built.layerOf, imageShape: built.imageShape, truncated };
   } finally {
     Object.values(weights).forEach((t) => t.dispose());
   }

@@ -560,13 +560,8 @@ export async function onnxArtifacts(g: OnnxModelGraph, where: string, options: {
     built = onnxToLayers(g, where, [value], options.inputSize);
     truncated = e.message;
   }
-  let artifacts: tf.io.ModelArtifacts | undefined;
-  try {
-    await built.model.save(tf.io.withSaveHandler(async (a) => { artifacts = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
-  } finally {
-    built.model.dispose();
-  }
-  return { artifacts: { ...artifacts!, format: 'onnx', generatedBy: g.producer || 'onnx', convertedBy: 'graft' }, layerOf: built.layerOf, weightSources: built.weightSources, imageShape: built.imageShape, layout: built.layout, truncated };
+  const artifacts = await artifactsOf(built.model);
+  return { artifacts: { ...artifacts, format: 'onnx', generatedBy: g.producer || 'onnx', convertedBy: 'graft' }, layerOf: built.layerOf, weightSources: built.weightSources, imageShape: built.imageShape, layout: built.layout, truncated };
 }
 
 /** The value a node name or value name stands for. */
@@ -574,4 +569,15 @@ export function valueOf(g: OnnxModelGraph, name: string): string | undefined {
   for (const n of g.nodes) if (n.outputs.includes(name)) return name;
   const byNode = g.nodes.find((n) => n.name === name || layerNameFor(n.name) === name);
   return byNode?.outputs[0];
+}
+
+/** What model.save would write (topology and weights), in memory; the model is disposed. */
+export async function artifactsOf(model: tfl.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  try {
+    await model.save(tf.io.withSaveHandler(async (a) => { artifacts = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+  } finally {
+    model.dispose();
+  }
+  return artifacts!;
 }
