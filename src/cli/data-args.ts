@@ -14,9 +14,9 @@ export const DATA_ARGS: Options = {
 };
 
 export const PREPROCESS_USAGE = `--preprocess <how>      how pixels (0-255) become model inputs, for a base without graft.json
-                          (a Keras .h5/.keras or plain tfjs model): unit (x/255), symmetric
+                          (Keras .h5/.keras, ONNX, GraphModel, plain tfjs): unit (x/255), symmetric
                           (x/127.5 - 1: Keras MobileNet, Inception), imagenet (x/255, then the
-                          ImageNet mean and std per channel: torchvision), none (raw 0-255);
+                          ImageNet mean and std per channel: torchvision, timm), none (raw 0-255);
                           default: the base's graft.json, else none`;
 
 /** A named input transform for a base model that carries none. */

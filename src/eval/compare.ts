@@ -23,7 +23,7 @@ import { DEFAULTS } from '../train/defaults.js';
 import { fineTune } from '../train/fine-tune.js';
 import { cachedFeatureDataset, modelFingerprint } from '../train/feature-cache.js';
 import { featureDataset } from '../train/predict.js';
-import { defaultCut } from '../train/transfer.js';
+import { defaultCut, resolveCut } from '../train/transfer.js';
 import { withDefaults } from '../options.js';
 import { recommend, type VariantResult } from './recommend.js';
 
@@ -54,6 +54,8 @@ export interface CompareOptions {
   onProgress?: (line: string) => void;
   /** Keep and reuse the frozen body's features in the disk cache (graft compare turns it on). */
   diskCache?: boolean;
+  /** Pixel preprocessing for a base without graft.json (an ONNX file, a Keras file). */
+  preprocessing?: Preprocessing;
 }
 
 export interface CompareResult {
@@ -82,8 +84,8 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
       : `Sizes must be whole numbers of labels per class; got ${o.sizes.join(', ')}.`, { fix: `Use --sizes up to ${fewest}.` });
   }
   const started = Date.now();
-  const cut = String(o.cut ?? defaultCut(base));
-  const p = base.meta?.preprocessing;
+  const cut = String(resolveCut(base, o.cut) ?? defaultCut(base));
+  const p = o.preprocessing ?? base.meta?.preprocessing;
   const body = cutBody(base.model, cut).model;
   const sizes = [...o.sizes].sort((a, b) => a - b);
   const epochs = o.warmupEpochs + o.finetuneEpochs;

@@ -75,6 +75,12 @@ export interface Transfer {
   meta: GraftMeta;
 }
 
+/** A cut given by an ONNX or TensorFlow node or value name, as the layer the graph's rebuild made of it. */
+export function resolveCut(base: LoadedModel, cut?: LayerRef): LayerRef | undefined {
+  if (typeof cut !== 'string' || !base.imported || base.model.layers.some((l) => l.name === cut)) return cut;
+  return base.imported.layerOf.get(cut) ?? cut;
+}
+
 /** The layer that feeds the output layer: cutting there replaces just the classifier. */
 export function defaultCut(base: LoadedModel): string {
   const suggested = base.meta?.zoo?.suggestedCuts?.[0];
@@ -124,7 +130,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     ({ grafted, classNames } = extendModel(base, oldHead!, data.classNames));
     labelled = alignClasses(data, classNames);
   } else {
-    const cut = options.cut ?? defaultCut(base);
+    const cut = resolveCut(base, options.cut) ?? defaultCut(base);
     // The base's suggested head applies at its suggested cut only.
     const suggested = cut === base.meta?.zoo?.suggestedCuts?.[0] ? base.meta?.zoo?.suggestedHead : undefined;
     grafted = graft(base.model, { cut, head: { seed: options.seed ?? DEFAULTS.seed, ...suggested, ...options.head, numClasses: data.classNames.length } });

@@ -7,7 +7,7 @@ import {
   type CompareResult, type VariantName,
 } from '../../index.js';
 import { intAtLeast, num, parse, str } from '../args.js';
-import { DATA_ARGS, FIT_USAGE, dataOptions, decodeProgress, mergeSkipped, parseSize, skippedLines } from '../data-args.js';
+import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, dataOptions, decodeProgress, mergeSkipped, parsePreprocess, parseSize, skippedLines } from '../data-args.js';
 
 export const usage = `graft compare --base <model> --data <data> [options]
 
@@ -16,7 +16,8 @@ Trains, on the same split and a comparable budget: the same architecture from ra
 the full recipe (warm-up then fine-tune), and LP-FT (linear probe, then fine-tune), at several
 training-set sizes, and says in words whether transfer learning pays off.
 
-  --base <model>        pretrained model (zoo name, directory, model.json or URL)
+  --base <model>        pretrained model (zoo name, directory, model.json or URL, Keras, ONNX
+                        or tfjs GraphModel; --cut takes a graph's node names)
   --data <data>         labelled data: a folder of class sub-folders of images (or train/ and
                         test/ folders of those), mnist-train:<digits>, .csv, IDX images
   --test-data <data>    test data (default: mnist-test for mnist-train, the folder's test/,
@@ -25,6 +26,7 @@ training-set sizes, and says in words whether transfer learning pays off.
   ${FIT_USAGE.replace('--fit <how>            ', '--fit <how>          ')}
   --no-cache            do not keep or reuse body features in the disk cache (graft cache)
   --cut <layer>         where to cut (default: the base's suggested cut)
+  ${PREPROCESS_USAGE}
   --sizes <list>        labels per class, comma-separated (default ${COMPARE_DEFAULTS.sizes.join(',')})
   --seeds <n>           repeats with other subsets and initial weights (default ${COMPARE_DEFAULTS.seeds})
   --variants <list>     a subset of ${VARIANTS.join(',')}
@@ -49,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     base: { type: 'string' }, data: { type: 'string' }, 'test-data': { type: 'string' }, cut: { type: 'string' }, sizes: { type: 'string' },
     seeds: { type: 'string' }, variants: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'finetune-epochs': { type: 'string' },
-    out: { type: 'string' }, 'input-size': { type: 'string' }, 'no-cache': { type: 'boolean' }, ...DATA_ARGS,
+    out: { type: 'string' }, 'input-size': { type: 'string' }, 'no-cache': { type: 'boolean' }, preprocess: { type: 'string' }, ...DATA_ARGS,
   }, usage);
   if (values.help) { console.log(usage); return 0; }
   const baseSpec = str(values.base);
@@ -62,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   const unknown = variants?.filter((v) => !(VARIANTS as readonly string[]).includes(v));
   if (unknown?.length) throw new GraftError('BAD_ARGUMENT', `Unknown variant ${unknown.join(', ')}.`, { fix: `Choose from ${VARIANTS.join(', ')}.` });
   const inputSize = parseSize(values['input-size'], 'input-size');
-  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) });
+  const base = await loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), cut: str(values.cut) });
   const opts = dataOptions(values, base.model, base.meta?.preprocessing, decodeProgress(json));
   const folders = await splitFolders(dataSpec).catch(() => undefined);
   let data = await loadData(folders?.train ?? dataSpec, opts);
@@ -75,7 +77,8 @@ export async function run(argv: string[]): Promise<number> {
   const result = await compareTransfer(base, data, test, {
     cut: str(values.cut), sizes, variants, seeds: num(values.seeds, 'seeds', intAtLeast(1)),
     warmupEpochs: num(values['warmup-epochs'], 'warmup-epochs', intAtLeast(0)), finetuneEpochs: num(values['finetune-epochs'], 'finetune-epochs', intAtLeast(0)),
-    reload: () => loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut) }), diskCache: !values['no-cache'],
+    reload: () => loadModel(baseSpec, { inputSize, keepUpTo: str(values.cut), cut: str(values.cut) }), diskCache: !values['no-cache'],
+    preprocessing: parsePreprocess(values.preprocess, base.model.inputs[0].shape),
     onProgress: (line) => { if (!json) process.stderr.write(`  ${line}\n`); },
   });
   if (out !== undefined) {
