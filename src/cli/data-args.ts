@@ -8,6 +8,7 @@ import {
   type DataOptions, type Dataset, type Fit, type Preprocessing, type SkippedFile,
 } from '../index.js';
 import { intAtLeast, num, str, type Options } from './args.js';
+import { preprocessPreset } from '../data/preprocess.js';
 
 export const DATA_ARGS: Options = {
   labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' }, stream: { type: 'boolean' },
@@ -23,14 +24,9 @@ export const PREPROCESS_USAGE = `--preprocess <how>      how pixels (0-255) beco
 export function parsePreprocess(value: unknown, inputShape: (number | null)[]): Preprocessing | undefined {
   const v = str(value);
   if (v === undefined) return undefined;
-  const shape = inputShape.slice(1).map((d) => d ?? 0);
-  switch (v) {
-    case 'none': return { inputShape: shape, description: 'raw values' };
-    case 'unit': return { inputShape: shape, scale: 1 / 255, description: 'pixels 0-255 divided by 255' };
-    case 'symmetric': return { inputShape: shape, scale: 1 / 127.5, offset: -1, description: 'pixels 0-255 mapped to -1..1' };
-    case 'imagenet': return { inputShape: shape, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], description: 'pixels divided by 255, then ImageNet mean and std per channel' };
-    default: throw new GraftError('BAD_ARGUMENT', `--preprocess "${v}" is not understood.`, { fix: 'Use unit, symmetric, imagenet or none.' });
-  }
+  const p = preprocessPreset(v, inputShape);
+  if (!p) throw new GraftError('BAD_ARGUMENT', `--preprocess "${v}" is not understood.`, { fix: 'Use unit, symmetric, imagenet or none.' });
+  return p;
 }
 
 export const FIT_USAGE = `--fit <how>             images: crop (centre crop, default) | pad (black bars) | stretch, to

@@ -71,3 +71,15 @@ export function* batchRanges(d: Dataset, batchSize: number): Generator<Int32Arra
     yield Int32Array.from({ length: end - i }, (_, k) => i + k);
   }
 }
+
+/** The named preprocessings (graft train --preprocess): none, unit, symmetric, imagenet. */
+export function preprocessPreset(name: string, inputShape: (number | null)[]): Preprocessing | undefined {
+  const shape = inputShape.slice(1).map((d) => d ?? 0);
+  switch (name) {
+    case 'none': return { inputShape: shape, description: 'raw values' };
+    case 'unit': return { inputShape: shape, scale: 1 / 255, description: 'pixels 0-255 divided by 255' };
+    case 'symmetric': return { inputShape: shape, scale: 1 / 127.5, offset: -1, description: 'pixels 0-255 mapped to -1..1' };
+    case 'imagenet': return { inputShape: shape, scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], description: 'pixels divided by 255, then ImageNet mean and std per channel' };
+    default: return undefined;
+  }
+}

@@ -5,17 +5,22 @@
 
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { GraftError, loadModel, ZOO, type LoadedModel } from '../index.js';
+import { GraftError, graphModelJson, loadModel, ZOO, type LoadedModel, type Preprocessing } from '../index.js';
+import { OnnxUnsupported } from '../model/onnx-layers.js';
+import { preprocessPreset } from '../data/preprocess.js';
 import { HttpError } from './guard.js';
 
 export interface CatalogEntry {
   name: string;
   description: string;
-  /** What loadModel reads: a zoo name or a folder. */
+  /** What loadModel reads: a zoo name, a folder, an .onnx file or a GraphModel's model.json. */
   source: string;
+  /** Pixel preprocessing for a base without graft.json (graft serve --preprocess). */
+  preprocessing?: Preprocessing;
 }
 
 const hasModel = (dir: string) => stat(join(dir, 'model.json')).then((s) => s.isFile(), () => false);
+const isFile = (p: string) => stat(p).then((s) => s.isFile(), () => false);
 
 export class Catalog {
   private readonly entries = new Map<string, CatalogEntry>();
@@ -25,20 +30,45 @@ export class Catalog {
     for (const z of Object.values(ZOO)) this.entries.set(z.name, { name: z.name, description: z.description, source: z.name });
   }
 
-  /** Adds a model folder, or every model folder inside `dir`. */
-  async add(dir: string): Promise<void> {
+  /**
+   * Adds a model folder, an .onnx file or a tfjs GraphModel, or every one of those inside `dir`.
+   * A graph (ONNX, GraphModel) is rebuilt as layers once here, so that one Graft cannot rebuild
+   * whole is named at start instead of failing a job; `preprocess` says how pixels become its
+   * inputs, as graft train --preprocess does.
+   */
+  async add(dir: string, preprocess?: string): Promise<void> {
     const path = resolve(dir);
     const info = await stat(path).catch(() => undefined);
-    if (!info?.isDirectory()) throw new GraftError('BAD_ARGUMENT', `--models ${JSON.stringify(dir)} is not a folder.`, { fix: 'Name a model folder (with model.json) or a folder of model folders.' });
-    const found = (await hasModel(path)) ? [path] : [];
-    if (!found.length) {
-      for (const name of (await readdir(path)).sort()) if (await hasModel(join(path, name))) found.push(join(path, name));
+    const graphFile = (p: string) => /\.onnx$/i.test(p) ? isFile(p) : graphModelJson(p).then(Boolean);
+    if (!info) throw new GraftError('BAD_ARGUMENT', `--models ${JSON.stringify(dir)} does not exist.`, { fix: 'Name a model folder, an .onnx file, a GraphModel, or a folder of them.' });
+    const found: string[] = [];
+    if (info.isFile() ? await graphFile(path) : await hasModel(path)) found.push(path);
+    else if (info.isDirectory()) {
+      for (const name of (await readdir(path)).sort()) {
+        const p = join(path, name);
+        if ((await hasModel(p)) || (/\.onnx$/i.test(name) && await isFile(p))) found.push(p);
+      }
     }
-    if (!found.length) throw new GraftError('BAD_ARGUMENT', `--models ${JSON.stringify(dir)} holds no model (no model.json in it or in its sub-folders).`, { fix: 'Name a folder that graft train wrote, or one holding such folders.' });
+    if (!found.length) throw new GraftError('BAD_ARGUMENT', `--models ${JSON.stringify(dir)} holds no model (no model.json or .onnx file in it or in its sub-folders).`, { fix: 'Name a folder that graft train wrote, an .onnx file, a GraphModel, or a folder holding such.' });
     for (const p of found) {
-      let name = basename(p);
-      for (let i = 2; this.entries.has(name); i++) name = `${basename(p)}-${i}`;
-      this.entries.set(name, { name, description: `local model ${p}`, source: p });
+      const graph = /\.onnx$/i.test(p) || Boolean(await graphModelJson(p));
+      let description = `local model ${p}`;
+      let preprocessing: Preprocessing | undefined;
+      if (graph) {
+        let loaded;
+        try {
+          loaded = await loadModel(p);
+        } catch (e) {
+          throw new GraftError('BAD_ARGUMENT', `--models ${JSON.stringify(p)}: ${(e as Error).message.split('\n')[0]}${e instanceof OnnxUnsupported ? ' (graft serve offers graphs Graft rebuilds whole; graft train --cut trains on the part before that node)' : ''}`, { fix: 'Leave it out of --models, or use it with graft train.', cause: e });
+        }
+        preprocessing = preprocessPreset(preprocess ?? 'none', loaded.model.inputs[0].shape);
+        description = `${/\.onnx$/i.test(p) ? 'ONNX graph' : 'tfjs GraphModel'} ${p}, rebuilt as ${loaded.model.layers.length} layers; inputs: ${preprocessing?.description}`;
+        loaded.model.dispose();
+      }
+      const stem = basename(p).replace(/\.onnx$/i, '').replace(/^model\.json$/i, basename(resolve(p, '..'))).replace(/\.json$/i, '');
+      let name = stem;
+      for (let i = 2; this.entries.has(name); i++) name = `${stem}-${i}`;
+      this.entries.set(name, { name, description, source: p, ...(preprocessing ? { preprocessing } : {}) });
     }
   }
 

@@ -142,6 +142,7 @@ export class JobRunner {
       const { classNames, files } = await store.trainingFiles(pid);
       const input: ProjectJobInput = {
         jobId: job.id, projectName: p.name, base: this.catalog.entry(p.base).source, baseName: p.base, cut: p.cut, settings: { ...DEFAULT_SETTINGS, ...p.settings },
+        preprocessing: this.catalog.entry(p.base).preprocessing,
         classNames, files, checkpointDir: store.checkpointDir(pid), modelOut: fresh, resume,
       };
       // Training runs in its own process: its native steps and fits would hold up this server's
@@ -218,7 +219,7 @@ export class JobRunner {
     try {
       const base = await this.catalog.load(req.base);
       const t = await transfer(base, data, {
-        cut: req.cut, warmupEpochs: req.warmupEpochs, finetuneEpochs: req.finetuneEpochs,
+        preprocessing: this.catalog.entry(req.base).preprocessing, cut: req.cut, warmupEpochs: req.warmupEpochs, finetuneEpochs: req.finetuneEpochs,
         unfreeze: req.unfreeze ? parseUnfreeze(req.unfreeze) : undefined,
         // Same recipe as graft train: no validation split on small data (cross-validation decides), 10% above.
         shouldStop: () => job.cancel,

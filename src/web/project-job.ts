@@ -5,7 +5,7 @@
 // its checkpoints and that folder; the server, which owns project.json, does the rest.
 
 import {
-  AUGMENT_DEFAULTS, evaluate, GraftError, imageInput, loadLabeledImages, loadModel, parseUnfreeze, saveModel, stratifiedSplit, transfer, type PhaseInfo,
+  type Preprocessing, AUGMENT_DEFAULTS, evaluate, GraftError, imageInput, loadLabeledImages, loadModel, parseUnfreeze, saveModel, stratifiedSplit, transfer, type PhaseInfo,
 } from '../index.js';
 import { wilson } from '../eval/interval.js';
 import { readLatestCheckpoint, type Checkpoint } from '../train/checkpoint.js';
@@ -21,6 +21,8 @@ export interface ProjectJobInput {
   base: string;
   baseName: string;
   cut?: string;
+  /** Pixel preprocessing for a base without graft.json (an ONNX file, a GraphModel). */
+  preprocessing?: Preprocessing;
   settings: Settings & { holdOut: number; augment: boolean; seed: number };
   classNames: string[];
   files: { path: string; label: number; name: string }[];
@@ -60,7 +62,7 @@ export async function runProjectJob(input: ProjectJobInput, send: (m: ProjectJob
       emit({ type: 'phase', data: { phase: 'resuming', from: resumeFrom.state.phase, epochsDone: resumeFrom.state.epochsDone } });
     } else await removeCheckpoints(input.checkpointDir);
     const t = await transfer(base, train, {
-      resumeFrom, checkpoints: { dir: input.checkpointDir, run, keep: 1, everyMinutes: 2 },
+      resumeFrom, checkpoints: { dir: input.checkpointDir, run, keep: 1, everyMinutes: 2 }, preprocessing: input.preprocessing,
       cut: input.cut, warmupEpochs: s.warmupEpochs, finetuneEpochs: s.finetuneEpochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed, findLr: s.findLr || undefined,
       unfreeze: s.unfreeze ? parseUnfreeze(s.unfreeze) : undefined,
       augment: s.augment ? { ...AUGMENT_DEFAULTS } : undefined, diskCache: true, cacheLabel: `${input.baseName} (graft serve project)`,

@@ -22,6 +22,8 @@ export interface ServeOptions {
   maxBody?: number;
   /** Model folders offered besides the zoo (a model folder, or a folder of them). */
   models?: string[];
+  /** How pixels become inputs for --models graphs without graft.json (unit, symmetric, imagenet, none). */
+  preprocess?: string;
   /** Where projects live (default $XDG_DATA_HOME/graft/projects). */
   projects?: string;
 }
@@ -73,7 +75,7 @@ export async function startServer(options: ServeOptions = {}): Promise<Served> {
     throw new GraftError('BAD_ARGUMENT', `--host ${JSON.stringify(o.host)} is not a loopback address: the server has no login, so it listens on this machine only.`, { fix: 'Use 127.0.0.1 (the default), ::1 or localhost; to reach it from elsewhere, tunnel it (ssh -L).' });
   }
   const catalog = new Catalog();
-  for (const dir of o.models) await catalog.add(dir);
+  for (const dir of o.models) await catalog.add(dir, o.preprocess);
   const runner = new JobRunner(catalog);
   const store = new ProjectStore(projectsDir(o.projects));
   let port = 0;

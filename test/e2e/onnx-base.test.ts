@@ -93,3 +93,51 @@ test('a published batch-1 tfjs GraphModel (CenterNet MobileNetV3 of @vladmandic/
   assert.equal(p.code, 0, p.stderr);
   assert.ok(lastJson(p.stdout).predictions.length >= 5);
 });
+
+test('graft serve --models with an .onnx file: offered by name, drawn, trained through the job API with --preprocess; a graph that does not rebuild is named at start', async () => {
+  const { serve, raw } = await import('../serve.js');
+  const { encodePng } = await import('../../src/index.js');
+  const models = join(dir, 'serve-models');
+  const { cp } = await import('node:fs/promises');
+  await cp(join(root, 'test', 'fixtures', 'onnx', 'tiny-cnn.onnx'), join(models, 'tiny.onnx'), { recursive: true });
+  const server = await serve(['--port', '0', '--models', models, '--preprocess', 'unit', '--projects', join(dir, 'projects')]);
+  try {
+    const api = async (method: string, path: string, body?: unknown) => {
+      const r = await raw(server.port, { method, path, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'x-graft-token': server.token, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } });
+      return { ...r, json: JSON.parse(r.body) as Record<string, unknown> };
+    };
+    const list = (await api('GET', '/api/models')).json as unknown as { name: string; description: string }[];
+    const tiny = list.find((m) => m.name === 'tiny');
+    assert.ok(tiny, JSON.stringify(list));
+    assert.match(tiny.description, /ONNX graph .*tiny\.onnx, rebuilt as \d+ layers; inputs: pixels 0-255 divided by 255/);
+    assert.equal((await api('GET', '/api/inspect?model=tiny')).status, 200);
+    // Two classes of 16x16 colour images: red and blue.
+    const img = (rgb: number[], i: number) => {
+      const px = new Uint8Array(16 * 16 * 3).map((_, k) => Math.max(0, Math.min(255, rgb[k % 3] + ((i * 37 + k * 11) % 41) - 20)));
+      return { magic: encodePng(16, 16, 3, px).subarray(0, 12).toString('base64'), pixels: Array.from(px) };
+    };
+    const classes = [{ name: 'red', images: Array.from({ length: 12 }, (_, i) => img([220, 30, 30], i)) }, { name: 'blue', images: Array.from({ length: 12 }, (_, i) => img([30, 40, 220], i)) }];
+    const j = await api('POST', '/api/jobs', { base: 'tiny', cut: 'Relu_1', classes, warmupEpochs: 1, finetuneEpochs: 1 });
+    assert.equal(j.status, 202, j.body);
+    const id = String(j.json.id);
+    let s: Record<string, unknown> = {};
+    for (let k = 0; k < 300; k++) {
+      s = (await api('GET', `/api/jobs/${id}`)).json;
+      if (['done', 'failed', 'cancelled'].includes(String(s.status))) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(s.status, 'done', JSON.stringify(s).slice(0, 500));
+  } finally {
+    await server.stop();
+  }
+  // A graph Graft cannot rebuild whole is refused when the server starts, by node.
+  const grouped = join(dir, 'grouped-models');
+  execFileSync('/usr/bin/python3', ['-c', `
+import os, torch
+from torch import nn
+os.makedirs('${grouped}', exist_ok=True)
+m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, groups=2, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+torch.onnx.export(m, torch.rand(1, 3, 16, 16), '${grouped}/g.onnx', opset_version=13)
+`], { stdio: 'ignore' });
+  await assert.rejects(serve(['--port', '0', '--models', grouped]), /g\.onnx.*grouped convolution \(group 2 of 8 channels\).*graft serve offers graphs Graft rebuilds whole/s);
+});
