@@ -31,9 +31,10 @@ export const usage = `graft train --base <model> --data <data> [options]
                           onnx-zoo:resnet50, onnx-zoo:efficientnet-lite4), a directory,
                           model.json or URL, a Keras .h5 or .keras file, an ONNX file or a tfjs
                           GraphModel: rebuilt as layers, they train and fine-tune like the rest
-                          (an ONNX base's result is also saved as model.onnx); --cut names a
-                          node or value (graft inspect lists them). A graph with an op Graft
-                          cannot rebuild trains a head on its frozen features
+                          (the result is also saved in the base's format: model.onnx, or
+                          graph-model/); --cut names a node or value (graft inspect lists them).
+                          A graph with an op Graft cannot rebuild trains a head on its frozen
+                          features
   --data <data>           training data: a folder with one sub-folder of images per class (or
                           train/, val/, test/ folders of those), mnist-train:<digits>, a .csv
                           file, or an IDX images file
