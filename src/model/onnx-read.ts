@@ -108,13 +108,14 @@ function half(h: number): number {
 
 const TYPE_NAMES: Record<number, string> = { 1: 'float', 2: 'uint8', 3: 'int8', 5: 'int16', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'double' };
 
-function tensor(buf: Uint8Array, f: F, where: string): OnnxTensorValue {
+function tensor(buf: Uint8Array, f: F, where: string, withValues = true): OnnxTensorValue {
   const fs = parse(buf, f.start, f.end);
   const nameF = fs.find((x) => x.field === 8 && x.wire === 2);
   const name = nameF ? text(buf, nameF) : '';
   const dims = ints(buf, fs, 1);
   const typeF = fs.find((x) => x.field === 2 && x.wire === 0);
   const dataType = typeF ? Number(typeF.big) : 1;
+  if (!withValues) return { name, dims, dataType, values: new Float32Array(0) };
   const location = fs.find((x) => x.field === 14 && x.wire === 0);
   if (location && Number(location.big) === 1) {
     throw new GraftError('UNSUPPORTED', `${where}: the tensor "${name}" keeps its data in an external file; Graft reads ONNX models with the weights inside.`, {
@@ -147,7 +148,7 @@ function tensor(buf: Uint8Array, f: F, where: string): OnnxTensorValue {
   return { name, dims, dataType, values };
 }
 
-function attribute(buf: Uint8Array, f: F, where: string): OnnxAttr {
+function attribute(buf: Uint8Array, f: F, where: string, withValues: boolean): OnnxAttr {
   const fs = parse(buf, f.start, f.end);
   const n = fs.find((x) => x.field === 1 && x.wire === 2);
   const a: OnnxAttr = { name: n ? text(buf, n) : '' };
@@ -158,7 +159,7 @@ function attribute(buf: Uint8Array, f: F, where: string): OnnxAttr {
   const s = fs.find((x) => x.field === 4 && x.wire === 2);
   if (s) a.s = text(buf, s);
   const t = fs.find((x) => x.field === 5 && x.wire === 2);
-  if (t) a.t = tensor(buf, t, where);
+  if (t) a.t = tensor(buf, t, where, withValues);
   if (fs.some((x) => x.field === 7)) a.floats = floats(buf, fs, 7);
   if (fs.some((x) => x.field === 8)) a.ints = ints(buf, fs, 8);
   return a;
@@ -182,8 +183,12 @@ function io(buf: Uint8Array, f: F): OnnxIo {
   return { name: name ? text(buf, name) : '', dims };
 }
 
-/** Reads an ONNX model's graph with every node's attributes and every weight's values. */
-export function readOnnxModel(buf: Uint8Array, where: string): OnnxModelGraph {
+/**
+ * Reads an ONNX model's graph with every node's attributes and every weight's values; with
+ * `values: false`, the weights' names, shapes and types only (the graph's structure, read fast).
+ */
+export function readOnnxModel(buf: Uint8Array, where: string, options: { values?: boolean } = {}): OnnxModelGraph {
+  const withValues = options.values ?? true;
   let top: F[];
   try {
     top = parse(buf, 0, buf.length);
@@ -204,14 +209,14 @@ export function readOnnxModel(buf: Uint8Array, where: string): OnnxModelGraph {
     const gf = parse(buf, g.start, g.end);
     const initializers = new Map<string, OnnxTensorValue>();
     for (const f of gf.filter((x) => x.field === 5 && x.wire === 2)) {
-      const t = tensor(buf, f, where);
+      const t = tensor(buf, f, where, withValues);
       initializers.set(t.name, t);
     }
     const nodes = gf.filter((f) => f.field === 1 && f.wire === 2).map((f): OnnxFullNode => {
       const nf = parse(buf, f.start, f.end);
       const strs = (k: number) => nf.filter((x) => x.field === k && x.wire === 2).map((x) => text(buf, x));
       const attrs = new Map<string, OnnxAttr>();
-      for (const a of nf.filter((x) => x.field === 5 && x.wire === 2)) { const at = attribute(buf, a, where); attrs.set(at.name, at); }
+      for (const a of nf.filter((x) => x.field === 5 && x.wire === 2)) { const at = attribute(buf, a, where, withValues); attrs.set(at.name, at); }
       return { name: strs(3)[0] ?? '', opType: strs(4)[0] ?? '', domain: strs(7)[0] ?? '', inputs: strs(1), outputs: strs(2), attrs };
     });
     return {

@@ -1,11 +1,11 @@
-// ONNX models as frozen bodies: run by onnxruntime-node (its CPU binaries ship inside the
-// npm package), cut at any named value of the graph, their features computed once for the
-// warm-up. tfjs cannot train them, so the head trains on the features and the saved model is
-// the head plus a reference (path and content hash) to the ONNX body.
+// ONNX models run as they are, as frozen bodies: by onnxruntime-node (its CPU binaries ship
+// inside the npm package), cut at any named value of the graph, their features computed once
+// for the warm-up. This serves graphs Graft cannot rebuild as layers (onnx-layers.ts): the head
+// trains on the features and the saved model is the head plus a reference (path and content
+// hash) to the ONNX body. The graph's structure is read by onnx-read.ts.
 //
 // To fetch an intermediate value, the graph must list it as an output: a few lines of protobuf
-// reading and writing (ModelProto.graph = 7; GraphProto.node = 1, initializer = 5, input = 11,
-// output = 12; NodeProto.input = 1, output = 2, name = 3, op_type = 4; ValueInfoProto.name = 1,
+// reading and writing (ModelProto.graph = 7; GraphProto.output = 12; ValueInfoProto.name = 1,
 // type = 2) add it, without an ONNX library.
 
 import { createHash } from 'node:crypto';
@@ -15,6 +15,7 @@ import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { featuresInBatches, inFixedBatches } from './frozen-body.js';
+import { readOnnxModel } from './onnx-read.js';
 
 export interface OnnxNode { name: string; opType: string; inputs: string[]; outputs: string[] }
 export interface OnnxValue { name: string; dims: (number | string)[] }
@@ -56,24 +57,6 @@ export function fields(buf: Uint8Array, start = 0, end = buf.length): Field[] {
 
 export const utf8 = (buf: Uint8Array, f: Field) => Buffer.from(buf.subarray(f.start, f.end)).toString('utf8');
 
-function valueInfo(buf: Uint8Array, f: Field): OnnxValue {
-  const fs = fields(buf, f.start, f.end);
-  const name = fs.find((x) => x.field === 1);
-  const dims: (number | string)[] = [];
-  const type = fs.find((x) => x.field === 2 && x.wire === 2);
-  const tensor = type && fields(buf, type.start, type.end).find((x) => x.field === 1 && x.wire === 2);
-  const shape = tensor && fields(buf, tensor.start, tensor.end).find((x) => x.field === 2 && x.wire === 2);
-  if (shape) {
-    for (const d of fields(buf, shape.start, shape.end).filter((x) => x.field === 1 && x.wire === 2)) {
-      const parts = fields(buf, d.start, d.end);
-      const v = parts.find((x) => x.field === 1 && x.wire === 0);
-      const param = parts.find((x) => x.field === 2 && x.wire === 2);
-      dims.push(v ? v.value : param ? utf8(buf, param) : '?');
-    }
-  }
-  return { name: name ? utf8(buf, name) : '', dims };
-}
-
 function graphField(buf: Uint8Array, where: string): Field {
   let top: Field[];
   try { top = fields(buf); } catch (e) { throw bad(where, `is not a readable ONNX model (${(e as Error).message}); it may be truncated.`); }
@@ -88,27 +71,9 @@ function bad(where: string, what: string): GraftError {
 
 /** Nodes, inputs (without initializers) and outputs of an ONNX model's graph. */
 export function readOnnxGraph(buf: Uint8Array, where: string): OnnxGraph {
-  const g = graphField(buf, where);
-  try {
-    const gf = fields(buf, g.start, g.end);
-    const initializers = new Set(gf.filter((f) => f.field === 5 && f.wire === 2).map((f) => {
-      const n = fields(buf, f.start, f.end).find((x) => x.field === 8 && x.wire === 2);
-      return n ? utf8(buf, n) : '';
-    }));
-    const nodes = gf.filter((f) => f.field === 1 && f.wire === 2).map((f) => {
-      const nf = fields(buf, f.start, f.end);
-      const strs = (k: number) => nf.filter((x) => x.field === k && x.wire === 2).map((x) => utf8(buf, x));
-      return { name: strs(3)[0] ?? '', opType: strs(4)[0] ?? '', inputs: strs(1), outputs: strs(2) };
-    });
-    return {
-      nodes,
-      inputs: gf.filter((f) => f.field === 11 && f.wire === 2).map((f) => valueInfo(buf, f)).filter((v) => !initializers.has(v.name)),
-      outputs: gf.filter((f) => f.field === 12 && f.wire === 2).map((f) => valueInfo(buf, f)),
-    };
-  } catch (e) {
-    if (e instanceof GraftError) throw e;
-    throw bad(where, `has a damaged graph (${(e as Error).message}); it may be truncated.`);
-  }
+  graphField(buf, where);
+  const g = readOnnxModel(buf, where, { values: false });
+  return { nodes: g.nodes.map((n) => ({ name: n.name, opType: n.opType, inputs: n.inputs, outputs: n.outputs })), inputs: g.inputs, outputs: g.outputs };
 }
 
 /** ModelProto.metadata_props (field 14): key = 1, value = 2. */
