@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
-import { artifactsOf, layerNameFor, OnnxUnsupported } from './onnx-layers.js';
+import { affine, artifactsOf, layerNameFor, OnnxUnsupported } from './onnx-layers.js';
 
 type Sym = tfl.SymbolicTensor;
 interface TfNode { name: string; op: string; input?: string[]; attr?: Record<string, TfAttr> }
@@ -78,7 +78,7 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
     const sym = (i: number): Sym => { const v = val(i); if (v.kind !== 'sym') fail(`its input "${ins[i]}" is a constant where Graft expects an activation`); return (v as { t: Sym }).t; };
     const konst = (i: number): tf.Tensor => { const v = val(i); if (v.kind !== 'const') fail(`its input "${ins[i]}" is not a constant`); return (v as { t: tf.Tensor }).t; };
     const data = (t: tf.Tensor) => t.dataSync() as Float32Array;
-    const apply = (layer: tfl.layers.Layer, x: Sym | Sym[], ws?: Float32Array[]): Sym => {
+    const apply = (layer: tfl.layers.Layer, x: Sym | Sym[], ws?: (Float32Array | number[])[]): Sym => {
       const out = layer.apply(x) as Sym;
       if (ws) {
         const ts = layer.weights.map((lw, k) => tf.tensor(ws[k], lw.shape as number[]));
@@ -229,17 +229,12 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
         const channels = x.t.shape[x.t.shape.length - 1] as number;
         if (kv.length === 1) {
           const v = kv[0];
-          const [scale, offset] = op === 'Mul' ? [v, 0] : op === 'Div' ? [1 / v, 0] : op === 'Add' ? [1, v] : xFirst ? [1, -v] : [-1, v];
+          const { scale: [scale], shift: [offset] } = affine(op, xFirst, [v]);
           set(apply(tfl.layers.rescaling({ scale, offset, name: uniq(base) } as never), x.t));
           break;
         }
         if (kv.length !== channels || (x.t.shape.length !== 4 && x.t.shape.length !== 2)) fail(`a ${node.op} with a constant of shape [${kt.shape.join(', ')}] on a value of shape [${x.t.shape.slice(1).join(', ')}]`);
-        const scale = new Float32Array(channels).fill(1);
-        const shift = new Float32Array(channels);
-        for (let i = 0; i < channels; i++) {
-          const v = kv[i];
-          if (op === 'Mul') scale[i] = v; else if (op === 'Div') scale[i] = 1 / v; else if (op === 'Add') shift[i] = v; else if (xFirst) shift[i] = -v; else { scale[i] = -1; shift[i] = v; }
-        }
+        const { scale, shift } = affine(op, xFirst, kv);
         if (x.t.shape.length === 2) {
           // [batch, F]: as [batch, 1, 1, F] through the 1x1 depthwise, then flat again.
           const r = apply(tfl.layers.reshape({ targetShape: [1, 1, channels], name: helper() }), x.t);

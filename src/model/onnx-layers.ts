@@ -38,6 +38,24 @@ export class OnnxUnsupported extends Error {
   }
 }
 
+/**
+ * `x op k` (or `k op x` when the constant comes first) as `x * scale + shift`, one pair per
+ * value of k: Add, Sub, Mul and Div by a scalar or per-channel constant.
+ */
+export function affine(op: string, xFirst: boolean, k: ArrayLike<number>): { scale: number[]; shift: number[] } {
+  const scale = new Array<number>(k.length).fill(1);
+  const shift = new Array<number>(k.length).fill(0);
+  for (let i = 0; i < k.length; i++) {
+    const v = k[i];
+    if (op === 'Mul') scale[i] = v;
+    else if (op === 'Div') scale[i] = 1 / v;
+    else if (op === 'Add') shift[i] = v;
+    else if (xFirst) shift[i] = -v;
+    else { scale[i] = -1; shift[i] = v; }
+  }
+  return { scale, shift };
+}
+
 /** A valid tfjs layer name for an ONNX node or value name. */
 export function layerNameFor(name: string): string {
   const s = name.replace(/[^-A-Za-z0-9._/]/g, '_').replace(/^[^A-Za-z0-9]+/, '');
@@ -138,7 +156,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
       const t = tfl.layers.reshape({ targetShape: [1, 1, v.shape[0]], name: helper() }).apply(v.t) as Sym;
       return { kind: 'sym', t, shape: v.shape, nonneg: v.nonneg };
     };
-    const apply = (layer: tfl.layers.Layer, x: Sym | Sym[], weights?: Float32Array[], sources?: string[]): Sym => {
+    const apply = (layer: tfl.layers.Layer, x: Sym | Sym[], weights?: (Float32Array | number[])[], sources?: string[]): Sym => {
       const out = layer.apply(x) as Sym;
       sources?.forEach((src, i) => { if (src && layer.weights[i]) weightSources.set(layer.weights[i].originalName, src); });
       if (weights) {
@@ -300,7 +318,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         if (n === 1) {
           const v = k.data[0];
           // x*s, x/s, x+s, x-s, s-x as scale and offset.
-          const [scale, offset] = node.opType === 'Mul' ? [v, 0] : node.opType === 'Div' ? [1 / v, 0] : node.opType === 'Add' ? [1, v] : xFirst ? [1, -v] : [-1, v];
+          const { scale: [scale], shift: [offset] } = affine(node.opType, xFirst, [v]);
           set({ ...x, t: apply(tfl.layers.rescaling({ scale, offset, name: finalName } as never), x.t), nonneg: x.nonneg && scale >= 0 && offset >= 0 });
           break;
         }
@@ -309,16 +327,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         if (!perChannel) fail(`a ${node.opType} with a constant of shape [${k.dims.join(', ')}] on a value of shape [${x.shape.join(', ')}]`);
         const flatIn = !rank4(x) && !x.flat;
         const xx = flatIn ? { ...x, t: apply(tfl.layers.reshape({ targetShape: [1, 1, x.shape[0]], name: helper() }), x.t), shape: [x.shape[0], 1, 1] } : as4d(x);
-        const scale = new Float32Array(n).fill(1);
-        const shift = new Float32Array(n);
-        for (let i = 0; i < n; i++) {
-          const v = k.data[i];
-          if (node.opType === 'Mul') scale[i] = v;
-          else if (node.opType === 'Div') scale[i] = 1 / v;
-          else if (node.opType === 'Add') shift[i] = v;
-          else if (xFirst) shift[i] = -v;
-          else { scale[i] = -1; shift[i] = v; }
-        }
+        const { scale, shift } = affine(node.opType, xFirst, k.data);
         const layer = tfl.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, trainable: false, name: flatIn ? helper() : finalName });
         const y = apply(layer, xx.t, [scale, shift]);
         set(flatIn ? { kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), y), shape: x.shape } : { kind: 'sym', t: y, shape: xx.shape });
