@@ -39,7 +39,7 @@ export { predictAll, featureDataset } from './train/predict.js';
 export { cachedFeatureDataset, listCache, clearCache, cacheDir, modelFingerprint, featureKey, CACHE_DEFAULTS, type CacheEntry, type CachedFeatures } from './train/feature-cache.js';
 export { lrFactor, evenMults } from './train/schedule.js';
 export { AdamW } from './train/optimizer.js';
-export { transferFrozen, frozenBase, frozenMeta, type FrozenBody, type FrozenTransferOptions } from './train/transfer.js';
+export { transferFrozen, frozenBase, frozenMeta, resolveCut, type FrozenBody, type FrozenTransferOptions } from './train/transfer.js';
 export { exportOnnx, checkExport, type ExportOptions, type Exported, type ExportCheck, type Quantization } from './export/export.js';
 export { OnnxModel } from './export/onnx-run.js';
 export type { OnnxExportInfo, OnnxExportOptions } from './export/onnx-export.js';

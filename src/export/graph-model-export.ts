@@ -27,7 +27,7 @@ export function graphModelFiles(model: tfl.LayersModel, meta: GraftMeta): GraphM
   if (meta.body) throw new GraftError('UNSUPPORTED', `This model's body is the file ${meta.body.path}, outside model.json; a GraphModel is written for models whose whole network is in model.json.`, { fix: 'Use graft predict, which runs the body and this head.' });
   let plan;
   try {
-    plan = nativePlan(model.outputs.length > 1 ? model : model, [], true);
+    plan = nativePlan(model, [], true);
   } catch (e) {
     if (e instanceof Unsupported) throw new GraftError('UNSUPPORTED', `The model cannot be written as a GraphModel: ${e.message}.`, { fix: 'Graft writes the layers its native engine knows.' });
     throw e;
@@ -77,6 +77,7 @@ export function graphModelFiles(model: tfl.LayersModel, meta: GraftMeta): GraphM
   nodes.push({ name: inputName, op: 'Placeholder', attr: { dtype: F32, shape: { shape: { dim: [{ size: '-1' }, ...inShape.map((d) => ({ size: String(d) }))] } } } });
   const values: string[] = [];
   const shapes: number[] = [];
+  const layerByName = new Map(model.layers.map((l) => [l.name, l]));
   plan.ops.forEach((op, index) => {
     const where = String(op.layer ?? `op${index}`);
     const ins = op.inputs.map((i) => values[i]);
@@ -160,7 +161,7 @@ export function graphModelFiles(model: tfl.LayersModel, meta: GraftMeta): GraphM
     }
     values.push(out);
     // The flattened size of each value (for Flatten's Reshape): from the tfjs layer's output.
-    const layer = op.layer ? model.layers.find((l) => l.name === op.layer) : undefined;
+    const layer = op.layer ? layerByName.get(op.layer) : undefined;
     const outShape = (layer?.outputShape as (number | null)[] | undefined) ?? [];
     shapes.push(op.kind === 'input' ? inShape.reduce((a, b) => a * b, 1) : outShape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1));
   });

@@ -34,11 +34,3 @@ export async function inFixedBatches(run: RunBatch, x: Float32Array, n: number, 
   for (const p of parts) { values.set(p, at); at += p.length; }
   return { values, shape };
 }
-
-/** A body run outside tfjs-layers (onnxruntime, or the tfjs GraphModel), frozen. */
-export interface FrozenBodyLike {
-  info: { kind: 'onnx' | 'tfjs-graph'; path: string; output: string; imageShape: [number, number, number]; featureShape: number[] };
-  features(d: Dataset, p: Preprocessing | undefined, batchSize?: number): Promise<Dataset>;
-  cutIndex(): number;
-  dispose(): Promise<void>;
-}

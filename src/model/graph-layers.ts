@@ -156,11 +156,10 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
         const fused = strs(a.fused_ops) ?? [];
         const bias = fused[0] === 'BiasAdd' ? data(konst(2)) : undefined;
         const act = activationOf(fused);
-        let kd = data(k);
-        let [inF, outF] = k.shape as [number, number];
-        if (a.transpose_b?.b) { [outF, inF] = k.shape as [number, number]; const t = tf.tidy(() => tf.transpose(k).dataSync() as Float32Array); kd = t; }
+        const transposed = Boolean(a.transpose_b?.b);
+        const kd = transposed ? tf.tidy(() => tf.transpose(k).dataSync() as Float32Array) : data(k);
+        const outF = (transposed ? k.shape[0] : k.shape[1]) as number;
         const layer = tfl.layers.dense({ units: outF, useBias: Boolean(bias), activation: act.act && act.act !== 'leaky' ? act.act as 'relu' : undefined, name: act.act === 'leaky' ? helper() : uniq(base) });
-        void inF;
         set(finish(apply(layer, x, bias ? [kd, bias] : [kd]), act));
         break;
       }

@@ -5,6 +5,7 @@
 
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { open, stat } from 'node:fs/promises';
 import { GraftError } from '../errors.js';
 
 const envMs = (name: string, fallback: number) => {
@@ -60,7 +61,6 @@ type Limits = ReturnType<typeof httpLimits>;
  * what was there. Returns the bytes written in all.
  */
 export async function httpDownload(url: string, file: string, options: { maxBytes: number; onProgress?: (received: number, total: number | undefined) => void }): Promise<number> {
-  const { open, stat } = await import('node:fs/promises');
   const have = await stat(file).then((s) => s.size, () => 0);
   const limits = httpLimits();
   const started = Date.now();

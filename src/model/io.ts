@@ -11,7 +11,6 @@ import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
 import { checkTopology } from './topology.js';
 import { checkMeta } from './meta-check.js';
 import { httpGet } from './http.js';
-import { createHash } from 'node:crypto';
 import { readOnnxModel } from './onnx-read.js';
 import { onnxArtifacts } from './onnx-layers.js';
 import { graphArtifacts } from './graph-layers.js';
@@ -29,8 +28,6 @@ export interface ModelFiles {
 
 export interface ImportedGraph {
   format: 'onnx' | 'tfjs-graph';
-  /** Content hash of the file the layers were rebuilt from. */
-  sha256: string;
   /** Node and value names of the graph -> layer names. */
   layerOf: Map<string, string>;
   /** Layer weight names -> the graph's initializer names. */
@@ -167,13 +164,12 @@ async function readLocal(source: string, options: ReadOptions): Promise<ModelFil
     }
   });
   if (!options.raw && Array.isArray((artifacts.modelTopology as { node?: unknown })?.node)) {
-    // A GraphModel: rebuilt as layers; its content hash identifies it for the feature cache.
-    const sha256 = createHash('sha256').update(JSON.stringify(artifacts.modelTopology)).update(new Uint8Array(artifacts.weightData as ArrayBuffer)).digest('hex');
+    // A GraphModel: rebuilt as layers.
     const shown = ((artifacts.modelTopology as { node: { name: string; op: string }[] }).node).filter((n) => n.op !== 'Const');
     const byIndex = /^\d+$/.test(options.cut ?? '') ? shown[Number(options.cut)]?.name : undefined;
     const g = await graphArtifacts(artifacts, /^model\.json$/i.test(basename(jsonPath)) ? basename(dir) : basename(jsonPath).replace(/\.json$/i, ''), { upTo: byIndex ?? options.cut, inputSize: options.inputSize });
     if (byIndex && g.layerOf.has(byIndex)) g.layerOf.set(options.cut!, g.layerOf.get(byIndex)!);
-    return { artifacts: g.artifacts, source, imported: { format: 'tfjs-graph', sha256, layerOf: g.layerOf, weightSources: new Map(), imageShape: g.imageShape, layout: 'NHWC', truncated: g.truncated } };
+    return { artifacts: g.artifacts, source, imported: { format: 'tfjs-graph', layerOf: g.layerOf, weightSources: new Map(), imageShape: g.imageShape, layout: 'NHWC', truncated: g.truncated } };
   }
   const metaPath = join(dir, 'graft.json');
   const metaBytes = await readBounded(metaPath, { limit: READ_LIMITS.graftJson, what: 'graft.json' }).catch((e: unknown) => {
@@ -190,14 +186,13 @@ async function readLocal(source: string, options: ReadOptions): Promise<ModelFil
 async function readOnnxLayers(path: string, source: string, options: ReadOptions): Promise<ModelFiles> {
   const buf = await readBounded(path, { limit: READ_LIMITS.onnx, what: 'The ONNX model' });
   const where = basename(path);
-  const sha256 = createHash('sha256').update(buf).digest('hex');
   const g = readOnnxModel(buf, where);
   // A cut by index: the node of that number in graft inspect's list.
   const byIndex = /^\d+$/.test(options.cut ?? '') ? g.nodes[Number(options.cut)] : undefined;
   const cut = byIndex ? byIndex.name || byIndex.outputs[0] : options.cut;
   const imported = await onnxArtifacts(g, where, { upTo: cut, inputSize: options.inputSize });
   if (byIndex && cut && imported.layerOf.has(cut)) imported.layerOf.set(options.cut!, imported.layerOf.get(cut)!);
-  return { artifacts: imported.artifacts, source, imported: { format: 'onnx', sha256, layerOf: imported.layerOf, weightSources: imported.weightSources, imageShape: imported.imageShape, layout: imported.layout, truncated: imported.truncated } };
+  return { artifacts: imported.artifacts, source, imported: { format: 'onnx', layerOf: imported.layerOf, weightSources: imported.weightSources, imageShape: imported.imageShape, layout: imported.layout, truncated: imported.truncated } };
 }
 
 async function readUrl(source: string, options: ReadOptions): Promise<ModelFiles> {

@@ -27,6 +27,10 @@ interface SymVal {
   flattenedFrom?: [number, number, number];
   /** Known to be >= 0 (after a ReLU): zero padding equals -infinity padding for a max pool. */
   nonneg?: boolean;
+  /** The graph's NHWC input, before its Transpose to NCHW ([H, W, C] in `shape`). */
+  nhwcInput?: boolean;
+  /** A Transpose to NHWC ([H, W, C] in `shape`): read only by a flatten, in the layers' order. */
+  nhwcView?: boolean;
 }
 interface ConstVal { kind: 'const'; dims: number[]; data: Float32Array }
 type Val = SymVal | ConstVal;
@@ -113,7 +117,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
   const inputT = tfl.input({ shape: [h, w, c], name: layerNameFor(input.name) });
   const vals = new Map<string, Val>();
   const raw: SymVal = { kind: 'sym', t: inputT, shape: [c, h, w] };
-  vals.set(input.name, nchw ? raw : { ...raw, shape: [h, w, c], flattenedFrom: undefined, flat: false, nonneg: false, ...{ nhwcInput: true } } as SymVal);
+  vals.set(input.name, nchw ? raw : { ...raw, shape: [h, w, c], nhwcInput: true });
   for (const [name, t] of g.initializers) vals.set(name, { kind: 'const', dims: t.dims, data: t.values });
   const used = new Set<string>([inputT.sourceLayer.name]);
   const layerOf = new Map<string, string>();
@@ -141,8 +145,8 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
       if (!v && !producer.has(node.inputs[i])) damaged(`the input "${node.inputs[i]}", which no node produces and no initializer holds`);
       if (!v) fail(`its input "${node.inputs[i]}" comes from a node that is later in the graph or was not rebuilt (a cycle, or an op Graft cannot rebuild before it)`);
       if (v!.kind !== 'sym') fail(`its input "${node.inputs[i]}" is a constant where Graft expects an activation`);
-      if ((v as { nhwcInput?: boolean }).nhwcInput) fail('it reads the NHWC input directly; Graft expects a Transpose to NCHW first');
-      if ((v as { nhwcView?: boolean }).nhwcView && !['Flatten', 'Reshape'].includes(node.opType)) fail('it reads a channels-last transpose; Graft rebuilds one only before a flatten');
+      if ((v as SymVal).nhwcInput) fail('it reads the NHWC input directly; Graft expects a Transpose to NCHW first');
+      if ((v as SymVal).nhwcView && !['Flatten', 'Reshape'].includes(node.opType)) fail('it reads a channels-last transpose; Graft rebuilds one only before a flatten');
       return v as SymVal;
     };
     const constant = (i: number, what: string): ConstVal => {
@@ -194,10 +198,10 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
       case 'Transpose': {
         const v = inVal(0);
         const perm = intsA('perm') ?? [];
-        if (v && (v as { nhwcInput?: boolean }).nhwcInput && perm.join() === '0,3,1,2') { set({ kind: 'sym', t: (v as SymVal).t, shape: [c as number, h as number, w as number] }); break; }
+        if (v?.kind === 'sym' && v.nhwcInput && perm.join() === '0,3,1,2') { set({ kind: 'sym', t: v.t, shape: [c as number, h as number, w as number] }); break; }
         // NCHW -> NHWC before a flatten (as Graft's own export writes it): the layers' order already.
         const flatNext = (readers.get(node.outputs[0]) ?? []).every((r) => r.opType === 'Flatten' || r.opType === 'Reshape');
-        if (v?.kind === 'sym' && v.shape.length === 3 && perm.join() === '0,2,3,1' && flatNext) { set({ ...as4d(v), shape: [v.shape[1], v.shape[2], v.shape[0]], nhwcView: true } as SymVal); break; }
+        if (v?.kind === 'sym' && v.shape.length === 3 && perm.join() === '0,2,3,1' && flatNext) { set({ ...as4d(v), shape: [v.shape[1], v.shape[2], v.shape[0]], nhwcView: true }); break; }
         fail(`a transpose (perm [${perm.join(', ')}]) Graft cannot express as layers`);
         break;
       }
@@ -412,17 +416,20 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         } else if (node.opType === 'Reshape') {
           const s = Array.from(constant(1, 'shape').data).slice(1);
           if (s.filter((q) => q === -1).length > 1) fail(`a reshape to [${s.join(', ')}] with more than one -1`);
-          const known = s.reduce((p, q, i) => (q === -1 ? p : p * (q === 0 ? [x.shape.length ? x.shape[i] : 1][0] : q)), 1);
+          const known = s.reduce((p, q, i) => (q === -1 ? p : p * (q === 0 ? x.shape[i] : q)), 1);
           target = s.map((q, i) => (q === -1 ? total / known : q === 0 ? x.shape[i] : q));
         } else {
-          const axes = (intsA('axes') ?? (node.inputs[1] ? Array.from(constant(1, 'axes').data) : [])).map((a) => (a < 0 ? a + (node.opType === 'Squeeze' ? x.shape.length + 1 : x.shape.length + 1 + (intsA('axes')?.length ?? 1)) : a));
+          const given = intsA('axes') ?? (node.inputs[1] ? Array.from(constant(1, 'axes').data) : []);
+          // Negative axes count from the end of the input's rank (Squeeze) or the output's (Unsqueeze).
+          const rank = x.shape.length + 1 + (node.opType === 'Unsqueeze' ? given.length : 0);
+          const axes = given.map((a) => (a < 0 ? a + rank : a));
           if (node.opType === 'Squeeze') target = x.shape.filter((_, i) => !(axes.length ? axes.includes(i + 1) : x.shape[i] === 1));
           else { target = [...x.shape]; for (const a of [...axes].sort()) target.splice(a - 1, 0, 1); }
         }
         if (target.some((q) => !Number.isInteger(q) || q <= 0) || target.reduce((p, q) => p * q, 1) !== total) fail(`a reshape of [${x.shape.join(', ')}] to [${target.join(', ')}]${inputSize ? ' (its shape was written for the size the graph was exported at, so it does not run at --input-size: leave it out, or cut before this node)' : ''}`);
         if (target.length === 1) {
           if (x.flat || x.shape.length === 1) { alias({ ...x, shape: target, flat: false }); break; }
-          if ((x as { nhwcView?: boolean }).nhwcView) { set({ kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), x.t), shape: target, nonneg: x.nonneg }); break; }
+          if (x.nhwcView) { set({ kind: 'sym', t: apply(tfl.layers.flatten({ name: finalName }), x.t), shape: target, nonneg: x.nonneg }); break; }
           const [C, H, Wd] = x.shape;
           const t = apply(tfl.layers.flatten({ name: finalName }), x.t);
           set({ kind: 'sym', t, shape: target, flattenedFrom: H * Wd > 1 && C > 1 ? [C, H, Wd] : undefined, nonneg: x.nonneg });
@@ -445,8 +452,10 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         const [inF, outF] = transB ? [B.dims[1], B.dims[0]] : B.dims;
         if (inF !== x.shape[0]) fail(`a weight for ${inF} inputs on ${x.shape[0]}`);
         let bias: Float32Array | undefined;
+        let biasSource = '';
         let outName = node.outputs[0];
         if (node.opType === 'Gemm' && node.inputs[2]) {
+          biasSource = node.inputs[2];
           const C = constant(2, 'bias');
           if (C.data.length !== outF && C.data.length !== 1) fail(`a bias of shape [${C.dims.join(', ')}]`);
           const beta = flt('beta', 1);
@@ -457,7 +466,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           const add = next.length === 1 && next[0].opType === 'Add' ? next[0] : undefined;
           const other = add?.inputs.find((i) => i !== node.outputs[0]);
           const cv = other ? vals.get(other) : undefined;
-          if (add && cv?.kind === 'const' && cv.data.length === outF) { bias = cv.data; outName = add.outputs[0]; needed.delete(add); }
+          if (add && cv?.kind === 'const' && cv.data.length === outF) { bias = cv.data; biasSource = other!; outName = add.outputs[0]; needed.delete(add); }
         }
         const k = new Float32Array(inF * outF);
         const from = x.flattenedFrom;
@@ -467,7 +476,7 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
           if (from) { const [C, H, Wd] = from; const ch = Math.floor(i / (H * Wd)); const rest = i % (H * Wd); r = rest * C + ch; }
           for (let o = 0; o < outF; o++) k[r * outF + o] = alpha * (transB ? B.data[o * inF + i] : B.data[i * outF + o]);
         }
-        const t = apply(tfl.layers.dense({ units: outF, useBias: Boolean(bias), name: finalName }), x.t, bias ? [k, bias] : [k], [node.inputs[1], node.opType === 'Gemm' ? node.inputs[2] : outName !== node.outputs[0] ? (readers.get(node.outputs[0])![0].inputs.find((i) => i !== node.outputs[0]) ?? '') : '']);
+        const t = apply(tfl.layers.dense({ units: outF, useBias: Boolean(bias), name: finalName }), x.t, bias ? [k, bias] : [k], [node.inputs[1], biasSource]);
         const v: SymVal = { kind: 'sym', t, shape: [outF] };
         vals.set(outName, v);
         layerOf.set(outName, t.sourceLayer.name);

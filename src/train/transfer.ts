@@ -7,7 +7,6 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { assertTrainable, concat, count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
 import { adoptModel } from '../model/batch-norm.js';
-import type { FrozenBodyLike } from '../model/frozen-body.js';
 import type { GraphBody } from '../model/graph-body.js';
 import { OnnxBody } from '../model/onnx.js';
 import { alignClasses } from '../data/load.js';
@@ -232,14 +231,14 @@ export type FrozenBody = OnnxBody | GraphBody;
  * features (cut at "features"), so the head is grafted, trained, checkpointed and saved as
  * for any base. The data given to `transfer` is then the body's features.
  */
-export async function frozenBase(body: FrozenBodyLike): Promise<LoadedModel> {
+export async function frozenBase(body: FrozenBody): Promise<LoadedModel> {
   const input = tfl.input({ shape: body.info.featureShape, name: 'body_features' });
   const passThrough = tfl.layers.activation({ activation: 'linear', name: 'features' }).apply(input) as tfl.SymbolicTensor;
   return { model: await adoptModel(tfl.model({ inputs: input, outputs: passThrough, name: 'frozen_body' })), source: body.info.path };
 }
 
 /** graft.json of a head trained on a frozen body's features: the body by path, hash and cut. */
-export function frozenMeta(meta: GraftMeta, body: FrozenBodyLike & { info: GraftMeta['body'] & object }, pixels: Preprocessing | undefined): GraftMeta {
+export function frozenMeta(meta: GraftMeta, body: FrozenBody, pixels: Preprocessing | undefined): GraftMeta {
   const [h, w, c] = body.info.imageShape;
   return {
     ...meta,

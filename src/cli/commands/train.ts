@@ -16,7 +16,7 @@ import { writeGraphModel } from '../../export/graph-model-export.js';
 import { batchValues } from '../../data/preprocess.js';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { OnnxUnsupported } from '../../model/onnx-layers.js';
-import { frozenBase, frozenMeta, GraphBody, OnnxBody, type Dataset, type FrozenBody, type LoadedModel } from '../../index.js';
+import { frozenBase, frozenMeta, resolveCut, GraphBody, OnnxBody, type Dataset, type FrozenBody, type LoadedModel } from '../../index.js';
 import { closeNames } from '../../errors.js';
 import { fetchRemoteModel, remoteModel } from '../../zoo/remote.js';
 import { outFolder } from '../out-args.js';
@@ -287,9 +287,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (base.imported) {
     const i = base.imported;
     const c = options.cut;
-    if (c !== undefined && !base.model.layers.some((l) => l.name === c)) {
-      const layer = i.layerOf.get(c);
-      if (!layer) {
+    if (c !== undefined) {
+      const layer = String(resolveCut(base, c));
+      if (!base.model.layers.some((l) => l.name === layer)) {
         const close = closeNames(c, [...i.layerOf.keys()]);
         throw new GraftError('LAYER_NOT_FOUND', `${baseSpec} has no node or value "${c}".${close.length ? ` Close names: ${close.join(', ')}.` : ''}`, { fix: `graft inspect ${baseSpec} lists the nodes and their outputs.` });
       }
