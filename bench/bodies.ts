@@ -9,7 +9,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { cutBody, initBackend, loadModel, OnnxBody } from '../src/index.js';
+import { cutBody } from '../src/model/cut.js';
+import { initBackend } from '../src/engine/backend.js';
+import { loadModel } from '../src/model/load.js';
+import { OnnxBody } from '../src/model/onnx.js';
 
 const BATCH = 32;
 const REPS = Number(process.env.BENCH_REPS ?? 5);

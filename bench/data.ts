@@ -8,7 +8,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
-import { cutBody, initBackend, loadImageFolder, loadModel } from '../src/index.js';
+import { cutBody } from '../src/model/cut.js';
+import { initBackend } from '../src/engine/backend.js';
+import { loadImageFolder } from '../src/data/images.js';
+import { loadModel } from '../src/model/load.js';
 import { batchTensor } from '../src/data/preprocess.js';
 import { makeRng } from '../src/data/random.js';
 

@@ -15,7 +15,10 @@
 // BENCH_ROUNDS (default 5) timed batch-32 calls per engine and size; batch 1 runs 8x as many.
 
 import { execFileSync } from 'node:child_process';
-import { adoptModel, graft, initBackend, loadModel } from '../src/index.js';
+import { adoptModel } from '../src/model/batch-norm.js';
+import { graft } from '../src/model/graft.js';
+import { initBackend } from '../src/engine/backend.js';
+import { loadModel } from '../src/model/load.js';
 import { NativeNet } from '../src/engine/native.js';
 import { nativePlan } from '../src/model/native-plan.js';
 import { exportOnnx } from '../src/export/export.js';

@@ -23,7 +23,8 @@ export type GraftErrorCode =
   | 'NOT_A_FILE'
   | 'TOO_LARGE'
   | 'TIMEOUT'
-  | 'RESUME_MISMATCH';
+  | 'RESUME_MISMATCH'
+  | 'MISSING_PACKAGE';
 
 export class GraftError extends Error {
   readonly code: GraftErrorCode;

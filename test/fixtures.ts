@@ -2,7 +2,7 @@
 // synthetic image and tabular datasets whose classes a network can learn in seconds.
 
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { Dataset } from '../src/index.js';
+import { type Dataset } from '../src/data/dataset.js';
 import { makeRng } from '../src/data/random.js';
 
 /** Conv -> BN -> ReLU -> pool, twice, then GAP, dense, softmax; input [8, 8, 1]. */

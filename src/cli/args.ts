@@ -1,7 +1,7 @@
 // Argument parsing shared by the commands (node's util.parseArgs), with errors in Graft's words.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { GraftError } from '../index.js';
+import { GraftError } from 'graft';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

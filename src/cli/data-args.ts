@@ -1,14 +1,14 @@
 // The data options the commands share: IDX labels, the CSV label column, and for images the
 // model's input size and how to fit pictures to it.
 
-import { DiskSamples } from '../data/disk-samples.js';
+import { DiskSamples } from '#internal/data/disk-samples.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import {
-  GraftError, alignClasses, imageInput, loadData, splitFolders, stratifiedSplit, takePerClass,
-  type DataOptions, type Dataset, type Fit, type Preprocessing, type SkippedFile,
-} from '../index.js';
+import { GraftError, type Dataset, type Preprocessing } from 'graft';
+import { alignClasses, loadData, type DataOptions } from '#internal/data/load.js';
+import { imageInput, splitFolders, type Fit } from '#internal/data/images.js';
+import { stratifiedSplit, takePerClass, type SkippedFile } from '#internal/data/dataset.js';
 import { intAtLeast, num, str, type Options } from './args.js';
-import { preprocessPreset } from '../data/preprocess.js';
+import { preprocessPreset } from '#internal/data/preprocess.js';
 
 export const DATA_ARGS: Options = {
   labels: { type: 'string' }, 'label-column': { type: 'string' }, fit: { type: 'string' }, stream: { type: 'boolean' },

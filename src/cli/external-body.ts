@@ -2,7 +2,10 @@
 // and report run the body with onnxruntime first, then the tfjs head on its features.
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { GraphBody, OnnxBody, type Dataset, type DataOptions, type GraftMeta, type Preprocessing } from '../index.js';
+import { GraphBody } from '#internal/model/graph-body.js';
+import { OnnxBody } from '#internal/model/onnx.js';
+import { type Dataset, type GraftMeta, type Preprocessing } from 'graft';
+import { type DataOptions } from '#internal/data/load.js';
 import { dataOptions } from './data-args.js';
 
 export function isOnnxPath(spec: string): boolean {

@@ -1,7 +1,8 @@
 // The graft command line: dispatches to one module per command. Errors that Graft expects
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
-import { GraftError, initBackend, nativeStatus, setNativeEnabled } from '../index.js';
+import { GraftError, initBackend } from 'graft';
+import { nativeStatus, setNativeEnabled } from '#internal/engine/native.js';
 import { setEngineChoice, type EngineChoice } from './onnx-choice.js';
 import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
@@ -93,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === '--version') {
-    const { versions } = await import('../index.js');
+    const { versions } = await import('#internal/model/meta.js');
     console.log(versions().graft);
     return 0;
   }

@@ -5,10 +5,13 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { OnnxModel } from '../export/onnx-run.js';
+import { OnnxModel } from '#internal/export/onnx-run.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { mirrored } from '../eval/tta.js';
-import { backendInfo, GraftError, isDir, loadModel, nativeUnsupported, type Dataset, type GraftMeta } from '../index.js';
+import { mirrored } from '#internal/eval/tta.js';
+import { backendInfo } from '#internal/engine/backend.js';
+import { GraftError, loadModel, type Dataset, type GraftMeta } from 'graft';
+import { isDir } from '#internal/data/images.js';
+import { nativeUnsupported } from '#internal/model/native-plan.js';
 
 export type EngineChoice = 'auto' | 'native' | 'tfjs' | 'onnx';
 let choice: EngineChoice = 'auto';

@@ -1,7 +1,8 @@
 // --out for the commands that write: checked before any work (checkOutDir), with what a kill
 // left behind repaired and said, and the disk checked for room.
 
-import { assertWritable, checkOutDir, checkOutFile, type OutOptions, type Protected } from '../index.js';
+import { assertWritable } from '#internal/model/io.js';
+import { checkOutDir, checkOutFile, type OutOptions, type Protected } from '#internal/model/out-dir.js';
 import { str } from './args.js';
 
 type Values = Record<string, unknown>;

@@ -2,8 +2,10 @@
 // On a terminal it redraws one line on stderr; elsewhere (pipes, CI) it prints one line per
 // epoch so logs stay readable.
 
-import type { HeadFitReport } from '../train/head-fit.js';
-import type { EpochRecord, FineTuneCallbacks, PhaseInfo } from '../index.js';
+import type { HeadFitReport } from '#internal/train/head-fit.js';
+import { type EpochRecord } from 'graft';
+import { type PhaseHooks } from '#internal/train/phase.js';
+import type { PhaseInfo } from '#internal/train/phase.js';
 
 const pct = (v: number | undefined) => (v === undefined ? '   -  ' : `${(100 * v).toFixed(2).padStart(6)}%`);
 
@@ -43,7 +45,7 @@ export function headFitLine(f: HeadFitReport): string {
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */
-export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): FineTuneCallbacks {
+export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): PhaseHooks {
   if (quiet) return {};
   const tty = Boolean(stream.isTTY);
   let phase: PhaseInfo | undefined;

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alignClasses, assertTrainable, classCounts, loadData, loadIdxDataset, loadMnist, parseCsv, parseIdx, standardization, stratifiedSplit, takePerClass } from '../index.js';
+import { alignClasses, loadData } from './load.js';
+import { assertTrainable, classCounts, stratifiedSplit, takePerClass } from './dataset.js';
+import { loadIdxDataset, parseIdx } from './idx.js';
+import { loadMnist } from './mnist.js';
+import { parseCsv } from './csv.js';
+import { standardization } from './preprocess.js';
 
 function idx(dims: number[], values: number[], type = 0x08): Uint8Array {
   const head = Buffer.alloc(4 + 4 * dims.length);

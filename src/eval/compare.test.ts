@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XMLValidator } from 'fast-xml-parser';
-import { adoptModel, compareTransfer, initBackend, learningCurveSvg, VARIANTS, type LoadedModel } from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { compareTransfer, VARIANTS } from './compare.js';
+import { initBackend } from '../engine/backend.js';
+import { learningCurveSvg } from '../report/compare-chart.js';
+import { type LoadedModel } from '../model/load.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
 await initBackend();

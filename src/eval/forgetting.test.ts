@@ -5,10 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {
-  adoptModel, distillationLoss, extendModel, findOldHead, formatForgetting, initBackend, loadModel, saveModel, selectHead, soften,
-  transfer, transferWithForgetting, loadMnist, takePerClass, type Dataset, type LoadedModel,
-} from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { distillationLoss, soften } from '../train/distill.js';
+import { extendModel } from '../model/extend.js';
+import { findOldHead, selectHead } from '../model/multi-head.js';
+import { formatForgetting, transferWithForgetting } from './forgetting.js';
+import { initBackend } from '../engine/backend.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
+import { saveModel } from '../model/io.js';
+import { transfer } from '../train/transfer.js';
+import { loadMnist } from '../data/mnist.js';
+import { takePerClass, type Dataset } from '../data/dataset.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 import { runEpoch } from '../train/loop.js';
 import { AdamW } from '../train/optimizer.js';

@@ -7,12 +7,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraphModel } from '@tensorflow/tfjs-converter';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { writeFileAtomic } from '../model/io.js';
 import { Unsupported, type OpSpec } from '../engine/native.js';
 import { GraftError } from '../errors.js';
 import { nativePlan } from '../model/native-plan.js';
+import { graphModelClass } from '../model/graph-body.js';
 import { graftVersion, type GraftMeta } from '../model/meta.js';
 
 interface TfNode { name: string; op: string; input?: string[]; attr?: Record<string, unknown> }
@@ -191,11 +191,12 @@ export function graphModelFiles(model: tfl.LayersModel, meta: GraftMeta): GraphM
  */
 export async function writeGraphModel(dir: string, model: tfl.LayersModel, meta: GraftMeta, x: Float32Array, n: number): Promise<{ maxAbsDiff: number }> {
   const files = graphModelFiles(model, meta);
+  const GraphModelClass = await graphModelClass();
   await mkdir(dir, { recursive: true });
   await writeFileAtomic(join(dir, 'weights.bin'), files.weights);
   await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(files.modelJson));
   const j = files.modelJson as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
-  const gm = new GraphModel(tf.io.fromMemory({ modelTopology: j.modelTopology, weightSpecs: j.weightsManifest[0].weights, weightData: files.weights.buffer.slice(files.weights.byteOffset, files.weights.byteOffset + files.weights.byteLength) as ArrayBuffer, format: 'graph-model' }));
+  const gm = new GraphModelClass(tf.io.fromMemory({ modelTopology: j.modelTopology, weightSpecs: j.weightsManifest[0].weights, weightData: files.weights.buffer.slice(files.weights.byteOffset, files.weights.byteOffset + files.weights.byteLength) as ArrayBuffer, format: 'graph-model' }));
   await gm.load();
   try {
     const shape = [n, ...(model.inputs[0].shape.slice(1) as number[])];

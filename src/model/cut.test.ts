@@ -2,7 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { adoptModel, attachHead, buildHead, cutBody, formatInspection, graft, initBackend, inspectModel, GraftError } from '../index.js';
+import { adoptModel } from './batch-norm.js';
+import { attachHead, buildHead } from './head.js';
+import { cutBody } from './cut.js';
+import { formatInspection, inspectModel } from './inspect.js';
+import { graft } from './graft.js';
+import { initBackend } from '../engine/backend.js';
+import { GraftError } from '../errors.js';
 import { tinyCnn } from '../../test/fixtures.js';
 
 await initBackend();

@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraftError, GraphBody, graphModelJson, initBackend, transferFrozen } from '../index.js';
+import { GraftError } from '../errors.js';
+import { GraphBody, graphModelJson } from './graph-body.js';
+import { initBackend } from '../engine/backend.js';
+import { transferFrozen } from '../train/transfer.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/graph-model/', import.meta.url));
 const e = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8')) as { input: number[]; inputShape: number[]; cut: string; features: number[]; probs: number[] };

@@ -7,7 +7,8 @@ import { stat } from 'node:fs/promises';
 import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraphModel } from '@tensorflow/tfjs-converter';
+import type { GraphModel } from '@tensorflow/tfjs-converter';
+import { loadOptional, OPTIONAL } from '../optional.js';
 import { GraftError, closeNames } from '../errors.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
@@ -53,6 +54,12 @@ export function formatGraphNodes(nodes: GraphNode[], where: string): string {
   return lines.join('\n');
 }
 
+/** tfjs-converter's GraphModel class, loaded on first use (an optional package). */
+export async function graphModelClass(): Promise<typeof GraphModel> {
+  const m = await loadOptional<typeof import('@tensorflow/tfjs-converter')>(OPTIONAL.converter, 'Running tfjs GraphModels', () => import('@tensorflow/tfjs-converter'));
+  return m.GraphModel;
+}
+
 export class GraphBody {
   private constructor(readonly info: GraphBodyInfo, private readonly model: GraphModel, readonly nodes: GraphNode[]) {}
 
@@ -67,7 +74,7 @@ export class GraphBody {
       throw new GraftError('BAD_MODEL', `${spec} is not the GraphModel this model was trained on (its content hash differs).`, { fix: 'Put the original model back at that path, or train the head again.' });
     }
     const nodes = graphNodes(a.modelTopology);
-    const model = new GraphModel(tf.io.fromMemory(a));
+    const model = new (await graphModelClass())(tf.io.fromMemory(a));
     try {
       await model.load();
     } catch (cause) {

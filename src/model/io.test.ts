@@ -7,7 +7,12 @@ import { join, extname } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { adoptModel, graft, initBackend, loadModel, saveModel, versions, writeDirAtomic, type GraftMeta } from '../index.js';
+import { adoptModel } from './batch-norm.js';
+import { graft } from './graft.js';
+import { initBackend } from '../engine/backend.js';
+import { loadModel } from './load.js';
+import { saveModel, writeDirAtomic } from './io.js';
+import { versions, type GraftMeta } from './meta.js';
 import { FreezableBatchNormalization } from './batch-norm.js';
 import { tinyCnn } from '../../test/fixtures.js';
 

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { GraftError, loadModel, cutBody } from '../index.js';
+import { GraftError } from '../errors.js';
+import { loadModel } from './load.js';
+import { cutBody } from './cut.js';
 import { keras3ToKeras2, unzip } from './keras.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/keras/', import.meta.url));

@@ -13,6 +13,7 @@ import { basename, join } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import type * as tf from '@tensorflow/tfjs-core';
 import { GraftError } from '../errors.js';
+import { loadOptional, OPTIONAL } from '../optional.js';
 
 const HDF5_MAGIC = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -25,7 +26,7 @@ let h5: H5 | undefined;
 
 async function h5wasm(): Promise<H5> {
   if (!h5) {
-    const mod = (await import('h5wasm/node')) as unknown as H5;
+    const mod = await loadOptional<H5>(OPTIONAL.h5wasm, 'Reading Keras .h5 and .keras files', () => import('h5wasm/node'));
     await mod.ready;
     h5 = mod;
   }

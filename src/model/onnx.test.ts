@@ -4,7 +4,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GraftError, OnnxBody, readOnnxGraph, withOutputs, initBackend, transferFrozen } from '../index.js';
+import { GraftError } from '../errors.js';
+import { OnnxBody, readOnnxGraph, withOutputs } from './onnx.js';
+import { initBackend } from '../engine/backend.js';
+import { transferFrozen } from '../train/transfer.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/onnx/', import.meta.url));
 const model = join(dir, 'tiny-cnn.onnx');

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { READ_LIMITS, readBounded } from '../data/bounded-read.js';
 import { basename } from 'node:path';
 import { GraftError, closeNames } from '../errors.js';
+import { loadOptional, OPTIONAL } from '../optional.js';
 import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { featuresInBatches, inFixedBatches } from './frozen-body.js';
@@ -114,7 +115,7 @@ export function withOutputs(buf: Uint8Array, names: string[], where: string): Ui
 type Ort = typeof import('onnxruntime-node');
 let ortModule: Ort | undefined;
 export async function ort(): Promise<Ort> {
-  ortModule ??= (await import('onnxruntime-node')) as unknown as Ort;
+  ortModule ??= await loadOptional<Ort>(OPTIONAL.onnxruntime, 'Running ONNX models', () => import('onnxruntime-node'));
   return ortModule;
 }
 

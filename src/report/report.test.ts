@@ -2,10 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inflateSync } from 'node:zlib';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import {
-  accuracyChart, adoptModel, confusionMatrixSvg, crc32, diagramOfGraft, diagramOfModel, encodePng, explainRun, graft, groupKey, groupLayers,
-  initBackend, inspectModel, lossChart, renderDiagram, renderReport, sampleGridSvg, unfreeze, type EpochRecord, type GraftMeta,
-} from '../index.js';
+import { accuracyChart, confusionMatrixSvg, lossChart } from './charts.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { crc32, encodePng } from './png.js';
+import { diagramOfGraft, diagramOfModel, groupKey, groupLayers, renderDiagram } from './diagram.js';
+import { explainRun } from './words.js';
+import { graft } from '../model/graft.js';
+import { initBackend } from '../engine/backend.js';
+import { inspectModel } from '../model/inspect.js';
+import { renderReport } from './html.js';
+import { sampleGridSvg } from './samples.js';
+import { unfreeze } from '../model/freeze.js';
+import { type EpochRecord, type GraftMeta } from '../model/meta.js';
 import { textureImages, tinyCnn } from '../../test/fixtures.js';
 
 await initBackend();

@@ -4,7 +4,11 @@ import { mkdtemp, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, adoptModel, cutBody, graft, fineTune } from '../index.js';
+import { initBackend } from '../engine/backend.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { cutBody } from '../model/cut.js';
+import { graft } from '../model/graft.js';
+import { fineTune } from './fine-tune.js';
 import { cachedFeatureDataset, clearCache, listCache, modelFingerprint } from './feature-cache.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 

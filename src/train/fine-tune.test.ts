@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, crossEntropy, evaluate, evenMults, fineTune, graft, initBackend, layerGroups, lrFactor, unfreeze, type LossFn, type PhaseInfo } from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { crossEntropy, type LossFn } from './loop.js';
+import { evaluate } from '../eval/evaluate.js';
+import { evenMults, lrFactor } from './schedule.js';
+import { fineTune, layerGroups } from './fine-tune.js';
+import type { PhaseInfo } from './phase.js';
+import { graft } from '../model/graft.js';
+import { initBackend } from '../engine/backend.js';
+import { unfreeze } from '../model/freeze.js';
 import { makeRng } from '../data/random.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 

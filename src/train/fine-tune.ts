@@ -15,10 +15,10 @@ import type { EpochRecord } from '../model/meta.js';
 import type { Layer } from '../model/layers.js';
 import { DEFAULTS } from './defaults.js';
 import type { LayerGroup, LossFn } from './loop.js';
-import { runPhase, type Divergence, type PhaseCallbacks, type PhaseControl, type PhaseSummary, type TrainingState } from './phase.js';
+import { runPhase, type Divergence, type PhaseCallback, type PhaseHooks, type PhaseControl, type PhaseSummary, type TrainingState } from './phase.js';
+import { controlCheckpoints, earlyStopping, nanGuard, progress, unfreezeSchedule } from './callbacks.js';
 import { layersOf } from './weights.js';
 
-export type { Phase, PhaseInfo, PhaseSummary, TrainingState, Divergence, PhaseControl } from './phase.js';
 import { featureDataset, predictAll } from './predict.js';
 import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -56,7 +56,8 @@ export interface FineTuneOptions {
   weightDecay?: number;
   seed?: number;
   preprocessing?: Preprocessing;
-  callbacks?: FineTuneCallbacks;
+  /** Progress functions, called as each phase, batch and epoch starts or ends. */
+  callbacks?: PhaseHooks;
   /** Losses other than cross-entropy of the new head (e.g. Learning without Forgetting), per phase. */
   losses?: { warmUp?: LossFn; fineTune?: LossFn };
   /** The model trained in the fine-tune phase when it differs from g.model (e.g. with the old head as a second output). */
@@ -113,7 +114,6 @@ export interface FineTuneOptions {
   engine?: 'auto' | 'tfjs';
 }
 
-export type FineTuneCallbacks = PhaseCallbacks;
 
 export interface FineTuneResult {
   history: EpochRecord[];
@@ -238,7 +238,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let memoryNote: string | undefined;
   const common = {
     batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
-    patience: o.patience, seed: o.seed, engine: o.engine, labelSmoothing: smoothing || undefined,
+    seed: o.seed, engine: o.engine, labelSmoothing: smoothing || undefined,
   };
   const resume = o.resume;
   let interrupted: TrainingState | undefined;
@@ -299,11 +299,13 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     const out = await runPhase({
       ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
       train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
-      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing, plateau,
+      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing,
       // A schedule planned over the step budget would still be warming up when the plateau comes.
       ...(plateau ? { schedule: 'constant' as const } : {}),
       frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name), resume,
-    }, history, phases, cb, o.control);
+      callbacks: [nanGuard(), earlyStopping({ patience: o.patience, plateau }), ...(cb ? [progress(cb)] : []), ...controlCheckpoints(o.control)],
+      shouldStop: o.control?.shouldStop, history, phases,
+    });
     phases.push(out.summary);
     ({ interrupted } = out);
     diverged = out.summary.diverged;
@@ -336,19 +338,23 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
       const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult);
       // Gradual unfreezing: the body groups open one per epoch from the top (phase.ts).
       const stages = o.unfreeze === 'gradual' ? groups.slice(0, -1).reverse().map((x) => x.layers) : undefined;
-      const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], callbacks?: FineTuneCallbacks, control?: PhaseControl) => {
+      const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], hooks?: PhaseHooks, control?: PhaseControl) => {
         const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
         const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
         recipe.batchNormStatistics = bnStats;
         setKeepStatistics(g.body.layers, bnStats === 'keep');
+        const keepBest = Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation);
+        const callbacks: PhaseCallback[] = [
+          ...(stages ? [unfreezeSchedule(stages)] : []), nanGuard(), earlyStopping({ patience: o.patience, keepBest }),
+          ...(hooks ? [progress(hooks)] : []), ...controlCheckpoints(control),
+        ];
         return runPhase({
           ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
-          train: data, val: v, preprocessing: p, ...balancing, augment,
-          groups, stages,
-          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false, keepBest: Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation),
+          train: data, val: v, preprocessing: p, ...balancing, augment, groups,
+          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false,
           frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
-          resume: resume?.phase === 'fine-tune' ? resume : undefined,
-        }, h, ph, callbacks, control);
+          resume: resume?.phase === 'fine-tune' ? resume : undefined, callbacks, shouldStop: control?.shouldStop, history: h, phases: ph,
+        });
       };
       // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
       const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.fineTuneModel && resume?.phase !== 'fine-tune';
@@ -397,7 +403,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
 
 /** The fitted warm-up as a phase: the same callbacks and one history record as an SGD warm-up epoch. */
 async function fitWarmUp(g: Grafted, train: Dataset, val: Dataset | undefined, a: { seed: number; classWeights?: Float32Array; weightsByCv?: boolean; frozen: string[] },
-  history: EpochRecord[], cb?: FineTuneCallbacks): Promise<{ summary: PhaseSummary; report: HeadFitReport; valAccuracy?: number }> {
+  history: EpochRecord[], cb?: PhaseHooks): Promise<{ summary: PhaseSummary; report: HeadFitReport; valAccuracy?: number }> {
   const info: PhaseSummary = {
     phase: 'warm-up', epochs: 1, batchesPerEpoch: 1, trainableLayers: g.head.layers.filter((l) => l.weights.length).map((l) => l.name), frozenLayers: a.frozen,
     groupLearningRates: [], usesFeatureCache: true, fit: 'l-bfgs', epochsRun: 1, stoppedEarly: false, seconds: 0,

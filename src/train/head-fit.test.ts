@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, evaluate, fineTune, graft, initBackend } from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { evaluate } from '../eval/evaluate.js';
+import { fineTune } from './fine-tune.js';
+import { graft } from '../model/graft.js';
+import { initBackend } from '../engine/backend.js';
 import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
 import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';

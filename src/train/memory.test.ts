@@ -1,7 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, graft, initBackend, unfreeze, loadModel, fineTune } from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { graft } from '../model/graft.js';
+import { initBackend } from '../engine/backend.js';
+import { unfreeze } from '../model/freeze.js';
+import { loadModel } from '../model/load.js';
+import { fineTune } from './fine-tune.js';
 import { fitBatchSize, MEMORY_DEFAULTS, stepBytesPerSample } from './memory.js';
 import { autoBatchNorm } from './fine-tune.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';

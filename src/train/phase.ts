@@ -1,11 +1,13 @@
-// One training phase (warm-up or fine-tune): epochs of the loop with a schedule, validation,
-// early stopping, checkpoints (each epoch end, and every few minutes inside long epochs), a
-// stop request honoured after the current batch, and the NaN guard: a non-finite loss ends
-// the phase and puts back the weights of the last good epoch end.
+// One training phase (warm-up or fine-tune): epochs of the loop with a learning-rate schedule,
+// each validated, on the native engine when it supports the model; a stop request honoured
+// after the current batch. The rest is callbacks (callbacks.ts): early stopping, checkpoints
+// (each epoch end, and every few minutes inside long epochs), the NaN guard, an unfreeze
+// schedule, progress. Each keeps its own state, which checkpoints carry.
 
-import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { count, type Dataset } from '../data/dataset.js';
+import type { Dataset } from '../data/dataset.js';
+import { GraftError } from '../errors.js';
+import { DEFAULTS } from './defaults.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
 import type { Layer } from '../model/layers.js';
@@ -16,10 +18,9 @@ import { AdamW, type AdamWState } from './optimizer.js';
 import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
-import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
+import { layersOf, variableKeys, variablesByKey } from './weights.js';
 import { NativeNet, Unsupported } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
-import { openStages, setTrainable } from '../model/freeze.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
 
@@ -80,13 +81,17 @@ export interface TrainingState {
   /** Random generator state at the start of the next (or current) epoch. */
   rngState: number;
   optimizer: AdamWState;
-  best: number;
-  sinceBest: number;
+  /** Each callback's own state, by its name. */
+  callbacks?: Record<string, unknown>;
+  /** Early stopping's state in checkpoints written before callbacks had their own. */
+  best?: number;
+  sinceBest?: number;
   history: EpochRecord[];
   phases: PhaseSummary[];
 }
 
-export interface PhaseCallbacks {
+/** Plain progress functions (what the CLI and the web page print); `progress()` makes them a callback. */
+export interface PhaseHooks {
   onPhaseStart?: (info: PhaseInfo) => void | Promise<void>;
   onBatch?: (p: BatchProgress & { phase: Phase; epoch: number; epochs: number }) => void | Promise<void>;
   onEpochEnd?: (record: EpochRecord) => void | Promise<void>;
@@ -101,57 +106,99 @@ export interface PhaseControl {
   shouldStop?: () => boolean;
 }
 
-export interface PhaseRun {
+/** What a callback sees of the running phase. */
+export interface PhaseContext {
+  readonly options: Readonly<PhaseOptions>;
+  /** The epoch running or just ended (1-based). */
+  readonly epoch: number;
+  /** Every layer whose weights the phase may change. */
+  readonly layers: Layer[];
+  /** The run's history so far, this phase's epochs included. */
+  readonly history: EpochRecord[];
+  /** Asks the phase to end after this epoch, and says why (early stopping). */
+  stop(by: 'validation' | 'plateau'): void;
+  readonly stopping: boolean;
+  /** The phase's state now, every callback's own state with it: what a checkpoint saves. */
+  state(): TrainingState;
+}
+
+/**
+ * A small piece of training behaviour, as Keras' callbacks and Lightning's are: early stopping,
+ * checkpoints, the NaN guard, an unfreeze schedule, progress (callbacks.ts). Each keeps its own
+ * state; `state`/`restore` carry it through checkpoints under its `name`.
+ */
+export interface PhaseCallback {
+  readonly name: string;
+  /** Before the engine is built: e.g. which layers train in the first epoch. */
+  setup?(ctx: PhaseContext): void;
+  /** Adds to the phase's description. */
+  describe?(info: PhaseInfo, ctx: PhaseContext): PhaseInfo;
+  onPhaseStart?(info: PhaseInfo, ctx: PhaseContext): void | Promise<void>;
+  /** Before each epoch; true when it changed which layers train (the engine is then rebuilt). */
+  onEpochStart?(ctx: PhaseContext): boolean | void;
+  onBatch?(p: BatchProgress & { phase: Phase; epoch: number; epochs: number }, ctx: PhaseContext): void | Promise<void>;
+  /** Asked after each batch: true pauses the epoch here (onPause runs, then it goes on). */
+  wantsPause?(ctx: PhaseContext): boolean;
+  onPause?(state: TrainingState, ctx: PhaseContext): void | Promise<void>;
+  onEpochEnd?(record: EpochRecord, ctx: PhaseContext): void | Promise<void>;
+  /** A non-finite loss: true when the callback handled it (put good weights back); else the error ends the run. */
+  onDiverged?(e: DivergedError, ctx: PhaseContext): boolean;
+  /** After the last epoch (not after a stop request); may amend the summary. */
+  onPhaseEnd?(summary: PhaseSummary, ctx: PhaseContext): PhaseSummary | void | Promise<PhaseSummary | void>;
+  /** Frees what it holds; runs however the phase ends. */
+  dispose?(): void;
+  state?(): unknown;
+  restore?(state: unknown): void;
+}
+
+export interface PhaseOptions {
   phase: Phase;
   model: tfl.LayersModel;
-  /** Single-output model whose accuracy is the validation metric. */
-  evalModel: tfl.LayersModel;
-  /** Every layer whose weights the phase may change (for checkpoints and the NaN guard). */
-  layers: Layer[];
+  /** Single-output model whose accuracy is the validation metric (default: model). */
+  evalModel?: tfl.LayersModel;
+  /** Every layer whose weights the phase may change, for checkpoints and the NaN guard (default: the model's). */
+  layers?: Layer[];
+  /** The loss (default: cross-entropy of the first output). */
   loss?: LossFn;
   train: Dataset;
   val?: Dataset;
   preprocessing?: Preprocessing;
+  /** What trains, at which fraction of peakLr (layerGroups() makes them). */
   groups: LayerGroup[];
   peakLr: number;
   epochs: number;
-  batchSize: number;
-  schedule: ScheduleName;
-  pctStart: number;
-  div: number;
-  finalDiv: number;
-  weightDecay: number;
-  patience: number;
-  seed: number;
-  usesFeatureCache: boolean;
-  frozen: string[];
+  batchSize?: number;
+  schedule?: ScheduleName;
+  pctStart?: number;
+  div?: number;
+  finalDiv?: number;
+  weightDecay?: number;
+  seed?: number;
+  /** Whether `train` holds body features rather than images (for the description). */
+  usesFeatureCache?: boolean;
+  /** Names of the frozen weighted layers (for the description). */
+  frozen?: string[];
+  /** Go on from a checkpointed state (the caller has put its weights back). */
   resume?: TrainingState;
   classWeights?: Float32Array;
   balanced?: boolean;
-  /** Augmentation of each training batch; undefined when off (fineTune drops the identity). */
+  /** Augmentation of each training batch; undefined when off. */
   augment?: AugmentOptions;
   /** 'auto' (default): the native engine when it is built and supports every layer; 'tfjs': never. */
   engine?: 'auto' | 'tfjs';
-  /** End the phase with the weights of its epoch of lowest validation loss (for validation sets large enough to trust). */
-  keepBest?: boolean;
   /** Label smoothing e of the default cross-entropy: targets (1 - e) one-hot + e / classes. */
   labelSmoothing?: number;
-  /**
-   * Without validation data: end the phase when the training loss has not fallen by a relative
-   * `tolerance` (and by 0.001 at least) for `patience` epochs: the convergence test of a head
-   * trained by steps. The floor ends it too on separable data, whose loss falls forever.
-   */
-  plateau?: { patience: number; tolerance: number };
-  /**
-   * Gradual unfreezing: body layer groups, top first. Epoch e trains the first
-   * openStages(e, epochs, stages.length) of them (and the head); the rest stay frozen.
-   */
-  stages?: Layer[][];
+  callbacks?: PhaseCallback[];
+  /** True asks the phase to stop after the current batch; callbacks' onPause runs first (checkpoints). */
+  shouldStop?: () => boolean;
+  /** The run's history and phase summaries so far: this phase appends its epochs to `history`. */
+  history?: EpochRecord[];
+  phases?: PhaseSummary[];
 }
 
 export interface PhaseOutcome {
   summary: PhaseSummary;
-  /** Set when a stop request ended the phase; the state was checkpointed. */
+  /** Set when a stop request ended the phase; onPause callbacks had the state. */
   interrupted?: TrainingState;
 }
 
@@ -161,46 +208,37 @@ async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Pre
   return scoreProbabilities(values, val.labels, val.classNames);
 }
 
-/** Opens the stages of gradual unfreezing that epoch `epoch` trains; returns how many are open. */
-function applyStages(r: PhaseRun, epoch: number): number {
-  if (!r.stages) return 0;
-  const open = openStages(epoch, r.epochs, r.stages.length);
-  r.stages.forEach((layers, i) => setTrainable(layers, i < open));
-  return open;
+type Resolved = PhaseOptions & Required<Pick<PhaseOptions, 'batchSize' | 'schedule' | 'pctStart' | 'div' | 'finalDiv' | 'weightDecay' | 'seed' | 'layers' | 'evalModel' | 'frozen' | 'history' | 'phases' | 'callbacks'>>;
+
+function resolve(o: PhaseOptions): Resolved {
+  if (!(o.peakLr > 0)) throw new GraftError('BAD_OPTION', `runPhase: peakLr must be a positive number; got ${o.peakLr}.`);
+  if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw new GraftError('BAD_OPTION', `runPhase: epochs must be a whole number of at least 1; got ${o.epochs}.`);
+  return {
+    ...o, batchSize: o.batchSize ?? DEFAULTS.batchSize, schedule: o.schedule ?? DEFAULTS.schedule, pctStart: o.pctStart ?? DEFAULTS.pctStart,
+    div: o.div ?? DEFAULTS.div, finalDiv: o.finalDiv ?? DEFAULTS.finalDiv, weightDecay: o.weightDecay ?? DEFAULTS.weightDecay, seed: o.seed ?? DEFAULTS.seed,
+    layers: o.layers ?? layersOf(o.model), evalModel: o.evalModel ?? o.model, frozen: o.frozen ?? [], history: o.history ?? [], phases: o.phases ?? [],
+    callbacks: o.callbacks ?? [],
+  };
 }
 
-function unfreezeSchedule(r: PhaseRun): PhaseInfo['unfreezeSchedule'] {
-  if (!r.stages) return undefined;
-  const out: { epoch: number; opens: string[] }[] = [];
-  let was = 0;
-  for (let e = 1; e <= r.epochs; e++) {
-    const open = openStages(e, r.epochs, r.stages.length);
-    if (open > was) out.push({ epoch: e, opens: r.stages.slice(was, open).flat().filter((l) => l.weights.length).map((l) => l.name) });
-    was = open;
-  }
-  return out;
-}
-
-export function phaseInfo(r: PhaseRun): PhaseInfo {
-  const stagesOpen = r.stages ? openStages(1, r.epochs, r.stages.length) : 0;
-  const closed = new Set((r.stages ?? []).slice(stagesOpen).flat().filter((l) => l.weights.length).map((l) => l.name));
+export function phaseInfo(r: Resolved): PhaseInfo {
+  const closed = r.groups.flatMap((g) => g.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name));
   return {
     phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(epochLength(r.train, r.balanced) / r.batchSize),
-    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length && !closed.has(l.name)).map((l) => l.name)),
-    frozenLayers: [...r.frozen, ...closed],
+    trainableLayers: r.groups.flatMap((g) => g.layers.filter((l) => l.trainable && l.weights.length).map((l) => l.name)),
+    frozenLayers: [...r.frozen, ...closed.filter((n) => !r.frozen.includes(n))],
     groupLearningRates: r.groups.map((g) => ({ layers: g.layers.map((l) => l.name), lr: r.peakLr * g.lrMult })),
-    usesFeatureCache: r.usesFeatureCache,
+    usesFeatureCache: Boolean(r.usesFeatureCache),
     ...(r.augment ? { augmentation: describeAugment(r.augment) } : {}),
     ...(r.balanced ? { balance: 'sample' as const } : r.classWeights ? { balance: 'weights' as const } : {}),
-    ...(r.stages ? { unfreezeSchedule: unfreezeSchedule(r) } : {}),
     ...(r.labelSmoothing ? { labelSmoothing: r.labelSmoothing } : {}),
   };
 }
 
-/** The phase's model in the native engine, or why not. A custom loss (keeping the old task) needs tfjs. */
-function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
+/** The phase's model in the native engine, or why not. */
+function nativeFor(r: Resolved): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
-  if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
+  if (r.loss && !r.loss.native) return { note: 'a custom loss without a native form runs on tfjs' };
   try {
     return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
   } catch (e) {
@@ -209,122 +247,131 @@ function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   }
 }
 
-export async function runPhase(r: PhaseRun, history: EpochRecord[], phases: PhaseSummary[], callbacks: PhaseCallbacks = {}, control: PhaseControl = {}): Promise<PhaseOutcome> {
-  let stagesOpen = applyStages(r, (r.resume?.epochsDone ?? 0) + 1);
-  let { net: native, note: engineNote } = nativeFor(r);
-  const info: PhaseInfo = { ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}) };
-  const batches = info.batchesPerEpoch;
-  await callbacks.onPhaseStart?.(info);
-  const started = Date.now();
+/**
+ * One training phase: epochs of AdamW steps over `train` on a learning-rate schedule, each
+ * epoch validated on `val`; what else happens (early stopping, checkpoints, the NaN guard,
+ * unfreezing, progress) is the callbacks'. A stop request is honoured after the current batch.
+ */
+export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
+  const r = resolve(options);
+  const { history, phases, callbacks } = r;
+  const saved = r.resume?.callbacks ?? (r.resume ? { 'early-stopping': { best: r.resume.best, sinceBest: r.resume.sinceBest } } : {});
+  for (const c of callbacks) if (saved[c.name] !== undefined) c.restore?.(saved[c.name]);
   const optimizer = new AdamW({ weightDecay: r.weightDecay });
-  if (r.resume) optimizer.importState(r.resume.optimizer, variablesByKey(r.layers));
-  if (native) for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
   const keys = variableKeys(r.layers);
   let rngState = r.resume?.rngState ?? makeRng(r.seed + (r.phase === 'warm-up' ? 1 : 2)).state();
   let position = r.resume?.position;
-  let best = r.resume?.best ?? Infinity;
-  let sinceBest = r.resume?.sinceBest ?? 0;
-  const total = r.epochs * batches;
-  const lrAt = (step: number) => r.peakLr * lrFactor(r.schedule, step / total, { pctStart: r.pctStart, div: r.div, finalDiv: r.finalDiv });
-  const everyMs = (control.checkpointEveryMinutes ?? 0) * 60000;
-  let lastCheckpoint = Date.now();
-  let lastGood = snapshotWeights(r.layers);
   let epoch = (r.resume?.epochsDone ?? 0) + 1;
-  let stoppedEarly = false;
-  let stoppedBy: PhaseSummary['stoppedBy'];
-  let diverged: Divergence | undefined;
-  const state = (epochsDone: number, pos?: EpochPosition): TrainingState => {
+  let stopBy: PhaseSummary['stoppedBy'];
+  let native: NativeNet | undefined;
+  // What ctx.state() describes: after an epoch (`done` epochs, none in progress) or a pause.
+  let where: { done: number; position?: EpochPosition } = { done: epoch - 1, position };
+  const state = (): TrainingState => {
     // The native engine holds the moments while it trains: bring them over first.
     if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
+    const own: Record<string, unknown> = {};
+    for (const c of callbacks) if (c.state) own[c.name] = c.state();
     return {
-      phase: r.phase, epochsDone, position: pos, rngState, optimizer: optimizer.exportState((v) => keys.get(v)), best, sinceBest,
-      history: history.slice(), phases: phases.slice(),
+      phase: r.phase, epochsDone: where.done, position: where.position, rngState, optimizer: optimizer.exportState((v) => keys.get(v)),
+      callbacks: own, history: history.slice(), phases: phases.slice(),
     };
   };
-  let bestWeights: Map<string, tf.Tensor> | undefined;
-  let bestEpoch: number | undefined;
-  let lastEpoch = 0;
+  const ctx: PhaseContext = {
+    options: r, get epoch() { return Math.min(epoch, r.epochs); }, layers: r.layers, history,
+    stop: (by) => { stopBy ??= by; }, get stopping() { return stopBy !== undefined; }, state,
+  };
+  for (const c of callbacks) c.setup?.(ctx);
+  let engineNote: string | undefined;
+  ({ net: native, note: engineNote } = nativeFor(r));
+  let info: PhaseInfo = { ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}) };
+  for (const c of callbacks) if (c.describe) info = c.describe(info, ctx);
+  const batches = info.batchesPerEpoch;
+  for (const c of callbacks) await c.onPhaseStart?.(info, ctx);
+  const started = Date.now();
+  if (r.resume) optimizer.importState(r.resume.optimizer, variablesByKey(r.layers));
+  if (native) for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
+  const total = r.epochs * batches;
+  const lrAt = (step: number) => r.peakLr * lrFactor(r.schedule, step / total, { pctStart: r.pctStart, div: r.div, finalDiv: r.finalDiv });
+  let diverged: Divergence | undefined;
   const finish = async (interrupted?: TrainingState): Promise<PhaseOutcome> => {
     native?.dispose();
     optimizer.dispose();
-    tf.dispose([...lastGood.values()]);
-    let kept: number | undefined;
-    if (bestWeights && !interrupted && !diverged && bestEpoch !== undefined && bestEpoch !== lastEpoch) {
-      restoreWeights(r.layers, bestWeights);
-      kept = bestEpoch;
+    let summary: PhaseSummary = {
+      ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly: stopBy !== undefined && epoch < r.epochs, seconds: (Date.now() - started) / 1000, diverged,
+    };
+    if (summary.stoppedEarly) summary.stoppedBy = stopBy;
+    try {
+      if (!interrupted) for (const c of callbacks) summary = (await c.onPhaseEnd?.(summary, ctx)) ?? summary;
+    } finally {
+      for (const c of callbacks) c.dispose?.();
     }
-    if (bestWeights) tf.dispose([...bestWeights.values()]);
-    const summary: PhaseSummary = { ...info, epochsRun: Math.min(epoch, r.epochs), stoppedEarly, ...(stoppedEarly && stoppedBy ? { stoppedBy } : {}), seconds: (Date.now() - started) / 1000, diverged, ...(kept ? { bestEpoch: kept } : {}) };
-    if (!interrupted) await callbacks.onPhaseEnd?.(summary);
     return { summary, interrupted };
   };
-  for (; epoch <= r.epochs; epoch++) {
-    const t0 = Date.now();
-    if (r.stages && openStages(epoch, r.epochs, r.stages.length) !== stagesOpen) {
-      // The native engine reads what trains when it is built: rebuild it with the new stage
-      // open, carrying the AdamW moments over (weights were synced at the epoch end).
-      if (native) for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
-      native?.dispose();
-      stagesOpen = applyStages(r, epoch);
-      if (native) {
+  try {
+    for (; epoch <= r.epochs; epoch++) {
+      const t0 = Date.now();
+      let rebuild = false;
+      for (const c of callbacks) rebuild = Boolean(c.onEpochStart?.(ctx)) || rebuild;
+      if (rebuild && native) {
+        // The native engine reads what trains when it is built: rebuild it, carrying the AdamW
+        // moments over (weights were synced at the epoch end).
+        for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
+        native.dispose();
         native = nativeFor(r).net!;
         for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
       }
-    }
-    let res;
-    let rng = makeRng(0, rngState);
-    for (;;) {
-      // rngState stays the epoch's starting state until the epoch is done, so a paused
-      // epoch replays the same order and dropout seeds when it goes on.
-      rng = makeRng(0, rngState);
-      try {
-        res = await runEpoch({
-          model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
-          rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
-          classWeights: r.classWeights, balanced: r.balanced, augment: r.augment, native, labelSmoothing: r.labelSmoothing,
-          pause: () => Boolean(control.shouldStop?.()) || (everyMs > 0 && Date.now() - lastCheckpoint > everyMs),
-          onBatch: (p) => callbacks.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }),
-        });
-      } catch (e) {
-        if (!(e instanceof DivergedError)) throw e;
-        restoreWeights(r.layers, lastGood);
-        diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.detail, fix: e.fix! };
-        return finish();
+      let res;
+      let rng = makeRng(0, rngState);
+      for (;;) {
+        // rngState stays the epoch's starting state until the epoch is done, so a paused
+        // epoch replays the same order and dropout seeds when it goes on.
+        rng = makeRng(0, rngState);
+        try {
+          res = await runEpoch({
+            model: r.model, data: r.train, preprocessing: r.preprocessing, groups: r.groups, optimizer, batchSize: r.batchSize,
+            rng, lrAt, firstStep: (epoch - 1) * batches, loss: r.loss, start: position,
+            classWeights: r.classWeights, balanced: r.balanced, augment: r.augment, native, labelSmoothing: r.labelSmoothing,
+            pause: () => Boolean(r.shouldStop?.()) || callbacks.some((c) => c.wantsPause?.(ctx)),
+            onBatch: async (p) => { for (const c of callbacks) await c.onBatch?.({ ...p, phase: r.phase, epoch, epochs: r.epochs }, ctx); },
+          });
+        } catch (e) {
+          if (!(e instanceof DivergedError)) throw e;
+          let handled = false;
+          for (const c of callbacks) handled = Boolean(c.onDiverged?.(e, ctx)) || handled;
+          if (!handled) throw e;
+          diverged = { phase: r.phase, epoch, batch: e.batch, learningRate: e.learningRate, message: e.detail, fix: e.fix! };
+          return await finish();
+        }
+        // The tfjs model gets the native weights for validation, checkpoints and the NaN guard.
+        native?.syncWeights();
+        if (!res.paused) break;
+        position = res.paused;
+        where = { done: epoch - 1, position };
+        const st = state();
+        for (const c of callbacks) await c.onPause?.(st, ctx);
+        if (r.shouldStop?.()) return await finish(st);
       }
-      // The tfjs model gets the native weights for validation, checkpoints and the NaN guard.
-      native?.syncWeights();
-      if (!res.paused) break;
-      position = res.paused;
-      await control.checkpoint?.(state(epoch - 1, position));
-      lastCheckpoint = Date.now();
-      if (control.shouldStop?.()) return finish(state(epoch - 1, position));
-    }
-    position = undefined;
-    rngState = rng.state();
-    const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize);
-    const record: EpochRecord = {
-      phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
-      learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
-    };
-    history.push(record);
-    await callbacks.onEpochEnd?.(record);
-    tf.dispose([...lastGood.values()]);
-    lastGood = snapshotWeights(r.layers);
-    let stop = false;
-    lastEpoch = epoch;
-    if (v) {
-      if (r.keepBest && v.loss < best - 1e-4) {
-        if (bestWeights) tf.dispose([...bestWeights.values()]);
-        bestWeights = snapshotWeights(r.layers);
-        bestEpoch = epoch;
+      position = undefined;
+      rngState = rng.state();
+      const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize);
+      const record: EpochRecord = {
+        phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
+        learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
+      };
+      history.push(record);
+      where = { done: epoch };
+      // Callbacks run in order: one that stops the phase (early stopping) comes before the one
+      // that checkpoints, so the checkpoint records the phase as done.
+      for (const c of callbacks) {
+        if (stopBy !== undefined && where.done !== r.epochs) where = { done: r.epochs };
+        await c.onEpochEnd?.(record, ctx);
       }
-      if (v.loss < best - 1e-4) { best = v.loss; sinceBest = 0; } else if (++sinceBest >= r.patience) { stoppedEarly = epoch < r.epochs; stoppedBy = 'validation'; stop = true; }
-    } else if (r.plateau) {
-      if (best === Infinity || res.loss < best - Math.max(best * r.plateau.tolerance, 1e-3)) { best = res.loss; sinceBest = 0; } else if (++sinceBest >= r.plateau.patience) { stoppedEarly = epoch < r.epochs; stoppedBy = 'plateau'; stop = true; }
+      if (stopBy !== undefined) break;
     }
-    await control.checkpoint?.(state(stop ? r.epochs : epoch));
-    lastCheckpoint = Date.now();
-    if (stop) break;
+    return await finish();
+  } catch (e) {
+    native?.dispose();
+    for (const c of callbacks) c.dispose?.();
+    throw e;
   }
-  return finish();
 }

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { adoptModel, fineTune, graft, initBackend } from '../index.js';
+import { adoptModel } from '../model/batch-norm.js';
+import { fineTune } from './fine-tune.js';
+import { graft } from '../model/graft.js';
+import { initBackend } from '../engine/backend.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
 async function weightsAfterRun(seed: number): Promise<Float32Array[]> {

@@ -193,7 +193,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     ewc?.dispose();
   }
   const model = old ? multiHeadModel(grafted) : grafted.model;
-  const meta = describe(base, grafted, { classNames, samples: count(train), result, preprocessing, heads: headsMeta(grafted, classNames, old) });
+  const meta = describeTransfer(base, grafted, { classNames, samples: count(train), result, preprocessing, heads: headsMeta(grafted, classNames, old) });
   if (options.extend || options.keepOld) {
     const weights = options.keepOld === 'ewc' ? { lambda: options.lambda ?? EWC_DEFAULTS.lambda, fisherSamples: EWC_DEFAULTS.samples } : fine.losses ? distill : {};
     meta.recipe = { ...meta.recipe, keepOld: options.extend ? 'extend' : options.keepOld, replay: options.replay ?? 0, ...weights };
@@ -201,7 +201,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   return { grafted, model, result, preprocessing, classNames, oldHead: old ?? oldHead, meta };
 }
 
-export function describe(base: LoadedModel, g: Grafted, r: { classNames: string[]; samples: number; result: FineTuneResult; preprocessing?: Preprocessing; heads: HeadMeta[] }): GraftMeta {
+export function describeTransfer(base: LoadedModel, g: Grafted, r: { classNames: string[]; samples: number; result: FineTuneResult; preprocessing?: Preprocessing; heads: HeadMeta[] }): GraftMeta {
   return {
     format: 'graft/1',
     classNames: r.classNames,

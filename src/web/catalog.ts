@@ -5,9 +5,11 @@
 
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { GraftError, graphModelJson, loadModel, ZOO, type LoadedModel, type Preprocessing } from '../index.js';
-import { OnnxUnsupported } from '../model/onnx-layers.js';
-import { preprocessPreset } from '../data/preprocess.js';
+import { GraftError, loadModel, type LoadedModel, type Preprocessing } from 'graft';
+import { graphModelJson } from '#internal/model/graph-body.js';
+import { ZOO } from '#internal/zoo/zoo.js';
+import { OnnxUnsupported } from '#internal/model/onnx-layers.js';
+import { preprocessPreset } from '#internal/data/preprocess.js';
 import { HttpError } from './guard.js';
 
 export interface CatalogEntry {

@@ -2,7 +2,7 @@
 // IPC, sends its events and its end back, and stops after the current batch when asked. It
 // exits when the server goes away.
 
-import { initBackend } from '../index.js';
+import { initBackend } from 'graft';
 import { runProjectJob, type ProjectJobInput } from './project-job.js';
 
 let stop = false;

@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import {
-  GraftError, loadModel, parseUnfreeze, predictAll, saveModel, transfer, type Dataset, type GraftMeta, type LoadedModel, type Preprocessing,
-} from '../index.js';
+import { GraftError, loadModel, predictAll, saveModel, transfer, type Dataset, type GraftMeta, type LoadedModel, type Preprocessing } from 'graft';
+import { parseUnfreeze } from '#internal/model/freeze.js';
 import { resultWords, type ProjectJobInput, type ProjectJobMessage } from './project-job.js';
 import type { Catalog } from './catalog.js';
 import { HttpError } from './guard.js';

@@ -4,13 +4,16 @@
 // images and save the model to a fresh folder. It reads the project's files and writes only
 // its checkpoints and that folder; the server, which owns project.json, does the rest.
 
-import {
-  type Preprocessing, AUGMENT_DEFAULTS, evaluate, GraftError, imageInput, loadLabeledImages, loadModel, parseUnfreeze, saveModel, stratifiedSplit, transfer, type PhaseInfo,
-} from '../index.js';
-import { wilson } from '../eval/interval.js';
-import { readLatestCheckpoint, type Checkpoint } from '../train/checkpoint.js';
-import type { FineTuneResult } from '../train/fine-tune.js';
-import { dataPrint, runChanges } from '../train/resume-check.js';
+import { type Preprocessing, evaluate, GraftError, loadModel, saveModel, transfer } from 'graft';
+import { AUGMENT_DEFAULTS } from '#internal/data/augment.js';
+import { imageInput, loadLabeledImages } from '#internal/data/images.js';
+import { parseUnfreeze } from '#internal/model/freeze.js';
+import { stratifiedSplit } from '#internal/data/dataset.js';
+import type { PhaseInfo } from '#internal/train/phase.js';
+import { wilson } from '#internal/eval/interval.js';
+import { readLatestCheckpoint, type Checkpoint } from '#internal/train/checkpoint.js';
+import type { FineTuneResult } from '#internal/train/fine-tune.js';
+import { dataPrint, runChanges } from '#internal/train/resume-check.js';
 import type { JobEvent } from './jobs.js';
 import { removeCheckpoints, type Project, type ProjectResult, type Settings } from './projects.js';
 

@@ -3,12 +3,19 @@
 // are decoded on the server with graft train's pipeline. Every id in a path is checked by the
 // store; no path or URL from a request is ever read.
 
-import { exportOnnx } from '../export/export.js';
+import { exportOnnx } from '#internal/export/export.js';
 import type { IncomingMessage } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { accuracyChart, decodeImage, defaultCut, lossChart, diagramOfModel, diagramOfSaved, encodePng, imageInput, inspectModel, predictAll, renderDiagram, renderReport, type LoadedModel } from '../index.js';
-import type { DiagramLayer } from '../report/diagram.js';
+import { accuracyChart, lossChart } from '#internal/report/charts.js';
+import { decodeImage, imageInput } from '#internal/data/images.js';
+import { defaultCut } from '#internal/train/transfer.js';
+import { diagramOfModel, diagramOfSaved, renderDiagram } from '#internal/report/diagram.js';
+import { encodePng } from '#internal/report/png.js';
+import { inspectModel } from '#internal/model/inspect.js';
+import { predictAll, type LoadedModel } from 'graft';
+import { renderReport } from '#internal/report/html.js';
+import type { DiagramLayer } from '#internal/report/diagram.js';
 import type { Catalog } from './catalog.js';
 import { HttpError, readBody } from './guard.js';
 import { topClasses, type JobRunner } from './jobs.js';

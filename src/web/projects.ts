@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { decodeImage } from '../data/images.js';
+import { decodeImage } from '#internal/data/images.js';
 import { HttpError } from './guard.js';
 
 export const PROJECT_LIMITS = {

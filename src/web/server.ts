@@ -5,7 +5,10 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { accuracyChart, diagramOfModel, GraftError, inspectModel, lossChart, renderDiagram } from '../index.js';
+import { accuracyChart, lossChart } from '#internal/report/charts.js';
+import { diagramOfModel, renderDiagram } from '#internal/report/diagram.js';
+import { GraftError } from 'graft';
+import { inspectModel } from '#internal/model/inspect.js';
 import { Catalog } from './catalog.js';
 import { HttpError, isLoopbackHost, makeGuard, readBody } from './guard.js';
 import { JobRunner, predictOne, type JobEvent } from './jobs.js';

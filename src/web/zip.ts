@@ -1,6 +1,6 @@
 // A minimal ZIP writer (stored entries, no compression) for downloading a model directory.
 
-import { crc32 } from '../index.js';
+import { crc32 } from '#internal/report/png.js';
 
 /** (year - 1980) << 9 | month << 5 | day: 1980-01-01. */
 const DOS_DATE = (1 << 5) | 1;

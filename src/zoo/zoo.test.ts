@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { cutBody, diagramOfModel, groupLayers, inspectModel, loadModel, zooEntry } from '../index.js';
+import { cutBody } from '../model/cut.js';
+import { diagramOfModel, groupLayers } from '../report/diagram.js';
+import { inspectModel } from '../model/inspect.js';
+import { loadModel } from '../model/load.js';
+import { zooEntry } from './zoo.js';
 
 test('the zoo mobilenet-v2 (from nsfwjs) loads with its metadata, cuts at its suggested layer and runs', async () => {
   assert.ok(zooEntry('mobilenet-v2'), 'zoo/mobilenet-v2 is present');

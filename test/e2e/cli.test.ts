@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { initBackend, nativeStatus, saveModel, versions } from '../../src/index.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { nativeStatus } from '../../src/engine/native.js';
+import { saveModel } from '../../src/model/io.js';
+import { versions } from '../../src/model/meta.js';
 import { makeRng } from '../../src/data/random.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));

@@ -16,7 +16,13 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { cp, symlink } from 'node:fs/promises';
-import { GraftError, initBackend, loadCsv, loadData, loadIdxDataset, loadModel, parseIdx, readKerasModel } from '../../src/index.js';
+import { GraftError } from '../../src/errors.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { loadCsv } from '../../src/data/csv.js';
+import { loadData } from '../../src/data/load.js';
+import { loadIdxDataset, parseIdx } from '../../src/data/idx.js';
+import { loadModel } from '../../src/model/load.js';
+import { readKerasModel } from '../../src/model/keras.js';
 import { makeRng, type Rng } from '../../src/data/random.js';
 import { hashTree, plantCanary } from '../canary.js';
 import { root } from '../cli.js';
@@ -198,7 +204,7 @@ test('every input as a FIFO, device, socket, folder or bad symbolic link: a code
   const images = join(dir, 'images');
   await mkdir(join(images, 'a'), { recursive: true });
   await mkdir(join(images, 'b'), { recursive: true });
-  const { encodePng } = await import('../../src/index.js');
+  const { encodePng } = await import('../../src/report/png.js');
   for (const c of ['a', 'b']) for (let i = 0; i < 2; i++) await writeFile(join(images, c, `${i}.png`), encodePng(28, 28, 1, new Uint8Array(784).fill(c === 'a' ? 10 : 240)));
   for (const [kind, make] of Object.entries(kinds)) { await make(join(images, 'a', `${kind.replace(/\W+/g, '-')}.png`)); n++; }
   const d = await loadData(images, { image: { size: [28, 28], channels: 1 } });

@@ -7,7 +7,8 @@ import { mkdtemp, mkdir, readFile, rm, writeFile, access } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { loadData, takePerClass } from '../../src/index.js';
+import { loadData } from '../../src/data/load.js';
+import { takePerClass } from '../../src/data/dataset.js';
 import { graft, lastJson } from '../cli.js';
 
 async function digitFolder(dir: string, perClass: number): Promise<void> {

@@ -96,7 +96,7 @@ test('a published batch-1 tfjs GraphModel (CenterNet MobileNetV3 of @vladmandic/
 
 test('graft serve --models with an .onnx file: offered by name, drawn, trained through the job API with --preprocess; a graph that does not rebuild is named at start', async () => {
   const { serve, raw } = await import('../serve.js');
-  const { encodePng } = await import('../../src/index.js');
+  const { encodePng } = await import('../../src/report/png.js');
   const models = join(dir, 'serve-models');
   const { cp } = await import('node:fs/promises');
   await cp(join(root, 'test', 'fixtures', 'onnx', 'tiny-cnn.onnx'), join(models, 'tiny.onnx'), { recursive: true });

@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { initBackend, saveModel, versions } from '../../src/index.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { saveModel } from '../../src/model/io.js';
+import { versions } from '../../src/model/meta.js';
 import { root } from '../cli.js';
 import { hashTree, plantCanary } from '../canary.js';
 

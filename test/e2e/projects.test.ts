@@ -14,7 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { encodePng, initBackend, loadMnist, takePerClass, type Dataset } from '../../src/index.js';
+import { encodePng } from '../../src/report/png.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { loadMnist } from '../../src/data/mnist.js';
+import { takePerClass, type Dataset } from '../../src/data/dataset.js';
 import { graft, lastJson, root } from '../cli.js';
 import { raw, serve, type Serving } from '../serve.js';
 

@@ -12,7 +12,9 @@ import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { initBackend, saveModel, versions } from '../../src/index.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { saveModel } from '../../src/model/io.js';
+import { versions } from '../../src/model/meta.js';
 import { root } from '../cli.js';
 
 const bin = join(root, 'bin', 'graft.js');

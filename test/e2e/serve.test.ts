@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodePng, initBackend, loadMnist, takePerClass, type Dataset } from '../../src/index.js';
+import { encodePng } from '../../src/report/png.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { loadMnist } from '../../src/data/mnist.js';
+import { takePerClass, type Dataset } from '../../src/data/dataset.js';
 import { root } from '../cli.js';
 import { raw, serve, type Serving } from '../serve.js';
 

@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
-import { encodePng, initBackend, loadMnist, takePerClass, type Dataset } from '../../src/index.js';
+import { encodePng } from '../../src/report/png.js';
+import { initBackend } from '../../src/engine/backend.js';
+import { loadMnist } from '../../src/data/mnist.js';
+import { takePerClass, type Dataset } from '../../src/data/dataset.js';
 import { raw, serve, type Serving } from '../serve.js';
 
 const CHROMIUM = '/usr/bin/chromium';

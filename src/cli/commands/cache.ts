@@ -1,6 +1,7 @@
 // graft cache ls | clear: the disk cache of frozen-body features.
 
-import { CACHE_DEFAULTS, cacheDir, clearCache, listCache, GraftError } from '../../index.js';
+import { CACHE_DEFAULTS, cacheDir, clearCache, listCache } from '#internal/train/feature-cache.js';
+import { GraftError } from 'graft';
 import { parse, str } from '../args.js';
 
 export const usage = `graft cache ls [--json]

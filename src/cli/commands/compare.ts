@@ -2,10 +2,13 @@
 
 import { outFolder } from '../out-args.js';
 import { join } from 'node:path';
-import {
-  alignClasses, splitFolders, compareTransfer, GraftError, learningCurveSvg, loadData, loadModel, stratifiedSplit, writeDirAtomic, COMPARE_DEFAULTS, VARIANTS,
-  type CompareResult, type VariantName,
-} from '../../index.js';
+import { alignClasses, loadData } from '#internal/data/load.js';
+import { splitFolders } from '#internal/data/images.js';
+import { compareTransfer, COMPARE_DEFAULTS, VARIANTS, type CompareResult, type VariantName } from '#internal/eval/compare.js';
+import { GraftError, loadModel } from 'graft';
+import { learningCurveSvg } from '#internal/report/compare-chart.js';
+import { stratifiedSplit } from '#internal/data/dataset.js';
+import { writeDirAtomic } from '#internal/model/io.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, dataOptions, decodeProgress, mergeSkipped, parsePreprocess, parseSize, skippedLines } from '../data-args.js';
 

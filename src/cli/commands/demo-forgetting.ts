@@ -1,9 +1,10 @@
 // graft demo --forgetting: the same transfer (digits-cnn, 0-4 to 5-9) in five ways of keeping
 // (or not) the old task, measured on the old digits, the new digits and all ten.
 
-import {
-  alignClasses, evaluate, loadMnist, loadModel, takePerClass, transfer, type Dataset, type TransferOptions,
-} from '../../index.js';
+import { alignClasses } from '#internal/data/load.js';
+import { evaluate, loadModel, transfer, type Dataset, type TransferOptions } from 'graft';
+import { loadMnist } from '#internal/data/mnist.js';
+import { takePerClass } from '#internal/data/dataset.js';
 import { percent } from '../args.js';
 
 export interface ForgettingRow {

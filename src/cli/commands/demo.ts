@@ -3,10 +3,13 @@
 // answers "will it still work on the old data?" by measuring the old head before and after.
 
 import { outFolder } from '../out-args.js';
-import {
-  evaluate, GraftError, initBackend, inspectModel, loadMnist, loadModel, parseUnfreeze, saveModel, takePerClass, transfer,
-  nativeStatus, paramCount, type Transfer,
-} from '../../index.js';
+import { evaluate, GraftError, initBackend, loadModel, saveModel, transfer, type Transfer } from 'graft';
+import { inspectModel } from '#internal/model/inspect.js';
+import { loadMnist } from '#internal/data/mnist.js';
+import { parseUnfreeze } from '#internal/model/freeze.js';
+import { takePerClass } from '#internal/data/dataset.js';
+import { nativeStatus } from '#internal/engine/native.js';
+import { paramCount } from '#internal/model/layers.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { FORGETTING_RECIPE, forgettingRows, forgettingTable, forgettingVerdict } from './demo-forgetting.js';

@@ -1,6 +1,6 @@
 // graft doctor: which backend runs, on how many threads, and what Graft adds to it.
 
-import { doctor } from '../../index.js';
+import { doctor } from '#internal/engine/backend.js';
 import { parse } from '../args.js';
 
 export const usage = `graft doctor [--json]

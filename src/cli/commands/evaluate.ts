@@ -1,11 +1,16 @@
 // graft evaluate <model> <data>: accuracy, per-class accuracy and the confusion matrix.
 
-import { assertShape, backendInfo, selectHead, alignClasses, evaluate, formatEvaluation, GraftError, loadData, loadModel } from '../../index.js';
+import { assertShape } from '#internal/data/preprocess.js';
+import { backendInfo } from '#internal/engine/backend.js';
+import { selectHead } from '#internal/model/multi-head.js';
+import { alignClasses, loadData } from '#internal/data/load.js';
+import { evaluate, GraftError, loadModel } from 'graft';
+import { formatEvaluation } from '#internal/eval/evaluate.js';
 import { parse, str } from '../args.js';
 import { DATA_ARGS, FIT_USAGE, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
 import { modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
-import { scoreProbabilities } from '../../train/score.js';
+import { scoreProbabilities } from '#internal/train/score.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 
 export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-column <name>] [--json]

@@ -4,9 +4,12 @@
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
-import { checkExport, exportOnnx, type ExportCheck, type Quantization } from '../../export/export.js';
-import { alignClasses, GraftError, isDir, loadData, loadModel, writeFileAtomic, type Dataset, type GraftMeta } from '../../index.js';
-import type { OnnxExportRecord } from '../../model/meta.js';
+import { checkExport, exportOnnx, type ExportCheck, type Quantization } from '#internal/export/export.js';
+import { alignClasses, loadData } from '#internal/data/load.js';
+import { GraftError, loadModel, type Dataset, type GraftMeta } from 'graft';
+import { isDir } from '#internal/data/images.js';
+import { writeFileAtomic } from '#internal/model/io.js';
+import type { OnnxExportRecord } from '#internal/model/meta.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { outFile } from '../out-args.js';

@@ -6,11 +6,17 @@ import { downloadProgress } from '../download-progress.js';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { isOnnxPath } from '../external-body.js';
-import { GraftError, graphModelJson, graphNodes, formatGraphNodes, readModelFiles, readOnnxGraph, formatOnnxGraph, diagramOfModel, formatInspection, inspectModel, loadModel, renderDiagram, writeFileAtomic, ZOO } from '../../index.js';
+import { GraftError, loadModel } from 'graft';
+import { graphModelJson, graphNodes, formatGraphNodes } from '#internal/model/graph-body.js';
+import { readModelFiles, writeFileAtomic } from '#internal/model/io.js';
+import { readOnnxGraph, formatOnnxGraph } from '#internal/model/onnx.js';
+import { diagramOfModel, renderDiagram } from '#internal/report/diagram.js';
+import { formatInspection, inspectModel } from '#internal/model/inspect.js';
+import { ZOO } from '#internal/zoo/zoo.js';
 import { parse, str } from '../args.js';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { OnnxUnsupported } from '../../model/onnx-layers.js';
-import { fetchRemoteModel, remoteModel, REMOTE_MODELS } from '../../zoo/remote.js';
+import { OnnxUnsupported } from '#internal/model/onnx-layers.js';
+import { fetchRemoteModel, remoteModel, REMOTE_MODELS } from '#internal/zoo/remote.js';
 
 export const usage = `graft inspect <model> [--cut <layer>] [--svg <file>] [--expand <groups>] [--json]
 

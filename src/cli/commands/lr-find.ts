@@ -3,10 +3,11 @@
 // draws loss against rate. `graft train --lr auto` runs the same sweep and uses its suggestion.
 
 import { writeFile } from 'node:fs/promises';
-import { DEFAULTS, GraftError, fineTune, graft, initBackend, loadModel, parseUnfreeze } from '../../index.js';
-import { defaultCut } from '../../train/transfer.js';
-import { findLearningRate } from '../../train/lr-find.js';
-import { lrFinderChart } from '../../report/lr-chart.js';
+import { DEFAULTS, GraftError, fineTune, graft, initBackend, loadModel } from 'graft';
+import { parseUnfreeze } from '#internal/model/freeze.js';
+import { defaultCut } from '#internal/train/transfer.js';
+import { findLearningRate } from '#internal/train/lr-find.js';
+import { lrFinderChart } from '#internal/report/lr-chart.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, dataOptions, loadTrainingData, parseFit } from '../data-args.js';
 import { GRAFT_MARKER, inputsOf, outFile } from '../out-args.js';

@@ -1,8 +1,14 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { predictWithTta } from '../../eval/tta.js';
+import { predictWithTta } from '#internal/eval/tta.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { assertShape, backendInfo, classFolders, isDir, walk, selectHead, GraftError, isImageFile, loadCsv, loadData, loadImageFiles, loadModel, predictAll, type Dataset, type GraftMeta } from '../../index.js';
+import { assertShape } from '#internal/data/preprocess.js';
+import { backendInfo } from '#internal/engine/backend.js';
+import { classFolders, isDir, walk, isImageFile, loadImageFiles } from '#internal/data/images.js';
+import { selectHead } from '#internal/model/multi-head.js';
+import { GraftError, loadModel, predictAll, type Dataset, type GraftMeta } from 'graft';
+import { loadCsv } from '#internal/data/csv.js';
+import { loadData } from '#internal/data/load.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';

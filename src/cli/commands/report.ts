@@ -1,10 +1,13 @@
 // graft report <model-dir>: one self-contained HTML page about a trained model.
 
 import { GRAFT_MARKER, outFile } from '../out-args.js';
-import {
-  alignClasses, diagramOfSaved, evaluate, GraftError, loadData, loadModel, pickSamples, predictAll, renderReport, sampleGridSvg,
-  selectHead, writeFileAtomic, type ReportInput,
-} from '../../index.js';
+import { alignClasses, loadData } from '#internal/data/load.js';
+import { diagramOfSaved } from '#internal/report/diagram.js';
+import { evaluate, GraftError, loadModel, predictAll } from 'graft';
+import { pickSamples, sampleGridSvg } from '#internal/report/samples.js';
+import { renderReport, type ReportInput } from '#internal/report/html.js';
+import { selectHead } from '#internal/model/multi-head.js';
+import { writeFileAtomic } from '#internal/model/io.js';
 import { parse, str } from '../args.js';
 import { DATA_ARGS } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';

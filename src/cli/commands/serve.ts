@@ -1,8 +1,8 @@
 // graft serve: the web page on localhost.
 
-import { startServer, SERVE_DEFAULTS } from '../../web/server.js';
+import { startServer, SERVE_DEFAULTS } from '#internal/web/server.js';
 import { intAtLeast, num, parse, str } from '../args.js';
-import { GraftError } from '../../errors.js';
+import { GraftError } from '#internal/errors.js';
 
 export const usage = `graft serve [--port ${SERVE_DEFAULTS.port}] [--host 127.0.0.1] [--projects <dir>] [--models <dir>]... [--preprocess <how>]
 

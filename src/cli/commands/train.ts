@@ -1,27 +1,36 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
-import { accuracyWords, wilson } from '../../eval/interval.js';
-import type { FineTuneResult } from '../../train/fine-tune.js';
-import type { GraftMeta } from '../../model/meta.js';
-import { isBytes } from '../../data/disk-samples.js';
-import {
-  graphModelJson, alignClasses, evaluate, classCounts, classImbalance, parseAugment, isIdentity, AUGMENT_DEFAULTS, readLatestCheckpoint, partialOut, type Checkpoint, transferWithForgetting, formatForgetting, type KeepOld, type PhaseInfo, type ForgettingReport, GraftError, initBackend, loadData, loadModel, parseUnfreeze, saveModel, transfer, DEFAULTS,
-  type HeadOptions,
-} from '../../index.js';
+import { accuracyWords, wilson } from '#internal/eval/interval.js';
+import type { FineTuneResult } from '#internal/train/fine-tune.js';
+import type { GraftMeta } from '#internal/model/meta.js';
+import { isBytes } from '#internal/data/disk-samples.js';
+import { graphModelJson } from '#internal/model/graph-body.js';
+import { alignClasses, loadData } from '#internal/data/load.js';
+import { evaluate, readLatestCheckpoint, type Checkpoint, GraftError, initBackend, loadModel, saveModel, transfer, DEFAULTS, type HeadOptions } from 'graft';
+import { classCounts, classImbalance } from '#internal/data/dataset.js';
+import { parseAugment, isIdentity, AUGMENT_DEFAULTS } from '#internal/data/augment.js';
+import { partialOut } from '#internal/model/out-dir.js';
+import { transferWithForgetting, formatForgetting, type ForgettingReport } from '#internal/eval/forgetting.js';
+import { type KeepOld } from '#internal/train/transfer.js';
+import type { PhaseInfo } from '#internal/train/phase.js';
+import { parseUnfreeze } from '#internal/model/freeze.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
 import { join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { run as exportModel } from './export.js';
-import { writeGraphModel } from '../../export/graph-model-export.js';
-import { batchValues } from '../../data/preprocess.js';
+import { writeGraphModel } from '#internal/export/graph-model-export.js';
+import { batchValues } from '#internal/data/preprocess.js';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { OnnxUnsupported } from '../../model/onnx-layers.js';
-import { frozenBase, frozenMeta, resolveCut, GraphBody, OnnxBody, type Dataset, type FrozenBody, type LoadedModel } from '../../index.js';
-import { closeNames } from '../../errors.js';
-import { fetchRemoteModel, remoteModel } from '../../zoo/remote.js';
+import { OnnxUnsupported } from '#internal/model/onnx-layers.js';
+import { frozenBase, frozenMeta, resolveCut, type FrozenBody } from '#internal/train/transfer.js';
+import { GraphBody } from '#internal/model/graph-body.js';
+import { OnnxBody } from '#internal/model/onnx.js';
+import { type Dataset, type LoadedModel } from 'graft';
+import { closeNames } from '#internal/errors.js';
+import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
 import { downloadProgress } from '../download-progress.js';
-import { assertSameRun, dataPrint } from '../../train/resume-check.js';
+import { assertSameRun, dataPrint } from '#internal/train/resume-check.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
