@@ -54,7 +54,7 @@ export function formatGraphNodes(nodes: GraphNode[], where: string): string {
   return lines.join('\n');
 }
 
-/** tfjs-converter's GraphModel class, loaded on first use (an optional package). */
+/** @internal tfjs-converter's GraphModel class, loaded on first use (an optional package). */
 export async function graphModelClass(): Promise<typeof GraphModel> {
   const m = await loadOptional<typeof import('@tensorflow/tfjs-converter')>(OPTIONAL.converter, 'Running tfjs GraphModels', () => import('@tensorflow/tfjs-converter'));
   return m.GraphModel;

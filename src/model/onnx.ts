@@ -114,6 +114,7 @@ export function withOutputs(buf: Uint8Array, names: string[], where: string): Ui
 
 type Ort = typeof import('onnxruntime-node');
 let ortModule: Ort | undefined;
+/** @internal onnxruntime-node, loaded on first use (an optional package). */
 export async function ort(): Promise<Ort> {
   ortModule ??= await loadOptional<Ort>(OPTIONAL.onnxruntime, 'Running ONNX models', () => import('onnxruntime-node'));
   return ortModule;

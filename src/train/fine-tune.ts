@@ -15,7 +15,7 @@ import type { EpochRecord } from '../model/meta.js';
 import type { Layer } from '../model/layers.js';
 import { DEFAULTS } from './defaults.js';
 import type { LayerGroup, LossFn } from './loop.js';
-import { runPhase, type Divergence, type PhaseCallback, type PhaseHooks, type PhaseControl, type PhaseSummary, type TrainingState } from './phase.js';
+import { runPhase, type Divergence, type PhaseCallback, type PhaseHooks, type PhaseControl, type PhaseOptions, type PhaseSummary, type TrainingState } from './phase.js';
 import { controlCheckpoints, earlyStopping, nanGuard, progress, unfreezeSchedule } from './callbacks.js';
 import { layersOf } from './weights.js';
 
@@ -186,9 +186,58 @@ export function resolveBalance(d: Dataset, balance: 'auto' | 'none' | 'weights' 
 
 /**
  * Trains a grafted model on `train`: warm-up of the head on cached body features, then
- * fine-tuning of the unfrozen part of the body. Returns the history of both phases.
+ * fine-tuning of the unfrozen part of the body. Returns the history of both phases. The
+ * composition of public pieces: freezeBody, a warm-up phase, unfreeze, a fine-tune phase.
  */
 export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOptions = {}): Promise<FineTuneResult> {
+  const r = planRun(g, train, options);
+  if (r.o.warmupEpochs > 0 && (!r.resume || r.resume.phase === 'warm-up')) {
+    freezeBody(g);
+    await warmUp(g, r);
+  }
+  if (r.o.finetuneEpochs > 0 && !r.interrupted && !r.diverged) {
+    const open = unfreeze(g, r.o.unfreeze);
+    for (const l of r.o.alsoTrain ?? []) l.trainable = true;
+    // With nothing to unfreeze, a second phase would only repeat the warm-up more slowly.
+    if (open.length > 0 || r.o.warmupEpochs === 0) await fineTuneBody(g, r);
+  }
+  setKeepStatistics(g.body.layers, false);
+  return runResult(r);
+}
+
+/** A fineTune run: its options, data, decisions and what each phase left. */
+interface Run {
+  o: Options;
+  p?: Preprocessing;
+  trainSet: Dataset;
+  val?: Dataset;
+  history: EpochRecord[];
+  phases: PhaseSummary[];
+  balance: 'none' | 'weights' | 'sample';
+  classWeights?: Float32Array;
+  balancing: { classWeights?: Float32Array; balanced: boolean };
+  augment?: AugmentOptions;
+  views: number;
+  recipe: Record<string, unknown>;
+  common: Pick<PhaseOptions, 'batchSize' | 'schedule' | 'pctStart' | 'div' | 'finalDiv' | 'weightDecay' | 'seed' | 'engine' | 'labelSmoothing'>;
+  resume?: TrainingState;
+  fitHead: boolean;
+  plateau?: { patience: number; tolerance: number };
+  featureSeconds: number;
+  featureCache?: { hits: number; misses: number };
+  memoryNote?: string;
+  interrupted?: TrainingState;
+  diverged?: Divergence;
+  headFit?: HeadFitReport;
+  trainFeatures?: Dataset;
+  warmUpVal?: number;
+  fineTuneCheck?: FineTuneCheck;
+  bestRecord?: EpochRecord;
+  lrFinder?: LrFindResult;
+}
+
+/** Checks the options and the data, splits off validation data and decides balance, warm-up and the recipe's words. */
+function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
   const o: Options = withDefaults(DEFAULTS, options);
   for (const key of ['batchSize', 'lr', 'lrMult', 'layerGroups'] as const) {
     if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
@@ -199,7 +248,7 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   }
   if (smoothing > 0 && o.losses) {
     throw new GraftError('BAD_OPTION', 'Label smoothing applies to the plain cross-entropy, not to the losses that keep the old task.', {
-      fix: 'Leave label smoothing off (--label-smoothing 0) with --keep-old.' });
+      fix: 'Leave label smoothing off (labelSmoothing 0) with the losses that keep the old task.' });
   }
   assertTrainable(train, { allowEmpty: o.allowEmptyClasses });
   const p = o.preprocessing;
@@ -213,16 +262,12 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
   let val = o.validation;
   const fraction = validationFraction(train, options.validationSplit);
   if (!val && fraction > 0) ({ rest: trainSet, split: val } = stratifiedSplit(train, fraction, o.seed));
-  const history: EpochRecord[] = [];
-  const phases: PhaseSummary[] = [];
-  const cb = o.callbacks;
   if (o.losses && o.balance === 'weights') {
     throw new GraftError('BAD_OPTION', 'Class weights apply to the plain cross-entropy loss, not to the distillation or penalty losses of keeping the old task.', {
-      fix: 'Use balance "sample" (--balance sample) instead.' });
+      fix: 'Use balance "sample" instead.' });
   }
   const balance = o.losses && o.balance === 'auto' ? 'none' : resolveBalance(trainSet, o.balance, o.imbalanceRatio);
   const classWeights = balance === 'weights' ? balancedClassWeights(trainSet) : undefined;
-  const balancing: { classWeights?: Float32Array; balanced: boolean } = { classWeights, balanced: balance === 'sample' };
   const augment = o.augment && !isIdentity(o.augment) ? o.augment : undefined;
   const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
   const recipe: Record<string, unknown> = {
@@ -232,30 +277,14 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     balance, augment: augment ? describeAugment(augment) : 'none', warmupViews: o.warmupViews ?? 1,
     ...(smoothing ? { labelSmoothing: smoothing } : {}),
   };
-
-  let featureSeconds = 0;
-  let featureCache: { hits: number; misses: number } | undefined;
-  let memoryNote: string | undefined;
-  const common = {
-    batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
-    seed: o.seed, engine: o.engine, labelSmoothing: smoothing || undefined,
-  };
-  const resume = o.resume;
-  let interrupted: TrainingState | undefined;
-  let diverged: Divergence | undefined;
-  if (resume) phases.push(...resume.phases);
-  if (resume) history.push(...resume.history);
   const fitHead = o.warmup === 'fit' || (o.warmup !== 'sgd' && isLinearHead(g) && !o.losses?.warmUp);
   if (o.warmup === 'fit' && (!isLinearHead(g) || o.losses?.warmUp)) {
     throw new GraftError('BAD_OPTION', 'The fitted warm-up needs a linear head trained on plain cross-entropy.', {
       fix: 'Use warmup "sgd" for heads with hidden layers and for the losses that keep the old task.' });
   }
   recipe.warmup = o.warmupEpochs > 0 ? (fitHead ? 'fit' : 'sgd') : 'none';
-  let headFit: HeadFitReport | undefined;
-  let trainFeatures: Dataset | undefined;
-  let warmUpVal: number | undefined;
   if (fitHead) delete recipe.warmupEpochs;
-  let plateau: { patience: number; tolerance: number } | undefined;
+  let plateau: Run['plateau'];
   if (options.warmupEpochs === undefined && o.warmupEpochs > 0 && !fitHead) {
     const perEpoch = Math.ceil((epochLength(trainSet, balance === 'sample') * views) / o.batchSize);
     o.warmupEpochs = Math.max(o.warmupEpochs, Math.ceil(o.minWarmupSteps / perEpoch));
@@ -268,137 +297,148 @@ export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOpti
     }
     recipe.warmupEpochs = o.warmupEpochs;
   }
-  if (o.warmupEpochs > 0 && (!resume || resume.phase === 'warm-up')) {
-    freezeBody(g);
-    const t0 = Date.now();
-    const bodyPrint = o.diskCache && !o.cachedFeatures ? modelFingerprint(g.body.model) : undefined;
-    const features = async (d: Dataset) => {
-      if (!bodyPrint) return featureDataset(g.body.model, d, p, o.batchSize * 2);
-      const c = await cachedFeatureDataset(g.body.model, d, p, o.batchSize * 2, { bodyPrint, describe: o.cacheLabel });
-      featureCache = { hits: (featureCache?.hits ?? 0) + (c.hit ? 1 : 0), misses: (featureCache?.misses ?? 0) + (c.hit ? 0 : 1) };
-      return c.features;
-    };
-    const warmupSet = augment && views > 1 ? augmentedViews(trainSet, views, augment, o.seed) : trainSet;
-    trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
-    const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
-    featureSeconds = (Date.now() - t0) / 1000;
-    if (fitHead) {
-      const frozen = g.body.layers.filter((l) => l.weights.length).map((l) => l.name);
-      const weightsByCv = o.balance === 'auto' && balance !== 'none';
-      const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen, weightsByCv }, history, cb);
-      phases.push(out.summary);
-      headFit = out.report;
-      if (headFit.classWeights.startsWith('not')) {
-        // The evidence said unweighted: the fine-tune follows the head.
-        balancing.classWeights = undefined;
-        balancing.balanced = false;
-        recipe.balance = 'none (cross-validation preferred it to class weights)';
-      }
-      warmUpVal = out.valAccuracy;
-    } else {
-    const out = await runPhase({
-      ...common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
-      train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
-      peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing,
-      // A schedule planned over the step budget would still be warming up when the plateau comes.
-      ...(plateau ? { schedule: 'constant' as const } : {}),
-      frozen: g.body.layers.filter((l) => l.weights.length).map((l) => l.name), resume,
-      callbacks: [nanGuard(), earlyStopping({ patience: o.patience, plateau }), ...(cb ? [progress(cb)] : []), ...controlCheckpoints(o.control)],
-      shouldStop: o.control?.shouldStop, history, phases,
-    });
+  const resume = o.resume;
+  return {
+    o, p, trainSet, val, history: [...(resume?.history ?? [])], phases: [...(resume?.phases ?? [])], balance, classWeights,
+    balancing: { classWeights, balanced: balance === 'sample' }, augment, views, recipe, resume, fitHead, plateau, featureSeconds: 0,
+    common: {
+      batchSize: o.batchSize, schedule: o.schedule, pctStart: o.pctStart, div: o.div, finalDiv: o.finalDiv, weightDecay: o.weightDecay,
+      seed: o.seed, engine: o.engine, labelSmoothing: smoothing || undefined,
+    },
+  };
+}
+
+/** Phase 1: the body's features computed once (or read from the disk cache), the head fitted to them or trained by a phase. */
+async function warmUp(g: Grafted, r: Run): Promise<void> {
+  const { o, p, trainSet, val, history, phases, balance, classWeights, balancing, augment, views, recipe } = r;
+  const cb = o.callbacks;
+  const t0 = Date.now();
+  const bodyPrint = o.diskCache && !o.cachedFeatures ? modelFingerprint(g.body.model) : undefined;
+  const features = async (d: Dataset) => {
+    if (!bodyPrint) return featureDataset(g.body.model, d, p, o.batchSize * 2);
+    const c = await cachedFeatureDataset(g.body.model, d, p, o.batchSize * 2, { bodyPrint, describe: o.cacheLabel });
+    r.featureCache = { hits: (r.featureCache?.hits ?? 0) + (c.hit ? 1 : 0), misses: (r.featureCache?.misses ?? 0) + (c.hit ? 0 : 1) };
+    return c.features;
+  };
+  const warmupSet = augment && views > 1 ? augmentedViews(trainSet, views, augment, o.seed) : trainSet;
+  const trainFeatures = r.trainFeatures = o.cachedFeatures?.train ?? await features(warmupSet);
+  const valFeatures = o.cachedFeatures ? o.cachedFeatures.validation : val && await features(val);
+  r.featureSeconds = (Date.now() - t0) / 1000;
+  const frozen = g.body.layers.filter((l) => l.weights.length).map((l) => l.name);
+  if (r.fitHead) {
+    const weightsByCv = o.balance === 'auto' && balance !== 'none';
+    const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen, weightsByCv }, history, cb);
     phases.push(out.summary);
-    ({ interrupted } = out);
-    diverged = out.summary.diverged;
+    r.headFit = out.report;
+    if (out.report.classWeights.startsWith('not')) {
+      // The evidence said unweighted: the fine-tune follows the head.
+      balancing.classWeights = undefined;
+      balancing.balanced = false;
+      recipe.balance = 'none (cross-validation preferred it to class weights)';
+    }
+    r.warmUpVal = out.valAccuracy;
+    return;
+  }
+  const out = await runPhase({
+    ...r.common, phase: 'warm-up', model: g.headModel, evalModel: g.headModel, layers: g.head.layers, loss: o.losses?.warmUp,
+    train: trainFeatures, val: valFeatures, groups: [{ layers: g.head.layers, lrMult: 1 }],
+    peakLr: o.lr, epochs: o.warmupEpochs, usesFeatureCache: true, ...balancing,
+    // A schedule planned over the step budget would still be warming up when the plateau comes.
+    ...(r.plateau ? { schedule: 'constant' as const } : {}),
+    frozen, resume: r.resume,
+    callbacks: [nanGuard(), earlyStopping({ patience: o.patience, plateau: r.plateau }), ...(cb ? [progress(cb)] : []), ...controlCheckpoints(o.control)],
+    shouldStop: o.control?.shouldStop, history, phases,
+  });
+  phases.push(out.summary);
+  r.interrupted = out.interrupted;
+  r.diverged = out.summary.diverged;
+}
+
+/** Phase 2: the unfrozen body and the head on layer groups (deeper at lower rates), checked against the warm-up head. */
+async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
+  const { o, p, trainSet, val, history, phases, balance, balancing, augment, recipe, resume } = r;
+  const model = o.fineTuneModel ?? g.model;
+  // The native engine has no fixed heap; tfjs wasm does (memory.ts).
+  const native = o.engine !== 'tfjs' && (!o.losses?.fineTune || Boolean(o.losses.fineTune.native)) && nativeUnsupported(model) === undefined;
+  const fitted = native ? { batchSize: o.batchSize, bytesPerSample: 0 } : await fitBatchSize(model, trainSet, p, o.batchSize);
+  if (fitted.batchSize < o.batchSize) {
+    r.memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
+    recipe.finetuneBatchSize = fitted.batchSize;
+  }
+  let peakLr = o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1);
+  if (o.findLr) {
+    const found = r.lrFinder = await findLearningRate(g, trainSet, { preprocessing: p, batchSize: fitted.batchSize, unfreeze: o.unfreeze, seed: o.seed, engine: o.engine });
+    peakLr = found.suggestion;
+    recipe.finetuneLr = peakLr;
+    recipe.lrFinder = { suggestion: found.suggestion, minimumAt: found.minimumAt, steps: found.lrs.length, stopped: found.stopped };
+  }
+  const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult);
+  // Gradual unfreezing: the body groups open one per epoch from the top.
+  const stages = o.unfreeze === 'gradual' ? groups.slice(0, -1).reverse().map((x) => x.layers) : undefined;
+  const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], hooks?: PhaseHooks, control?: PhaseControl) => {
+    const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
+    const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
+    recipe.batchNormStatistics = bnStats;
+    setKeepStatistics(g.body.layers, bnStats === 'keep');
+    const keepBest = Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation);
+    const callbacks: PhaseCallback[] = [
+      ...(stages ? [unfreezeSchedule(stages)] : []), nanGuard(), earlyStopping({ patience: o.patience, keepBest }),
+      ...(hooks ? [progress(hooks)] : []), ...controlCheckpoints(control),
+    ];
+    return runPhase({
+      ...r.common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
+      train: data, val: v, preprocessing: p, ...balancing, augment, groups,
+      peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false,
+      frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
+      resume: resume?.phase === 'fine-tune' ? resume : undefined, callbacks, shouldStop: control?.shouldStop, history: h, phases: ph,
+    });
+  };
+  // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
+  const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.fineTuneModel && resume?.phase !== 'fine-tune';
+  let skip = false;
+  if (check && !val && r.fitHead && r.trainFeatures && isSmallData(trainSet)) {
+    r.fineTuneCheck = await crossValidateFineTune({
+      g, layers: layersOf(model), train: trainSet, trainFeatures: r.trainFeatures, preprocessing: p, seed: o.seed, classWeights: balancing.classWeights,
+      onFold: o.onFineTuneFold, shouldStop: o.control?.shouldStop,
+      fineTune: async (d) => { await runFineTune(d, undefined, [], [], undefined, { shouldStop: o.control?.shouldStop }); },
+    });
+    skip = r.fineTuneCheck?.kept === 'warm-up';
+    if (!r.fineTuneCheck) recipe.keepBetterSkipped = o.control?.shouldStop?.() ? 'stopped during the check' : 'a class has fewer than 3 training images, too few for 3 folds';
+  }
+  const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
+  if (!skip) {
+    const out = await runFineTune(trainSet, val, history, phases, o.callbacks, o.control);
+    phases.push(out.summary);
+    if (out.summary.bestEpoch) {
+      r.bestRecord = history.find((x) => x.phase === 'fine-tune' && x.epoch === out.summary.bestEpoch);
+      recipe.keptEpoch = out.summary.bestEpoch;
+    }
+    r.interrupted = out.interrupted;
+    r.diverged = out.summary.diverged;
+  }
+  if (before && val && !r.interrupted && !r.diverged) {
+    const warm = r.warmUpVal ?? [...history].reverse().find((x) => x.phase === 'warm-up')?.valAccuracy;
+    const tuned = (r.bestRecord ?? history[history.length - 1])?.valAccuracy;
+    if (warm !== undefined && tuned !== undefined) {
+      r.fineTuneCheck = { method: 'validation', warmUpAccuracy: warm, fineTuneAccuracy: tuned, ...verdict('validation', warm, tuned) };
+      if (r.fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
     }
   }
-  let fineTuneCheck: FineTuneCheck | undefined;
-  let bestRecord: EpochRecord | undefined;
-  let lrFinder: LrFindResult | undefined;
-  if (o.finetuneEpochs > 0 && !interrupted && !diverged) {
-    const open = unfreeze(g, o.unfreeze);
-    for (const l of o.alsoTrain ?? []) l.trainable = true;
-    if (open.length === 0 && o.warmupEpochs > 0) {
-      // Nothing to unfreeze: a second phase would only repeat the warm-up more slowly.
-    } else {
-      const model = o.fineTuneModel ?? g.model;
-      // The native engine has no fixed heap; tfjs wasm does (memory.ts).
-      const native = o.engine !== 'tfjs' && (!o.losses?.fineTune || Boolean(o.losses.fineTune.native)) && nativeUnsupported(model) === undefined;
-      const fitted = native ? { batchSize: o.batchSize, bytesPerSample: 0 } : await fitBatchSize(model, trainSet, p, o.batchSize);
-      if (fitted.batchSize < o.batchSize) {
-        memoryNote = `fine-tune batch size ${fitted.batchSize} instead of ${o.batchSize}: a training step needs ${(fitted.bytesPerSample / 1024 ** 2).toFixed(0)} MB per image and the ${tf.getBackend()} backend's heap is limited`;
-        recipe.finetuneBatchSize = fitted.batchSize;
-      }
-      let peakLr = o.lr * (o.warmupEpochs > 0 ? o.finetuneLrFactor : 1);
-      if (o.findLr) {
-        lrFinder = await findLearningRate(g, trainSet, { preprocessing: p, batchSize: fitted.batchSize, unfreeze: o.unfreeze, seed: o.seed, engine: o.engine });
-        peakLr = lrFinder.suggestion;
-        recipe.finetuneLr = peakLr;
-        recipe.lrFinder = { suggestion: lrFinder.suggestion, minimumAt: lrFinder.minimumAt, steps: lrFinder.lrs.length, stopped: lrFinder.stopped };
-      }
-      const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult);
-      // Gradual unfreezing: the body groups open one per epoch from the top (phase.ts).
-      const stages = o.unfreeze === 'gradual' ? groups.slice(0, -1).reverse().map((x) => x.layers) : undefined;
-      const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], hooks?: PhaseHooks, control?: PhaseControl) => {
-        const steps = o.finetuneEpochs * Math.ceil(epochLength(data, balance === 'sample') / fitted.batchSize);
-        const bnStats = o.batchNormStatistics === 'auto' ? autoBatchNorm(g.body.layers, steps, o.autoBatchNormResidue) : o.batchNormStatistics;
-        recipe.batchNormStatistics = bnStats;
-        setKeepStatistics(g.body.layers, bnStats === 'keep');
-        const keepBest = Boolean(v && count(v) >= HEAD_FIT_DEFAULTS.minValidation);
-        const callbacks: PhaseCallback[] = [
-          ...(stages ? [unfreezeSchedule(stages)] : []), nanGuard(), earlyStopping({ patience: o.patience, keepBest }),
-          ...(hooks ? [progress(hooks)] : []), ...controlCheckpoints(control),
-        ];
-        return runPhase({
-          ...common, batchSize: fitted.batchSize, phase: 'fine-tune', model, evalModel: g.model, layers: layersOf(model), loss: o.losses?.fineTune,
-          train: data, val: v, preprocessing: p, ...balancing, augment, groups,
-          peakLr, epochs: o.finetuneEpochs, usesFeatureCache: false,
-          frozen: g.body.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name),
-          resume: resume?.phase === 'fine-tune' ? resume : undefined, callbacks, shouldStop: control?.shouldStop, history: h, phases: ph,
-        });
-      };
-      // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
-      const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.fineTuneModel && resume?.phase !== 'fine-tune';
-      let skip = false;
-      if (check && !val && fitHead && trainFeatures && isSmallData(trainSet)) {
-        fineTuneCheck = await crossValidateFineTune({
-          g, layers: layersOf(model), train: trainSet, trainFeatures, preprocessing: p, seed: o.seed, classWeights: balancing.classWeights,
-          onFold: o.onFineTuneFold, shouldStop: o.control?.shouldStop,
-          fineTune: async (d) => { await runFineTune(d, undefined, [], [], undefined, { shouldStop: o.control?.shouldStop }); },
-        });
-        skip = fineTuneCheck?.kept === 'warm-up';
-        if (!fineTuneCheck) recipe.keepBetterSkipped = o.control?.shouldStop?.() ? 'stopped during the check' : 'a class has fewer than 3 training images, too few for 3 folds';
-      }
-      const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
-      if (!skip) {
-        const out = await runFineTune(trainSet, val, history, phases, cb, o.control);
-        phases.push(out.summary);
-        if (out.summary.bestEpoch) {
-          bestRecord = history.find((r) => r.phase === 'fine-tune' && r.epoch === out.summary.bestEpoch);
-          recipe.keptEpoch = out.summary.bestEpoch;
-        }
-        ({ interrupted } = out);
-        diverged = out.summary.diverged;
-      }
-      if (before && val && !interrupted && !diverged) {
-        const warm = warmUpVal ?? [...history].reverse().find((r) => r.phase === 'warm-up')?.valAccuracy;
-        const tuned = (bestRecord ?? history[history.length - 1])?.valAccuracy;
-        if (warm !== undefined && tuned !== undefined) {
-          fineTuneCheck = { method: 'validation', warmUpAccuracy: warm, fineTuneAccuracy: tuned, ...verdict('validation', warm, tuned) };
-          if (fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
-        }
-      }
-      if (before) tf.dispose([...before.values()]);
-    }
-  }
-  setKeepStatistics(g.body.layers, false);
-  const last = history[history.length - 1];
-  const final = bestRecord ?? last;
+  if (before) tf.dispose([...before.values()]);
+}
+
+function runResult(r: Run): FineTuneResult {
+  const { history, fineTuneCheck, val } = r;
+  const final = r.bestRecord ?? history[history.length - 1];
   let validation = final?.valAccuracy === undefined ? null : { accuracy: final.valAccuracy, loss: final.valLoss! };
   if (fineTuneCheck?.method === 'validation' && fineTuneCheck.kept === 'warm-up' && val) {
-    validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((r) => r.phase === 'warm-up')?.valLoss ?? validation!.loss };
+    validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((x) => x.phase === 'warm-up')?.valLoss ?? validation!.loss };
   }
-  if (fineTuneCheck) recipe.kept = fineTuneCheck.kept;
-  return { history, phases, featureSeconds, featureCache, memoryNote, recipe, interrupted, diverged, validation, headFit, fineTuneCheck, lrFinder };
+  if (fineTuneCheck) r.recipe.kept = fineTuneCheck.kept;
+  return {
+    history, phases: r.phases, featureSeconds: r.featureSeconds, featureCache: r.featureCache, memoryNote: r.memoryNote, recipe: r.recipe,
+    interrupted: r.interrupted, diverged: r.diverged, validation, headFit: r.headFit, fineTuneCheck, lrFinder: r.lrFinder,
+  };
 }
 
 /** The fitted warm-up as a phase: the same callbacks and one history record as an SGD warm-up epoch. */

@@ -13,7 +13,7 @@ const fail = (m: string): never => { console.error(`consumer: ${m}`); process.ex
 await initBackend();
 if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') fail(`the application's tfjs has backend ${tf.getBackend()}`);
 const before = tf.memory().numTensors;
-const base = await loadModel('zoo:digits-cnn');
+const base = await loadModel('digits-cnn');
 if (!(base.model instanceof tfl.LayersModel)) fail('the loaded model is not an instance of the application\'s tfjs-layers LayersModel');
 if (tf.memory().numTensors <= before) fail('the model\'s weights are not tensors of the application\'s tfjs engine');
 const train: Dataset = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 30, 1);
