@@ -1,5 +1,5 @@
-// An in-memory labelled dataset: raw sample values (before the model's preprocessing),
-// integer labels, class names. Splits and subsets keep class balance and repeat with a seed.
+// A labelled dataset: raw sample values (before the model's preprocessing; in memory, or on
+// disk and read per batch for sets bigger than memory), integer labels, class names. Splits and subsets keep class balance and repeat with a seed.
 
 import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from './random.js';

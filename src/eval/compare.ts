@@ -149,7 +149,7 @@ export async function compareTransfer(base: LoadedModel, data: Dataset, test: Da
           // 100/class with momentum 0.99; MobileNetV2 from scratch at 10 Fashion-MNIST images
           // per class 10.00% with the statistics kept).
           const g = graft(fresh, { cut, head: { seed, ...suggested, numClasses } });
-          await fineTune(g, train, { ...common, warmupEpochs: 0, finetuneEpochs: epochs, unfreeze: 'all', lrMult: 1, batchNormStatistics: 'update' });
+          await fineTune(g, train, { ...common, warmupEpochs: 0, finetuneEpochs: epochs, unfreeze: 'all', lrRatio: 1, batchNormStatistics: 'update' });
           await recalibrateBatchNorm(g.model, train, p);
           run = { accuracy: await accuracyOf(g.model, test, p), seconds: 0, trainableParams: trainableOf(g), modelBytes: bytesOf(g.model.layers) };
         } else {

@@ -78,7 +78,7 @@ test('forgetting report: exact with a frozen body; measured before and after oth
   assert.equal(frozen.forgetting.oldTask.samples, 20);
   assert.ok(frozen.forgetting.newTask!.accuracyAfter >= 0 && frozen.forgetting.newTask!.accuracyAfter <= 1);
   assert.deepEqual(frozen.meta.forgetting, frozen.forgetting, 'saved in graft.json');
-  const moved = await transferWithForgetting(await tinyBase(), newTask(10, 3), { oldData: oldTask(10, 5), warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 3, lr: 0.05, lrMult: 1, batchSize: 8 });
+  const moved = await transferWithForgetting(await tinyBase(), newTask(10, 3), { oldData: oldTask(10, 5), warmup: 'sgd', keepBetter: false, warmupEpochs: 1, finetuneEpochs: 3, lr: 0.05, lrRatio: 1, batchSize: 8 });
   assert.ok(moved.forgetting.oldTask.agreementAfter <= 1);
   assert.match(formatForgetting(moved.forgetting), /old task accuracy\s+[\d.]+%\s+[\d.]+%/);
 });
@@ -98,7 +98,7 @@ test('LwF keeps the old digits far better than plain fine-tuning with the same r
   const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
   const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
   // No dropout: with seeded initialisers, splits and shuffles the run is then deterministic.
-  const recipe = { warmup: 'sgd' as const, keepBetter: false, warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
+  const recipe = { warmup: 'sgd' as const, keepBetter: false, warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrRatio: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
   const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
   const lwf = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'lwf' });
   assert.equal(lwf.meta.recipe?.keepOld, 'lwf');
@@ -113,7 +113,7 @@ test('LwF keeps the old digits far better than plain fine-tuning with the same r
 test('EWC keeps the old digits far better than plain fine-tuning with the same recipe, and needs old data', async () => {
   const train = takePerClass(await loadMnist('train', [5, 6, 7, 8, 9]), 100, 1);
   const old = takePerClass(await loadMnist('test', [0, 1, 2, 3, 4]), 100, 2);
-  const recipe = { warmup: 'sgd' as const, keepBetter: false, warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrMult: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
+  const recipe = { warmup: 'sgd' as const, keepBetter: false, warmupEpochs: 2, finetuneEpochs: 3, lr: 5e-3, lrRatio: 1, seed: 4, oldData: old, head: { dropout: 0 }, batchNormStatistics: 'update' as const };
   const plain = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'head' });
   const ewc = await transferWithForgetting(await loadModel('digits-cnn'), train, { ...recipe, keepOld: 'ewc' });
   console.log('old-task agreement: plain', plain.forgetting.oldTask.agreementAfter, 'ewc', ewc.forgetting.oldTask.agreementAfter);

@@ -35,7 +35,8 @@ export interface EpochRecord {
   accuracy: number;
   valLoss?: number;
   valAccuracy?: number;
-  learningRate: number;
+  /** The phase's peak learning rate (the head's group; the schedule moves each step's rate under it). */
+  peakLearningRate: number;
   seconds: number;
   /** Old-task accuracy after this epoch, when old data was given. */
   oldTaskAccuracy?: number;

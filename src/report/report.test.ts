@@ -77,9 +77,9 @@ test('the diagram of a graft marks exactly the frozen layers, and the new and ol
 });
 
 const history: EpochRecord[] = [
-  { phase: 'warm-up', epoch: 1, loss: 1.2, accuracy: 0.5, valLoss: 1.1, valAccuracy: 0.55, learningRate: 1e-3, seconds: 1, oldTaskAccuracy: 0.99 },
-  { phase: 'warm-up', epoch: 2, loss: 0.8, accuracy: 0.7, valLoss: 0.9, valAccuracy: 0.68, learningRate: 1e-3, seconds: 1, oldTaskAccuracy: 0.99 },
-  { phase: 'fine-tune', epoch: 1, loss: 0.4, accuracy: 0.9, valLoss: 0.5, valAccuracy: 0.85, learningRate: 5e-4, seconds: 2, oldTaskAccuracy: 0.9 },
+  { phase: 'warm-up', epoch: 1, loss: 1.2, accuracy: 0.5, valLoss: 1.1, valAccuracy: 0.55, peakLearningRate: 1e-3, seconds: 1, oldTaskAccuracy: 0.99 },
+  { phase: 'warm-up', epoch: 2, loss: 0.8, accuracy: 0.7, valLoss: 0.9, valAccuracy: 0.68, peakLearningRate: 1e-3, seconds: 1, oldTaskAccuracy: 0.99 },
+  { phase: 'fine-tune', epoch: 1, loss: 0.4, accuracy: 0.9, valLoss: 0.5, valAccuracy: 0.85, peakLearningRate: 5e-4, seconds: 2, oldTaskAccuracy: 0.9 },
 ];
 
 test('curves mark both phases and draw the old-task line when measured; the confusion matrix has one cell per pair', () => {
@@ -92,7 +92,7 @@ test('curves mark both phases and draw the old-task line when measured; the conf
   assertXml(lossChart(history), 'loss chart');
   assert.match(lossChart(history), />validation loss</);
   // No validation data (small data): no empty legend entry, a note instead; long runs get thinned axis labels.
-  const noVal = Array.from({ length: 400 }, (_, i) => ({ phase: 'warm-up' as const, epoch: i + 1, loss: 1 / (i + 1), accuracy: 0.9, learningRate: 1e-3, seconds: 0 }));
+  const noVal = Array.from({ length: 400 }, (_, i) => ({ phase: 'warm-up' as const, epoch: i + 1, loss: 1 / (i + 1), accuracy: 0.9, peakLearningRate: 1e-3, seconds: 0 }));
   const lc = lossChart(noVal);
   assertXml(lc, 'loss chart without validation');
   assert.doesNotMatch(lc, /validation loss/);

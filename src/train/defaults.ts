@@ -14,8 +14,8 @@ export const DEFAULTS = {
   lr: 2e-3,
   /** The fine-tune phase's peak LR is lr * finetuneLrFactor (fastai halves it). */
   finetuneLrFactor: 0.5,
-  /** The lowest body layer group trains at (fine-tune LR) / lrMult (fastai lr_mult). */
-  lrMult: 100,
+  /** The deepest body layer group trains at (fine-tune LR) / lrRatio (fastai's lr_mult); LayerGroup.lrMult is each group's fraction. */
+  lrRatio: 100,
   /** Layer groups for discriminative LRs: the head plus (layerGroups - 1) body groups. */
   layerGroups: 3,
   schedule: 'one-cycle' as 'one-cycle' | 'cosine' | 'constant',

@@ -19,7 +19,7 @@ test('the two-phase recipe learns tiny data far above chance', async () => {
   const g = graft(await adoptModel(tinyCnn(3, 2)), { cut: 'r2', head: { numClasses: 4, dropout: 0, seed: 5 } });
   const phases: PhaseInfo[] = [];
   const result = await fineTune(g, textureImages(40, 4, 1), {
-    preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 5, finetuneEpochs: 20, lr: 2e-2, lrMult: 10, batchSize: 16, seed: 3, validationSplit: 0.1,
+    preprocessing: PIXELS, warmup: 'sgd', keepBetter: false, warmupEpochs: 5, finetuneEpochs: 20, lr: 2e-2, lrRatio: 10, batchSize: 16, seed: 3, validationSplit: 0.1,
     callbacks: { onPhaseStart: (p) => { phases.push(p); } },
   });
   assert.deepEqual(result.phases.map((p) => p.phase), ['warm-up', 'fine-tune']);

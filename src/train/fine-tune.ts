@@ -42,7 +42,8 @@ export interface FineTuneOptions {
   finetuneEpochs?: number;
   lr?: number;
   finetuneLrFactor?: number;
-  lrMult?: number;
+  /** The head's learning rate over the deepest body group's (fastai's lr_mult). */
+  lrRatio?: number;
   layerGroups?: number;
   schedule?: ScheduleName;
   pctStart?: number;
@@ -61,7 +62,7 @@ export interface FineTuneOptions {
   /** Losses other than cross-entropy of the new head (e.g. Learning without Forgetting), per phase. */
   losses?: { warmUp?: LossFn; fineTune?: LossFn };
   /** The model trained in the fine-tune phase when it differs from g.model (e.g. with the old head as a second output). */
-  fineTuneModel?: tfl.LayersModel;
+  finetuneModel?: tfl.LayersModel;
   /**
    * BatchNorm statistics in the fine-tune phase: 'update' (batch statistics, moving averages
    * updated) or 'keep' (unfrozen BatchNorm layers train gamma and beta but normalise with their
@@ -159,10 +160,10 @@ export function setKeepStatistics(layers: Layer[], keep: boolean): void {
 }
 
 /** Splits the unfrozen weighted body layers into contiguous groups, the head last. */
-export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: number, lrMult: number): LayerGroup[] {
+export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: number, lrRatio: number): LayerGroup[] {
   const open = bodyLayers.filter((l) => l.trainable && l.weights.length > 0);
   const k = Math.max(0, Math.min(groups - 1, open.length));
-  const mults = evenMults(1 / lrMult, 1, k + 1);
+  const mults = evenMults(1 / lrRatio, 1, k + 1);
   const out: LayerGroup[] = [];
   for (let g = 0; g < k; g++) {
     out.push({ layers: open.slice(Math.floor((g * open.length) / k), Math.floor(((g + 1) * open.length) / k)), lrMult: mults[g] });
@@ -239,7 +240,7 @@ interface Run {
 /** Checks the options and the data, splits off validation data and decides balance, warm-up and the recipe's words. */
 function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
   const o: Options = withDefaults(DEFAULTS, options);
-  for (const key of ['batchSize', 'lr', 'lrMult', 'layerGroups'] as const) {
+  for (const key of ['batchSize', 'lr', 'lrRatio', 'layerGroups'] as const) {
     if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
   }
   const smoothing = o.labelSmoothing ?? 0;
@@ -272,7 +273,7 @@ function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
   const views = augment ? Math.max(1, o.warmupViews ?? 1) : 1;
   const recipe: Record<string, unknown> = {
     warmupEpochs: o.warmupEpochs, finetuneEpochs: o.finetuneEpochs, batchSize: o.batchSize, lr: o.lr, finetuneLr: o.lr * o.finetuneLrFactor,
-    lrMult: o.lrMult, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
+    lrRatio: o.lrRatio, layerGroups: o.layerGroups, schedule: o.schedule, unfreeze: o.unfreeze, weightDecay: o.weightDecay,
     validation: o.validation ? 'given' : fraction, patience: o.patience, seed: o.seed, optimizer: 'AdamW', batchNormStatistics: o.batchNormStatistics,
     balance, augment: augment ? describeAugment(augment) : 'none', warmupViews: o.warmupViews ?? 1,
     ...(smoothing ? { labelSmoothing: smoothing } : {}),
@@ -357,7 +358,7 @@ async function warmUp(g: Grafted, r: Run): Promise<void> {
 /** Phase 2: the unfrozen body and the head on layer groups (deeper at lower rates), checked against the warm-up head. */
 async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
   const { o, p, trainSet, val, history, phases, balance, balancing, augment, recipe, resume } = r;
-  const model = o.fineTuneModel ?? g.model;
+  const model = o.finetuneModel ?? g.model;
   // The native engine has no fixed heap; tfjs wasm does (memory.ts).
   const native = o.engine !== 'tfjs' && (!o.losses?.fineTune || Boolean(o.losses.fineTune.native)) && nativeUnsupported(model) === undefined;
   const fitted = native ? { batchSize: o.batchSize, bytesPerSample: 0 } : await fitBatchSize(model, trainSet, p, o.batchSize);
@@ -372,7 +373,7 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
     recipe.finetuneLr = peakLr;
     recipe.lrFinder = { suggestion: found.suggestion, minimumAt: found.minimumAt, steps: found.lrs.length, stopped: found.stopped };
   }
-  const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrMult);
+  const groups = layerGroups(g.body.layers, [...g.head.layers, ...(o.alsoTrain ?? [])], o.layerGroups, o.lrRatio);
   // Gradual unfreezing: the body groups open one per epoch from the top.
   const stages = o.unfreeze === 'gradual' ? groups.slice(0, -1).reverse().map((x) => x.layers) : undefined;
   const runFineTune = async (data: Dataset, v: Dataset | undefined, h: EpochRecord[], ph: PhaseSummary[], hooks?: PhaseHooks, control?: PhaseControl) => {
@@ -394,7 +395,7 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
     });
   };
   // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
-  const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.fineTuneModel && resume?.phase !== 'fine-tune';
+  const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.finetuneModel && resume?.phase !== 'fine-tune';
   let skip = false;
   if (check && !val && r.fitHead && r.trainFeatures && isSmallData(trainSet)) {
     r.fineTuneCheck = await crossValidateFineTune({
@@ -455,7 +456,7 @@ async function fitWarmUp(g: Grafted, train: Dataset, val: Dataset | undefined, a
     const { values } = await predictAll(g.headModel, val, undefined);
     v = scoreProbabilities(values, val.labels, val.classNames);
   }
-  const record: EpochRecord = { phase: 'warm-up', epoch: 1, loss: report.trainLoss, accuracy: report.trainAccuracy, valLoss: v?.loss, valAccuracy: v?.accuracy, learningRate: 0, seconds: report.seconds };
+  const record: EpochRecord = { phase: 'warm-up', epoch: 1, loss: report.trainLoss, accuracy: report.trainAccuracy, valLoss: v?.loss, valAccuracy: v?.accuracy, peakLearningRate: 0, seconds: report.seconds };
   history.push(record);
   await cb?.onEpochEnd?.(record);
   const summary: PhaseSummary = { ...info, seconds: report.seconds, headFit: report };

@@ -38,7 +38,7 @@ for (const engine of ['tfjs', 'auto'] as const) {
     const snap = () => ({ c1: kernel(g, 'c1'), c2: kernel(g, 'c2') });
     const before = tf.memory().numTensors;
     const result = await fineTune(g, textureImages(12, 3, 4), {
-      preprocessing: PIXELS, warmup: 'sgd', warmupEpochs: 2, finetuneEpochs: 3, keepBetter: false, layerGroups: 3, lrMult: 2, lr: 1e-2, batchSize: 12,
+      preprocessing: PIXELS, warmup: 'sgd', warmupEpochs: 2, finetuneEpochs: 3, keepBetter: false, layerGroups: 3, lrRatio: 2, lr: 1e-2, batchSize: 12,
       unfreeze: 'gradual', engine, validationSplit: 0,
       callbacks: {
         onPhaseStart: (p) => { infos.push(p); if (p.phase === 'fine-tune') snaps.push(snap()); },

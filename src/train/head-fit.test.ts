@@ -178,7 +178,7 @@ test('with a validation set of 200 or more, the fine-tune ends with the weights 
   const validation = textureImages(60, 4, 9);
   // A learning rate far too high: the validation loss jumps around from epoch to epoch.
   const r = await fineTune(g, textureImages(30, 4, 1), {
-    preprocessing: PIXELS, validation, finetuneEpochs: 6, lr: 1.5, finetuneLrFactor: 1, lrMult: 1, schedule: 'constant', patience: 100, batchSize: 16, seed: 3, keepBetter: false,
+    preprocessing: PIXELS, validation, finetuneEpochs: 6, lr: 1.5, finetuneLrFactor: 1, lrRatio: 1, schedule: 'constant', patience: 100, batchSize: 16, seed: 3, keepBetter: false,
   });
   const ft = r.history.filter((h) => h.phase === 'fine-tune');
   assert.equal(ft.length, 6);

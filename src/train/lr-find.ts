@@ -53,7 +53,7 @@ export async function findLearningRate(g: Grafted, train: Dataset, options: LrFi
   // the fine-tune's bn-stats auto does for short runs (batch statistics would shift every
   // feature the fitted head was fitted on, and the sweep would start from a broken loss).
   setKeepStatistics(g.body.layers, true);
-  const groups = layerGroups(g.body.layers, g.head.layers, DEFAULTS.layerGroups, DEFAULTS.lrMult);
+  const groups = layerGroups(g.body.layers, g.head.layers, DEFAULTS.layerGroups, DEFAULTS.lrRatio);
   let native: NativeNet | undefined;
   if (o.engine !== 'tfjs') {
     try { native = new NativeNet(nativePlan(g.model, groups), { weightDecay: DEFAULTS.weightDecay }); } catch (e) { if (!(e instanceof Unsupported)) throw e; }

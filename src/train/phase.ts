@@ -356,7 +356,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
       const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize);
       const record: EpochRecord = {
         phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
-        learningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
+        peakLearningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,
       };
       history.push(record);
       where = { done: epoch };

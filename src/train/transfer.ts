@@ -165,7 +165,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
       fine.losses = { warmUp: loss, fineTune: loss };
     } else {
       fine.losses = { fineTune: lwfLoss({ ...targets, from: 'second-output' }) };
-      fine.fineTuneModel = multiHeadModel(grafted);
+      fine.finetuneModel = multiHeadModel(grafted);
       fine.alsoTrain = options.trainOldHead ? grafted.body.removed : [];
     }
   }
@@ -175,7 +175,7 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
     ewc = fisherDiagonal(base.model, grafted.body.layers, alignClasses(options.oldData!, oldHead!.classNames), preprocessing);
     fine.losses = { fineTune: ewcLoss(ewc, options.lambda ?? EWC_DEFAULTS.lambda) };
   }
-  const weightLayers = layersOf(grafted.model, base.model, ...(fine.fineTuneModel ? [fine.fineTuneModel] : []));
+  const weightLayers = layersOf(grafted.model, base.model, ...(fine.finetuneModel ? [fine.finetuneModel] : []));
   if (options.resumeFrom) {
     applyCheckpoint(weightLayers, options.resumeFrom);
     fine.resume = options.resumeFrom.state;

@@ -7,7 +7,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { GraftError, loadModel, type LoadedModel, type Preprocessing } from 'graft';
 import { graphModelJson } from '#internal/model/graph-body.js';
-import { ZOO } from '#internal/zoo/zoo.js';
+import { ZOO, ZOO_ALIASES } from '#internal/zoo/zoo.js';
 import { OnnxUnsupported } from '#internal/model/onnx-layers.js';
 import { preprocessPreset } from '#internal/data/preprocess.js';
 import { HttpError } from './guard.js';
@@ -83,7 +83,7 @@ export class Catalog {
   }
 
   entry(name: string): CatalogEntry {
-    const e = this.entries.get(name);
+    const e = this.entries.get(name) ?? this.entries.get(ZOO_ALIASES[name] ?? '');
     if (!e) throw new HttpError(400, `model: ${JSON.stringify(name.slice(0, 80))} is not a model this server offers; allowed: ${this.names().join(', ')}.`, 'BAD_REQUEST');
     return e;
   }

@@ -277,7 +277,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
 }
 
 function defaultBase(catalog: Catalog): string {
-  return catalog.names().includes('mobilenet-v2') ? 'mobilenet-v2' : catalog.names()[0];
+  return catalog.names().includes('nsfwjs-mobilenet-v2') ? 'nsfwjs-mobilenet-v2' : catalog.names()[0];
 }
 
 /** Paths that take a file's bytes (application/octet-stream) instead of JSON. */

@@ -7,8 +7,9 @@ import { inspectModel } from '../model/inspect.js';
 import { loadModel } from '../model/load.js';
 import { zooEntry } from './zoo.js';
 
-test('the zoo mobilenet-v2 (from nsfwjs) loads with its metadata, cuts at its suggested layer and runs', async () => {
-  assert.ok(zooEntry('mobilenet-v2'), 'zoo/mobilenet-v2 is present');
+test('the zoo nsfwjs-mobilenet-v2 (also by its old name mobilenet-v2) loads with its metadata, cuts at its suggested layer and runs', async () => {
+  assert.ok(zooEntry('nsfwjs-mobilenet-v2'), 'zoo/mobilenet-v2 is present');
+  assert.equal(zooEntry('mobilenet-v2')?.name, 'nsfwjs-mobilenet-v2', 'the old name still works');
   const m = await loadModel('mobilenet-v2');
   assert.equal(m.model.layers.length, 162);
   assert.deepEqual(m.model.inputs[0].shape, [null, 224, 224, 3]);

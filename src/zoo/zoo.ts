@@ -20,15 +20,18 @@ export const ZOO: Record<string, ZooEntry> = {
     dir: zooDir('digits-cnn'),
     description: 'Small CNN (3 conv blocks with BatchNorm) pretrained by Graft on MNIST digits 0-4; 28x28x1 input, pixels/255.',
   },
-  'mobilenet-v2': {
-    name: 'mobilenet-v2',
+  'nsfwjs-mobilenet-v2': {
+    name: 'nsfwjs-mobilenet-v2',
     dir: zooDir('mobilenet-v2'),
-    description: 'MobileNetV2 alpha 1.0, ImageNet-initialised (from nsfwjs 4.4.0, MIT); 224x224x3 RGB input, pixels/255; suggested cut block_13_expand_relu.',
+    description: "MobileNetV2 alpha 1.0 of the nsfwjs 4.4.0 classifier (MIT): ImageNet-initialised, then trained by nsfwjs on its 5 classes (drawing, hentai, neutral, porn, sexy); 224x224x3 RGB input, pixels/255; suggested cut block_13_expand_relu.",
   },
 };
 
+/** Earlier names of zoo entries, still accepted: mobilenet-v2 is the nsfwjs classifier's MobileNetV2. */
+export const ZOO_ALIASES: Record<string, string> = { 'mobilenet-v2': 'nsfwjs-mobilenet-v2' };
+
 export function zooEntry(name: string): ZooEntry | undefined {
-  const e = ZOO[name];
+  const e = ZOO[ZOO_ALIASES[name] ?? name];
   return e && existsSync(e.dir) ? e : undefined;
 }
 

@@ -174,7 +174,7 @@ test('real photos at the default settings: the page\'s held-out accuracy is with
   await page.fill('#project-name', 'photos');
   await page.press('#project-name', 'Tab');
   await page.waitForFunction(() => /Renamed/.test(document.querySelector('#project-status')!.textContent ?? ''));
-  assert.equal(await page.inputValue('#zoo'), 'mobilenet-v2');
+  assert.equal(await page.inputValue('#zoo'), 'nsfwjs-mobilenet-v2');
   await page.setInputFiles('#folder', allPhotos);
   await page.waitForFunction(() => /^Loaded \d+ images into \d+ classes/.test(document.querySelector('#classes-status')!.textContent ?? ''), null, { timeout: 300000 });
   assert.match(await page.textContent('#classes-status') ?? '', /^Loaded 118 images into 5 classes\./);

@@ -116,7 +116,7 @@ test('models come only from the zoo and --models; no path, URL or file contents'
   const lurePort = (lure.address() as AddressInfo).port;
   try {
     const list = (await api('GET', '/api/models')).json as unknown as { name: string }[];
-    assert.deepEqual(list.map((m) => m.name), ['digits-cnn', 'mobilenet-v2', 'my-digits']);
+    assert.deepEqual(list.map((m) => m.name), ['digits-cnn', 'nsfwjs-mobilenet-v2', 'my-digits']);
     assert.equal((await api('GET', '/api/inspect?model=my-digits')).status, 200);
     for (const model of ['/etc/passwd', '/etc/shadow', '/dev/zero', `http://127.0.0.1:${lurePort}/`, join(root, 'zoo', 'digits-cnn'), '../zoo/digits-cnn', 'file:///etc/passwd']) {
       const r = await api('GET', `/api/inspect?model=${encodeURIComponent(model)}`);

@@ -16,7 +16,7 @@ export interface ForgettingRow {
 }
 
 /** One recipe for every row, so they differ only in how they treat the old task. */
-export const FORGETTING_RECIPE = { perClass: 1000, lr: 4e-3, lrMult: 1, warmupEpochs: 3, finetuneEpochs: 5, replay: 20 };
+export const FORGETTING_RECIPE = { perClass: 1000, lr: 4e-3, lrRatio: 1, warmupEpochs: 3, finetuneEpochs: 5, replay: 20 };
 
 const MODES: Array<{ mode: string; options: TransferOptions; needsOldTrain?: boolean }> = [
   { mode: 'frozen body, old head kept', options: { keepOld: 'head', unfreeze: 'none' } },
@@ -43,7 +43,7 @@ export async function forgettingRows(seed: number, say: (l?: string) => void): P
     const t0 = Date.now();
     const base = await loadModel('digits-cnn'); // a fresh copy: training changes the shared body
     const t = await transfer(base, train, {
-      warmupEpochs: r.warmupEpochs, finetuneEpochs: r.finetuneEpochs, lr: r.lr, lrMult: r.lrMult, seed,
+      warmupEpochs: r.warmupEpochs, finetuneEpochs: r.finetuneEpochs, lr: r.lr, lrRatio: r.lrRatio, seed,
       ...m.options, oldData: m.needsOldTrain ? oldTrain : undefined,
     });
     let row: ForgettingRow;

@@ -35,7 +35,7 @@ import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, d
 
 export const usage = `graft train --base <model> --data <data> [options]
 
-  --base <model>          pretrained model: a zoo name (digits-cnn, mobilenet-v2), a named model
+  --base <model>          pretrained model: a zoo name (digits-cnn, nsfwjs-mobilenet-v2), a named model
                           fetched into $GRAFT_HOME on first use (onnx-zoo:mobilenetv2,
                           onnx-zoo:resnet50, onnx-zoo:efficientnet-lite4), a directory,
                           model.json or URL, a Keras .h5 or .keras file, an ONNX file or a tfjs
@@ -51,7 +51,7 @@ export const usage = `graft train --base <model> --data <data> [options]
   ${FIT_USAGE}
   ${PREPROCESS_USAGE}
   --input-size <n|hxw>    run a fully convolutional base at another input size (e.g. 96 for
-                          mobilenet-v2: ~5x faster than 224); images are resized to it
+                          nsfwjs-mobilenet-v2: ~5x faster than 224); images are resized to it
   --augment <spec>        default | none | crop=0.6,flip,rotate=10,jitter=0.2: augmentation in
                           the fine-tune phase (default: on for image folders, off otherwise)
   --warmup-views <k>      warm up on k views of each image: the original and k-1 augmented
@@ -85,10 +85,10 @@ export const usage = `graft train --base <model> --data <data> [options]
   --label-smoothing <e>   targets (1 - e) one-hot + e/classes in the epochs trained by gradient
                           (fine-tune, sgd warm-up); 0 to below 1 (default 0: off)
   --lr <x>|auto           peak learning rate of the head (default ${DEFAULTS.lr}); the fine-tune uses
-                          half of it, and deeper layer groups down to 1/${DEFAULTS.lrMult} of that.
+                          half of it, and deeper layer groups down to 1/${DEFAULTS.lrRatio} of that.
                           auto: after the warm-up, the learning-rate finder (graft lr-find) sweeps
                           the unfrozen model and the fine-tune runs at its suggestion
-  --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrMult})
+  --lr-mult <x>           the deepest layer group trains at the fine-tune LR / x (default ${DEFAULTS.lrRatio}; fastai's lr_mult)
   --bn-stats <how>        auto | update | keep: whether unfrozen BatchNorm layers update their
                           moving statistics while fine-tuning (keep = Keras' advice; default
                           auto: update only when the fine-tune has enough steps for the moving
@@ -235,7 +235,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     unfreeze: values.unfreeze === undefined ? undefined : parseUnfreeze(str(values.unfreeze)!),
     lr: values.lr === 'auto' ? undefined : num(values.lr, 'lr', (n) => n > 0 && n < 10),
     findLr: values.lr === 'auto' ? true : undefined,
-    lrMult: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
+    lrRatio: num(values['lr-mult'], 'lr-mult', (n) => n >= 1),
     layerGroups: num(values['layer-groups'], 'layer-groups', (n) => Number.isInteger(n) && n >= 1 && n <= 64),
     labelSmoothing: num(values['label-smoothing'], 'label-smoothing', (n) => n >= 0 && n < 1),
     batchSize: num(values['batch-size'], 'batch-size', intAtLeast(1)),
