@@ -74,6 +74,11 @@ struct Param {
   std::vector<int64_t> tfShape;  // tfjs layout, for the way back
 };
 
+// How a BatchNorm op trains: Inference normalizes with the moving statistics (a frozen layer,
+// or one that keeps its statistics); Update normalizes with the batch's statistics and moves
+// the moving averages toward them, as tfjs' BatchNormalization does in training.
+enum class BnMode { Inference, Update };
+
 enum class Kind { Input, Conv, SepConv, BatchNorm, Activation, Add, Multiply, Concat, Pad, MaxPool, AvgPool, GlobalAvg, GlobalMax, Flatten, Dense, Dropout, Reshape, Rescale };
 
 struct Op {
@@ -85,7 +90,7 @@ struct Op {
   int64_t groups = 1;
   Act act = Act::Linear;
   double alpha = 0.2, eps = 1e-3, momentum = 0.99, rate = 0, scale = 1, offset = 0;
-  int bnMode = 0;  // 0 inference (frozen or keeping statistics), 1 batch statistics with moving averages updated
+  BnMode bnMode = BnMode::Inference;
   bool keepDims = false;
 };
 
@@ -167,6 +172,16 @@ Napi::Value guarded(Napi::Env env, const char* what, F body) {
   }
 }
 
+// The training loss: cross-entropy alone, or cross-entropy plus a term that keeps the old task
+// (src/train/distill.ts, ewc.ts): distillation toward the old head's recorded outputs (LwF), or
+// the EWC penalty on moving the weights the old task needs.
+enum class LossKind { CrossEntropy, Distillation, Ewc };
+
+// Which output distillation compares with the old head's recorded outputs: the model's second
+// output (the old head kept beside the new one), or the first oldClasses columns of the one
+// output (a head widened with the new classes), renormalized.
+enum class DistillFrom { SecondOutput, OldColumns };
+
 class Net : public Napi::ObjectWrap<Net> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -237,10 +252,10 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<int> lastUse_;  // the last op that reads each op's output (-1: none)
   int output_ = -1;
   int output2_ = -1;  // a second output (the old head, for distillation), or -1
-  // Loss terms beyond cross-entropy (src/train/distill.ts, ewc.ts), set by setLoss.
-  int lossKind_ = 0;  // 0 cross-entropy, 1 + distillation (LwF), 2 + EWC penalty
+  LossKind lossKind_ = LossKind::CrossEntropy;  // set by setLoss
   double lambda_ = 1, temperature_ = 2;
-  int distillFrom_ = 0, oldClasses_ = 0;  // 0: second output, 1: the first oldClasses columns
+  DistillFrom distillFrom_ = DistillFrom::SecondOutput;
+  int oldClasses_ = 0;
   std::vector<std::pair<int, std::pair<Tensor, Tensor>>> penalty_;  // param, (fisher, anchor)
   double beta1_, beta2_, epsilon_, weightDecay_, labelSmoothing_ = 0;
 
@@ -278,7 +293,7 @@ class Net : public Napi::ObjectWrap<Net> {
     op.rate = getNum(o, "rate", 0);
     op.scale = getNum(o, "scale", 1);
     op.offset = getNum(o, "offset", 0);
-    op.bnMode = getStr(o, "mode", "inference") == "update" ? 1 : 0;
+    op.bnMode = getStr(o, "mode", "inference") == "update" ? BnMode::Update : BnMode::Inference;
     op.keepDims = o.Has("keepDims") && o.Get("keepDims").ToBoolean();
     if ((op.kind == Kind::Conv || op.kind == Kind::SepConv || op.kind == Kind::Dense) && op.w < 0) throw std::runtime_error("op " + std::to_string(index) + " has no weight");
     if (op.kind == Kind::SepConv && op.w2 < 0) throw std::runtime_error("separable conv without pointwise weight");
@@ -318,7 +333,7 @@ class Net : public Napi::ObjectWrap<Net> {
       case Kind::BatchNorm: {
         Tensor& rm = params_[op.mean].t;
         Tensor& rv = params_[op.var].t;
-        if (training && op.bnMode == 1) {
+        if (training && op.bnMode == BnMode::Update) {
           auto out = at::native_batch_norm(x, P(op.gamma), P(op.beta), Tensor(), Tensor(), true, 0.0, op.eps);
           at::NoGradGuard ng;
           Tensor batchVar = std::get<2>(out).pow(-2).sub_(op.eps);
@@ -458,12 +473,12 @@ class Net : public Napi::ObjectWrap<Net> {
         perSample = perSample * at::from_blob(cw.Data(), {k}, at::kFloat).index_select(0, y);
       }
       Tensor loss = perSample.mean();
-      if (lossKind_ == 1) {
+      if (lossKind_ == LossKind::Distillation) {
         if (info.Length() < 7 || !info[6].IsTypedArray()) throw std::runtime_error("distillation needs the batch's recorded old-head outputs");
         auto t = info[6].As<Napi::Float32Array>();
         if ((int64_t)t.ElementLength() != n * oldClasses_) throw std::runtime_error("distillation targets: " + std::to_string(t.ElementLength()) + " values for " + std::to_string(n) + " x " + std::to_string(oldClasses_));
         Tensor current;
-        if (distillFrom_ == 0) current = second;
+        if (distillFrom_ == DistillFrom::SecondOutput) current = second;
         else {
           Tensor old = probs.narrow(1, 0, oldClasses_);
           current = old / old.sum(1, true);
@@ -473,7 +488,7 @@ class Net : public Napi::ObjectWrap<Net> {
         auto logSoften = [&](const Tensor& p) { return at::log_softmax(at::log(at::clamp_min(p, 1e-30)) / temperature_, 1); };
         Tensor target = logSoften(at::from_blob(t.Data(), {n, oldClasses_}, at::kFloat)).exp();
         loss = loss + (target * logSoften(current)).sum(1).mean().neg() * lambda_;
-      } else if (lossKind_ == 2) {
+      } else if (lossKind_ == LossKind::Ewc) {
         Tensor pen = at::zeros({}, at::kFloat);
         for (auto& [i, fa] : penalty_) pen = pen + (fa.first * (params_[i].t - fa.second).square()).sum();
         loss = loss + pen * (lambda_ / 2);
@@ -578,14 +593,14 @@ class Net : public Napi::ObjectWrap<Net> {
       lambda_ = getNum(o, "lambda", 1);
       penalty_.clear();
       if (kind == "lwf") {
-        lossKind_ = 1;
+        lossKind_ = LossKind::Distillation;
         temperature_ = getNum(o, "temperature", 2);
-        distillFrom_ = getStr(o, "from") == "old-columns" ? 1 : 0;
+        distillFrom_ = getStr(o, "from") == "old-columns" ? DistillFrom::OldColumns : DistillFrom::SecondOutput;
         oldClasses_ = (int)getInt(o, "oldClasses", 0);
         if (oldClasses_ <= 0) throw std::runtime_error("distillation needs oldClasses");
-        if (distillFrom_ == 0 && output2_ < 0) throw std::runtime_error("distillation from a second output, but the model has one");
+        if (distillFrom_ == DistillFrom::SecondOutput && output2_ < 0) throw std::runtime_error("distillation from a second output, but the model has one");
       } else if (kind == "ewc") {
-        lossKind_ = 2;
+        lossKind_ = LossKind::Ewc;
         auto terms = o.Get("terms").As<Napi::Array>();
         for (uint32_t k = 0; k < terms.Length(); k++) {
           auto t = terms.Get(k).As<Napi::Object>();
@@ -598,7 +613,7 @@ class Net : public Napi::ObjectWrap<Net> {
           penalty_.push_back({i, {toAten(at::from_blob(f.Data(), p.tfShape, at::kFloat), p.layout), toAten(at::from_blob(a.Data(), p.tfShape, at::kFloat), p.layout)}});
         }
       } else if (kind == "ce") {
-        lossKind_ = 0;
+        lossKind_ = LossKind::CrossEntropy;
       } else {
         throw std::runtime_error("unknown loss " + kind);
       }
