@@ -38,6 +38,18 @@ Act parseAct(const std::string& s) {
   throw std::runtime_error("unsupported activation \"" + s + "\"");
 }
 
+// "[a, b, c]", for messages.
+std::string shapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// "the params are 0..4", or "there are no params": the valid indices of `count` things, for messages.
+std::string indexRange(int64_t count, const std::string& things) {
+  return count == 0 ? "there are no " + things : "the " + things + " are 0.." + std::to_string(count - 1);
+}
+
 // Softmax and friends act on the last axis in tfjs: channels, which is dim 1 of a 4-D NCHW view.
 int64_t lastAxis(const Tensor& x) { return x.dim() == 4 ? 1 : x.dim() - 1; }
 
@@ -218,7 +230,7 @@ class Net : public Napi::ObjectWrap<Net> {
         q.tfShape = getInts(p, "shape", {});
         int64_t n = 1;
         for (auto d : q.tfShape) n *= d;
-        if (n != (int64_t)data.ElementLength()) throw std::runtime_error("parameter " + std::to_string(i) + " has " + std::to_string(data.ElementLength()) + " values for shape of " + std::to_string(n));
+        if (n != (int64_t)data.ElementLength()) throw std::runtime_error("parameter " + std::to_string(i) + " has " + std::to_string(data.ElementLength()) + " values, but its shape " + shapeText(q.tfShape) + " holds " + std::to_string(n));
         std::string layout = getStr(p, "layout", "plain");
         q.layout = layout == "conv" ? Layout::Conv : layout == "depthwise" ? Layout::Depthwise : Layout::Plain;
         Tensor tf = at::from_blob(data.Data(), q.tfShape, at::kFloat);
@@ -229,7 +241,9 @@ class Net : public Napi::ObjectWrap<Net> {
         params_.push_back(std::move(q));
       }
       for (uint32_t i = 0; i < ops.Length(); i++) ops_.push_back(parseOp(ops.Get(i).As<Napi::Object>(), (int)i));
-      if (output_ < 0 || output_ >= (int)ops_.size() || output2_ >= (int)ops_.size()) throw std::runtime_error("output op out of range");
+      int opCount = (int)ops_.size();
+      if (output_ < 0 || output_ >= opCount) throw std::runtime_error("output is op " + std::to_string(output_) + ", but " + indexRange(opCount, "ops"));
+      if (output2_ < -1 || output2_ >= opCount) throw std::runtime_error("output2 is op " + std::to_string(output2_) + ", but " + indexRange(opCount, "ops") + " (-1: no second output)");
       readers_.assign(ops_.size(), 0);
       lastUse_.assign(ops_.size(), -1);
       for (size_t i = 0; i < ops_.size(); i++) {
@@ -238,7 +252,7 @@ class Net : public Napi::ObjectWrap<Net> {
           lastUse_[j] = (int)i;
         }
       }
-      if (inputShape_.empty()) throw std::runtime_error("inputShape missing");
+      if (inputShape_.empty()) throw std::runtime_error("options.inputShape (one sample's shape) is missing");
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
     }
@@ -259,9 +273,9 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<std::pair<int, std::pair<Tensor, Tensor>>> penalty_;  // param, (fisher, anchor)
   double beta1_, beta2_, epsilon_, weightDecay_, labelSmoothing_ = 0;
 
-  int paramIndex(const Napi::Object& o, const char* k) {
+  int paramIndex(const Napi::Object& o, const char* k, int op) {
     int i = (int)getInt(o, k, -1);
-    if (i >= (int)params_.size()) throw std::runtime_error(std::string("param index ") + k + " out of range");
+    if (i < -1 || i >= (int)params_.size()) throw std::runtime_error("op " + std::to_string(op) + ": " + k + " is param " + std::to_string(i) + ", but " + indexRange((int64_t)params_.size(), "params") + " (-1: none)");
     return i;
   }
 
@@ -273,13 +287,13 @@ class Net : public Napi::ObjectWrap<Net> {
       op.inputs.push_back((int)i);
     }
     if (op.kind != Kind::Input && op.inputs.empty()) throw std::runtime_error("op " + std::to_string(index) + " has no inputs");
-    op.w = paramIndex(o, "w");
-    op.w2 = paramIndex(o, "w2");
-    op.b = paramIndex(o, "b");
-    op.gamma = paramIndex(o, "gamma");
-    op.beta = paramIndex(o, "beta");
-    op.mean = paramIndex(o, "mean");
-    op.var = paramIndex(o, "var");
+    op.w = paramIndex(o, "w", index);
+    op.w2 = paramIndex(o, "w2", index);
+    op.b = paramIndex(o, "b", index);
+    op.gamma = paramIndex(o, "gamma", index);
+    op.beta = paramIndex(o, "beta", index);
+    op.mean = paramIndex(o, "mean", index);
+    op.var = paramIndex(o, "var", index);
     op.stride = getInts(o, "stride", {1, 1});
     op.dilation = getInts(o, "dilation", {1, 1});
     op.pad = getInts(o, "pad", {0, 0, 0, 0});
@@ -296,8 +310,8 @@ class Net : public Napi::ObjectWrap<Net> {
     op.bnMode = getStr(o, "mode", "inference") == "update" ? BnMode::Update : BnMode::Inference;
     op.keepDims = o.Has("keepDims") && o.Get("keepDims").ToBoolean();
     if ((op.kind == Kind::Conv || op.kind == Kind::SepConv || op.kind == Kind::Dense) && op.w < 0) throw std::runtime_error("op " + std::to_string(index) + " has no weight");
-    if (op.kind == Kind::SepConv && op.w2 < 0) throw std::runtime_error("separable conv without pointwise weight");
-    if (op.kind == Kind::BatchNorm && (op.mean < 0 || op.var < 0)) throw std::runtime_error("batch norm without statistics");
+    if (op.kind == Kind::SepConv && op.w2 < 0) throw std::runtime_error("op " + std::to_string(index) + ": separable conv without a pointwise weight (w2)");
+    if (op.kind == Kind::BatchNorm && (op.mean < 0 || op.var < 0)) throw std::runtime_error("op " + std::to_string(index) + ": batch norm without moving statistics (mean, var)");
     if (op.stride.size() != 2 || op.dilation.size() != 2 || op.pad.size() != 4 || op.kernel.size() != 2) throw std::runtime_error("op " + std::to_string(index) + ": stride, dilation and kernel need 2 values, pad 4");
     return op;
   }
@@ -450,7 +464,7 @@ class Net : public Napi::ObjectWrap<Net> {
       auto labelsJs = info[2].As<Napi::Int32Array>();
       auto lrs = info[3].As<Napi::Float64Array>();
       int64_t seed = info[4].As<Napi::Number>().Int64Value();
-      if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error("labels: " + std::to_string(labelsJs.ElementLength()) + " for " + std::to_string(n) + " samples");
+      if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error(std::to_string(labelsJs.ElementLength()) + " labels for " + std::to_string(n) + " samples");
       if (seed > 0) at::manual_seed(seed);
       Tensor second;
       // GRAFT_NATIVE_PROFILE=<file>: a Chrome trace of every ATen op of each step (last step wins).
@@ -458,7 +472,7 @@ class Net : public Napi::ObjectWrap<Net> {
       if (const char* path = getenv("GRAFT_NATIVE_PROFILE")) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(path));
       auto t0 = std::chrono::steady_clock::now();
       Tensor probs = forward(x, true, &second);
-      if (probs.dim() != 2) throw std::runtime_error("the output must be [batch, classes] class probabilities");
+      if (probs.dim() != 2) throw std::runtime_error("the output has rank " + std::to_string(probs.dim()) + "; training needs [batch, classes] class probabilities");
       int64_t k = probs.size(1);
       for (size_t i = 0; i < labelsJs.ElementLength(); i++) {
         if (labelsJs[i] < 0 || labelsJs[i] >= k) throw std::runtime_error("label " + std::to_string(labelsJs[i]) + " outside 0.." + std::to_string(k - 1));
@@ -469,7 +483,7 @@ class Net : public Napi::ObjectWrap<Net> {
       if (labelSmoothing_ > 0) perSample = perSample * (1 - labelSmoothing_) + probs.clamp(1e-7, 1.0).log().neg().mean(1) * labelSmoothing_;
       if (info.Length() > 5 && info[5].IsTypedArray()) {
         auto cw = info[5].As<Napi::Float32Array>();
-        if ((int64_t)cw.ElementLength() != k) throw std::runtime_error("class weights: " + std::to_string(cw.ElementLength()) + " for " + std::to_string(k) + " classes");
+        if ((int64_t)cw.ElementLength() != k) throw std::runtime_error(std::to_string(cw.ElementLength()) + " class weights for " + std::to_string(k) + " classes");
         perSample = perSample * at::from_blob(cw.Data(), {k}, at::kFloat).index_select(0, y);
       }
       Tensor loss = perSample.mean();
@@ -478,12 +492,14 @@ class Net : public Napi::ObjectWrap<Net> {
         auto t = info[6].As<Napi::Float32Array>();
         if ((int64_t)t.ElementLength() != n * oldClasses_) throw std::runtime_error("distillation targets: " + std::to_string(t.ElementLength()) + " values for " + std::to_string(n) + " x " + std::to_string(oldClasses_));
         Tensor current;
-        if (distillFrom_ == DistillFrom::SecondOutput) current = second;
-        else {
+        if (distillFrom_ == DistillFrom::SecondOutput) {
+          current = second;  // defined: setLoss refuses this source without a second output
+          if (current.dim() != 2 || current.size(1) != oldClasses_) throw std::runtime_error("distillation: the second output has shape " + shapeText(current.sizes().vec()) + ", not [batch, " + std::to_string(oldClasses_) + "] old-class probabilities");
+        } else {
+          if (oldClasses_ > k) throw std::runtime_error("distillation from the first " + std::to_string(oldClasses_) + " columns, but the output has only " + std::to_string(k));
           Tensor old = probs.narrow(1, 0, oldClasses_);
           current = old / old.sum(1, true);
         }
-        if (!current.defined() || current.dim() != 2 || current.size(1) != oldClasses_) throw std::runtime_error("distillation: no old-task output of " + std::to_string(oldClasses_) + " classes");
         // log softmax(log(p) / T): softened probabilities (distill.ts' logSoften).
         auto logSoften = [&](const Tensor& p) { return at::log_softmax(at::log(at::clamp_min(p, 1e-30)) / temperature_, 1); };
         Tensor target = logSoften(at::from_blob(t.Data(), {n, oldClasses_}, at::kFloat)).exp();
@@ -572,11 +588,11 @@ class Net : public Napi::ObjectWrap<Net> {
   Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), "optimizer state", [&]() -> Napi::Value {
       int64_t i = info[0].As<Napi::Number>().Int64Value();
-      if (i < 0 || i >= (int64_t)params_.size()) throw std::runtime_error("param index out of range");
+      if (i < 0 || i >= (int64_t)params_.size()) throw std::runtime_error("no param " + std::to_string(i) + ": " + indexRange((int64_t)params_.size(), "params"));
       Param& p = params_[i];
       auto m = info[2].As<Napi::Float32Array>();
       auto v = info[3].As<Napi::Float32Array>();
-      if ((int64_t)m.ElementLength() != p.t.numel() || (int64_t)v.ElementLength() != p.t.numel()) throw std::runtime_error("optimizer state size does not match the parameter");
+      if ((int64_t)m.ElementLength() != p.t.numel() || (int64_t)v.ElementLength() != p.t.numel()) throw std::runtime_error("param " + std::to_string(i) + ": moments of " + std::to_string(m.ElementLength()) + " and " + std::to_string(v.ElementLength()) + " values for a parameter of " + std::to_string(p.t.numel()));
       p.step = info[1].As<Napi::Number>().Int64Value();
       p.m = toAten(at::from_blob(m.Data(), p.tfShape, at::kFloat), p.layout);
       p.v = toAten(at::from_blob(v.Data(), p.tfShape, at::kFloat), p.layout);
@@ -597,25 +613,25 @@ class Net : public Napi::ObjectWrap<Net> {
         temperature_ = getNum(o, "temperature", 2);
         distillFrom_ = getStr(o, "from") == "old-columns" ? DistillFrom::OldColumns : DistillFrom::SecondOutput;
         oldClasses_ = (int)getInt(o, "oldClasses", 0);
-        if (oldClasses_ <= 0) throw std::runtime_error("distillation needs oldClasses");
-        if (distillFrom_ == DistillFrom::SecondOutput && output2_ < 0) throw std::runtime_error("distillation from a second output, but the model has one");
+        if (oldClasses_ <= 0) throw std::runtime_error("distillation needs oldClasses, the number of old classes (at least 1)");
+        if (distillFrom_ == DistillFrom::SecondOutput && output2_ < 0) throw std::runtime_error("distillation from the second output (from: 'second-output'), but the model has no second output: give the model its old head as a second output, or distill from the first oldClasses columns of the one output (from: 'old-columns')");
       } else if (kind == "ewc") {
         lossKind_ = LossKind::Ewc;
         auto terms = o.Get("terms").As<Napi::Array>();
         for (uint32_t k = 0; k < terms.Length(); k++) {
           auto t = terms.Get(k).As<Napi::Object>();
           int i = (int)getInt(t, "param", -1);
-          if (i < 0 || i >= (int)params_.size()) throw std::runtime_error("EWC term for an unknown parameter");
+          if (i < 0 || i >= (int)params_.size()) throw std::runtime_error("EWC term " + std::to_string(k) + " is for param " + std::to_string(i) + ", but " + indexRange((int64_t)params_.size(), "params"));
           Param& p = params_[i];
           auto f = t.Get("fisher").As<Napi::Float32Array>();
           auto a = t.Get("anchor").As<Napi::Float32Array>();
-          if ((int64_t)f.ElementLength() != p.t.numel() || (int64_t)a.ElementLength() != p.t.numel()) throw std::runtime_error("EWC term size does not match its parameter");
+          if ((int64_t)f.ElementLength() != p.t.numel() || (int64_t)a.ElementLength() != p.t.numel()) throw std::runtime_error("EWC term " + std::to_string(k) + ": fisher of " + std::to_string(f.ElementLength()) + " and anchor of " + std::to_string(a.ElementLength()) + " values for param " + std::to_string(i) + " of " + std::to_string(p.t.numel()));
           penalty_.push_back({i, {toAten(at::from_blob(f.Data(), p.tfShape, at::kFloat), p.layout), toAten(at::from_blob(a.Data(), p.tfShape, at::kFloat), p.layout)}});
         }
       } else if (kind == "ce") {
         lossKind_ = LossKind::CrossEntropy;
       } else {
-        throw std::runtime_error("unknown loss " + kind);
+        throw std::runtime_error("unknown loss \"" + kind + "\" (known: \"ce\", \"lwf\", \"ewc\")");
       }
       return info.Env().Undefined();
     });
@@ -644,10 +660,10 @@ std::vector<int64_t> ints(const Napi::Value& v) {
 Tensor view(Napi::Float32Array a, const std::vector<int64_t>& shape, const char* what) {
   int64_t n = 1;
   for (auto d : shape) {
-    if (d < 0) throw std::runtime_error(std::string(what) + ": negative dimension");
+    if (d < 0) throw std::runtime_error(std::string(what) + ": negative dimension in shape " + shapeText(shape));
     n *= d;
   }
-  if ((int64_t)a.ElementLength() != n) throw std::runtime_error(std::string(what) + ": " + std::to_string(a.ElementLength()) + " values for a shape of " + std::to_string(n));
+  if ((int64_t)a.ElementLength() != n) throw std::runtime_error(std::string(what) + " has " + std::to_string(a.ElementLength()) + " values, but its shape " + shapeText(shape) + " holds " + std::to_string(n));
   return at::from_blob(a.Data(), shape, at::kFloat);
 }
 
@@ -739,7 +755,7 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
     Tensor x = c.padInput(nchw(view(o.Get("x").As<Napi::Float32Array>(), ints(o.Get("xShape")), "x"))).contiguous(at::MemoryFormat::ChannelsLast);
     Tensor dy = nchw(view(o.Get("dy").As<Napi::Float32Array>(), ints(o.Get("dyShape")), "dy")).contiguous(at::MemoryFormat::ChannelsLast);
     auto fs = ints(o.Get("outShape"));
-    if (fs.size() != 4) throw std::runtime_error("filter shape needs 4 values");
+    if (fs.size() != 4) throw std::runtime_error("the filter shape (outShape) needs 4 values, not " + shapeText(fs));
     std::vector<int64_t> ws = c.depthwise ? std::vector<int64_t>{fs[2] * fs[3], 1, fs[0], fs[1]} : std::vector<int64_t>{fs[3], fs[2], fs[0], fs[1]};
     Tensor w = at::empty(ws, at::TensorOptions().dtype(at::kFloat)).contiguous(at::MemoryFormat::ChannelsLast);
     int64_t groups = c.depthwise ? fs[2] : 1;
