@@ -800,7 +800,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Keep freed large blocks in the heap instead of returning them to the kernel: a training
   // step allocates and frees the same big activations every batch, and fresh pages each time
-  // cost page faults (NATIVE-NOTES.md).
+  // cost page faults. Measured on the MobileNetV2 fine-tune step: 43,403 minor page faults per
+  // step without this, 17 with it, about 15% of a step (docs/engine.md, "Measured").
   if (!getenv("GRAFT_NATIVE_MALLOC_DEFAULT")) {
     mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
