@@ -648,7 +648,8 @@ class Net : public Napi::ObjectWrap<Net> {
 // ---- Per-op kernels for the tfjs wasm backend (src/engine/native-kernels.ts) ----------------
 // Each reads its inputs from and writes its output into Float32Arrays that view the wasm heap
 // (no copies in or out of JavaScript). Shapes are tfjs': NHWC activations, [kh, kw, in, out]
-// filters, [kh, kw, in, multiplier] depthwise filters; pads are [top, bottom, left, right].
+// filters, [kh, kw, in, multiplier] depthwise filters. Attributes are spelled as in the Net's
+// ops: stride and dilation [h, w], pad [top, bottom, left, right], act and alpha.
 
 std::vector<int64_t> ints(const Napi::Value& v) {
   auto a = v.As<Napi::Array>();
@@ -675,11 +676,11 @@ struct ConvArgs {
   std::vector<int64_t> inner{0, 0};
   bool uneven = false;
   void parse(const Napi::Object& o) {
-    stride = ints(o.Get("strides"));
-    pad = ints(o.Get("pads"));
-    dilation = ints(o.Get("dilations"));
+    stride = ints(o.Get("stride"));
+    pad = ints(o.Get("pad"));
+    dilation = ints(o.Get("dilation"));
     depthwise = o.Get("depthwise").ToBoolean();
-    if (stride.size() != 2 || pad.size() != 4 || dilation.size() != 2) throw std::runtime_error("strides, dilations need 2 values, pads 4");
+    if (stride.size() != 2 || pad.size() != 4 || dilation.size() != 2) throw std::runtime_error("stride and dilation need 2 values, pad 4");
     uneven = pad[0] != pad[1] || pad[2] != pad[3];
     inner = uneven ? std::vector<int64_t>{0, 0} : std::vector<int64_t>{pad[0], pad[2]};
   }
@@ -713,7 +714,7 @@ Napi::Value kernelCall(const Napi::CallbackInfo& info, const char* what, F body)
   });
 }
 
-// conv2d({ x, xShape, filter, filterShape, out, outShape, strides, pads, dilations, depthwise, bias?, activation?, alpha? })
+// conv2d({ x, xShape, filter, filterShape, out, outShape, stride, pad, dilation, depthwise, bias?, act?, alpha? })
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
   return kernelCall(info, "conv2d", [&](Napi::Object o) {
     ConvArgs c;
@@ -723,12 +724,12 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
     Tensor b = o.Has("bias") && o.Get("bias").IsTypedArray() ? view(o.Get("bias").As<Napi::Float32Array>(), {f.size(c.depthwise ? 2 : 3) * (c.depthwise ? f.size(3) : 1)}, "bias") : Tensor();
     int64_t groups = c.depthwise ? x.size(1) : 1;
     Tensor y = at::conv2d(c.padInput(x), atenFilter(f, c.depthwise), b, c.stride, c.inner, c.dilation, groups);
-    y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
+    y = applyAct(y, getStr(o, "act", "linear"), getNum(o, "alpha", 0.2));
     writeNhwc(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), y);
   });
 }
 
-// conv2dBackpropInput({ dy, dyShape, filter, filterShape, out (dx), outShape (x's), strides, pads, dilations, depthwise })
+// conv2dBackpropInput({ dy, dyShape, filter, filterShape, out (dx), outShape (x's), stride, pad, dilation, depthwise })
 Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
   return kernelCall(info, "conv2d input gradient", [&](Napi::Object o) {
     ConvArgs c;
@@ -747,7 +748,7 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
   });
 }
 
-// conv2dBackpropFilter({ x, xShape, dy, dyShape, out (dw), outShape (filter's), strides, pads, dilations, depthwise })
+// conv2dBackpropFilter({ x, xShape, dy, dyShape, out (dw), outShape (filter's), stride, pad, dilation, depthwise })
 Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
   return kernelCall(info, "conv2d filter gradient", [&](Napi::Object o) {
     ConvArgs c;
@@ -765,7 +766,7 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
   });
 }
 
-// batchMatMul({ a, aShape [B, M, K], b, bShape, transposeA, transposeB, out, outShape, bias?, activation?, alpha? })
+// batchMatMul({ a, aShape [B, M, K], b, bShape, transposeA, transposeB, out, outShape, bias?, act?, alpha? })
 // Batch dimensions broadcast when one of them is 1.
 Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   return kernelCall(info, "batchMatMul", [&](Napi::Object o) {
@@ -778,7 +779,7 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
       auto bias = o.Get("bias").As<Napi::Float32Array>();
       y.add_(at::from_blob(bias.Data(), {(int64_t)bias.ElementLength()}, at::kFloat));
     }
-    y = applyAct(y, o.Has("activation") ? o.Get("activation").As<Napi::String>().Utf8Value() : "", getNum(o, "alpha", 0.2));
+    y = applyAct(y, getStr(o, "act", "linear"), getNum(o, "alpha", 0.2));
     view(o.Get("out").As<Napi::Float32Array>(), ints(o.Get("outShape")), "output").copy_(y);
   });
 }

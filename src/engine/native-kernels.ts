@@ -40,9 +40,14 @@ function convInfo(xShape: number[], filterShape: number[], a: Attrs, depthwise: 
     a.strides as [number, number], (a.dilations ?? 1) as [number, number], a.pad as 'same', a.dimRoundingMode as 'floor', depthwise, 'channelsLast');
 }
 
+/**
+ * A convolution's geometry as the addon reads it, spelled as the native step's ops
+ * (model/native-plan.ts): stride and dilation [h, w], pad [top, bottom, left, right] (tfjs'
+ * attrs say strides, dilations and pad 'same' | 'valid' | number; computeConv2DInfo resolves them).
+ */
 const geometry = (info: tf.backend_util.Conv2DInfo, depthwise: boolean) => ({
-  strides: [info.strideHeight, info.strideWidth], dilations: [info.dilationHeight, info.dilationWidth],
-  pads: [info.padInfo.top, info.padInfo.bottom, info.padInfo.left, info.padInfo.right], depthwise,
+  stride: [info.strideHeight, info.strideWidth], dilation: [info.dilationHeight, info.dilationWidth],
+  pad: [info.padInfo.top, info.padInfo.bottom, info.padInfo.left, info.padInfo.right], depthwise,
 });
 
 function makeConv(name: string, depthwise: boolean, fused: boolean, addon: NativeKernelAddon) {
@@ -61,7 +66,7 @@ function makeConv(name: string, depthwise: boolean, fused: boolean, addon: Nativ
       x: backend.typedArrayFromHeap(x!), xShape: x!.shape, filter: backend.typedArrayFromHeap(filter!), filterShape: filter!.shape,
       out: backend.typedArrayFromHeap(out), outShape: info.outShape, ...geometry(info, depthwise),
       ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
-      ...(fused ? { activation, alpha: Number(a.leakyreluAlpha ?? 0.2) } : {}),
+      ...(fused ? { act: activation, alpha: Number(a.leakyreluAlpha ?? 0.2) } : {}),
     });
     return out;
   };
@@ -111,7 +116,7 @@ function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
       a: backend.typedArrayFromHeap(a!), aShape: [ba, ...a!.shape.slice(-2)], b: backend.typedArrayFromHeap(b!), bShape: [bb, ...b!.shape.slice(-2)],
       transposeA: ta, transposeB: tb, out: backend.typedArrayFromHeap(out), outShape: [Math.max(ba, bb), m, n],
       ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
-      ...(fused ? { activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
+      ...(fused ? { act: activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
     });
     return out;
   };
