@@ -2,7 +2,7 @@
 
 export { GraftError, type GraftErrorCode } from './errors.js';
 export { initBackend, backendInfo, doctor, type BackendInfo, type Doctor } from './engine/backend.js';
-export { NativeNet, nativeStatus, setNativeEnabled, Unsupported, type NativeStatus } from './engine/native.js';
+export { NativeNet, nativeStatus, setNativeEnabled, NativeUnsupported, type NativeStatus } from './engine/native.js';
 export { nativePlan, nativeUnsupported } from './model/native-plan.js';
 
 export { loadModel, type LoadedModel, type LoadOptions } from './model/load.js';

@@ -127,7 +127,7 @@ export interface NativePlan {
 }
 
 /** Why a model cannot run natively. */
-export class Unsupported extends Error {}
+export class NativeUnsupported extends Error {}
 
 export interface NativeNetOptions {
   weightDecay?: number;
@@ -150,7 +150,7 @@ export class NativeNet {
   /** `plan`: nativePlan(model, groups) of model/native-plan.ts (groups train; none: inference only). */
   constructor(plan: NativePlan, options: NativeNetOptions = {}) {
     const a = nativeAddon();
-    if (!a) throw new Unsupported(`native engine ${nativeStatus().reason}`);
+    if (!a) throw new NativeUnsupported(`native engine ${nativeStatus().reason}`);
     this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0, ...(options.epsilon === undefined ? {} : { epsilon: options.epsilon }) });
     const l = options.loss;
     if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });

@@ -17,7 +17,7 @@ import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { restoreWeights, snapshotWeights, variableKeys, variablesByKey } from './weights.js';
-import { NativeNet, Unsupported } from '../engine/native.js';
+import { NativeNet, NativeUnsupported } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 import { openStages, setTrainable } from '../model/freeze.js';
 
@@ -204,7 +204,7 @@ function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   try {
     return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
   } catch (e) {
-    if (e instanceof Unsupported) return { note: e.message };
+    if (e instanceof NativeUnsupported) return { note: e.message };
     throw e;
   }
 }
