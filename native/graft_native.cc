@@ -1,8 +1,9 @@
 // Graft's native engine: a layer graph run by libtorch (ATen + autograd), called from Node
-// through N-API. JavaScript (src/engine/native-net.ts) describes a tfjs-layers model as a list
-// of ops and hands over its weights once; each training batch is then one call that runs
-// forward, the cross-entropy loss, backward and the AdamW update, and each prediction batch
-// one call. Weights and optimizer state go back to JavaScript on request.
+// through N-API. JavaScript (src/model/native-plan.ts, src/engine/native.ts) describes a
+// tfjs-layers model as a list of ops and hands over its weights once; each training batch is
+// then one call that runs forward, the loss (cross-entropy, plus LwF distillation or the EWC
+// penalty when the old task is kept: setLoss), backward and the AdamW update, and each
+// prediction batch one call. Weights and optimizer state go back to JavaScript on request.
 //
 // Layout: tfjs tensors are NHWC. ATen sees them as NCHW tensors with channels-last strides
 // (the same bytes), so inputs and outputs are not transposed; weights are converted once.

@@ -2,8 +2,9 @@
 // both gradients) and matrix products run in libtorch on all cores, reading and writing the
 // wasm heap directly (no copies). Everything else stays on wasm's own kernels. So tfjs-layers'
 // fit, predict, trainOnBatch and Graft's per-op loop run unchanged, with the heavy ops native:
-// this is the path for models the native training step does not support, and for the losses
-// that keep the old task.
+// this is the path for models the native training step does not support, and for losses
+// without a native form (the losses that keep the old task, LwF and EWC, have one and run in
+// the native step).
 
 import * as tf from '@tensorflow/tfjs-core';
 import { nativeAddon } from './native.js';

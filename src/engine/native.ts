@@ -1,9 +1,12 @@
 // Graft's native engine (native/graft_native.cc, built by scripts/build-native.mjs against
 // Debian's libtorch): a tfjs-layers model described as a list of ops, whose training step
-// (forward, cross-entropy, backward, AdamW) and prediction each run in one native call.
+// (forward, the loss, backward, AdamW) and prediction each run in one native call. The loss is
+// cross-entropy, or cross-entropy plus a term that keeps the old task: LwF distillation
+// (train/distill.ts) or the EWC penalty (train/ewc.ts), both computed by the addon.
 //
-// This file loads the addon and translates a LayersModel into the addon's ops and weights.
-// Models with a layer the addon does not know run on tfjs as before; `nativePlan` says why.
+// This file loads the addon and runs a NativePlan (model/native-plan.ts translates a
+// LayersModel into the addon's ops and weights). Models with a layer the addon does not know,
+// and losses without a native form, run on tfjs as before; `nativePlan` says why for a model.
 
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';

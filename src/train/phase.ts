@@ -197,7 +197,10 @@ export function phaseInfo(r: PhaseRun): PhaseInfo {
   };
 }
 
-/** The phase's model in the native engine, or why not. A custom loss (keeping the old task) needs tfjs. */
+/**
+ * The phase's model in the native engine, or why not. The losses that keep the old task (LwF
+ * distillation, EWC) run natively through their LossFn.native; only a loss without one needs tfjs.
+ */
 function nativeFor(r: PhaseRun): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss runs on tfjs' };
