@@ -2,8 +2,9 @@
 // both gradients) and matrix products run in libtorch on all cores, reading and writing the
 // wasm heap directly (no copies). Everything else stays on wasm's own kernels. So tfjs-layers'
 // fit, predict, trainOnBatch and Graft's per-op loop run unchanged, with the heavy ops native:
-// this is the path for models the native training step does not support, and for the losses
-// that keep the old task.
+// this is the path for models the native training step does not support, and for losses
+// without a native form (the losses that keep the old task, LwF and EWC, have one and run in
+// the native step).
 
 import * as tf from '@tensorflow/tfjs-core';
 import { nativeAddon } from './native.js';
@@ -40,9 +41,14 @@ function convInfo(xShape: number[], filterShape: number[], a: Attrs, depthwise: 
     a.strides as [number, number], (a.dilations ?? 1) as [number, number], a.pad as 'same', a.dimRoundingMode as 'floor', depthwise, 'channelsLast');
 }
 
+/**
+ * A convolution's geometry as the addon reads it, spelled as the native step's ops
+ * (model/native-plan.ts): stride and dilation [h, w], pad [top, bottom, left, right] (tfjs'
+ * attrs say strides, dilations and pad 'same' | 'valid' | number; computeConv2DInfo resolves them).
+ */
 const geometry = (info: tf.backend_util.Conv2DInfo, depthwise: boolean) => ({
-  strides: [info.strideHeight, info.strideWidth], dilations: [info.dilationHeight, info.dilationWidth],
-  pads: [info.padInfo.top, info.padInfo.bottom, info.padInfo.left, info.padInfo.right], depthwise,
+  stride: [info.strideHeight, info.strideWidth], dilation: [info.dilationHeight, info.dilationWidth],
+  pad: [info.padInfo.top, info.padInfo.bottom, info.padInfo.left, info.padInfo.right], depthwise,
 });
 
 function makeConv(name: string, depthwise: boolean, fused: boolean, addon: NativeKernelAddon) {
@@ -61,7 +67,7 @@ function makeConv(name: string, depthwise: boolean, fused: boolean, addon: Nativ
       x: backend.typedArrayFromHeap(x!), xShape: x!.shape, filter: backend.typedArrayFromHeap(filter!), filterShape: filter!.shape,
       out: backend.typedArrayFromHeap(out), outShape: info.outShape, ...geometry(info, depthwise),
       ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
-      ...(fused ? { activation, alpha: Number(a.leakyreluAlpha ?? 0.2) } : {}),
+      ...(fused ? { act: activation, alpha: Number(a.leakyreluAlpha ?? 0.2) } : {}),
     });
     return out;
   };
@@ -111,7 +117,7 @@ function makeMatMul(name: string, fused: boolean, addon: NativeKernelAddon) {
       a: backend.typedArrayFromHeap(a!), aShape: [ba, ...a!.shape.slice(-2)], b: backend.typedArrayFromHeap(b!), bShape: [bb, ...b!.shape.slice(-2)],
       transposeA: ta, transposeB: tb, out: backend.typedArrayFromHeap(out), outShape: [Math.max(ba, bb), m, n],
       ...(fused && bias ? { bias: backend.typedArrayFromHeap(bias) } : {}),
-      ...(fused ? { activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
+      ...(fused ? { act: activation, alpha: Number(at.leakyreluAlpha ?? 0.2) } : {}),
     });
     return out;
   };

@@ -1,9 +1,12 @@
 // Graft's native engine (native/graft_native.cc, built by scripts/build-native.mjs against
 // Debian's libtorch): a tfjs-layers model described as a list of ops, whose training step
-// (forward, cross-entropy, backward, AdamW) and prediction each run in one native call.
+// (forward, the loss, backward, AdamW) and prediction each run in one native call. The loss is
+// cross-entropy, or cross-entropy plus a term that keeps the old task: LwF distillation
+// (train/distill.ts) or the EWC penalty (train/ewc.ts), both computed by the addon.
 //
-// This file loads the addon and translates a LayersModel into the addon's ops and weights.
-// Models with a layer the addon does not know run on tfjs as before; `nativePlan` says why.
+// This file loads the addon and runs a NativePlan (model/native-plan.ts translates a
+// LayersModel into the addon's ops and weights). Models with a layer the addon does not know,
+// and losses without a native form, run on tfjs as before; `nativePlan` says why for a model.
 
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -127,7 +130,7 @@ export interface NativePlan {
 }
 
 /** Why a model cannot run natively. */
-export class Unsupported extends Error {}
+export class NativeUnsupported extends Error {}
 
 export interface NativeNetOptions {
   weightDecay?: number;
@@ -150,7 +153,7 @@ export class NativeNet {
   /** `plan`: nativePlan(model, groups) of model/native-plan.ts (groups train; none: inference only). */
   constructor(plan: NativePlan, options: NativeNetOptions = {}) {
     const a = nativeAddon();
-    if (!a) throw new Unsupported(`native engine ${nativeStatus().reason}`);
+    if (!a) throw new NativeUnsupported(`native engine ${nativeStatus().reason}`);
     this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0, ...(options.epsilon === undefined ? {} : { epsilon: options.epsilon }) });
     const l = options.loss;
     if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { writeFileAtomic } from '../model/io.js';
-import { Unsupported, type OpSpec } from '../engine/native.js';
+import { NativeUnsupported, type OpSpec } from '../engine/native.js';
 import { GraftError } from '../errors.js';
 import { nativePlan } from '../model/native-plan.js';
 import { graphModelClass } from '../model/graph-body.js';
@@ -29,7 +29,7 @@ export function graphModelFiles(model: tfl.LayersModel, meta: GraftMeta): GraphM
   try {
     plan = nativePlan(model, [], true);
   } catch (e) {
-    if (e instanceof Unsupported) throw new GraftError('UNSUPPORTED', `The model cannot be written as a GraphModel: ${e.message}.`, { fix: 'Graft writes the layers its native engine knows.' });
+    if (e instanceof NativeUnsupported) throw new GraftError('UNSUPPORTED', `The model cannot be written as a GraphModel: ${e.message}.`, { fix: 'Graft writes the layers its native engine knows.' });
     throw e;
   }
   const nodes: TfNode[] = [];

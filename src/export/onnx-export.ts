@@ -7,7 +7,7 @@
 // exported file describes itself (graft predict runs it alone).
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { Unsupported, type OpSpec } from '../engine/native.js';
+import { NativeUnsupported, type OpSpec } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 import { GraftError } from '../errors.js';
 import { selectHead } from '../model/multi-head.js';
@@ -129,7 +129,7 @@ export function onnxGraph(model: tfl.LayersModel, meta: GraftMeta, options: Onnx
   try {
     plan = nativePlan(chosen, [], true);
   } catch (e) {
-    if (e instanceof Unsupported) {
+    if (e instanceof NativeUnsupported) {
       throw new GraftError('UNSUPPORTED', `graft export cannot translate this model to ONNX: ${e.message}.`, { fix: 'Graft exports the layers its native engine knows (Conv2D, DepthwiseConv2D, SeparableConv2D, BatchNormalization, Dense, pooling, Add, Concatenate, activations, ...).' });
     }
     throw e;

@@ -6,7 +6,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { FreezableBatchNormalization } from './batch-norm.js';
 import type { Layer } from './layers.js';
-import { nativeStatus, Unsupported, type NativePlan, type OpSpec, type ParamSpec } from '../engine/native.js';
+import { nativeStatus, NativeUnsupported, type NativePlan, type OpSpec, type ParamSpec } from '../engine/native.js';
 
 /** The layers that train together at one learning rate (the training loop's LayerGroup). */
 export interface PlanGroup { layers: Layer[] }
@@ -21,7 +21,7 @@ export function samePads(inShape: Shape, kernel: [number, number], strides: [num
   const pads: number[] = [];
   for (let i = 0; i < 2; i++) {
     const size = inShape[1 + i];
-    if (size == null) throw new Unsupported('an input of unknown height or width');
+    if (size == null) throw new NativeUnsupported('an input of unknown height or width');
     const out = Math.ceil(size / strides[i]);
     const total = Math.max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilation[i] + 1 - size);
     pads.push(Math.floor(total / 2), total - Math.floor(total / 2));
@@ -34,23 +34,23 @@ function activationName(c: Config): string {
   const name = typeof a === 'string' ? a : a == null ? 'linear' : String((a as { className?: string }).className ?? a);
   const known: Record<string, string> = { linear: 'linear', relu: 'relu', relu6: 'relu6', sigmoid: 'sigmoid', tanh: 'tanh', softmax: 'softmax', elu: 'elu', swish: 'swish', silu: 'swish', softplus: 'softplus' };
   const k = known[name.toLowerCase()];
-  if (!k) throw new Unsupported(`activation "${name}"`);
+  if (!k) throw new NativeUnsupported(`activation "${name}"`);
   return k;
 }
 
 function channelsLast(c: Config, layer: Layer): void {
-  if (c.dataFormat && c.dataFormat !== 'channelsLast') throw new Unsupported(`${layer.name}: data format ${String(c.dataFormat)}`);
+  if (c.dataFormat && c.dataFormat !== 'channelsLast') throw new NativeUnsupported(`${layer.name}: data format ${String(c.dataFormat)}`);
 }
 
 /**
  * Translates a model into the addon's ops. A layer in `groups[i]` trains in group i (its
  * learning rate is lrs[i] of each step); other layers are frozen. Without `readWeights` the
- * params carry no values (a support check). Throws Unsupported with the reason.
+ * params carry no values (a support check). Throws NativeUnsupported with the reason.
  */
 export function nativePlan(model: tfl.LayersModel, groups: PlanGroup[] = [], readWeights = true): NativePlan {
   const groupOf = new Map<Layer, number>();
   groups.forEach((g, i) => g.layers.forEach((l) => groupOf.set(l, i)));
-  if (model.inputs.length !== 1 || model.outputs.length > 2) throw new Unsupported('a model with several inputs or more than two outputs');
+  if (model.inputs.length !== 1 || model.outputs.length > 2) throw new NativeUnsupported('a model with several inputs or more than two outputs');
   const ops: OpSpec[] = [];
   const params: ParamSpec[] = [];
   const variables: LayerVariable[] = [];
@@ -68,8 +68,8 @@ export function nativePlan(model: tfl.LayersModel, groups: PlanGroup[] = [], rea
     return params.length - 1;
   };
   const inputShape = model.inputs[0].shape.slice(1) as Shape;
-  if (inputShape.some((d) => d == null)) throw new Unsupported('an input of unknown size');
-  if (inputShape.length !== 1 && inputShape.length !== 3) throw new Unsupported(`an input of rank ${inputShape.length + 1}`);
+  if (inputShape.some((d) => d == null)) throw new NativeUnsupported('an input of unknown size');
+  if (inputShape.length !== 1 && inputShape.length !== 3) throw new NativeUnsupported(`an input of rank ${inputShape.length + 1}`);
 
   const visit = (t: SymbolicTensor): number => {
     const seen = opOf.get(t.id);
@@ -79,7 +79,7 @@ export function nativePlan(model: tfl.LayersModel, groups: PlanGroup[] = [], rea
     const cls = layer.getClassName();
     let op: OpSpec;
     if (cls === 'InputLayer' || !node || node.inputTensors.length === 0) {
-      if (t !== model.inputs[0] && cls !== 'InputLayer') throw new Unsupported(`${layer.name}: a layer without inputs`);
+      if (t !== model.inputs[0] && cls !== 'InputLayer') throw new NativeUnsupported(`${layer.name}: a layer without inputs`);
       op = { kind: 'input', inputs: [] };
     } else {
       const inputs = node.inputTensors.map(visit);
@@ -106,12 +106,12 @@ function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], p
       const kernel = pair(c.kernelSize);
       const stride = pair(c.strides ?? 1);
       const dilation = pair(c.dilationRate ?? 1);
-      if (c.padding !== 'same' && c.padding !== 'valid') throw new Unsupported(`${layer.name}: padding ${String(c.padding)}`);
+      if (c.padding !== 'same' && c.padding !== 'valid') throw new NativeUnsupported(`${layer.name}: padding ${String(c.padding)}`);
       const pad = c.padding === 'same' ? samePads(inShape, kernel, stride, dilation) : [0, 0, 0, 0];
       const useBias = c.useBias !== false;
       const base = { inputs, stride, dilation, pad, kernel, act: activationName(c) };
       if (cls === 'Conv2D') {
-        if (Number(c.groups ?? 1) !== 1) throw new Unsupported(`${layer.name}: grouped convolution`);
+        if (Number(c.groups ?? 1) !== 1) throw new NativeUnsupported(`${layer.name}: grouped convolution`);
         return { kind: 'conv', ...base, w: param(layer, w[0], 'conv'), b: useBias ? param(layer, w[1], 'plain') : -1 };
       }
       const channels = Number(inShape[3]);
@@ -120,7 +120,7 @@ function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], p
     }
     case 'BatchNormalization': {
       const axis = Number(c.axis ?? -1);
-      if (axis !== -1 && axis !== inShape.length - 1) throw new Unsupported(`${layer.name}: batch norm over axis ${axis}`);
+      if (axis !== -1 && axis !== inShape.length - 1) throw new NativeUnsupported(`${layer.name}: batch norm over axis ${axis}`);
       let i = 0;
       const gamma = c.scale !== false ? param(layer, w[i++], 'plain') : -1;
       const beta = c.center !== false ? param(layer, w[i++], 'plain') : -1;
@@ -133,20 +133,20 @@ function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], p
       return { kind: 'activation', inputs, act: activationName(c) };
     case 'ReLU': {
       const max = c.maxValue == null ? null : Number(c.maxValue);
-      if (max !== null && max !== 6) throw new Unsupported(`${layer.name}: ReLU with maxValue ${max}`);
+      if (max !== null && max !== 6) throw new NativeUnsupported(`${layer.name}: ReLU with maxValue ${max}`);
       return { kind: 'activation', inputs, act: max === 6 ? 'relu6' : 'relu' };
     }
     case 'LeakyReLU':
       return { kind: 'activation', inputs, act: 'leakyrelu', alpha: Number(c.alpha ?? 0.3) };
     case 'Softmax':
-      if (c.axis != null && Number(c.axis) !== -1 && Number(c.axis) !== inShape.length - 1) throw new Unsupported(`${layer.name}: softmax over axis ${String(c.axis)}`);
+      if (c.axis != null && Number(c.axis) !== -1 && Number(c.axis) !== inShape.length - 1) throw new NativeUnsupported(`${layer.name}: softmax over axis ${String(c.axis)}`);
       return { kind: 'activation', inputs, act: 'softmax' };
     case 'Add':
     case 'Multiply':
       return { kind: cls.toLowerCase(), inputs };
     case 'Concatenate': {
       const axis = Number(c.axis ?? -1);
-      if (axis !== -1 && axis !== inShape.length - 1) throw new Unsupported(`${layer.name}: concatenation over axis ${axis}`);
+      if (axis !== -1 && axis !== inShape.length - 1) throw new NativeUnsupported(`${layer.name}: concatenation over axis ${axis}`);
       return { kind: 'concat', inputs };
     }
     case 'ZeroPadding2D': {
@@ -161,28 +161,28 @@ function describe(layer: Layer, cls: string, inShape: Shape, inputs: number[], p
       const kernel = pair(c.poolSize ?? 2);
       const stride = pair(c.strides ?? c.poolSize ?? 2);
       const pad = c.padding === 'same' ? samePads(inShape, kernel, stride) : [0, 0, 0, 0];
-      if (cls === 'AveragePooling2D' && (pad[0] !== pad[1] || pad[2] !== pad[3])) throw new Unsupported(`${layer.name}: average pooling with uneven 'same' padding`);
+      if (cls === 'AveragePooling2D' && (pad[0] !== pad[1] || pad[2] !== pad[3])) throw new NativeUnsupported(`${layer.name}: average pooling with uneven 'same' padding`);
       return { kind: cls === 'MaxPooling2D' ? 'maxpool' : 'avgpool', inputs, kernel, stride, pad };
     }
     case 'GlobalAveragePooling2D':
     case 'GlobalMaxPooling2D':
       channelsLast(c, layer);
-      if (c.keepDims) throw new Unsupported(`${layer.name}: keepDims`);
+      if (c.keepDims) throw new NativeUnsupported(`${layer.name}: keepDims`);
       return { kind: cls === 'GlobalAveragePooling2D' ? 'globalavg' : 'globalmax', inputs };
     case 'Flatten':
       return { kind: 'flatten', inputs };
     case 'Dense':
-      if (inShape.length !== 2) throw new Unsupported(`${layer.name}: Dense on a tensor of rank ${inShape.length}`);
+      if (inShape.length !== 2) throw new NativeUnsupported(`${layer.name}: Dense on a tensor of rank ${inShape.length}`);
       return { kind: 'dense', inputs, act: activationName(c), w: param(layer, w[0], 'plain'), b: c.useBias !== false ? param(layer, w[1], 'plain') : -1 };
     case 'Dropout':
-      if (c.noiseShape != null) throw new Unsupported(`${layer.name}: dropout with a noise shape`);
+      if (c.noiseShape != null) throw new NativeUnsupported(`${layer.name}: dropout with a noise shape`);
       return { kind: 'dropout', inputs, rate: Number(c.rate ?? 0) };
     case 'Reshape':
       return { kind: 'reshape', inputs, shape: (c.targetShape as number[]).map(Number) };
     case 'Rescaling':
       return { kind: 'rescale', inputs, scale: Number(c.scale ?? 1), offset: Number(c.offset ?? 0) };
     default:
-      throw new Unsupported(`layer ${layer.name} (${cls})`);
+      throw new NativeUnsupported(`layer ${layer.name} (${cls})`);
   }
 }
 
@@ -194,7 +194,7 @@ export function nativeUnsupported(model: tfl.LayersModel): string | undefined {
     nativePlan(model, [], false);
     return undefined;
   } catch (e) {
-    if (e instanceof Unsupported) return `not supported natively: ${e.message}`;
+    if (e instanceof NativeUnsupported) return `not supported natively: ${e.message}`;
     throw e;
   }
 }

@@ -1,5 +1,7 @@
-// One training epoch: shuffled batches, forward in training mode, cross-entropy, gradients
-// for the variables that are trainable at this step, and an AdamW update per layer group.
+// One training epoch: shuffled batches, forward in training mode, the loss (cross-entropy, or a
+// LossFn such as LwF distillation or EWC), gradients for the variables that are trainable at
+// this step, and an AdamW update per layer group: per-op on tfjs, or one native call per batch
+// when the model and the loss run natively (EpochRun.native, LossFn.native).
 
 import { isBytes } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';

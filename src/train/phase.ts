@@ -19,7 +19,7 @@ import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { layersOf, variableKeys, variablesByKey } from './weights.js';
-import { NativeNet, Unsupported } from '../engine/native.js';
+import { NativeNet, NativeUnsupported } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
@@ -235,14 +235,17 @@ export function phaseInfo(r: Resolved): PhaseInfo {
   };
 }
 
-/** The phase's model in the native engine, or why not. */
+/**
+ * The phase's model in the native engine, or why not. The losses that keep the old task (LwF
+ * distillation, EWC) run natively through their LossFn.native; only a loss without one needs tfjs.
+ */
 function nativeFor(r: Resolved): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss without a native form runs on tfjs' };
   try {
     return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
   } catch (e) {
-    if (e instanceof Unsupported) return { note: e.message };
+    if (e instanceof NativeUnsupported) return { note: e.message };
     throw e;
   }
 }

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Dataset } from '../data/dataset.js';
 import { batchRanges, batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
-import { NativeNet, nativeStatus, Unsupported } from '../engine/native.js';
+import { NativeNet, nativeStatus, NativeUnsupported } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 
 /** The model in the native engine for inference, when the engine is built and knows every layer. */
@@ -14,7 +14,7 @@ function nativePredictor(model: tfl.LayersModel): NativeNet | undefined {
   try {
     return new NativeNet(nativePlan(model));
   } catch (e) {
-    if (e instanceof Unsupported) return undefined;
+    if (e instanceof NativeUnsupported) return undefined;
     throw e;
   }
 }

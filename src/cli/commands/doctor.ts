@@ -24,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
     : `native engine: no (${n.reason})`);
   console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
   console.log(d.nativeKernels.length
-    ? `native kernels in the ${d.backend} backend (per-op path: layers the engine does not know, losses that keep the old task): ${d.nativeKernels.join(', ')}`
+    ? `native kernels in the ${d.backend} backend (per-op path: layers the engine does not know, losses without a native form): ${d.nativeKernels.join(', ')}`
     : 'native kernels in the tfjs backend: none');
   console.log(`Graft's wasm gradient kernels: ${d.graftWasmKernels.join(', ') || 'none'}${d.nativeKernels.length ? ' (JavaScript; in use when the native engine is off)' : ''}`);
   console.log(`node ${d.node}, tfjs ${d.tfjs}`);
