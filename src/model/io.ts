@@ -296,7 +296,7 @@ export async function writeDirAtomic(dir: string, files: Record<string, string |
   } catch (cause) {
     await rm(tmp, { recursive: true, force: true });
     throw new GraftError('WRITE_FAILED', `Could not write the model to ${target}: ${(cause as Error).message}. Nothing there was changed.`, {
-      fix: 'Choose a writable directory with free space (--out).', cause });
+      fix: 'Choose a writable output directory with free space (--out on the command line).', cause });
   }
   const existed = await stat(target).then(() => true, () => false);
   // Two renames: a kill between them leaves the complete new folder and the old one beside the
@@ -359,11 +359,11 @@ export async function assertWritable(dir: string, bytes = 16 * 1024 * 1024): Pro
     await writeFile(probe, 'graft');
     await rm(probe, { force: true });
   } catch (cause) {
-    throw new GraftError('WRITE_FAILED', `Cannot write in ${parent}: ${(cause as Error).message}.`, { fix: 'Choose a writable --out directory.', cause });
+    throw new GraftError('WRITE_FAILED', `Cannot write in ${parent}: ${(cause as Error).message}.`, { fix: 'Choose a writable output directory (--out on the command line).', cause });
   }
   const fs = await statfs(parent).catch(() => undefined);
   if (fs && fs.bavail * fs.bsize < bytes) {
     throw new GraftError('WRITE_FAILED', `Only ${Math.round((fs.bavail * fs.bsize) / 1024)} KB are free in ${parent}; the model and its checkpoints need about ${Math.round(bytes / 1024)} KB.`, {
-      fix: 'Free some space or choose another --out directory.' });
+      fix: 'Free some space or choose another output directory (--out).' });
   }
 }

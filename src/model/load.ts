@@ -107,11 +107,11 @@ async function loadFrom(source: string, options: LoadOptions): Promise<LoadedMod
   const size = options.inputSize;
   if (size) {
     if (!size.every((v) => Number.isInteger(v) && v >= 8)) {
-      throw new GraftError('BAD_OPTION', `An input size must be whole numbers of at least 8; got ${size.join('x')}.`, { fix: 'Use e.g. --input-size 96.' });
+      throw new GraftError('BAD_OPTION', `An input size must be whole numbers of at least 8; got ${size.join('x')}.`, { fix: 'Use e.g. 96x96 (--input-size 96; inputSize: [96, 96] in the library).' });
     }
     const topology = JSON.parse(JSON.stringify(files.artifacts.modelTopology));
     if (!resizeInputs(topology, size)) {
-      throw new GraftError('BAD_OPTION', `${source} has no image input [height, width, channels] to resize.`, { fix: 'Leave out --input-size.' });
+      throw new GraftError('BAD_OPTION', `${source} has no image input [height, width, channels] to resize.`, { fix: 'Leave out the input size (--input-size, inputSize).' });
     }
     const meta = files.meta && { ...files.meta, preprocessing: { ...files.meta.preprocessing, inputShape: [size[0], size[1], ...files.meta.preprocessing.inputShape.slice(2)] } };
     try {
@@ -131,7 +131,7 @@ async function loadFrom(source: string, options: LoadOptions): Promise<LoadedMod
         }
       }
       throw new GraftError('BAD_OPTION', `${source} cannot run at ${size.join('x')}${keep ? ` (even cut at ${keep})` : ''}: ${(cause as Error).message}`, {
-        fix: 'Only fully convolutional networks (no Flatten or Reshape before the cut) change input size; leave out --input-size or pick a size the network allows.', cause });
+        fix: 'Only fully convolutional networks (no Flatten or Reshape before the cut) change input size; leave out the input size (--input-size, inputSize) or pick a size the network allows.', cause });
     }
   }
   const model = await modelFromArtifacts(files.artifacts, source);

@@ -57,14 +57,14 @@ export function headsMeta(g: Grafted, newClassNames: string[], old?: OldHead): H
 export function selectHead(model: tfl.LayersModel, meta: GraftMeta, name = 'new'): { model: tfl.LayersModel; classNames: string[] } {
   if (model.outputs.length === 1) {
     if (name !== 'new' && !(meta.heads?.length === 1 && meta.heads[0].name === name)) {
-      throw new GraftError('BAD_OPTION', `This model has one head; there is no "${name}" head.`, { fix: 'Train with --keep-old to keep the old head.' });
+      throw new GraftError('BAD_OPTION', `This model has one head; there is no "${name}" head.`, { fix: 'Train with the old head kept (--keep-old head; keepOld: \'head\' in the library).' });
     }
     return { model, classNames: meta.classNames };
   }
   const head = meta.heads?.find((h) => h.name === name);
   const index = head ? model.outputNames.indexOf(head.outputLayer) : -1;
   if (!head || index < 0) {
-    throw new GraftError('BAD_OPTION', `No head named "${name}". Heads: ${(meta.heads ?? []).map((h) => h.name).join(', ')}.`, { fix: 'Use --head new, old or all.' });
+    throw new GraftError('BAD_OPTION', `No head named "${name}". Heads: ${(meta.heads ?? []).map((h) => h.name).join(', ')}.`, { fix: 'Use the head new, old or all (--head on the command line).' });
   }
   return { model: tfl.model({ inputs: model.inputs, outputs: model.outputs[index] }), classNames: head.classNames };
 }

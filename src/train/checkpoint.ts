@@ -93,7 +93,7 @@ export function applyCheckpoint(layers: Layer[], c: Checkpoint): void {
     const w = c.weights.get(key);
     if (!w || w.values.length !== sizeOf(v.shape)) {
       throw new GraftError('BAD_MODEL', `Checkpoint ${c.path} has no weight "${key}" of shape [${v.shape.join(', ')}]: it belongs to another model or run.`, {
-        fix: 'Resume with the same base model and options, or start a new run in another --out directory.' });
+        fix: 'Resume with the same base model and options, or start a new run in another output directory (--out).' });
     }
   }
   for (const [v, key] of variableKeys(layers)) {

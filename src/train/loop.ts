@@ -124,7 +124,7 @@ export interface EpochResult {
 export class DivergedError extends GraftError {
   constructor(readonly batch: number, readonly learningRate: number, loss: number) {
     super('TRAINING_DIVERGED', `The loss became ${loss} at batch ${batch} (learning rate ${learningRate.toExponential(2)}).`, {
-      fix: 'Lower the learning rate (--lr), e.g. by 10x, or check the data for extreme or missing values.' });
+      fix: 'Lower the learning rate (--lr; the lr option in the library), e.g. by 10x, or check the data for extreme or missing values.' });
   }
 }
 
@@ -134,7 +134,7 @@ export function asMemoryError(e: unknown, batchSize: number): unknown {
   if (!/memory access out of bounds|table index is out of bounds|Aborted\(|out of memory|Cannot enlarge memory|bad_alloc|can't allocate memory/i.test(m)) return e;
   const where = /graft-native/.test(m) ? 'native engine' : `${tf.getBackend()} backend`;
   return new GraftError('OUT_OF_MEMORY', `The ${where} ran out of memory in a training step of ${batchSize} samples (${m.split('\n')[0]}).`, {
-    fix: `Use a smaller --batch-size, a smaller --input-size, or unfreeze fewer layers (--unfreeze N)${where === 'native engine' ? '' : '; the process must be restarted'}.`, cause: e });
+    fix: `Use a smaller batch size (--batch-size, batchSize), a smaller input size (--input-size, inputSize), or unfreeze fewer layers (--unfreeze N, unfreeze: { top: N })${where === 'native engine' ? '' : '; the process must be restarted'}.`, cause: e });
 }
 
 /**

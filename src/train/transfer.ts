@@ -117,10 +117,10 @@ export async function transfer(base: LoadedModel, data: Dataset, options: Transf
   const oldHead = wantsOld ? findOldHead(base) : undefined;
   if (oldHead) checkOldData(options.oldData, oldHead);
   if (options.keepOld === 'ewc' && !options.oldData) {
-    throw new GraftError('BAD_OPTION', 'EWC needs old-task data to measure which weights the old task relies on.', { fix: 'Add --old-data <data>, or use --keep-old lwf.' });
+    throw new GraftError('BAD_OPTION', 'EWC needs old-task data to measure which weights the old task relies on.', { fix: 'Give the old data (--old-data <data>; oldData in the library), or keep the old task by distillation instead (--keep-old lwf; keepOld: \'lwf\').' });
   }
   if (options.replay && (!options.extend || !options.oldData)) {
-    throw new GraftError('BAD_OPTION', 'Replay needs extend mode and old data.', { fix: 'Add --extend and --old-data <data>, or drop --replay.' });
+    throw new GraftError('BAD_OPTION', 'Replay needs extend mode and old data.', { fix: 'Add extend mode and the old data (--extend --old-data <data>; extend and oldData in the library), or drop replay.' });
   }
   let grafted: Grafted;
   let classNames = data.classNames;
