@@ -29,6 +29,11 @@ export function restoreWeights(layers: Layer[], snap: Map<string, tf.Tensor>): v
   }
 }
 
+/** Frees a snapshot's tensors (none given: nothing). */
+export function disposeSnapshot(snap: Map<string, tf.Tensor> | undefined): void {
+  if (snap) tf.dispose([...snap.values()]);
+}
+
 /** Unique layers of several models, in order (shared layers once). */
 export function layersOf(...models: { layers: Layer[] }[]): Layer[] {
   return [...new Set(models.flatMap((m) => m.layers))];

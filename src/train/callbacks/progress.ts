@@ -1,0 +1,14 @@
+// progress: the plain progress functions (PhaseHooks) as a callback.
+
+import type { PhaseCallback, PhaseHooks } from '../phase.js';
+
+/** The plain progress functions as a callback. */
+export function progress(hooks: PhaseHooks): PhaseCallback {
+  return {
+    name: 'progress',
+    onPhaseStart: (info) => hooks.onPhaseStart?.(info),
+    onBatch: (p) => hooks.onBatch?.(p),
+    onEpochEnd: (record) => hooks.onEpochEnd?.(record),
+    onPhaseEnd: async (summary) => { await hooks.onPhaseEnd?.(summary); },
+  };
+}
