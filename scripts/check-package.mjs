@@ -21,7 +21,7 @@ const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', wo
 const files = packed[0].files.map((f) => f.path);
 const bad = files.filter((f) => /\.test\.|\.map$|^test\/|fixtures|^src\//.test(f));
 if (bad.length) fail(`the tarball ships ${bad.length} files a user does not need: ${bad.slice(0, 5).join(', ')}`);
-for (const need of ['LICENSE', 'README.md', 'bin/graft.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'native/graft_native.cc']) {
+for (const need of ['LICENSE', 'README.md', 'docs/api.md', 'bin/graft.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'native/graft_native.cc']) {
   if (!files.includes(need)) fail(`the tarball lacks ${need}`);
 }
 const tgz = join(work, packed[0].filename);
