@@ -167,6 +167,7 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
   try {
     om = await OnnxModel.fromBytes(bytes, 'the export');
   } catch (e) {
+    if (e instanceof GraftError && e.code === 'MISSING_PACKAGE') throw e;
     // Graft wrote these bytes just now: onnxruntime refusing them is Graft's failure, not a copy's.
     throw new GraftError('UNSUPPORTED', `onnxruntime cannot run the ONNX graph Graft wrote for this model (${(e as Error).message.split('\n')[0]}); nothing was written.`, {
       fix: 'The tfjs model is unaffected (graft predict runs it). Please report the layer types of this model so the export can be fixed.', cause: e });

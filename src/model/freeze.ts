@@ -34,8 +34,19 @@ export function freezeBody(g: Grafted): void {
   setTrainable(g.head.layers, true);
 }
 
+/** Refuses what is not an UnfreezeSpec (a library caller's typo), saying what is. */
+export function checkUnfreeze(spec: unknown): asserts spec is UnfreezeSpec {
+  const ok = spec === 'none' || spec === 'all' || spec === 'gradual'
+    || (typeof spec === 'object' && spec !== null && ('top' in spec ? typeof (spec as { top: unknown }).top === 'number' : typeof (spec as { from?: unknown }).from === 'string'));
+  if (!ok) {
+    throw new GraftError('BAD_OPTION', `unfreeze ${JSON.stringify(spec) ?? String(spec)} is not understood.`, {
+      fix: "Use 'none', 'all', 'gradual', { top: N } (the top N weighted layers) or { from: '<layer name>' }." });
+  }
+}
+
 /** Body layers that `spec` makes trainable, in topological order. */
 export function layersToUnfreeze(g: Grafted, spec: UnfreezeSpec): Layer[] {
+  checkUnfreeze(spec);
   const body = g.body.layers;
   if (spec === 'none') return [];
   if (spec === 'all' || spec === 'gradual') return body.slice();

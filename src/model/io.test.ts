@@ -118,3 +118,38 @@ test('a failed save leaves the existing model untouched', async () => {
     assert.deepEqual(await readFile(join(dir, 'weights.bin')), before);
   }
 });
+
+test('saveModel, called from the library, never replaces what Graft did not write: the current folder, a foreign folder or file, a symlink, a Graft model with the user\'s files in it', async () => {
+  const model = await grafted();
+  const root = await mkdtemp(join(tmpdir(), 'graft-io-safe-'));
+  const { symlink, stat } = await import('node:fs/promises');
+  const foreign = join(root, 'notes');
+  await mkdir(foreign);
+  await writeFile(join(foreign, 'keep.txt'), 'mine');
+  const file = join(root, 'afile.txt');
+  await writeFile(file, 'mine too');
+  const link = join(root, 'link');
+  await symlink(foreign, link);
+  const mixed = join(root, 'model');
+  await saveModel(model, mixed, meta());
+  await writeFile(join(mixed, 'notes.txt'), 'the user\'s');
+  const cwd = process.cwd();
+  process.chdir(foreign);
+  try {
+    await assert.rejects(saveModel(model, '.', meta()), /the current folder/);
+  } finally {
+    process.chdir(cwd);
+  }
+  for (const [dir, why] of [[foreign, /no Graft model/], [file, /is a file/], [link, /symbolic link/], [mixed, /Graft did not write/]] as const) {
+    await assert.rejects(saveModel(model, dir, meta()), (e: Error & { code?: string }) => e.code === 'OUT_NOT_SAFE' && why.test(e.message), dir);
+  }
+  assert.equal(await readFile(join(foreign, 'keep.txt'), 'utf8'), 'mine');
+  assert.equal(await readFile(file, 'utf8'), 'mine too');
+  assert.ok((await stat(link)).isDirectory());
+  assert.equal(await readFile(join(mixed, 'notes.txt'), 'utf8'), 'the user\'s');
+  // Its own model folder, and nothing else in it: replaced.
+  const own = join(root, 'own');
+  await saveModel(model, own, meta());
+  await saveModel(model, own, meta());
+  assert.deepEqual((await readdir(own)).sort(), ['graft.json', 'model.json', 'weights.bin']);
+});

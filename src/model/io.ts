@@ -11,6 +11,7 @@ import { GRAFT_CUSTOM_OBJECTS } from './batch-norm.js';
 import { checkTopology } from './topology.js';
 import { checkMeta } from './meta-check.js';
 import { httpGet } from './http.js';
+import { checkOutDir } from './out-dir.js';
 import { readOnnxModel } from './onnx-read.js';
 import { onnxArtifacts } from './onnx-layers.js';
 import { graphArtifacts } from './graph-layers.js';
@@ -318,6 +319,9 @@ export async function saveModel(model: tfl.LayersModel, dir: string, meta: Graft
     return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
   }));
   const a = artifacts!;
+  // The folder is replaced whole: only a new or empty folder, or one holding a Graft model and
+  // nothing else, is written (the CLI checks the same before training, with its inputs too).
+  await checkOutDir(dir, { flag: 'saveModel: the folder' });
   const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(a.weightData!));
   const modelJson = {
     modelTopology: a.modelTopology,

@@ -142,7 +142,7 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
     if (entries.length && !(await ownedByGraft(target, kind, entries))) {
       const shown = entries.slice(0, 4).join(', ') + (entries.length > 4 ? ', ...' : '');
       throw refuse(flag, given, `is a folder with ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${shown}) and no ${kind === 'model' ? 'Graft model (graft.json)' : 'Graft compare result (compare.json)'}: Graft replaces the whole folder, so it only does that to one it wrote.`,
-        `Pass a new or empty folder, e.g. ${flag} ${join(given, EXAMPLE[kind])}, or the ${flag} of an earlier graft run.`);
+        `Pass a new or empty folder, e.g. ${flag} ${join(dirname(given), EXAMPLE[kind])}, or the ${flag} of an earlier graft run.`);
     }
   }
   return { path: target, notes };

@@ -9,7 +9,7 @@ import { withDefaults } from '../options.js';
 import { assertTrainable, stratifiedSplit, type Dataset } from '../data/dataset.js';
 import { assertShape, type Preprocessing } from '../data/preprocess.js';
 import { FreezableBatchNormalization } from '../model/batch-norm.js';
-import { freezeBody, unfreeze, type UnfreezeSpec } from '../model/freeze.js';
+import { checkUnfreeze, freezeBody, unfreeze, type UnfreezeSpec } from '../model/freeze.js';
 import type { Grafted } from '../model/graft.js';
 import type { EpochRecord } from '../model/meta.js';
 import type { Layer } from '../model/layers.js';
@@ -159,8 +159,16 @@ export function setKeepStatistics(layers: Layer[], keep: boolean): void {
   for (const l of layers) if (l instanceof FreezableBatchNormalization) l.keepStatistics = keep;
 }
 
-/** Splits the unfrozen weighted body layers into contiguous groups, the head last. */
+/**
+ * Splits the unfrozen weighted body layers into `groups - 1` contiguous groups, the head the
+ * last group: `groups` counts the head. Their learning rates (lrMult, a fraction of the peak)
+ * run evenly on a log scale from 1 / lrRatio (the deepest) to 1 (the head).
+ */
 export function layerGroups(bodyLayers: Layer[], headLayers: Layer[], groups: number, lrRatio: number): LayerGroup[] {
+  if (!(Number.isInteger(groups) && groups >= 1)) throw new GraftError('BAD_OPTION', `layerGroups: groups must be a whole number of at least 1 (it counts the head); got ${groups}.`);
+  if (!(Number.isFinite(lrRatio) && lrRatio >= 1)) {
+    throw new GraftError('BAD_OPTION', `layerGroups: lrRatio must be at least 1 (the deepest group trains at the peak rate / lrRatio); got ${lrRatio}.`, { fix: 'Use e.g. 10 or 100; 1 gives every group the same rate.' });
+  }
   const open = bodyLayers.filter((l) => l.trainable && l.weights.length > 0);
   const k = Math.max(0, Math.min(groups - 1, open.length));
   const mults = evenMults(1 / lrRatio, 1, k + 1);
@@ -241,8 +249,13 @@ interface Run {
 function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
   const o: Options = withDefaults(DEFAULTS, options);
   for (const key of ['batchSize', 'lr', 'lrRatio', 'layerGroups'] as const) {
-    if (!(Number(o[key]) > 0)) throw new GraftError('BAD_OPTION', `${key} must be a positive number; got ${o[key]}.`);
+    if (!(typeof o[key] === 'number' && Number.isFinite(o[key]) && o[key] > 0)) throw new GraftError('BAD_OPTION', `${key} must be a finite positive number; got ${o[key]}.`);
   }
+  for (const key of ['warmupEpochs', 'finetuneEpochs', 'batchSize', 'layerGroups'] as const) {
+    if (!(Number.isInteger(o[key]) && o[key] >= 0)) throw new GraftError('BAD_OPTION', `${key} must be a whole number of at least 0; got ${o[key]}.`);
+  }
+  if (o.lrRatio < 1) throw new GraftError('BAD_OPTION', `lrRatio must be at least 1: the deepest body group trains at the fine-tune rate / lrRatio; got ${o.lrRatio}.`, { fix: 'Use e.g. 10 or 100 (1: every group at the same rate).' });
+  checkUnfreeze(o.unfreeze);
   const smoothing = o.labelSmoothing ?? 0;
   if (!(smoothing >= 0 && smoothing < 1)) {
     throw new GraftError('BAD_OPTION', `labelSmoothing must be at least 0 and below 1; got ${o.labelSmoothing}.`, { fix: 'Use a small value such as 0.1 (or 0 for none).' });

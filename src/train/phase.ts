@@ -210,9 +210,28 @@ async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Pre
 
 type Resolved = PhaseOptions & Required<Pick<PhaseOptions, 'batchSize' | 'schedule' | 'pctStart' | 'div' | 'finalDiv' | 'weightDecay' | 'seed' | 'layers' | 'evalModel' | 'frozen' | 'history' | 'phases' | 'callbacks'>>;
 
+const SCHEDULES: ScheduleName[] = ['one-cycle', 'cosine', 'constant'];
+
 function resolve(o: PhaseOptions): Resolved {
-  if (!(o.peakLr > 0)) throw new GraftError('BAD_OPTION', `runPhase: peakLr must be a positive number; got ${o.peakLr}.`);
-  if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw new GraftError('BAD_OPTION', `runPhase: epochs must be a whole number of at least 1; got ${o.epochs}.`);
+  const bad = (what: string, got: unknown, fix?: string) => new GraftError('BAD_OPTION', `runPhase: ${what}; got ${typeof got === 'string' ? JSON.stringify(got) : String(got)}.`, fix ? { fix } : {});
+  if (o.phase !== 'warm-up' && o.phase !== 'fine-tune') throw bad('phase must be "warm-up" or "fine-tune"', o.phase);
+  if (!o.train || !(o.train.labels instanceof Int32Array)) throw bad('train must be a Dataset (graft/data loads them)', o.train);
+  if (!(typeof o.peakLr === 'number' && Number.isFinite(o.peakLr) && o.peakLr > 0)) throw bad('peakLr must be a finite positive number', o.peakLr, 'Use e.g. 1e-3.');
+  if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw bad('epochs must be a whole number of at least 1', o.epochs);
+  if (o.batchSize !== undefined && !(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw bad('batchSize must be a whole number of at least 1', o.batchSize);
+  if (o.weightDecay !== undefined && !(Number.isFinite(o.weightDecay) && o.weightDecay >= 0)) throw bad('weightDecay must be a finite number of at least 0', o.weightDecay);
+  if (o.labelSmoothing !== undefined && !(o.labelSmoothing >= 0 && o.labelSmoothing < 1)) throw bad('labelSmoothing must be at least 0 and below 1', o.labelSmoothing);
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw bad('seed must be a whole number', o.seed);
+  if (o.schedule !== undefined && !SCHEDULES.includes(o.schedule)) throw bad(`schedule must be one of ${SCHEDULES.join(', ')}`, o.schedule);
+  if (o.engine !== undefined && o.engine !== 'auto' && o.engine !== 'tfjs') throw bad('engine must be "auto" or "tfjs"', o.engine);
+  if (!Array.isArray(o.groups) || !o.groups.length || o.groups.some((g) => !Array.isArray(g?.layers) || !(Number.isFinite(g.lrMult) && g.lrMult > 0))) {
+    throw bad('groups must be a non-empty array of { layers, lrMult } with lrMult a positive fraction of peakLr', o.groups, 'layerGroups() makes them.');
+  }
+  if (o.callbacks !== undefined && !Array.isArray(o.callbacks)) throw bad('callbacks must be an array of callbacks', o.callbacks);
+  const names = (o.callbacks ?? []).map((c) => c?.name);
+  if (names.some((n) => typeof n !== 'string' || !n)) throw bad('every callback needs a name (its key in checkpoints)', names.join(', '));
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw bad(`two callbacks are named "${twice}": their states would overwrite each other in checkpoints`, names.join(', '), 'Give each callback its own name.');
   return {
     ...o, batchSize: o.batchSize ?? DEFAULTS.batchSize, schedule: o.schedule ?? DEFAULTS.schedule, pctStart: o.pctStart ?? DEFAULTS.pctStart,
     div: o.div ?? DEFAULTS.div, finalDiv: o.finalDiv ?? DEFAULTS.finalDiv, weightDecay: o.weightDecay ?? DEFAULTS.weightDecay, seed: o.seed ?? DEFAULTS.seed,
