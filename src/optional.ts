@@ -11,16 +11,21 @@ export interface OptionalPackage {
   range: string;
   /** Extra npm flags for the install command. */
   flags?: string;
+  /** Why the install command is as it is, when it needs saying. */
+  note?: string;
 }
 
 export const OPTIONAL = {
-  onnxruntime: { name: 'onnxruntime-node', range: '^1.30.0', flags: ' --onnxruntime-node-install=skip' },
+  onnxruntime: {
+    name: 'onnxruntime-node', range: '^1.30.0', flags: ' --onnxruntime-node-install=skip',
+    note: 'its CPU binaries ship in the package; the flag skips its download of CUDA libraries',
+  },
   h5wasm: { name: 'h5wasm', range: '^0.10.3' },
   converter: { name: '@tensorflow/tfjs-converter', range: '^4.22.0' },
 } satisfies Record<string, OptionalPackage>;
 
 /** The install command for an optional package. */
-export function installCommand(p: OptionalPackage): string {
+function installCommand(p: OptionalPackage): string {
   return `npm i ${p.name}@"${p.range}"${p.flags ?? ''}`;
 }
 
@@ -38,7 +43,7 @@ export async function loadOptional<T>(p: OptionalPackage, purpose: string, load:
     return (await load()) as T;
   } catch (e) {
     if (!missing(e, p.name)) throw e;
-    const why = p.name === 'onnxruntime-node' ? ' (its CPU binaries ship in the package; the flag skips its download of CUDA libraries)' : '';
+    const why = p.note ? ` (${p.note})` : '';
     throw new GraftError('MISSING_PACKAGE', `${purpose} needs the npm package ${p.name}, which is not installed. Graft leaves it out of a plain install because most users do not need it.`, {
       fix: `${installCommand(p)} in your project${why}.`, cause: e });
   }

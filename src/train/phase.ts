@@ -240,7 +240,7 @@ function resolve(o: PhaseOptions): Resolved {
   };
 }
 
-export function phaseInfo(r: Resolved): PhaseInfo {
+function phaseInfo(r: Resolved): PhaseInfo {
   const closed = r.groups.flatMap((g) => g.layers.filter((l) => !l.trainable && l.weights.length).map((l) => l.name));
   return {
     phase: r.phase, epochs: r.epochs, batchesPerEpoch: Math.ceil(epochLength(r.train, r.balanced) / r.batchSize),
