@@ -91,3 +91,20 @@ test('trainability and class alignment checks', () => {
   assert.deepEqual(Array.from(alignClasses(d, ['a', 'b', 'c']).labels), [1, 2]);
   assert.throws(() => alignClasses(d, ['a', 'b']), { code: 'CLASS_MISMATCH' });
 });
+
+test('library loaders refuse bad arguments by name: loadModel(42), an image size of [-1, 32] or NaN, loadMnist("trian"), takePerClass(-1), a head dropout of 5', async () => {
+  const { loadModel } = await import('../model/load.js');
+  const { loadImageFolder } = await import('./images.js');
+  const { loadMnist } = await import('./mnist.js');
+  const { takePerClass } = await import('./dataset.js');
+  const { buildHead } = await import('../model/head.js');
+  const code = (c: string, why: RegExp) => (e: Error & { code?: string }) => e.code === c && why.test(e.message);
+  await assert.rejects(loadModel(42 as unknown as string), code('BAD_ARGUMENT', /a string/));
+  await assert.rejects(loadImageFolder('.', { size: [-1, 32] }), code('BAD_OPTION', /image size/));
+  await assert.rejects(loadImageFolder('.', { size: [NaN, NaN] }), code('BAD_OPTION', /image size/));
+  await assert.rejects(loadMnist('trian' as 'train', [1]), code('BAD_OPTION', /split/));
+  const d = await loadMnist('test', [1, 2]);
+  assert.throws(() => takePerClass(d, -1, 1), code('BAD_OPTION', /per class/));
+  assert.throws(() => takePerClass(d, NaN, 1), code('BAD_OPTION', /per class/));
+  assert.throws(() => buildHead([null, 4, 4, 8], { numClasses: 3, dropout: 5 }), code('BAD_OPTION', /dropout/));
+});

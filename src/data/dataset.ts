@@ -101,6 +101,7 @@ export function stratifiedSplit(d: Dataset, fraction: number, seed: number): { r
 
 /** At most `n` samples of each class, chosen with the seed. */
 export function takePerClass(d: Dataset, n: number, seed: number): Dataset {
+  if (!(Number.isInteger(n) && n >= 1)) throw new GraftError('BAD_OPTION', `takePerClass: the number per class must be a whole number of at least 1; got ${n}.`);
   const rng = makeRng(seed);
   const keep = indicesByClass(d).flatMap((ix) => shuffle(ix, rng).slice(0, n));
   return subset(d, keep.sort((a, b) => a - b));

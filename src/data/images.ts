@@ -187,7 +187,15 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
  * image, outside a class folder) are listed in `skipped` with their reason.
  * `classNames` fixes the class order (e.g. the model's) instead of the folder names.
  */
+/** Refuses an image size that is not two whole numbers of at least 1 (a library caller's mistake). */
+export function checkImageSize(size: unknown): void {
+  if (!Array.isArray(size) || size.length !== 2 || size.some((v) => !Number.isInteger(v) || v < 1 || v > 4096)) {
+    throw new GraftError('BAD_OPTION', `The image size must be [height, width], whole numbers from 1 to 4096; got ${JSON.stringify(size)}.`, { fix: 'Use the model input size, e.g. [224, 224].' });
+  }
+}
+
 export async function loadImageFolder(root: string, o: ImageOptions & { classNames?: string[] }): Promise<Dataset & { files: string[] }> {
+  checkImageSize(o.size);
   if (!(await isDir(root))) throw new GraftError('BAD_DATA', `${root} is not a folder.`, { fix: 'Give a folder with one sub-folder of images per class.' });
   const found = await classFolders(root);
   if (!found.length) {
@@ -222,6 +230,7 @@ export async function loadImageFolder(root: string, o: ImageOptions & { classNam
 
 /** One or more single image files (for predict), in the order given. */
 export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<Dataset & { files: string[] }> {
+  checkImageSize(o.size);
   const skipped: SkippedFile[] = [];
   const files = paths.map((path) => ({ path, label: 0 }));
   const decoded = await decodeAll(files, o, skipped);
@@ -237,6 +246,7 @@ export async function loadImageFiles(paths: string[], o: ImageOptions): Promise<
  * the same pipeline, skipped files listed with their reason.
  */
 export async function loadLabeledImages(files: { path: string; label: number }[], classNames: string[], o: ImageOptions, source: string): Promise<Dataset & { files: string[] }> {
+  checkImageSize(o.size);
   const skipped: SkippedFile[] = [];
   const decoded = await decodeAll(files, o, skipped);
   const [h, w] = o.size;

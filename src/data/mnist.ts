@@ -24,6 +24,10 @@ export function parseDigits(text: string): number[] {
 }
 
 export async function loadMnist(split: 'train' | 'test', digits: number[]): Promise<Dataset> {
+  if (split !== 'train' && split !== 'test') throw new GraftError('BAD_OPTION', `loadMnist: the split must be 'train' or 'test'; got ${JSON.stringify(split)}.`);
+  if (!Array.isArray(digits) || !digits.length || digits.some((d) => !Number.isInteger(d) || d < 0 || d > 9)) {
+    throw new GraftError('BAD_OPTION', `loadMnist: digits must be a non-empty list of digits 0-9; got ${JSON.stringify(digits)}.`, { fix: 'Give e.g. [5, 6, 7, 8, 9].' });
+  }
   const prefix = split === 'train' ? 'train' : 't10k';
   const d = await loadIdxDataset(join(mnistDir(), `${prefix}-images-idx3-ubyte`), join(mnistDir(), `${prefix}-labels-idx1-ubyte`), digits);
   return { ...d, source: `mnist-${split}:${digits.join(',')}` };

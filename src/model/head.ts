@@ -35,6 +35,7 @@ export function buildHead(featureShape: (number | null)[], options: HeadOptions)
     throw new GraftError('BAD_OPTION', `A classification head needs at least 2 classes; got ${o.numClasses}.`, {
       fix: 'Give data with two or more classes.' });
   }
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw new GraftError('BAD_OPTION', `The head's dropout must be at least 0 and below 1; got ${o.dropout}.`, { fix: 'Use e.g. 0.2, or 0 for none.' });
   const layers: Layer[] = [];
   const init = (i: number) => (o.seed === undefined ? undefined : tfl.initializers.glorotUniform({ seed: o.seed + i }));
   const rank = featureShape.length; // batch dimension included

@@ -1,7 +1,7 @@
 // loadModel: a zoo name, a local directory or model.json, or an http(s) URL, to a
 // LayersModel (with freezable BatchNorm) and its graft.json when it has one.
 
-import type * as tfl from '@tensorflow/tfjs-layers';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { zooEntry } from '../zoo/zoo.js';
 import { fetchRemoteModel, remoteModel } from '../zoo/remote.js';
@@ -85,7 +85,11 @@ function resizeInputs(node: unknown, size: [number, number]): number {
 export async function loadModel(source: string | tfl.LayersModel, options: LoadOptions = {}): Promise<LoadedModel> {
   // Building a model needs a ready backend; pick one if the caller has not.
   if (!backendInfo()) await initBackend();
-  if (typeof source !== 'string') return { model: await adoptModel(source), source: source.name };
+  if (source instanceof tfl.LayersModel) return { model: await adoptModel(source), source: source.name };
+  if (typeof source !== 'string') {
+    throw new GraftError('BAD_ARGUMENT', `loadModel takes a model name, path or URL (a string) or a tfjs LayersModel; got ${source === null ? 'null' : typeof source}.`, {
+      fix: "Give e.g. 'digits-cnn', './my-model' or 'https://.../model.json'." });
+  }
   const loaded = await loadFrom(source, options);
   if (loaded.meta) {
     try {
