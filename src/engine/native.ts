@@ -8,11 +8,13 @@
 // LayersModel into the addon's ops and weights). Models with a layer the addon does not know,
 // and losses without a native form, run on tfjs as before; `nativePlan` says why for a model.
 
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
 import type { NativeKernelAddon } from './native-kernels.js';
+import { GraftError } from '../errors.js';
 
 interface AddonNet {
   trainStep(x: Float32Array, n: number, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array | null, distillTargets?: Float32Array | null): { loss: number; correct: number };
@@ -27,7 +29,7 @@ interface AddonNet {
 interface Addon extends NativeKernelAddon {
   Net: new (ops: OpSpec[], params: ParamSpec[], options: NetOptions) => AddonNet;
   setThreads(n: number): void;
-  info(): { threads: number; torch: string; mkldnn: boolean };
+  info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null };
 }
 
 export interface OpSpec {
@@ -55,6 +57,7 @@ interface NetOptions {
   epsilon?: number;
   weightDecay?: number;
   labelSmoothing?: number;
+  precision?: 'fp32' | 'bf16';
 }
 
 /** AdamW's moments of one variable. */
@@ -140,6 +143,12 @@ export interface NativeNetOptions {
   labelSmoothing?: number;
   /** AdamW's epsilon (default 1e-7, as tfjs' Adam). */
   epsilon?: number;
+  /**
+   * 'bf16': convolutions and matrix products in bf16 on oneDNN, with fp32 master weights,
+   * gradients and AdamW moments, and BatchNorm statistics, softmax and the loss in fp32.
+   * Default 'fp32'. `resolvePrecision` turns 'auto' into one of these.
+   */
+  precision?: 'fp32' | 'bf16';
 }
 
 /** A model copied into the native engine. Weights go back with `syncWeights`. */
@@ -149,12 +158,14 @@ export class NativeNet {
   private readonly variables: LayerVariable[];
   /** Whether any weight trains. */
   readonly trainable: boolean;
+  readonly precision: 'fp32' | 'bf16';
 
   /** `plan`: nativePlan(model, groups) of model/native-plan.ts (groups train; none: inference only). */
   constructor(plan: NativePlan, options: NativeNetOptions = {}) {
     const a = nativeAddon();
     if (!a) throw new NativeUnsupported(`native engine ${nativeStatus().reason}`);
-    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0, ...(options.epsilon === undefined ? {} : { epsilon: options.epsilon }) });
+    this.precision = options.precision ?? 'fp32';
+    this.net = new a.Net(plan.ops, plan.params, { inputShape: plan.inputShape, output: plan.output, output2: plan.output2, weightDecay: options.weightDecay ?? 0, labelSmoothing: options.labelSmoothing ?? 0, precision: this.precision, ...(options.epsilon === undefined ? {} : { epsilon: options.epsilon }) });
     const l = options.loss;
     if (l?.kind === 'lwf') this.net.setLoss({ kind: 'lwf', lambda: l.lambda, temperature: l.temperature, from: l.from, oldClasses: l.oldClasses });
     if (l?.kind === 'ewc') {
@@ -208,4 +219,53 @@ export class NativeNet {
   dispose(): void {
     this.net.dispose();
   }
+}
+
+/** The arithmetic of native steps and predictions: 'auto' picks bf16 where the CPU has bf16 instructions. */
+export type Precision = 'auto' | 'fp32' | 'bf16';
+export const PRECISIONS: readonly Precision[] = ['auto', 'fp32', 'bf16'];
+
+export interface CpuBf16 {
+  /** AVX512-BF16 (bf16 dot products in AVX-512), from the CPU flags. */
+  avx512Bf16: boolean;
+  /** AMX-BF16 tiles, from the CPU flags. */
+  amxBf16: boolean;
+  /** What oneDNN (inside libtorch) will use on this CPU, e.g. avx512_core_bf16 or avx512_core_amx; null without the native engine. */
+  onednnIsa: string | null;
+}
+
+let cpu: CpuBf16 | undefined;
+
+/** The CPU's bf16 support: its flags (/proc/cpuinfo) and oneDNN's ISA. */
+export function cpuBf16(): CpuBf16 {
+  if (cpu) return cpu;
+  let flags: string[] = [];
+  try {
+    flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/);
+  } catch { /* not Linux: no flags to read */ }
+  const a = load();
+  return cpu = { avx512Bf16: flags.includes('avx512_bf16'), amxBf16: flags.includes('amx_bf16'), onednnIsa: a ? a.info().onednnIsa : null };
+}
+
+let processPrecision: Precision = 'fp32';
+
+/** The precision native runs take when a call names none (the CLI sets it from --precision). Default 'fp32'. */
+export function setPrecision(p: Precision): void {
+  if (!PRECISIONS.includes(p)) throw new GraftError('BAD_OPTION', `precision must be one of ${PRECISIONS.join(', ')}; got ${JSON.stringify(p)}.`, { fix: 'Use --precision auto, fp32 or bf16.' });
+  processPrecision = p;
+}
+
+export function defaultPrecision(): Precision {
+  return processPrecision;
+}
+
+/** What a requested precision means on this CPU, and why (for the run's words and JSON). */
+export function resolvePrecision(requested: Precision = processPrecision): { precision: 'fp32' | 'bf16'; requested: Precision; why: string } {
+  if (!PRECISIONS.includes(requested)) throw new GraftError('BAD_OPTION', `precision must be one of ${PRECISIONS.join(', ')}; got ${JSON.stringify(requested)}.`, { fix: 'Use auto, fp32 or bf16.' });
+  const c = cpuBf16();
+  const hw = c.amxBf16 ? 'AMX-BF16' : c.avx512Bf16 ? 'AVX512-BF16' : '';
+  const isa = c.onednnIsa ? `, oneDNN ${c.onednnIsa}` : '';
+  if (requested === 'fp32') return { precision: 'fp32', requested, why: 'fp32 requested' };
+  if (requested === 'bf16') return { precision: 'bf16', requested, why: hw ? `bf16 requested; the CPU has ${hw}${isa}` : `bf16 requested, but this CPU has no AVX512-BF16 or AMX: bf16 runs emulated, likely slower than fp32` };
+  return hw ? { precision: 'bf16', requested, why: `auto: the CPU has ${hw}${isa}` } : { precision: 'fp32', requested, why: 'auto: the CPU has no AVX512-BF16 or AMX' };
 }
