@@ -2,7 +2,7 @@
 // (GraftError) print their message and fix and exit 1; --debug adds the stack.
 
 import { GraftError, initBackend } from 'graft';
-import { nativeStatus, setNativeEnabled } from '#internal/engine/native.js';
+import { nativeStatus, PRECISIONS, setNativeEnabled, setPrecision, type Precision } from '#internal/engine/native.js';
 import { setEngineChoice, type EngineChoice } from './onnx-choice.js';
 import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
@@ -37,7 +37,9 @@ function help(): string {
     'Common options: --json (machine-readable output), --engine auto|native|tfjs|onnx (auto: the native',
     'libtorch engine when built, else tfjs, and for predict and evaluate a model folder\'s current ONNX',
     'export on onnxruntime; tfjs: never native; onnx: predict and evaluate on onnxruntime only),',
-    '--backend wasm|cpu (the tfjs backend),',
+    '--precision auto|fp32|bf16 (the native engine\'s arithmetic, default fp32; bf16: convolutions and',
+    'matrix products in bf16 with fp32 master weights; auto: bf16 where the CPU has AVX512-BF16 or AMX,',
+    'see graft doctor), --backend wasm|cpu (the tfjs backend),',
     '--debug (stack traces).',
   ].join('\n');
 }
@@ -63,6 +65,21 @@ function applyEngine(engine: string | undefined, command: string): void {
   }
 }
 
+/** Commands whose native runs --precision applies to. */
+const PRECISION_COMMANDS = ['demo', 'train', 'lr-find', 'predict', 'evaluate', 'compare', 'serve'];
+
+function applyPrecision(precision: string | undefined, engine: string | undefined, command: string): void {
+  if (precision === undefined) return;
+  if (!PRECISIONS.includes(precision as Precision)) throw new GraftError('BAD_ARGUMENT', `--precision "${precision}" is not understood.`, { fix: 'Use auto, fp32 or bf16.' });
+  if (!PRECISION_COMMANDS.includes(command)) throw new GraftError('BAD_ARGUMENT', `--precision applies to commands that train or predict; graft ${command} does neither.`, { fix: `Leave --precision out, or use it with graft ${PRECISION_COMMANDS.join(', ')}.` });
+  if (precision === 'bf16') {
+    if (engine === 'tfjs' || engine === 'onnx') throw new GraftError('BAD_ARGUMENT', `--precision bf16 runs on the native engine; --engine ${engine} computes in fp32.`, { fix: 'Use --engine auto or native with bf16, or leave --precision out.' });
+    const s = nativeStatus();
+    if (!s.available) throw new GraftError('BAD_OPTION', `--precision bf16 runs on the native engine, which is ${s.reason}.`, { fix: 'Install it (bash scripts/install-system-deps.sh native, then npm ci), or use --precision auto or fp32.' });
+  }
+  setPrecision(precision as Precision);
+}
+
 const ERRNO: Record<string, string> = {
   EACCES: 'permission denied', EPERM: 'operation not permitted', ENOENT: 'no such file or folder', ENOTDIR: 'a part of the path is a file, not a folder',
   EISDIR: 'is a folder, not a file', ENOSPC: 'no space left on the disk', EROFS: 'the file system is read-only', EMFILE: 'too many open files', ELOOP: 'too many symbolic links',
@@ -80,12 +97,15 @@ function userError(e: unknown): GraftError | undefined {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...given] = argv;
-  // --engine is common to every command: taken out here, applied before the backend starts.
+  // --engine and --precision are common to every command: taken out here, applied before the backend starts.
   let engine: string | undefined;
+  let precision: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < given.length; i++) {
     if (given[i] === '--engine') engine = given[++i];
     else if (given[i].startsWith('--engine=')) engine = given[i].slice('--engine='.length);
+    else if (given[i] === '--precision') precision = given[++i] ?? '';
+    else if (given[i].startsWith('--precision=')) precision = given[i].slice('--precision='.length);
     else rest.push(given[i]);
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -105,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     applyEngine(engine, name);
+    applyPrecision(precision, engine, name);
     const i = rest.indexOf('--backend');
     const eq = rest.find((a) => a.startsWith('--backend='));
     await initBackend(i >= 0 ? rest[i + 1] : eq?.slice('--backend='.length));

@@ -24,7 +24,7 @@ const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : 's'}`;
 
 /** One line saying what a phase trains and at which learning rates. */
 function engineWords(info: PhaseInfo): string {
-  if (info.engine === 'native') return '; engine: native (libtorch), one call per batch';
+  if (info.engine === 'native') return `; engine: native (libtorch), one call per batch, ${info.precision ?? 'fp32'}${info.precision === 'bf16' ? ' (convolutions and matrix products; fp32 master weights)' : ''}`;
   return info.engineNote ? `; engine: tfjs per-op (${info.engineNote})` : '';
 }
 

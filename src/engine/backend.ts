@@ -10,7 +10,7 @@ import '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js';
 import { registerBatchNormGrad } from './batch-norm-grad.js';
-import { nativeStatus, type NativeStatus } from './native.js';
+import { cpuBf16, nativeStatus, resolvePrecision, type CpuBf16, type NativeStatus } from './native.js';
 import { nativeKernels, setNativeKernels } from './native-kernels.js';
 
 export type BackendName = 'wasm' | 'cpu';
@@ -82,6 +82,8 @@ export interface Doctor {
   /** The native engine: one call per training step and per prediction batch. */
   nativeTrainingStep: boolean;
   native: NativeStatus;
+  /** The CPU's bf16 support (flags and oneDNN's ISA), what --precision auto picks, and why. */
+  bf16: CpuBf16 & { auto: 'fp32' | 'bf16'; why: string };
   /** wasm kernels that run in the native engine (convolutions and matrix products). */
   nativeKernels: string[];
   /** Gradient kernels Graft adds to wasm (it ships without them). */
@@ -104,6 +106,7 @@ export async function doctor(): Promise<Doctor> {
     nativeBackend: false,
     nativeTrainingStep: native.available,
     native,
+    bf16: { ...cpuBf16(), auto: native.available ? resolvePrecision('auto').precision : 'fp32', why: native.available ? resolvePrecision('auto').why : `the native engine is ${native.reason}: fp32` },
     nativeKernels: nativeKernels(),
     // Graft's JS gradient kernels; with the native kernels in, those names run natively instead.
     graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS] || nativeKernels().includes(k)),

@@ -8,6 +8,7 @@
 // LayersModel into the addon's ops and weights). Models with a layer the addon does not know,
 // and losses without a native form, run on tfjs as before; `nativePlan` says why for a model.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -248,20 +249,33 @@ export function cpuBf16(): CpuBf16 {
 }
 
 let processPrecision: Precision = 'fp32';
+const scoped = new AsyncLocalStorage<Precision>();
+
+function checkPrecision(p: unknown): asserts p is Precision {
+  if (!PRECISIONS.includes(p as Precision)) throw new GraftError('BAD_OPTION', `precision must be one of ${PRECISIONS.join(', ')}; got ${JSON.stringify(p)}.`, { fix: 'Use auto, fp32 or bf16 (on the command line, --precision).' });
+}
 
 /** The precision native runs take when a call names none (the CLI sets it from --precision). Default 'fp32'. */
 export function setPrecision(p: Precision): void {
-  if (!PRECISIONS.includes(p)) throw new GraftError('BAD_OPTION', `precision must be one of ${PRECISIONS.join(', ')}; got ${JSON.stringify(p)}.`, { fix: 'Use --precision auto, fp32 or bf16.' });
+  checkPrecision(p);
   processPrecision = p;
 }
 
+/** Runs `fn` with `p` as the default precision of every native run inside it (async calls included). */
+export function withPrecision<T>(p: Precision | undefined, fn: () => T): T {
+  if (p === undefined) return fn();
+  checkPrecision(p);
+  return scoped.run(p, fn);
+}
+
+/** The precision in force here: withPrecision's, else setPrecision's. */
 export function defaultPrecision(): Precision {
-  return processPrecision;
+  return scoped.getStore() ?? processPrecision;
 }
 
 /** What a requested precision means on this CPU, and why (for the run's words and JSON). */
-export function resolvePrecision(requested: Precision = processPrecision): { precision: 'fp32' | 'bf16'; requested: Precision; why: string } {
-  if (!PRECISIONS.includes(requested)) throw new GraftError('BAD_OPTION', `precision must be one of ${PRECISIONS.join(', ')}; got ${JSON.stringify(requested)}.`, { fix: 'Use auto, fp32 or bf16.' });
+export function resolvePrecision(requested: Precision = defaultPrecision()): { precision: 'fp32' | 'bf16'; requested: Precision; why: string } {
+  checkPrecision(requested);
   const c = cpuBf16();
   const hw = c.amxBf16 ? 'AMX-BF16' : c.avx512Bf16 ? 'AVX512-BF16' : '';
   const isa = c.onednnIsa ? `, oneDNN ${c.onednnIsa}` : '';

@@ -181,7 +181,7 @@ export async function checkExport(bytes: Uint8Array, model: tfl.LayersModel, met
     for (let k = 0; k < om.info.outputs.length; k++) {
       const o = om.info.outputs[k];
       const head = model.outputs.length > 1 ? selectHead(model, meta, o.head).model : model;
-      const { values: ref } = await predictAll(head, sub, meta.preprocessing);
+      const { values: ref } = await predictAll(head, sub, meta.preprocessing, 128, 'fp32');
       const c = o.classNames.length;
       let maxAbsDiff = 0;
       let agree = 0;

@@ -14,6 +14,7 @@ import type { Dataset } from '../data/dataset.js';
 import type { Preprocessing } from '../data/preprocess.js';
 import { writeFileAtomic } from '../model/io.js';
 import { featureDataset } from './predict.js';
+import { nativeStatus, resolvePrecision } from '../engine/native.js';
 
 export interface CacheEntry {
   key: string;
@@ -58,9 +59,11 @@ export function modelFingerprint(model: tfl.LayersModel): string {
   return h.digest('hex');
 }
 
-export function featureKey(bodyPrint: string, d: Dataset, p: Preprocessing | undefined): string {
+export function featureKey(bodyPrint: string, d: Dataset, p: Preprocessing | undefined, precision: 'fp32' | 'bf16' = 'fp32'): string {
   const h = createHash('sha256');
   h.update(bodyPrint);
+  // bf16 features differ from fp32 ones in the third digit: their own entries (fp32 keys unchanged).
+  if (precision === 'bf16') h.update('precision:bf16');
   h.update(JSON.stringify({ p: p ? { scale: p.scale, offset: p.offset, mean: p.mean, std: p.std } : null, shape: d.sampleShape, type: d.x instanceof DiskSamples ? 'Uint8Array' : d.x.constructor.name }));
   // The same values give the same key whether they are held in memory or streamed from disk.
   if (d.x instanceof DiskSamples) d.x.forEachChunk((c) => h.update(c));
@@ -83,7 +86,9 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
   o: { bodyPrint?: string; describe?: string } = {}): Promise<CachedFeatures> {
   const t0 = Date.now();
   const dir = cacheDir();
-  const key = featureKey(o.bodyPrint ?? modelFingerprint(body), d, p);
+  // The precision the body's features are computed in here (fp32 without the native engine).
+  const precision = nativeStatus().available ? resolvePrecision().precision : 'fp32';
+  const key = featureKey(o.bodyPrint ?? modelFingerprint(body), d, p, precision);
   const bin = join(dir, `${key}.bin`);
   const metaPath = join(dir, `${key}.json`);
   try {

@@ -24,6 +24,7 @@ import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { nativeUnsupported } from '../model/native-plan.js';
+import { withPrecision, type Precision } from '../engine/native.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
@@ -113,6 +114,12 @@ export interface FineTuneOptions {
   onFineTuneFold?: (fold: number, folds: number) => void | Promise<void>;
   /** 'auto' (default): each phase runs in the native engine when it is built and supports every layer; 'tfjs': per-op tfjs always. */
   engine?: 'auto' | 'tfjs';
+  /**
+   * The native engine's arithmetic for everything this run computes (features, phases,
+   * validation): 'fp32', 'bf16' or 'auto' (bf16 where the CPU has AVX512-BF16 or AMX). Default:
+   * the one in force (setPrecision; 'fp32' unless changed). See PhaseOptions.precision.
+   */
+  precision?: Precision;
 }
 
 
@@ -199,6 +206,10 @@ export function resolveBalance(d: Dataset, balance: 'auto' | 'none' | 'weights' 
  * composition of public pieces: freezeBody, a warm-up phase, unfreeze, a fine-tune phase.
  */
 export async function fineTune(g: Grafted, train: Dataset, options: FineTuneOptions = {}): Promise<FineTuneResult> {
+  return withPrecision(options.precision, () => fineTuneRun(g, train, options));
+}
+
+async function fineTuneRun(g: Grafted, train: Dataset, options: FineTuneOptions): Promise<FineTuneResult> {
   const r = planRun(g, train, options);
   if (r.o.warmupEpochs > 0 && (!r.resume || r.resume.phase === 'warm-up')) {
     freezeBody(g);

@@ -9,7 +9,7 @@ import type { Preprocessing } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
 import { freezeBody, unfreeze, type UnfreezeSpec } from '../model/freeze.js';
 import type { Grafted } from '../model/graft.js';
-import { NativeNet, NativeUnsupported } from '../engine/native.js';
+import { NativeNet, NativeUnsupported, resolvePrecision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 import { DEFAULTS } from './defaults.js';
 import { withDefaults } from '../options.js';
@@ -56,7 +56,7 @@ export async function findLearningRate(g: Grafted, train: Dataset, options: LrFi
   const groups = layerGroups(g.body.layers, g.head.layers, DEFAULTS.layerGroups, DEFAULTS.lrRatio);
   let native: NativeNet | undefined;
   if (o.engine !== 'tfjs') {
-    try { native = new NativeNet(nativePlan(g.model, groups), { weightDecay: DEFAULTS.weightDecay }); } catch (e) { if (!(e instanceof NativeUnsupported)) throw e; }
+    try { native = new NativeNet(nativePlan(g.model, groups), { weightDecay: DEFAULTS.weightDecay, precision: resolvePrecision().precision }); } catch (e) { if (!(e instanceof NativeUnsupported)) throw e; }
   }
   const optimizer = new AdamW({ weightDecay: DEFAULTS.weightDecay });
   const lrs: number[] = [];

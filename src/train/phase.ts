@@ -19,7 +19,7 @@ import { predictAll } from './predict.js';
 import { lrFactor, type ScheduleName } from './schedule.js';
 import { scoreProbabilities } from './score.js';
 import { layersOf, variableKeys, variablesByKey } from './weights.js';
-import { NativeNet, NativeUnsupported } from '../engine/native.js';
+import { NativeNet, NativeUnsupported, PRECISIONS, resolvePrecision, type Precision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
@@ -41,6 +41,10 @@ export interface PhaseInfo {
   engine?: 'native' | 'tfjs';
   /** Why the phase does not run natively, when it does not. */
   engineNote?: string;
+  /** The arithmetic of the native steps: fp32, or bf16 convolutions and matrix products with fp32 master weights (tfjs: fp32). */
+  precision?: 'fp32' | 'bf16';
+  /** Why that precision: what was asked and what the CPU has, or why auto fell back to fp32. */
+  precisionNote?: string;
   /** Set when the head is fitted (L-BFGS) instead of trained by epochs. */
   fit?: 'l-bfgs';
   /** Gradual unfreezing: the weighted body layers each epoch opens (the head trains from the start). */
@@ -96,6 +100,8 @@ export interface PhaseHooks {
   onBatch?: (p: BatchProgress & { phase: Phase; epoch: number; epochs: number }) => void | Promise<void>;
   onEpochEnd?: (record: EpochRecord) => void | Promise<void>;
   onPhaseEnd?: (summary: PhaseSummary) => void | Promise<void>;
+  /** Something the user should hear about mid-phase (precision auto falling back to fp32). */
+  onNotice?: (message: string) => void;
 }
 
 export interface PhaseControl {
@@ -141,6 +147,8 @@ export interface PhaseCallback {
   wantsPause?(ctx: PhaseContext): boolean;
   onPause?(state: TrainingState, ctx: PhaseContext): void | Promise<void>;
   onEpochEnd?(record: EpochRecord, ctx: PhaseContext): void | Promise<void>;
+  /** Something the user should hear about mid-phase (e.g. precision auto falling back to fp32). */
+  onNotice?(message: string, ctx: PhaseContext): void;
   /** A non-finite loss: true when the callback handled it (put good weights back); else the error ends the run. */
   onDiverged?(e: DivergedError, ctx: PhaseContext): boolean;
   /** After the last epoch (not after a stop request); may amend the summary. */
@@ -186,6 +194,13 @@ export interface PhaseOptions {
   augment?: AugmentOptions;
   /** 'auto' (default): the native engine when it is built and supports every layer; 'tfjs': never. */
   engine?: 'auto' | 'tfjs';
+  /**
+   * The native engine's arithmetic: 'fp32', 'bf16' (convolutions and matrix products in bf16,
+   * master weights, moments, BatchNorm statistics and the loss in fp32), or 'auto' (bf16 where
+   * the CPU has AVX512-BF16 or AMX, else fp32; a phase that diverges in bf16 goes on in fp32).
+   * Default: setPrecision's, 'fp32' unless changed. The tfjs engine always runs fp32.
+   */
+  precision?: Precision;
   /** Label smoothing e of the default cross-entropy: targets (1 - e) one-hot + e / classes. */
   labelSmoothing?: number;
   callbacks?: PhaseCallback[];
@@ -202,9 +217,9 @@ export interface PhaseOutcome {
   interrupted?: TrainingState;
 }
 
-async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Preprocessing | undefined, batchSize: number) {
+async function validate(model: tfl.LayersModel, val: Dataset | undefined, p: Preprocessing | undefined, batchSize: number, precision: Precision) {
   if (!val) return undefined;
-  const { values } = await predictAll(model, val, p, batchSize * 2);
+  const { values } = await predictAll(model, val, p, batchSize * 2, precision);
   return scoreProbabilities(values, val.labels, val.classNames);
 }
 
@@ -224,6 +239,7 @@ function resolve(o: PhaseOptions): Resolved {
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw bad('seed must be a whole number', o.seed);
   if (o.schedule !== undefined && !SCHEDULES.includes(o.schedule)) throw bad(`schedule must be one of ${SCHEDULES.join(', ')}`, o.schedule);
   if (o.engine !== undefined && o.engine !== 'auto' && o.engine !== 'tfjs') throw bad('engine must be "auto" or "tfjs"', o.engine);
+  if (o.precision !== undefined && !PRECISIONS.includes(o.precision)) throw bad(`precision must be one of ${PRECISIONS.join(', ')}`, o.precision);
   if (!Array.isArray(o.groups) || !o.groups.length || o.groups.some((g) => !Array.isArray(g?.layers) || !(Number.isFinite(g.lrMult) && g.lrMult > 0))) {
     throw bad('groups must be a non-empty array of { layers, lrMult } with lrMult a positive fraction of peakLr', o.groups, 'layerGroups() makes them.');
   }
@@ -258,11 +274,11 @@ function phaseInfo(r: Resolved): PhaseInfo {
  * The phase's model in the native engine, or why not. The losses that keep the old task (LwF
  * distillation, EWC) run natively through their LossFn.native; only a loss without one needs tfjs.
  */
-function nativeFor(r: Resolved): { net?: NativeNet; note?: string } {
+function nativeFor(r: Resolved, precision: 'fp32' | 'bf16'): { net?: NativeNet; note?: string } {
   if (r.engine === 'tfjs') return { note: 'tfjs engine requested' };
   if (r.loss && !r.loss.native) return { note: 'a custom loss without a native form runs on tfjs' };
   try {
-    return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing }) };
+    return { net: new NativeNet(nativePlan(r.model, r.groups), { weightDecay: r.weightDecay, loss: r.loss?.native, labelSmoothing: r.labelSmoothing, precision }) };
   } catch (e) {
     if (e instanceof NativeUnsupported) return { note: e.message };
     throw e;
@@ -304,8 +320,16 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
   };
   for (const c of callbacks) c.setup?.(ctx);
   let engineNote: string | undefined;
-  ({ net: native, note: engineNote } = nativeFor(r));
-  let info: PhaseInfo = { ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}) };
+  const wanted = resolvePrecision(r.precision);
+  let precision = wanted.precision;
+  ({ net: native, note: engineNote } = nativeFor(r, precision));
+  // Under auto, a bf16 phase that diverges goes back to the last synced weights and moments and
+  // goes on in fp32: the moments are brought over at each sync point for that.
+  const canFallBack = () => native?.precision === 'bf16' && wanted.requested === 'auto';
+  let info: PhaseInfo = {
+    ...phaseInfo(r), engine: native ? 'native' : 'tfjs', ...(engineNote ? { engineNote } : {}),
+    precision: native ? precision : 'fp32', precisionNote: native ? wanted.why : `${wanted.why}; the tfjs engine runs fp32`,
+  };
   for (const c of callbacks) if (c.describe) info = c.describe(info, ctx);
   const batches = info.batchesPerEpoch;
   for (const c of callbacks) await c.onPhaseStart?.(info, ctx);
@@ -339,7 +363,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
         // moments over (weights were synced at the epoch end).
         for (const [v, s] of native.optimizerState()) optimizer.setSlot(v, s);
         native.dispose();
-        native = nativeFor(r).net!;
+        native = nativeFor(r, precision).net!;
         for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
       }
       let res;
@@ -358,6 +382,18 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
           });
         } catch (e) {
           if (!(e instanceof DivergedError)) throw e;
+          if (canFallBack()) {
+            // The tfjs model holds the weights of the last sync point (the epoch's start or the
+            // last pause), the optimizer the moments: the epoch goes on from there in fp32.
+            native!.dispose();
+            precision = 'fp32';
+            native = nativeFor(r, precision).net!;
+            for (const v of optimizer.variables()) native.setOptimizerState(v, optimizer.slot(v)!);
+            const why = `auto: bf16 diverged (${e.detail.replace(/\.$/, '')}, epoch ${epoch}, batch ${e.batch}); this phase goes on in fp32 from the epoch's last good point`;
+            info = { ...info, precision, precisionNote: why };
+            for (const c of callbacks) c.onNotice?.(why, ctx);
+            continue;
+          }
           let handled = false;
           for (const c of callbacks) handled = Boolean(c.onDiverged?.(e, ctx)) || handled;
           if (!handled) throw e;
@@ -366,6 +402,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
         }
         // The tfjs model gets the native weights for validation, checkpoints and the NaN guard.
         native?.syncWeights();
+        if (canFallBack()) for (const [v, s] of native!.optimizerState()) optimizer.setSlot(v, s);
         if (!res.paused) break;
         position = res.paused;
         where = { done: epoch - 1, position };
@@ -375,7 +412,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
       }
       position = undefined;
       rngState = rng.state();
-      const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize);
+      const v = await validate(r.evalModel, r.val, r.preprocessing, r.batchSize, precision);
       const record: EpochRecord = {
         phase: r.phase, epoch, loss: res.loss, accuracy: res.accuracy, valLoss: v?.loss, valAccuracy: v?.accuracy,
         peakLearningRate: r.peakLr, seconds: (Date.now() - t0) / 1000,

@@ -5,26 +5,29 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Dataset } from '../data/dataset.js';
 import { batchRanges, batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
-import { NativeNet, nativeStatus, NativeUnsupported } from '../engine/native.js';
+import { NativeNet, nativeStatus, NativeUnsupported, resolvePrecision, type Precision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
 
 /** The model in the native engine for inference, when the engine is built and knows every layer. */
-function nativePredictor(model: tfl.LayersModel): NativeNet | undefined {
+function nativePredictor(model: tfl.LayersModel, precision?: Precision): NativeNet | undefined {
   if (!nativeStatus().available) return undefined;
   try {
-    return new NativeNet(nativePlan(model));
+    return new NativeNet(nativePlan(model), { precision: resolvePrecision(precision).precision });
   } catch (e) {
     if (e instanceof NativeUnsupported) return undefined;
     throw e;
   }
 }
 
-/** Outputs of `model` for every sample, as one Float32Array [n, ...outputShape]. */
-export async function predictAll(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<{ values: Float32Array; shape: number[] }> {
+/**
+ * Outputs of `model` for every sample, as one Float32Array [n, ...outputShape]. `precision`
+ * applies to the native engine (default: the one in force, defaultPrecision()).
+ */
+export async function predictAll(model: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128, precision?: Precision): Promise<{ values: Float32Array; shape: number[] }> {
   const outShape = (model.outputs[0].shape.slice(1) as number[]);
   const per = outShape.reduce((a, b) => a * b, 1);
   const values = new Float32Array(d.labels.length * per);
-  const net = nativePredictor(model);
+  const net = nativePredictor(model, precision);
   if (net) {
     try {
       for (const ix of batchRanges(d, batchSize)) {

@@ -26,6 +26,7 @@ import { predictAll } from './predict.js';
 import { applyCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.js';
 import { EWC_DEFAULTS, ewcLoss, fisherDiagonal, type Ewc } from './ewc.js';
 import { layersOf } from './weights.js';
+import { withPrecision } from '../engine/native.js';
 
 /** How to keep the old task: its head as a second output ("head"), plus distillation ("lwf") or an EWC penalty ("ewc", needs old data). */
 export type KeepOld = 'head' | 'lwf' | 'ewc';
@@ -113,6 +114,10 @@ function checkOldData(old: Dataset | undefined, head: OldHead): void {
 }
 
 export async function transfer(base: LoadedModel, data: Dataset, options: TransferOptions = {}): Promise<Transfer> {
+  return withPrecision(options.precision, () => transferRun(base, data, options));
+}
+
+async function transferRun(base: LoadedModel, data: Dataset, options: TransferOptions): Promise<Transfer> {
   const wantsOld = Boolean(options.keepOld || options.extend || options.oldData);
   const oldHead = wantsOld ? findOldHead(base) : undefined;
   if (oldHead) checkOldData(options.oldData, oldHead);

@@ -7,7 +7,9 @@ export const usage = `graft doctor [--json]
 
 Prints the backend in use and why, its threads, the machine's cores, whether the native
 libtorch backend and its one-call training step are available, and the gradient kernels
-Graft adds to wasm so conv and depthwise layers can be fine-tuned there.`;
+Graft adds to wasm so conv and depthwise layers can be fine-tuned there, and the CPU's bf16
+support (AVX512-BF16 and AMX-BF16 from its flags, the ISA oneDNN uses) with what
+--precision auto picks on it.`;
 
 export const summary = 'backend, threads, native engine, and the kernels Graft adds';
 
@@ -23,6 +25,8 @@ export async function run(argv: string[]): Promise<number> {
     ? `native engine: yes (libtorch ${n.torch}, ${n.threads} threads, oneDNN ${n.oneDNN ? 'on' : 'off'}): training steps and predictions of supported models run there, one call per batch`
     : `native engine: no (${n.reason})`);
   console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
+  const b = d.bf16;
+  console.log(`bf16: AVX512-BF16 ${b.avx512Bf16 ? 'yes' : 'no'}, AMX-BF16 ${b.amxBf16 ? 'yes' : 'no'} (CPU flags); oneDNN ISA ${b.onednnIsa ?? 'unknown (no native engine)'}; --precision auto picks ${b.auto} (${b.why})`);
   console.log(d.nativeKernels.length
     ? `native kernels in the ${d.backend} backend (per-op path: layers the engine does not know, losses without a native form): ${d.nativeKernels.join(', ')}`
     : 'native kernels in the tfjs backend: none');

@@ -26,6 +26,7 @@ import { frozenBase, frozenMeta, resolveCut, type FrozenBody } from '#internal/t
 import { GraphBody } from '#internal/model/graph-body.js';
 import { OnnxBody } from '#internal/model/onnx.js';
 import { type Dataset, type LoadedModel } from 'graft';
+import { defaultPrecision, nativeStatus, resolvePrecision } from '#internal/engine/native.js';
 import { closeNames } from '#internal/errors.js';
 import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
@@ -357,6 +358,8 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     process.stderr.write('\nStopping after this batch and writing a checkpoint (Ctrl-C again to quit at once)...\n');
   };
   process.on('SIGINT', onInterrupt);
+  const precision = nativeStatus().available && !frozen ? resolvePrecision() : { precision: 'fp32' as const, requested: defaultPrecision(), why: frozen ? 'the frozen body runs on onnxruntime or tfjs, in fp32' : `the native engine is ${nativeStatus().reason}; tfjs computes in fp32` };
+  log(`precision: ${precision.precision} (${precision.why})`);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   // A frozen body's features go to the head as they are.
   const givenPreprocessing = frozen ? { inputShape: frozen.info.featureShape, description: 'the frozen body\'s features' } : parsePreprocess(values.preprocess, base.model.inputs[0].shape);
@@ -367,7 +370,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
-    callbacks: { ...progress, onPhaseStart: (info: PhaseInfo) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); } },
+    callbacks: { ...progress, onPhaseStart: (info: PhaseInfo) => { log(phaseLine(info)); return progress.onPhaseStart?.(info); }, onNotice: (m: string) => log(`note: ${m}`) },
     onFineTuneFold: (fold: number, folds: number) => log(`fine-tune check, fold ${fold}/${folds}: fit the head on the other folds, fine-tune, score both on this fold`),
   };
   const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
@@ -409,6 +412,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
+      precision: { requested: precision.requested, used: precision.precision, why: precision.why, byPhase: result.phases.map((p) => ({ phase: p.phase, engine: p.engine ?? null, precision: p.precision ?? null, note: p.precisionNote ?? null })) },
       phases: result.phases, history: result.history,
     }));
   } else {

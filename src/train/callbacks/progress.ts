@@ -9,6 +9,7 @@ export function progress(hooks: PhaseHooks): PhaseCallback {
     onPhaseStart: (info) => hooks.onPhaseStart?.(info),
     onBatch: (p) => hooks.onBatch?.(p),
     onEpochEnd: (record) => hooks.onEpochEnd?.(record),
+    onNotice: (message) => hooks.onNotice?.(message),
     onPhaseEnd: async (summary) => { await hooks.onPhaseEnd?.(summary); },
   };
 }
