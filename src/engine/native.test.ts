@@ -259,3 +259,82 @@ test('keeping the old task natively: distillation (LwF, both forms) and the EWC 
   ewcE.dispose();
   ewcF.dispose();
 });
+
+// bf16 against fp32 on the residual net. bf16 keeps 8 significant bits: each rounding is off
+// by at most u = 2^-8 relative. A gradient of the residual net goes through L = 6 bf16 ops
+// (stem, depthwise, project, separable depthwise and pointwise, head) forward and back, each
+// rounding its activations and weights: linearly accumulated, at most 4 L u relative, the
+// tolerance below (about 9%); a wrong layout or a lost gradient is off by order 1.
+const U = 2 ** -8;
+const BF16_TOL = 4 * 6 * U;
+
+/** The relative distance between two vectors: |a - b| / |b|. */
+function relDist(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
+  return Math.sqrt(d / n);
+}
+
+test('a bf16 step follows the fp32 step: loss, gradients within bf16 rounding, and every fp32 master weight updated', { skip }, async () => {
+  // One label for the batch: the loss gradient then has one sign per class, so the sums each
+  // gradient is made of do not cancel. (With balanced labels the head's bias gradient, a sum of
+  // p - y over the batch, is near 0, and a relative error measures that cancellation, not bf16.)
+  const data = { ...randomData(8, [10, 10, 3], 4, 11), labels: new Int32Array(8) };
+  const model = await adoptModel(residualNet(8));
+  const layers = model.layers.filter((l) => l.weights.length) as unknown as Layer[];
+  (model.getLayer('stem_bn') as unknown as Layer).trainable = false;
+  const groups: LayerGroup[] = [{ layers: layers.filter((l) => l.trainable), lrMult: 1 }];
+  const plan = () => nativePlan(model, groups);
+  const lr = 1e-4;
+  const step = (precision: 'fp32' | 'bf16') => {
+    const net = new NativeNet(plan(), { precision });
+    const { loss } = net.trainStep(data.x as Float32Array, Int32Array.from(data.labels), Float64Array.of(lr), 0);
+    const moments = [...net.optimizerState().entries()];
+    const after = new Map(moments.map(([v]) => [v, v]));
+    net.syncWeights();
+    const weights = new Map([...after.keys()].map((v) => [v, v.read().dataSync().slice() as Float32Array]));
+    net.dispose();
+    return { loss, moments: new Map(moments), weights };
+  };
+  const start = new Map(model.layers.flatMap((l) => l.weights).map((w) => [w, w.read().dataSync().slice() as Float32Array]));
+  const f = step('fp32');
+  // Back to the starting weights for the bf16 step.
+  for (const [v, w] of start) { const t = tf.tensor(w, v.shape as number[]); v.write(t); t.dispose(); }
+  const b = step('bf16');
+  assert.ok(Math.abs(b.loss - f.loss) <= BF16_TOL * f.loss, `bf16 loss ${b.loss} vs fp32 ${f.loss}`);
+  assert.equal(b.moments.size, f.moments.size, 'the same parameters trained');
+  let weightsSeen = 0;
+  for (const [v, mf] of f.moments) {
+    const mb = b.moments.get(v)!;
+    // After one step AdamW's first moment is (1 - beta1) times the gradient.
+    const err = relDist(mb.m, mf.m);
+    assert.ok(err <= BF16_TOL, `${v.name}: bf16 gradient off by ${err.toFixed(4)} relative (tolerance ${BF16_TOL.toFixed(4)})`);
+    // Adam's first step moves each weight by lr * g / |g|: lr, which a bf16 weight (spacing
+    // 2^-8 of its value) would round away. Every entry moved by lr: the update is fp32's.
+    if (v.shape.length > 1) {
+      const w0 = start.get(v)!;
+      const w1 = b.weights.get(v)!;
+      for (let i = 0; i < w0.length; i++) {
+        // lr |g| / (|g| + epsilon) exactly, g = m / (1 - beta1), up to fp32's rounding of w0 + that (spacing |w0| 2^-23).
+        const g = Math.abs(mb.m[i]) / 0.1;
+        const want = (lr * g) / (g + 1e-7);
+        const moved = Math.abs(w1[i] - w0[i]);
+        assert.ok(Math.abs(moved - want) <= 1e-3 * want + Math.abs(w0[i]) * 2 ** -22, `${v.name}[${i}] moved by ${moved}, not ${want}: the update lost precision`);
+      }
+      weightsSeen++;
+    }
+  }
+  assert.ok(weightsSeen >= 5, `${weightsSeen} weight tensors checked`);
+});
+
+test('bf16 predictions match fp32 within bf16 rounding; a bad precision is refused', { skip }, async () => {
+  const model = await adoptModel(residualNet(9));
+  const d = randomData(16, [10, 10, 3], 4, 12);
+  const run = (precision: 'fp32' | 'bf16') => { const n = new NativeNet(nativePlan(model), { precision }); const y = n.predict(d.x as Float32Array, 16); n.dispose(); return y; };
+  const f = run('fp32');
+  const b = run('bf16');
+  assert.ok(relDist(b, f) <= BF16_TOL, `bf16 probabilities off by ${relDist(b, f)}`);
+  assert.ok(b.every((v) => Number.isFinite(v)) && Math.abs(b.slice(0, 4).reduce((s, v) => s + v, 0) - 1) < 1e-5, 'softmax in fp32: rows sum to 1');
+  assert.throws(() => new NativeNet(nativePlan(model), { precision: 'fp16' as 'bf16' }), /precision is "fp16"; it must be "fp32" or "bf16"/);
+});
