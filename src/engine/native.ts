@@ -152,6 +152,8 @@ export interface NativeNetOptions {
   precision?: 'fp32' | 'bf16';
 }
 
+let bf16Steps = 0;
+
 /** A model copied into the native engine. Weights go back with `syncWeights`. */
 export class NativeNet {
   private readonly net: AddonNet;
@@ -188,6 +190,8 @@ export class NativeNet {
 
   /** One training step on a batch in tfjs layout; no update when the loss is not finite. */
   trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array, distillTargets?: Float32Array): { loss: number; correct: number } {
+    // Fault injection for the test of auto's fallback (a bf16-only divergence cannot be made to order).
+    if (this.precision === 'bf16' && ++bf16Steps === Number(process.env.GRAFT_TEST_BF16_NAN_AT)) return { loss: NaN, correct: 0 };
     return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null, distillTargets ?? null);
   }
 

@@ -24,7 +24,7 @@ import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { nativeUnsupported } from '../model/native-plan.js';
-import { withPrecision, type Precision } from '../engine/native.js';
+import { defaultPrecision, nativeStatus, resolvePrecision, withPrecision, type Precision } from '../engine/native.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
@@ -460,6 +460,11 @@ function runResult(r: Run): FineTuneResult {
     validation = { accuracy: fineTuneCheck.warmUpAccuracy, loss: [...history].reverse().find((x) => x.phase === 'warm-up')?.valLoss ?? validation!.loss };
   }
   if (fineTuneCheck) r.recipe.kept = fineTuneCheck.kept;
+  // The precision of the run's native computations (features, steps, validation), and a phase
+  // that went on in another (auto's fallback after a bf16 divergence).
+  const p = nativeStatus().available ? resolvePrecision() : { requested: defaultPrecision(), precision: 'fp32' as const, why: `the native engine is ${nativeStatus().reason}; tfjs computes in fp32` };
+  const other = r.phases.find((ph) => ph.engine === 'native' && ph.precision && ph.precision !== p.precision);
+  r.recipe.precision = { requested: p.requested, used: p.precision, why: p.why, ...(other ? { [other.phase]: other.precision, note: other.precisionNote } : {}) };
   return {
     history, phases: r.phases, featureSeconds: r.featureSeconds, featureCache: r.featureCache, memoryNote: r.memoryNote, recipe: r.recipe,
     interrupted: r.interrupted, diverged: r.diverged, validation, headFit: r.headFit, fineTuneCheck, lrFinder: r.lrFinder,

@@ -241,3 +241,43 @@ test('graft doctor names the backend, threads, the native engine and the wasm gr
   assert.deepEqual(d.graftWasmKernels, ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']);
   assert.ok(d.cores >= 1 && d.threads >= 1);
 });
+
+test('--precision: graft train in bf16 says so and learns as fp32 does; auto falls back to fp32 when bf16 diverges; bad values are refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-e2e-'));
+  const args = (out: string) => ['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '120', '--finetune-epochs', '1', '--test-data', 'mnist-test:5-9', '--out', join(dir, out)];
+  const bad = await graft([...args('bad'), '--precision', 'fp16']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--precision "fp16" is not understood[\s\S]*fix: Use auto, fp32 or bf16/);
+  const tfjs = await graft([...args('bad'), '--precision', 'bf16', '--engine', 'tfjs']);
+  assert.match(tfjs.stderr, /--precision bf16 runs on the native engine; --engine tfjs computes in fp32/);
+  const notHere = await graft(['inspect', 'digits-cnn', '--precision', 'bf16']);
+  assert.match(notHere.stderr, /--precision applies to commands that train or predict; graft inspect does neither/);
+  if (!nativeStatus().available) return;
+  const words = await graft([...args('bf16'), '--precision', 'bf16']);
+  assert.equal(words.code, 0, words.stderr);
+  assert.match(words.stdout, /precision: bf16 \(bf16 requested/);
+  assert.match(words.stdout, /engine: native \(libtorch\), one call per batch, bf16 \(convolutions and matrix products; fp32 master weights\)/);
+  const saved = async (out: string) => JSON.parse(await readFile(join(dir, out, 'graft.json'), 'utf8'));
+  const bf16 = await saved('bf16');
+  assert.equal(bf16.recipe.precision.requested, 'bf16');
+  assert.equal(bf16.recipe.precision.used, 'bf16');
+  const fp32 = lastJson((await graft([...args('fp32'), '--json'])).stdout);
+  assert.equal(fp32.precision.used, 'fp32');
+  assert.ok(Math.abs(bf16.metrics.testAccuracy - fp32.metrics.testAccuracy) <= 0.02, `bf16 ${bf16.metrics.testAccuracy} vs fp32 ${fp32.metrics.testAccuracy}`);
+  // The saved model is fp32.
+  const model = JSON.parse(await readFile(join(dir, 'bf16', 'model.json'), 'utf8'));
+  assert.ok(model.weightsManifest[0].weights.every((w: { dtype: string }) => w.dtype === 'float32'));
+  // auto: a bf16 step that diverges (injected at the third) sends the phase back to fp32.
+  const d = lastJson((await graft(['doctor', '--json'])).stdout);
+  assert.equal(d.bf16.avx512Bf16, /\bavx512_bf16\b/.test(await readFile('/proc/cpuinfo', 'utf8').catch(() => '')));
+  if (d.bf16.auto !== 'bf16') return;
+  const auto = await graft([...args('auto'), '--precision', 'auto'], { env: { GRAFT_TEST_BF16_NAN_AT: '3' } });
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.match(auto.stdout, /note: auto: bf16 diverged \(.*epoch 1, batch 3\); this phase goes on in fp32/);
+  const a = await saved('auto');
+  assert.equal(a.recipe.precision.used, 'bf16');
+  assert.equal(a.recipe.precision['fine-tune'], 'fp32');
+  assert.match(a.recipe.precision.note, /bf16 diverged/);
+  assert.ok(a.metrics.testAccuracy > 0.85, `accuracy after the fallback ${a.metrics.testAccuracy}`);
+  await rm(dir, { recursive: true, force: true });
+});

@@ -412,7 +412,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
-      precision: { requested: precision.requested, used: precision.precision, why: precision.why, byPhase: result.phases.map((p) => ({ phase: p.phase, engine: p.engine ?? null, precision: p.precision ?? null, note: p.precisionNote ?? null })) },
+      precision: result.recipe.precision ?? { requested: precision.requested, used: precision.precision, why: precision.why },
       phases: result.phases, history: result.history,
     }));
   } else {
