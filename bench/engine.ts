@@ -2,10 +2,12 @@
 // out_relu, + GAP + Dense(10) softmax), 96x96x3, batch 32, on this machine, in this run:
 //   predict; head training on cached body features; training with a frozen body inside the
 //   step; full fine-tune (every layer, BatchNorm in training mode)
-// for the native engine (one call per step), tfjs per-op on wasm with the native convolution
+// for the native engine (one call per step) in fp32 and in bf16 (--precision bf16: bf16
+// convolutions and matrix products, fp32 master weights), tfjs per-op on wasm with the native convolution
 // and matmul kernels, tfjs wasm alone (per-op, Graft's JS gradient kernels),
 // tfjs cpu (capped to one or two small steps) and the PyTorch twin (Debian python3-torch, 2
-// threads, channels_last, torchvision's MobileNetV2 + the same head, Adam). Each engine runs
+// threads, channels_last, torchvision's MobileNetV2 + the same head, Adam), in fp32 and under
+// torch.autocast('cpu', torch.bfloat16) (its error where it cannot run). Each engine runs
 // in its own process, so its peak RSS is its own. Last line: one JSON object.
 //
 // BENCH_STEPS (default 8) timed steps per mode for native and torch; wasm and cpu run fewer.
@@ -56,8 +58,8 @@ function randomSet(n: number, shape: number[], seed: number): Dataset {
 }
 
 /** Times `steps` training steps (after a quarter as many untimed) through Graft's own loop; img/s. */
-async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dataset, batch: number, steps: number, native: boolean, track?: { tensors: number[]; rss: number[] }): Promise<number> {
-  const net = native ? new NativeNet(nativePlan(model, groups)) : undefined;
+async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dataset, batch: number, steps: number, native: boolean, precision: 'fp32' | 'bf16', track?: { tensors: number[]; rss: number[] }): Promise<number> {
+  const net = native ? new NativeNet(nativePlan(model, groups), { precision }) : undefined;
   const optimizer = new AdamW();
   const times: number[] = [];
   const warm = Math.max(1, Math.floor(steps / 4));
@@ -78,9 +80,9 @@ async function trainRate(model: tfl.LayersModel, groups: LayerGroup[], data: Dat
   return ((times.length - warm) * batch) / ((times[times.length - 1] - times[warm - 1]) / 1000);
 }
 
-async function predictRate(model: tfl.LayersModel, x: Float32Array, batch: number, steps: number, native: boolean): Promise<number> {
+async function predictRate(model: tfl.LayersModel, x: Float32Array, batch: number, steps: number, native: boolean, precision: 'fp32' | 'bf16'): Promise<number> {
   if (native) {
-    const net = new NativeNet(nativePlan(model));
+    const net = new NativeNet(nativePlan(model), { precision });
     net.predict(x, batch);
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) net.predict(x, batch);
@@ -101,7 +103,9 @@ async function runEngine(engine: string, only: Mode): Promise<EngineResult> {
   // native: the native training step (one call per batch); native-per-op: tfjs per-op on wasm
   // with the native convolution and matmul kernels; wasm: wasm's own kernels and Graft's JS
   // gradient kernels; cpu: tfjs' pure-JS backend.
-  const native = engine === 'native';
+  // native-bf16: the native engine with --precision bf16.
+  const native = engine === 'native' || engine === 'native-bf16';
+  const precision = engine === 'native-bf16' ? 'bf16' : 'fp32';
   const perOp = engine === 'native-per-op';
   await initBackend(native || perOp ? 'wasm' : engine);
   if ((native || perOp) && !nativeStatus().available) throw new Error(`native engine ${nativeStatus().reason}`);
@@ -122,18 +126,18 @@ async function runEngine(engine: string, only: Mode): Promise<EngineResult> {
     res.batch[mode] = batch;
     res.steps[mode] = steps;
     if (mode === 'predict') {
-      res.imagesPerSecond.predict = await predictRate(g.model, (images.x as Float32Array).subarray(0, batch * SIZE * SIZE * 3), batch, steps, native);
+      res.imagesPerSecond.predict = await predictRate(g.model, (images.x as Float32Array).subarray(0, batch * SIZE * SIZE * 3), batch, steps, native, precision);
     } else if (mode === 'head') {
       const feats = randomSet(20 * batch, g.headModel.inputs[0].shape.slice(1) as number[], 3);
       freezeBody(g);
-      res.imagesPerSecond.head = await trainRate(g.headModel, [{ layers: g.head.layers, lrMult: 1 }], feats, batch, steps, native);
+      res.imagesPerSecond.head = await trainRate(g.headModel, [{ layers: g.head.layers, lrMult: 1 }], feats, batch, steps, native, precision);
     } else if (mode === 'frozenBody') {
       freezeBody(g);
-      res.imagesPerSecond.frozenBody = await trainRate(g.model, [{ layers: g.head.layers, lrMult: 1 }], images, batch, steps, native);
+      res.imagesPerSecond.frozenBody = await trainRate(g.model, [{ layers: g.head.layers, lrMult: 1 }], images, batch, steps, native, precision);
     } else {
       unfreeze(g, 'all');
       const track = { tensors: [] as number[], rss: [] as number[] };
-      res.imagesPerSecond.finetune = await trainRate(g.model, [{ layers: g.body.layers, lrMult: 0.1 }, { layers: g.head.layers, lrMult: 1 }], images, batch, steps, native, track);
+      res.imagesPerSecond.finetune = await trainRate(g.model, [{ layers: g.body.layers, lrMult: 0.1 }, { layers: g.head.layers, lrMult: 1 }], images, batch, steps, native, precision, track);
       res.tensorsFirstLast = [track.tensors[1] ?? track.tensors[0], track.tensors[track.tensors.length - 1]];
       res.rssFirstLastMB = [Math.round(track.rss[1] ?? track.rss[0]), Math.round(track.rss[track.rss.length - 1])];
     }
@@ -142,10 +146,14 @@ async function runEngine(engine: string, only: Mode): Promise<EngineResult> {
   return res;
 }
 
+// The PyTorch twin: argv[1] 'fp32', or 'bf16' (each mode under torch.autocast('cpu',
+// torch.bfloat16); a mode autocast cannot run reports its error). One JSON line.
 const TORCH = `
-import resource, sys, time, torch, torchvision
+import json, resource, sys, time, torch, torchvision
 torch.set_num_threads(2)
 B, S, K, STEPS = ${BATCH}, ${SIZE}, ${CLASSES}, ${STEPS}
+bf16 = sys.argv[1] == 'bf16'
+def cast(): return torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16)
 body = torchvision.models.mobilenet_v2().features.to(memory_format=torch.channels_last)
 head = torch.nn.Linear(1280, K)
 x = torch.rand(B, 3, S, S).contiguous(memory_format=torch.channels_last)
@@ -156,31 +164,47 @@ def rate(step, n):
     t = time.perf_counter()
     for _ in range(n): step()
     return n * B / (time.perf_counter() - t)
-out = {}
+out, errors = {}, {}
+def run(mode, step, n):
+    try:
+        out[mode] = rate(step, n)
+    except Exception as e:
+        out[mode] = None
+        errors[mode] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
 body.eval()
-with torch.no_grad():
-    out['predict'] = rate(lambda: torch.softmax(model(x), 1), STEPS)
-    feats = body(x)
+def predict():
+    with torch.no_grad(), cast(): torch.softmax(model(x).float(), 1)
+run('predict', predict, STEPS)
+with torch.no_grad(), cast(): feats = body(x)
 opt = torch.optim.Adam(head.parameters(), lr=1e-4, eps=1e-7)
 def head_step():
-    opt.zero_grad(); loss = torch.nn.functional.cross_entropy(head(feats.mean((2, 3))), y); loss.backward(); opt.step()
-out['head'] = rate(head_step, STEPS * 25)
+    opt.zero_grad()
+    with cast(): logits = head(feats.mean((2, 3)))
+    torch.nn.functional.cross_entropy(logits.float(), y).backward(); opt.step()
+run('head', head_step, STEPS * 25)
+def step():
+    opt.zero_grad()
+    with cast(): logits = model(x)
+    torch.nn.functional.cross_entropy(logits.float(), y).backward(); opt.step()
 for p in body.parameters(): p.requires_grad_(False)
-def frozen_step():
-    opt.zero_grad(); loss = torch.nn.functional.cross_entropy(model(x), y); loss.backward(); opt.step()
-out['frozenBody'] = rate(frozen_step, STEPS)
+run('frozenBody', step, STEPS)
 for p in body.parameters(): p.requires_grad_(True)
 body.train()
 opt = torch.optim.Adam(list(body.parameters()) + list(head.parameters()), lr=1e-4, eps=1e-7)
-out['finetune'] = rate(frozen_step, STEPS)
-print(out['predict'], out['head'], out['frozenBody'], out['finetune'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+run('finetune', step, STEPS)
+print(json.dumps({**out, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'errors': errors}))
 `;
 
-function torchResult(): EngineResult | string {
+function torchResult(precision: 'fp32' | 'bf16'): EngineResult | string {
   try {
-    const line = execFileSync('/usr/bin/python3', ['-c', TORCH], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
-    const [predict, head, frozenBody, finetune, rss] = line.split(' ').map(Number);
-    return { engine: 'torch', imagesPerSecond: { predict, head, frozenBody, finetune }, batch: { predict: BATCH, head: BATCH, frozenBody: BATCH, finetune: BATCH }, steps: {}, peakRssMB: Math.round(rss) };
+    const line = execFileSync('/usr/bin/python3', ['-c', TORCH, precision], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
+    const o = JSON.parse(line) as Record<Mode, number | null> & { rss: number; errors: Record<string, string> };
+    const errors = Object.entries(o.errors);
+    return {
+      engine: precision === 'bf16' ? 'torch-bf16' : 'torch', imagesPerSecond: { predict: o.predict, head: o.head, frozenBody: o.frozenBody, finetune: o.finetune },
+      batch: { predict: BATCH, head: BATCH, frozenBody: BATCH, finetune: BATCH }, steps: {}, peakRssMB: Math.round(o.rss),
+      ...(errors.length ? { note: errors.map(([m, e]) => `${m}: ${e}`).join('; ') } : {}),
+    };
   } catch (e) {
     return `reference missing: /usr/bin/python3 with python3-torch and python3-torchvision (bench/setup-reference.sh) (${String((e as Error).message).split('\n')[0]})`;
   }
@@ -199,7 +223,7 @@ const at = process.argv.indexOf('--engine');
 if (at > 0) {
   console.log(JSON.stringify(await runEngine(process.argv[at + 1], process.argv[at + 2] as Mode)));
 } else {
-  const engines = (process.env.BENCH_ENGINES ?? 'native,native-per-op,wasm,cpu').split(',');
+  const engines = (process.env.BENCH_ENGINES ?? 'native,native-bf16,native-per-op,wasm,cpu').split(',');
   const results: Record<string, EngineResult | string> = {};
   for (const e of engines) {
     const t0 = Date.now();
@@ -214,13 +238,22 @@ if (at > 0) {
     });
     console.log(`${e}: ${typeof results[e] === 'string' ? results[e] : JSON.stringify((results[e] as EngineResult).imagesPerSecond)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
-  results.torch = torchResult();
+  results.torch = torchResult('fp32');
   console.log(`torch: ${typeof results.torch === 'string' ? results.torch : JSON.stringify(results.torch.imagesPerSecond)}`);
+  results['torch-bf16'] = torchResult('bf16');
+  const tb = results['torch-bf16'];
+  console.log(`torch-bf16 (autocast): ${typeof tb === 'string' ? tb : `${JSON.stringify(tb.imagesPerSecond)}${tb.note ? ` (${tb.note})` : ''}`}`);
   const r = (v: number | null | undefined) => (v == null ? null : +v.toFixed(1));
   const ok = (e: string) => (typeof results[e] === 'object' ? results[e] as EngineResult : undefined);
   const torch = ok('torch');
-  const best = (mode: Mode) => Math.max(...engines.map((e) => ok(e)?.imagesPerSecond[mode] ?? 0));
+  // The fp32 ratios compare Graft's best fp32 engine with PyTorch fp32; the bf16 ones native-bf16
+  // with PyTorch fp32 (the issue's targets) and with PyTorch's autocast bf16 where it runs.
+  const fp32Engines = engines.filter((e) => e !== 'native-bf16');
+  const best = (mode: Mode) => Math.max(...fp32Engines.map((e) => ok(e)?.imagesPerSecond[mode] ?? 0));
   const ratio = (mode: Mode) => (torch?.imagesPerSecond[mode] ? +(best(mode) / torch.imagesPerSecond[mode]!).toFixed(2) : null);
+  const bf16 = ok('native-bf16');
+  const torchBf16 = ok('torch-bf16');
+  const over = (a: number | null | undefined, b: number | null | undefined) => (a && b ? +(a / b).toFixed(2) : null);
   console.log(JSON.stringify({
     bench: 'engine', network: 'MobileNetV2 alpha 1.0 (zoo mobilenet-v2 to out_relu) + GAP + Dense(10)', input: `${SIZE}x${SIZE}x3`, batch: BATCH,
     reference: typeof results.torch === 'string' ? results.torch : 'ok',
@@ -229,7 +262,12 @@ if (at > 0) {
     peakRssMB: Object.fromEntries(Object.entries(results).map(([e, v]) => [e, typeof v === 'string' ? null : v.peakRssMB])),
     tensorsFirstLast: Object.fromEntries(engines.map((e) => [e, ok(e)?.tensorsFirstLast ?? null])),
     rssFirstLastMB: Object.fromEntries(engines.map((e) => [e, ok(e)?.rssFirstLastMB ?? null])),
-    ratioVsTorch: { predict: ratio('predict'), head: ratio('head'), frozenBody: ratio('frozenBody'), finetune: ratio('finetune') },
+    ratioVsTorch: {
+      predict: ratio('predict'), head: ratio('head'), frozenBody: ratio('frozenBody'), finetune: ratio('finetune'),
+      predictBf16: over(bf16?.imagesPerSecond.predict, torch?.imagesPerSecond.predict), finetuneBf16: over(bf16?.imagesPerSecond.finetune, torch?.imagesPerSecond.finetune),
+    },
+    ratioVsTorchBf16: Object.fromEntries(MODES.map((m) => [m, over(bf16?.imagesPerSecond[m], torchBf16?.imagesPerSecond[m])])),
+    torchBf16Errors: torchBf16?.note ?? null,
     peakRssByModeMB: Object.fromEntries(engines.map((e) => [e, (ok(e) as { peakRssByMode?: object } | undefined)?.peakRssByMode ?? null])),
     rssVsTorch: torch && ok('native') ? +(ok('native')!.peakRssMB / torch.peakRssMB).toFixed(2) : null,
   }));
