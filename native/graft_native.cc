@@ -849,6 +849,31 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   });
 }
 
+// matmul64({ a, aRows, aCols, b, bCols, transposeA, out }): out = op(a) b in float64, with a
+// [aRows, aCols] row-major and op(a) = a or its transpose; b [aCols or aRows, bCols]. The
+// fitted head's L-BFGS objective (src/train/logistic.ts): its two products over the features.
+Napi::Value Matmul64(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), "matmul64", [&]() -> Napi::Value {
+    at::NoGradGuard ng;
+    auto o = info[0].As<Napi::Object>();
+    auto a = o.Get("a").As<Napi::Float64Array>();
+    auto b = o.Get("b").As<Napi::Float64Array>();
+    auto out = o.Get("out").As<Napi::Float64Array>();
+    int64_t rows = getInt(o, "aRows", -1), cols = getInt(o, "aCols", -1), n = getInt(o, "bCols", -1);
+    bool t = o.Get("transposeA").ToBoolean();
+    int64_t inner = t ? rows : cols, outRows = t ? cols : rows;
+    if (rows < 0 || cols < 0 || n < 0) throw std::runtime_error("aRows, aCols and bCols must be whole numbers of at least 0");
+    if ((int64_t)a.ElementLength() != rows * cols) throw std::runtime_error("a has " + std::to_string(a.ElementLength()) + " values, not aRows x aCols = " + std::to_string(rows * cols));
+    if ((int64_t)b.ElementLength() != inner * n) throw std::runtime_error("b has " + std::to_string(b.ElementLength()) + " values, not " + std::to_string(inner) + " x bCols = " + std::to_string(inner * n));
+    if ((int64_t)out.ElementLength() != outRows * n) throw std::runtime_error("out has " + std::to_string(out.ElementLength()) + " values, not " + std::to_string(outRows * n));
+    Tensor A = at::from_blob(a.Data(), {rows, cols}, at::kDouble);
+    Tensor B = at::from_blob(b.Data(), {inner, n}, at::kDouble);
+    Tensor O = at::from_blob(out.Data(), {outRows, n}, at::kDouble);
+    at::mm_out(O, t ? A.t() : A, B);
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   at::set_num_threads((int)info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -894,6 +919,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
   exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
   exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
+  exports.Set("matmul64", Napi::Function::New(env, Matmul64));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;
 }

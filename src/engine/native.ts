@@ -29,6 +29,7 @@ interface AddonNet {
 
 interface Addon extends NativeKernelAddon {
   Net: new (ops: OpSpec[], params: ParamSpec[], options: NetOptions) => AddonNet;
+  matmul64(o: { a: Float64Array; aRows: number; aCols: number; b: Float64Array; bCols: number; transposeA: boolean; out: Float64Array }): void;
   setThreads(n: number): void;
   info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null };
 }
@@ -102,6 +103,17 @@ export function nativeAddon(): Addon | undefined {
 /** Turns the native engine on or off for this process (GRAFT_NATIVE=0 starts it off). */
 export function setNativeEnabled(on: boolean): void {
   enabled = on;
+}
+
+/**
+ * out = op(a) b in float64 on libtorch's BLAS, a [aRows, aCols] row-major, op(a) = a or its
+ * transpose; false (nothing written) without the native engine.
+ */
+export function matmul64(a: Float64Array, aRows: number, aCols: number, b: Float64Array, bCols: number, transposeA: boolean, out: Float64Array): boolean {
+  const x = nativeAddon();
+  if (!x) return false;
+  x.matmul64({ a, aRows, aCols, b, bCols, transposeA, out });
+  return true;
 }
 
 export interface NativeStatus {

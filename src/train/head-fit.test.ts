@@ -8,7 +8,8 @@ import { graft } from '../model/graft.js';
 import { initBackend } from '../engine/backend.js';
 import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
-import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
+import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, softmaxObjective, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
+import { nativeStatus } from '../engine/native.js';
 import { pairedStandardError, tCritical90, verdict } from './keep-better.js';
 import { accuracyWords, wilson } from '../eval/interval.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
@@ -190,4 +191,22 @@ test('with a validation set of 200 or more, the fine-tune ends with the weights 
   assert.ok(best.epoch < 6, 'the run must end worse than its best epoch for this test to test anything');
   assert.equal(summary.bestEpoch, best.epoch);
   assert.equal(r.validation!.loss, best.valLoss);
+});
+
+test('the softmax objective on native matrix products equals the plain loops (loss and gradient, weighted, float32 features)', { skip: nativeStatus().available ? false : `native engine ${nativeStatus().reason}` }, () => {
+  const p = blobs(700, 40, 6, 3);
+  const rng = makeRng(4);
+  const weights = Float64Array.from({ length: p.n }, () => 0.5 + rng());
+  for (const problem of [p, { ...p, weights }, { ...p, x: Float32Array.from(p.x) }]) {
+    assert.ok(problem.n * problem.d * problem.k >= 1e5, 'large enough for the native path');
+    const theta = Float64Array.from({ length: (p.d + 1) * p.k }, () => rng() - 0.5);
+    const [ga, gb] = [new Float64Array(theta.length), new Float64Array(theta.length)];
+    const a = softmaxObjective(problem, 0.03)(theta, ga);
+    const b = softmaxObjective(problem, 0.03, true)(theta, gb);
+    assert.ok(Math.abs(a - b) <= 1e-12 * Math.abs(b), `loss ${a} vs ${b}`);
+    let worst = 0;
+    for (let i = 0; i < ga.length; i++) worst = Math.max(worst, Math.abs(ga[i] - gb[i]) / (Math.abs(gb[i]) + 1e-12));
+    assert.ok(worst <= 1e-9, `gradient differs by ${worst} relative`);
+    assert.ok(gb.some((g) => g !== 0));
+  }
 });

@@ -1,12 +1,15 @@
 // Multinomial logistic regression on feature vectors: the linear head fitted to convergence
 // (L-BFGS on the L2-regularised, optionally sample-weighted mean cross-entropy), feature
 // standardisation with training statistics, and stratified k-fold cross-validation that
-// chooses the L2 strength. Plain Float64 loops: the head's problem is small (n x d x k).
+// chooses the L2 strength. Float64 throughout: the objective's two products over the features
+// (n x d by d x k, and its transpose) run on libtorch's BLAS when the native engine is built,
+// else in plain loops (here 9,000 x 576 x 10: 31 ms against about 150 ms an evaluation).
 
 import { GraftError } from '../errors.js';
 import { makeRng, shuffle } from '../data/random.js';
 import { lbfgs, type LbfgsResult } from './lbfgs.js';
 import { argmaxRow } from './score.js';
+import { matmul64 } from '../engine/native.js';
 
 /** Row-major feature matrix [n, d] with labels in 0..k-1. */
 export interface Problem {
@@ -39,11 +42,55 @@ export const LOGISTIC_DEFAULTS = {
   gradientTolerance: 1e-5,
 };
 
-function objective(p: Problem, l2: number) {
+/** Below this many multiply-adds an evaluation, the loops are as fast as a native call. */
+const NATIVE_MIN_WORK = 1e5;
+
+/**
+ * The L2-regularised, weighted mean cross-entropy of a softmax head and its gradient, as
+ * L-BFGS takes it: (theta = kernel [d, k] then bias [k], grad) -> loss. `loops` forces the
+ * plain loops (the test compares the two).
+ */
+export function softmaxObjective(p: Problem, l2: number, loops = false) {
   const { x, n, d, k, labels, weights } = p;
   let total = 0;
   for (let i = 0; i < n; i++) total += weights ? weights[i] : 1;
   const z = new Float64Array(k);
+  const plain = plainObjective(p, l2, total, z);
+  if (!loops && n * d * k >= NATIVE_MIN_WORK) {
+    const x64 = x instanceof Float64Array ? x : Float64Array.from(x);
+    const logits = new Float64Array(n * k);
+    const residual = new Float64Array(n * k);
+    const f = (theta: Float64Array, grad: Float64Array): number => {
+      // logits = X W (+ b), residual = w_i (softmax - onehot), grad W = X^T residual (+ l2 W).
+      if (!matmul64(x64, n, d, theta.subarray(0, d * k), k, false, logits)) return plain(theta, grad);
+      let loss = 0;
+      grad.fill(0, d * k);
+      for (let i = 0; i < n; i++) {
+        const o = i * k;
+        let max = -Infinity;
+        for (let c = 0; c < k; c++) { z[c] = logits[o + c] + theta[d * k + c]; max = Math.max(max, z[c]); }
+        let sum = 0;
+        for (let c = 0; c < k; c++) { z[c] = Math.exp(z[c] - max); sum += z[c]; }
+        const w = (weights ? weights[i] : 1) / total;
+        loss += w * (Math.log(sum) - Math.log(z[labels[i]]));
+        for (let c = 0; c < k; c++) {
+          const r = w * (z[c] / sum - (c === labels[i] ? 1 : 0));
+          residual[o + c] = r;
+          grad[d * k + c] += r;
+        }
+      }
+      matmul64(x64, n, d, residual, k, true, grad.subarray(0, d * k));
+      let reg = 0;
+      for (let j = 0; j < d * k; j++) { reg += theta[j] * theta[j]; grad[j] += l2 * theta[j]; }
+      return loss + 0.5 * l2 * reg;
+    };
+    return f;
+  }
+  return plain;
+}
+
+function plainObjective(p: Problem, l2: number, total: number, z: Float64Array) {
+  const { x, n, d, k, labels, weights } = p;
   return (theta: Float64Array, grad: Float64Array): number => {
     grad.fill(0);
     let loss = 0;
@@ -76,7 +123,7 @@ function objective(p: Problem, l2: number) {
 /** Fits the head to convergence; `init` (kernel then bias) warm-starts it. */
 export function fitSoftmax(p: Problem, l2: number, init?: Float64Array): SoftmaxFit {
   const size = (p.d + 1) * p.k;
-  const r = lbfgs(objective(p, l2), init ?? new Float64Array(size), {
+  const r = lbfgs(softmaxObjective(p, l2), init ?? new Float64Array(size), {
     maxIterations: LOGISTIC_DEFAULTS.maxIterations, gradientTolerance: LOGISTIC_DEFAULTS.gradientTolerance,
   });
   const { x, ...optimizer } = r;
