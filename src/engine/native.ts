@@ -284,7 +284,7 @@ export function withPrecision<T>(p: Precision | undefined, fn: () => T): T {
   return scoped.run(p, fn);
 }
 
-/** The precision in force here: withPrecision's, else setPrecision's. */
+/** The precision in force here (withPrecision's, else setPrecision's). */
 export function defaultPrecision(): Precision {
   return scoped.getStore() ?? processPrecision;
 }

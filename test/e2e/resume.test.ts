@@ -75,3 +75,21 @@ test('Ctrl-C stops after the batch with a mid-epoch checkpoint and the resume co
   assert.match(none.stderr, /There is no checkpoint/);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('resume across precisions: a bf16 run killed mid-epoch goes on in fp32 from its fp32 checkpoint', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-resume-'));
+  const killed = await graft([...NATIVE_RUN, '--out', join(dir, 'run'), '--precision', 'bf16'], 'SIGKILL', 400);
+  if (/native engine: no|tfjs per-op/.test(killed.stdout)) return; // bf16 needs the native engine
+  assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+  assert.match(killed.stdout, /precision: bf16/);
+  const resumed = await graft(['train', '--resume', join(dir, 'run'), '--precision', 'fp32']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resuming from .*fine-tune, 1 epoch\(s\) done[\s\S]*engine: native \(libtorch\), one call per batch, fp32/);
+  const meta = JSON.parse(await readFile(join(dir, 'run', 'graft.json'), 'utf8'));
+  assert.equal(meta.recipe.precision.used, 'fp32');
+  assert.deepEqual(meta.history.map((h: { phase: string; epoch: number }) => `${h.phase} ${h.epoch}`), ['warm-up 1', 'warm-up 2', 'fine-tune 1', 'fine-tune 2', 'fine-tune 3']);
+  const weights = new Float32Array((await readFile(join(dir, 'run', 'weights.bin'))).buffer.slice(0));
+  assert.ok(weights.length > 1000 && weights.every(Number.isFinite));
+  assert.ok(meta.history.at(-1).valAccuracy > 0.9, `validation accuracy ${meta.history.at(-1).valAccuracy}`);
+  await rm(dir, { recursive: true, force: true });
+});
