@@ -70,12 +70,16 @@ const PRECISION_COMMANDS = ['demo', 'train', 'lr-find', 'predict', 'evaluate', '
 
 function applyPrecision(precision: string | undefined, engine: string | undefined, command: string): void {
   if (precision === undefined) return;
-  if (!PRECISIONS.includes(precision as Precision)) throw new GraftError('BAD_ARGUMENT', `--precision "${precision}" is not understood.`, { fix: 'Use auto, fp32 or bf16.' });
+  if (precision === '' || precision.startsWith('--')) throw new GraftError('BAD_ARGUMENT', '--precision needs a value.', { fix: 'Use --precision auto, fp32 or bf16.' });
+  if (!PRECISIONS.includes(precision as Precision)) throw new GraftError('BAD_ARGUMENT', `--precision ${JSON.stringify(precision.length > 40 ? `${precision.slice(0, 40)}...` : precision)} is not understood.`, { fix: 'Use auto, fp32 or bf16 (lower case).' });
   if (!PRECISION_COMMANDS.includes(command)) throw new GraftError('BAD_ARGUMENT', `--precision applies to commands that train or predict; graft ${command} does neither.`, { fix: `Leave --precision out, or use it with graft ${PRECISION_COMMANDS.join(', ')}.` });
   if (precision === 'bf16') {
     if (engine === 'tfjs' || engine === 'onnx') throw new GraftError('BAD_ARGUMENT', `--precision bf16 runs on the native engine; --engine ${engine} computes in fp32.`, { fix: 'Use --engine auto or native with bf16, or leave --precision out.' });
     const s = nativeStatus();
-    if (!s.available) throw new GraftError('BAD_OPTION', `--precision bf16 runs on the native engine, which is ${s.reason}.`, { fix: 'Install it (bash scripts/install-system-deps.sh native, then npm ci), or use --precision auto or fp32.' });
+    if (!s.available) {
+      throw new GraftError('BAD_OPTION', `--precision bf16 runs on the native engine, which is ${s.reason}.`, {
+        fix: /GRAFT_NATIVE/.test(s.reason ?? '') ? 'Unset GRAFT_NATIVE (or set it to 1), or use --precision auto or fp32.' : 'Install it (bash scripts/install-system-deps.sh native, then npm ci), or use --precision auto or fp32.' });
+    }
   }
   setPrecision(precision as Precision);
 }

@@ -265,6 +265,7 @@ export function cpuBf16(): CpuBf16 {
 }
 
 let processPrecision: Precision = 'fp32';
+let processPrecisionGiven = false;
 const scoped = new AsyncLocalStorage<Precision>();
 
 function checkPrecision(p: unknown): asserts p is Precision {
@@ -275,10 +276,17 @@ function checkPrecision(p: unknown): asserts p is Precision {
 export function setPrecision(p: Precision): void {
   checkPrecision(p);
   processPrecision = p;
+  processPrecisionGiven = true;
+}
+
+/** Whether a precision was chosen (setPrecision, withPrecision), not left at the default. */
+export function precisionGiven(): boolean {
+  return scoped.getStore() !== undefined || processPrecisionGiven;
 }
 
 /** Runs `fn` with `p` as the default precision of every native run inside it (async calls included). */
 export function withPrecision<T>(p: Precision | undefined, fn: () => T): T {
+  if (typeof fn !== 'function') throw new GraftError('BAD_OPTION', `withPrecision needs a function to run; got ${typeof fn}.`, { fix: 'Call withPrecision(precision, () => ...).' });
   if (p === undefined) return fn();
   checkPrecision(p);
   return scoped.run(p, fn);
@@ -295,7 +303,7 @@ export function resolvePrecision(requested: Precision = defaultPrecision()): { p
   const c = cpuBf16();
   const hw = c.amxBf16 ? 'AMX-BF16' : c.avx512Bf16 ? 'AVX512-BF16' : '';
   const isa = c.onednnIsa ? `, oneDNN ${c.onednnIsa}` : '';
-  if (requested === 'fp32') return { precision: 'fp32', requested, why: 'fp32 requested' };
+  if (requested === 'fp32') return { precision: 'fp32', requested, why: precisionGiven() ? 'fp32 requested' : `fp32, the default${hw ? `; --precision auto would pick bf16 on this CPU (${hw})` : ''}` };
   if (requested === 'bf16') return { precision: 'bf16', requested, why: hw ? `bf16 requested; the CPU has ${hw}${isa}` : `bf16 requested, but this CPU has no AVX512-BF16 or AMX: bf16 runs emulated, likely slower than fp32` };
   return hw ? { precision: 'bf16', requested, why: `auto: the CPU has ${hw}${isa}` } : { precision: 'fp32', requested, why: 'auto: the CPU has no AVX512-BF16 or AMX' };
 }

@@ -31,6 +31,7 @@ measures the old task through the old head before and after.
                           head kept, full fine-tune, LwF, extend, extend with replay): a table of
                           old-task, new-task and all-ten-digit accuracy (about 8 minutes on 2 cores)
   --backend <name>        wasm | cpu (default: the fastest available)
+  --precision <p>         fp32 (default), bf16 or auto (see graft --help)
   --json                  print one JSON object: backend, seconds, newTask, oldTask, ...`;
 
 export const summary = 'transfer the embedded digits-cnn from digits 0-4 to 5-9 and explain each step';

@@ -1,5 +1,6 @@
 // graft evaluate <model> <data>: accuracy, per-class accuracy and the confusion matrix.
 
+import { resolvePrecision } from '#internal/engine/native.js';
 import { assertShape } from '#internal/data/preprocess.js';
 import { backendInfo } from '#internal/engine/backend.js';
 import { selectHead } from '#internal/model/multi-head.js';
@@ -24,6 +25,7 @@ export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-co
   --head    new | old: which head of a multi-head model to evaluate (default new)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   ${FIT_USAGE.replace('the model\'s input size', 'the model\'s input size (default: what training used, saved in graft.json)')}
+  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help)
   --json    print { engine, accuracy, loss, count, perClass, confusion, classNames, skipped }`;
 
 export const summary = 'accuracy, per-class accuracy and confusion matrix of a trained model on data';
@@ -47,9 +49,9 @@ export async function run(argv: string[]): Promise<number> {
       : await evaluate((head as { model: tfl.LayersModel }).model, data, preprocessing, 128, { tta: Boolean(values.tta) });
     const engine = onnx ? 'onnxruntime' : tfjsEngine((head as { model: tfl.LayersModel }).model);
     if (values.json) {
-      console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
+      console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), engine, ...(engine === 'native' ? { precision: resolvePrecision() } : {}), ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
     } else {
-      console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? 'the native engine (libtorch)' : `tfjs (${engine})`}`);
+      console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? `the native engine (libtorch), ${resolvePrecision().precision} (${resolvePrecision().why})` : `tfjs (${engine})`}`);
       if (note) console.log(note);
       for (const line of skippedLines(data.skipped)) console.log(line);
       console.log(`${positionals[0]} on ${data.source} (${onnx ? 'onnxruntime' : engine === 'native' ? 'native engine' : `backend ${engine}`}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);

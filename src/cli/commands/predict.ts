@@ -1,5 +1,6 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
+import { resolvePrecision } from '#internal/engine/native.js';
 import { predictWithTta } from '#internal/eval/tta.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { assertShape } from '#internal/data/preprocess.js';
@@ -27,6 +28,7 @@ export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] 
   --top-k   how many classes to list per sample (default 3)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   --limit   predict only the first N samples (default: all; the text output shows 20)
+  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help)
   --json    print { engine, predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
 
 export const summary = 'class names and probabilities for new samples';
@@ -97,10 +99,10 @@ export async function run(argv: string[]): Promise<number> {
     return { index: i, ...(files ? { file: files[i] } : {}), top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
-    console.log(JSON.stringify({ model: positionals[0], input: data.source, engine, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, engine, ...(engine === 'native' ? { precision: resolvePrecision() } : {}), ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
     return 0;
   }
-  console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? 'the native engine (libtorch)' : `tfjs (${engine})`}`);
+  console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? `the native engine (libtorch), ${resolvePrecision().precision} (${resolvePrecision().why})` : `tfjs (${engine})`}`);
   if (note) console.log(note);
   for (const line of skippedLines(data.skipped)) console.log(line);
   const shown = limit ?? 20;

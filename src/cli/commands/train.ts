@@ -26,7 +26,7 @@ import { frozenBase, frozenMeta, resolveCut, type FrozenBody } from '#internal/t
 import { GraphBody } from '#internal/model/graph-body.js';
 import { OnnxBody } from '#internal/model/onnx.js';
 import { type Dataset, type LoadedModel } from 'graft';
-import { defaultPrecision, nativeStatus, resolvePrecision } from '#internal/engine/native.js';
+import { defaultPrecision, nativeStatus, precisionGiven, PRECISIONS, resolvePrecision, setPrecision, type Precision } from '#internal/engine/native.js';
 import { closeNames } from '#internal/errors.js';
 import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
@@ -126,6 +126,9 @@ export const usage = `graft train --base <model> --data <data> [options]
                           they are kept and reused when the same body meets the same data;
                           see graft cache)
   --seed <n>              (default ${DEFAULTS.seed})
+  --precision <p>         fp32 (default), bf16 or auto: the native engine's arithmetic (bf16
+                          convolutions and matrix products, fp32 master weights; auto: bf16
+                          where the CPU has AVX512-BF16 or AMX, see graft doctor)
   --json                  print one JSON object with the result instead of progress and words
                           (validationAccuracy, testAccuracy, skipped: [{path, reason}], ...)
 
@@ -209,6 +212,9 @@ export async function run(argv: string[]): Promise<number> {
     throw new GraftError('BAD_ARGUMENT', `There is no checkpoint in ${join(resumeDir, 'checkpoints')}.`, { fix: 'Give the --out directory of a run that was stopped, or start a new run.' });
   }
   const original = (checkpoint.run.argv as string[]).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out');
+  // The run's own precision, unless this command gives one (checkpoints are fp32 either way).
+  const ran = checkpoint.run.precision;
+  if (!precisionGiven() && typeof ran === 'string' && PRECISIONS.includes(ran as Precision)) setPrecision(ran as Precision);
   const args = [...original, '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug', '--resume-anyway'].includes(a))];
   return train(parse(args, OPTIONS, usage).values, args, checkpoint);
 }
@@ -366,7 +372,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const transferOptions = {
     ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment: frozen ? undefined : augment, diskCache: !values['no-cache'] && !frozen,
     checkpoints: {
-      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions },
+      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions, precision: defaultPrecision() },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
