@@ -91,5 +91,12 @@ test('resume across precisions: a bf16 run killed mid-epoch goes on in fp32 from
   const weights = new Float32Array((await readFile(join(dir, 'run', 'weights.bin'))).buffer.slice(0));
   assert.ok(weights.length > 1000 && weights.every(Number.isFinite));
   assert.ok(meta.history.at(-1).valAccuracy > 0.9, `validation accuracy ${meta.history.at(-1).valAccuracy}`);
+  // Without --precision, the resumed run keeps the precision its checkpoint recorded.
+  const again = await graft([...NATIVE_RUN, '--out', join(dir, 'kept'), '--precision', 'bf16'], 'SIGKILL', 400);
+  assert.equal(again.signal, 'SIGKILL', again.stderr);
+  const kept = await graft(['train', '--resume', join(dir, 'kept')]);
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.match(kept.stdout, /precision: bf16 \(bf16 requested[\s\S]*engine: native \(libtorch\), one call per batch, bf16/);
+  assert.equal(JSON.parse(await readFile(join(dir, 'kept', 'graft.json'), 'utf8')).recipe.precision.used, 'bf16');
   await rm(dir, { recursive: true, force: true });
 });
