@@ -50,7 +50,7 @@ async function waitFor(id: string, states: string[], ms = 60000): Promise<string
 
 before(async () => {
   await initBackend();
-  digits = takePerClass(await loadMnist('test', [5, 6]), 100, 3);
+  digits = takePerClass(await loadMnist('train', [5, 6]), 1000, 3);
   models = await mkdtemp(join(tmpdir(), 'graft-serve-models-'));
   await cp(join(root, 'zoo', 'digits-cnn'), join(models, 'my-digits'), { recursive: true });
   server = await serve(['--port', '0', '--models', models]);
@@ -159,7 +159,9 @@ test('bodies are checked field by field (400 naming the field)', async () => {
 });
 
 test('jobs: a bounded queue, cancel at once, and Ctrl-C stops a running job', async () => {
-  const long = job({ finetuneEpochs: 50 });
+  // Long enough that a cancel always lands while it trains (a stop after the last batch keeps a
+  // finished run): 2x1,000 digits take seconds per fine-tune epoch here, 2x100 can end between two polls.
+  const long = job({ classes: [{ name: 'a', images: ofClass('5', 1000) }, { name: 'b', images: ofClass('6', 1000) }], finetuneEpochs: 50 });
   const ids: string[] = [];
   for (let i = 0; i < 4; i++) {
     const r = await api('POST', '/api/jobs', long);
