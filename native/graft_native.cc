@@ -12,6 +12,11 @@
 #include <torch/torch.h>
 
 #include <torch/csrc/autograd/custom_function.h>
+#ifndef GRAFT_NO_DIST
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 #include <chrono>
 #include <dlfcn.h>
@@ -227,6 +232,191 @@ enum class LossKind { CrossEntropy, Distillation, Ewc };
 // output (a head widened with the new classes), renormalized.
 enum class DistillFrom { SecondOutput, OldColumns };
 
+#ifndef GRAFT_NO_DIST
+// ---- Data-parallel training: torch.distributed's c10d, Gloo backend, over a TCPStore ----------
+// A Group is one worker's membership in a run of `worldSize` workers (src/engine/dist.ts). A
+// Net given a Group (setGroup) trains its part of each global batch: the loss is the global
+// batch's mean (each worker's sum over its samples / the global batch), gradients are summed
+// across workers bucket by bucket while backward runs (as DDP's reducer does: hooks on the
+// parameters launch an async all-reduce when a bucket's last gradient arrives), and every worker
+// applies the same AdamW update, so the weights stay the same everywhere. BatchNorm layers that
+// train normalize with the global batch's statistics (SyncBatchNorm), through a differentiable
+// all-gather of each worker's mean, variance and count.
+
+using c10d::ProcessGroup;
+
+// An all-gather of one row per worker ([m] -> [world, m]) whose backward sums the incoming
+// gradients across workers and keeps this worker's row: d(sum of every worker's loss)/d(row).
+struct AllGatherRows : public torch::autograd::Function<AllGatherRows> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& row, int64_t pgAddress) {
+    auto* pg = reinterpret_cast<ProcessGroup*>(pgAddress);
+    ctx->saved_data["pg"] = pgAddress;
+    int world = pg->getSize();
+    std::vector<std::vector<Tensor>> outs(1);
+    for (int r = 0; r < world; r++) outs[0].push_back(at::empty_like(row, at::MemoryFormat::Contiguous));
+    std::vector<Tensor> in{row.contiguous()};
+    pg->allgather(outs, in)->wait();
+    return at::stack(outs[0]);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list g) {
+    auto* pg = reinterpret_cast<ProcessGroup*>(ctx->saved_data["pg"].toInt());
+    std::vector<Tensor> t{g[0].contiguous().clone()};
+    pg->allreduce(t)->wait();
+    return {t[0].select(0, pg->getRank()), Tensor()};
+  }
+};
+
+class Group : public Napi::ObjectWrap<Group> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Define(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Group", {
+        InstanceMethod("set", &Group::Set),
+        InstanceMethod("get", &Group::Get),
+        InstanceMethod("allreduce", &Group::Allreduce),
+        InstanceMethod("allgather", &Group::Allgather),
+        InstanceMethod("broadcast", &Group::Broadcast),
+        InstanceMethod("barrier", &Group::Barrier),
+        InstanceMethod("close", &Group::Close),
+    });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  // new Group({ rank, worldSize, host, port, timeoutMs, bind }): rank 0 serves the TCPStore on
+  // host:port (bind address `host`), the others connect to it; each binds Gloo to `bind`.
+  explicit Group(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Group>(info) {
+    Napi::Env env = info.Env();
+    try {
+      auto o = info[0].As<Napi::Object>();
+      rank_ = (int)getInt(o, "rank", -1);
+      size_ = (int)getInt(o, "worldSize", -1);
+      std::string host = getStr(o, "host", "127.0.0.1");
+      int64_t port = getInt(o, "port", 29500);
+      auto timeout = std::chrono::milliseconds(getInt(o, "timeoutMs", 30000));
+      std::string bind = getStr(o, "bind", "");
+      if (size_ < 1 || rank_ < 0 || rank_ >= size_) throw std::runtime_error("rank " + std::to_string(rank_) + " of world size " + std::to_string(size_) + ": the rank must be 0.." + std::to_string(size_ - 1));
+      if (port < 1 || port > 65535) throw std::runtime_error("port " + std::to_string(port) + " is not 1..65535");
+      c10d::TCPStoreOptions so;
+      so.port = (uint16_t)port;
+      so.isServer = rank_ == 0;
+      so.numWorkers = size_;
+      so.waitWorkers = true;
+      so.timeout = timeout;
+      store_ = c10::make_intrusive<c10d::TCPStore>(host, so);
+      auto po = c10d::ProcessGroupGloo::Options::create(timeout);
+      po->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
+      po->threads = 2;
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("graft", store_), rank_, size_, po);
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("graft-native group: ") + e.what()).ThrowAsJavaScriptException();
+    }
+  }
+
+  c10::intrusive_ptr<ProcessGroup> pg() const {
+    if (!pg_) throw std::runtime_error("this group was closed");
+    return pg_;
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::TCPStore> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  int rank_ = 0, size_ = 1;
+
+  // set(key, value: string) in the TCPStore.
+  Napi::Value Set(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "store", [&]() -> Napi::Value {
+      std::string v = info[1].As<Napi::String>().Utf8Value();
+      store_->set(info[0].As<Napi::String>().Utf8Value(), std::vector<uint8_t>(v.begin(), v.end()));
+      return info.Env().Undefined();
+    });
+  }
+
+  // get(key) -> string, waiting up to the group's timeout for the key to be set.
+  Napi::Value Get(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "store", [&]() -> Napi::Value {
+      auto v = store_->get(info[0].As<Napi::String>().Utf8Value());
+      return Napi::String::New(info.Env(), std::string(v.begin(), v.end()));
+    });
+  }
+
+  static Tensor wrap(const Napi::TypedArray& a) {
+    if (a.TypedArrayType() == napi_float64_array) {
+      auto d = a.As<Napi::Float64Array>();
+      return at::from_blob(d.Data(), {(int64_t)d.ElementLength()}, at::kDouble);
+    }
+    if (a.TypedArrayType() == napi_float32_array) {
+      auto f = a.As<Napi::Float32Array>();
+      return at::from_blob(f.Data(), {(int64_t)f.ElementLength()}, at::kFloat);
+    }
+    throw std::runtime_error("expected a Float32Array or a Float64Array");
+  }
+
+  // allreduce(values, op: 'sum' | 'max' | 'min'): in place, every worker gets the result.
+  Napi::Value Allreduce(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "all-reduce", [&]() -> Napi::Value {
+      std::vector<Tensor> t{wrap(info[0].As<Napi::TypedArray>())};
+      std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
+      c10d::AllreduceOptions o;
+      o.reduceOp = op == "max" ? c10d::ReduceOp::MAX : op == "min" ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
+      pg()->allreduce(t, o)->wait();
+      return info.Env().Undefined();
+    });
+  }
+
+  // allgather(values: Float32Array, out: Float32Array of worldSize x values.length): rank r's
+  // values land at r x values.length.
+  Napi::Value Allgather(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "all-gather", [&]() -> Napi::Value {
+      Tensor in = wrap(info[0].As<Napi::TypedArray>());
+      Tensor out = wrap(info[1].As<Napi::TypedArray>());
+      int64_t m = in.numel();
+      if (out.numel() != m * size_ || out.scalar_type() != in.scalar_type()) throw std::runtime_error("the output needs worldSize x " + std::to_string(m) + " values of the input's type");
+      std::vector<std::vector<Tensor>> outs(1);
+      for (int r = 0; r < size_; r++) outs[0].push_back(out.narrow(0, r * m, m));
+      std::vector<Tensor> ins{in};
+      pg()->allgather(outs, ins)->wait();
+      return info.Env().Undefined();
+    });
+  }
+
+  // broadcast(values, root): in place.
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "broadcast", [&]() -> Napi::Value {
+      std::vector<Tensor> t{wrap(info[0].As<Napi::TypedArray>())};
+      c10d::BroadcastOptions o;
+      o.rootRank = info[1].As<Napi::Number>().Int32Value();
+      pg()->broadcast(t, o)->wait();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "barrier", [&]() -> Napi::Value {
+      pg()->barrier()->wait();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    pg_.reset();
+    store_.reset();
+    return info.Env().Undefined();
+  }
+};
+Napi::FunctionReference* Group::ctor = nullptr;
+
+// Gradient buckets of a Net in a group: parameters in reverse order (backward reaches the last
+// layers first), about 1 MB in the first bucket and 4 MB in the others, as DDP sizes them.
+struct Bucket {
+  std::vector<int> params;
+  std::vector<int64_t> offsets;
+  Tensor flat;
+  int pending = 0;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+#endif
+
 class Net : public Napi::ObjectWrap<Net> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -238,6 +428,7 @@ class Net : public Napi::ObjectWrap<Net> {
         InstanceMethod("setOptimizerState", &Net::SetOptimizerState),
         InstanceMethod("dispose", &Net::Dispose),
         InstanceMethod("setLoss", &Net::SetLoss),
+        InstanceMethod("setGroup", &Net::SetGroup),
     });
   }
 
@@ -316,6 +507,60 @@ class Net : public Napi::ObjectWrap<Net> {
   // fp32 statistics and parameters; softmax, the loss and the outputs are fp32.
   bool bf16_ = false;
   std::vector<Tensor> low_;  // bf16 copies of params not being trained in this call; dropped on update
+#ifndef GRAFT_NO_DIST
+  // Data-parallel training (setGroup): the group, the gradient buckets, and whether a step in the
+  // group is running (BatchNorm then synchronizes, and gradient hooks fill the buckets).
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  std::vector<Bucket> buckets_;
+  std::vector<int> bucketOf_;       // each param's bucket (-1: not trainable)
+  std::vector<int64_t> slotOf_;     // its offset in the bucket
+  std::vector<char> arrived_;       // its gradient came in this step
+  bool syncing_ = false;
+
+  // A param's gradient, as backward computes it: into its bucket; a full bucket starts its all-reduce.
+  void onGrad(int i, const Tensor& g) {
+    if (!syncing_ || bucketOf_[i] < 0) return;
+    at::NoGradGuard ng;
+    Bucket& b = buckets_[bucketOf_[i]];
+    b.flat.narrow(0, slotOf_[i], g.numel()).view(g.sizes()).copy_(g);
+    arrived_[i] = 1;
+    if (--b.pending == 0) launch(b);
+  }
+  void launch(Bucket& b) {
+    std::vector<Tensor> t{b.flat};
+    b.work = pg_->allreduce(t);
+  }
+
+  // BatchNorm that trains, across the group: the global batch's mean and biased variance from
+  // each worker's (mean, variance, count) (Chan et al.'s pairwise combination), the moving
+  // statistics updated with them as tfjs does; differentiable through AllGatherRows.
+  Tensor syncBatchNorm(const Op& op, const Tensor& x) {
+    Tensor& rm = params_[op.mean].t;
+    Tensor& rv = params_[op.var].t;
+    Tensor xf = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
+    std::vector<int64_t> dims = x.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
+    int64_t c = x.size(1);
+    auto vm = at::var_mean(xf, dims, /*unbiased=*/false);
+    Tensor row = at::cat({std::get<1>(vm), std::get<0>(vm), at::full({1}, (double)(x.numel() / c), xf.options())});
+    Tensor all = AllGatherRows::apply(row, reinterpret_cast<int64_t>(pg_.get()));
+    Tensor ms = all.narrow(1, 0, c), vs = all.narrow(1, c, c), ns = all.narrow(1, 2 * c, 1);
+    Tensor total = ns.sum();
+    Tensor mean = (ms * ns).sum(0) / total;
+    Tensor var = ((vs + (ms - mean).square()) * ns).sum(0) / total;
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = c;
+    Tensor scale = (var + op.eps).rsqrt();
+    if (op.gamma >= 0) scale = scale * P(op.gamma);
+    Tensor y = (xf - mean.view(shape)) * scale.view(shape);
+    if (op.beta >= 0) y = y + P(op.beta).view(shape);
+    {
+      at::NoGradGuard ng;
+      rm.sub_((rm - mean.detach()).mul_(1 - op.momentum));
+      rv.sub_((rv - var.detach()).mul_(1 - op.momentum));
+    }
+    return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  }
+#endif
 
   int paramIndex(const Napi::Object& o, const char* k, int op) {
     int i = (int)getInt(o, k, -1);
@@ -410,6 +655,9 @@ class Net : public Napi::ObjectWrap<Net> {
         Tensor& rm = params_[op.mean].t;
         Tensor& rv = params_[op.var].t;
         if (training && op.bnMode == BnMode::Update) {
+#ifndef GRAFT_NO_DIST
+          if (syncing_) return syncBatchNorm(op, x);
+#endif
           auto out = at::native_batch_norm(x, P(op.gamma), P(op.beta), Tensor(), Tensor(), true, 0.0, op.eps);
           at::NoGradGuard ng;
           Tensor batchVar = std::get<2>(out).pow(-2).sub_(op.eps);
@@ -513,8 +761,11 @@ class Net : public Napi::ObjectWrap<Net> {
     });
   }
 
-  // trainStep(x, n, labels: Int32Array, lrs: Float64Array, seed, classWeights?: Float32Array)
-  //   -> { loss, correct }; no update when the loss is not finite.
+  // trainStep(x, n, labels: Int32Array, lrs: Float64Array, seed, classWeights?: Float32Array,
+  //           distillTargets?: Float32Array, dist?: { globalN, pause })
+  //   -> { loss, correct, pause }; no update when the loss is not finite.
+  // In a group (setGroup) with `dist`, x is this worker's part of a global batch of globalN
+  // samples: loss and correct are the global batch's, and pause is true when any worker asked.
   Napi::Value TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     // Gradients are dropped when the step ends, normally or by an error.
@@ -529,6 +780,30 @@ class Net : public Napi::ObjectWrap<Net> {
       auto lrs = info[3].As<Napi::Float64Array>();
       int64_t seed = info[4].As<Napi::Number>().Int64Value();
       if ((int64_t)labelsJs.ElementLength() != n) throw std::runtime_error(std::to_string(labelsJs.ElementLength()) + " labels for " + std::to_string(n) + " samples");
+      bool dist = false;
+      int64_t globalN = n;
+      double pauseWish = 0;
+#ifndef GRAFT_NO_DIST
+      struct Syncing {
+        bool& on;
+        ~Syncing() { on = false; }
+      } syncingOff{syncing_};
+      if (info.Length() > 7 && info[7].IsObject()) {
+        if (!pg_) throw std::runtime_error("a distributed step (dist) in a net without a group: call setGroup first");
+        auto d = info[7].As<Napi::Object>();
+        dist = true;
+        globalN = getInt(d, "globalN", n);
+        pauseWish = d.Get("pause").ToBoolean() ? 1 : 0;
+        if (globalN < n) throw std::runtime_error("dist.globalN " + std::to_string(globalN) + " is below this worker's " + std::to_string(n) + " samples");
+        syncing_ = true;
+        for (auto& b : buckets_) {
+          b.pending = (int)b.params.size();
+          b.work.reset();
+        }
+        std::fill(arrived_.begin(), arrived_.end(), 0);
+        if (seed > 0) seed += 7919 * (int64_t)pg_->getRank();  // each worker's own dropout masks
+      }
+#endif
       if (seed > 0) at::manual_seed(seed);
       Tensor second;
       // GRAFT_NATIVE_PROFILE=<file>: a Chrome trace of every ATen op of each step (last step wins).
@@ -568,16 +843,64 @@ class Net : public Napi::ObjectWrap<Net> {
         auto logSoften = [&](const Tensor& p) { return at::log_softmax(at::log(at::clamp_min(p, 1e-30)) / temperature_, 1); };
         Tensor target = logSoften(at::from_blob(t.Data(), {n, oldClasses_}, at::kFloat)).exp();
         loss = loss + (target * logSoften(current)).sum(1).mean().neg() * lambda_;
-      } else if (lossKind_ == LossKind::Ewc) {
+      }
+      // In a group, this worker's share of the global batch's mean: its sum / globalN (and the
+      // EWC penalty, which does not depend on the batch, a 1/world share).
+      int world = 1;
+      if (dist) {
+        loss = loss * ((double)n / (double)globalN);
+#ifndef GRAFT_NO_DIST
+        world = pg_->getSize();
+#endif
+      }
+      if (lossKind_ == LossKind::Ewc) {
         Tensor pen = at::zeros({}, at::kFloat);
         for (auto& [i, fa] : penalty_) pen = pen + (fa.first * (params_[i].t - fa.second).square()).sum();
-        loss = loss + pen * (lambda_ / 2);
+        loss = loss + pen * (lambda_ / 2 / world);
       }
       double correct = (probs.detach().argmax(1) == y).sum().item<double>();
       double lossValue = loss.item<double>();
+      double allreduceMs = 0;
+#ifndef GRAFT_NO_DIST
+      if (dist) {
+        // Every worker decides alike: on the global loss, and pauses when any of them asked.
+        Tensor stats = at::tensor(std::vector<double>{lossValue, correct, pauseWish}, at::kDouble);
+        std::vector<Tensor> t{stats};
+        pg_->allreduce(t)->wait();
+        lossValue = stats[0].item<double>();
+        correct = stats[1].item<double>();
+        pauseWish = stats[2].item<double>();
+      }
+#endif
       auto t1 = std::chrono::steady_clock::now(), t2 = t1, t3 = t1;
       if (std::isfinite(lossValue)) {
         loss.backward();
+#ifndef GRAFT_NO_DIST
+        if (dist) {
+          // Buckets whose params got no gradient this step (none, in the usual graph) go now,
+          // zero-filled; then every all-reduce is waited for and its sums become the gradients.
+          auto w0 = std::chrono::steady_clock::now();
+          for (auto& b : buckets_) {
+            if (b.pending == 0) continue;
+            for (size_t k = 0; k < b.params.size(); k++) {
+              int i = b.params[k];
+              if (!arrived_[i]) b.flat.narrow(0, b.offsets[k], params_[i].t.numel()).zero_();
+            }
+            b.pending = 0;
+            launch(b);
+          }
+          at::NoGradGuard ng;
+          for (auto& b : buckets_) {
+            b.work->wait();
+            for (size_t k = 0; k < b.params.size(); k++) {
+              int i = b.params[k];
+              if (arrived_[i]) params_[i].t.mutable_grad().copy_(b.flat.narrow(0, b.offsets[k], params_[i].t.numel()).view(params_[i].t.sizes()));
+            }
+          }
+          allreduceMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count();
+          syncing_ = false;
+        }
+#endif
         t2 = std::chrono::steady_clock::now();
         update(lrs);
         t3 = std::chrono::steady_clock::now();
@@ -589,6 +912,10 @@ class Net : public Napi::ObjectWrap<Net> {
       out.Set("forwardMs", ms(t0, t1));
       out.Set("backwardMs", ms(t1, t2));
       out.Set("updateMs", ms(t2, t3));
+      if (dist) {
+        out.Set("pause", pauseWish > 0);
+        out.Set("allreduceWaitMs", allreduceMs);
+      }
       return out;
     });
   }
@@ -702,7 +1029,53 @@ class Net : public Napi::ObjectWrap<Net> {
     });
   }
 
+  // setGroup(group): train as one worker of the group (see Group); the gradient buckets are laid
+  // out over the params that train, and each gets a hook that fills its bucket in backward.
+  Napi::Value SetGroup(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "group", [&]() -> Napi::Value {
+#ifdef GRAFT_NO_DIST
+      throw std::runtime_error("this build of the native engine has no distributed training (libgloo-dev was missing when it was built)");
+#else
+      if (pg_) throw std::runtime_error("this net is in a group already");
+      if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(Group::ctor->Value())) throw std::runtime_error("setGroup needs a Group");
+      pg_ = Group::Unwrap(info[0].As<Napi::Object>())->pg();
+      bucketOf_.assign(params_.size(), -1);
+      slotOf_.assign(params_.size(), 0);
+      arrived_.assign(params_.size(), 0);
+      int64_t cap = (1 << 20) / 4, used = 0;  // floats: 1 MB in the first bucket, then 4 MB
+      for (int i = (int)params_.size() - 1; i >= 0; i--) {
+        if (!params_[i].trainable) continue;
+        int64_t numel = params_[i].t.numel();
+        if (buckets_.empty() || (used > 0 && used + numel > cap)) {
+          if (!buckets_.empty()) cap = (4 << 20) / 4;
+          buckets_.emplace_back();
+          used = 0;
+        }
+        Bucket& b = buckets_.back();
+        bucketOf_[i] = (int)buckets_.size() - 1;
+        slotOf_[i] = used;
+        b.params.push_back(i);
+        b.offsets.push_back(used);
+        used += numel;
+      }
+      for (auto& b : buckets_) {
+        int64_t total = 0;
+        for (int i : b.params) total += params_[i].t.numel();
+        b.flat = at::zeros({total}, at::kFloat);
+      }
+      for (int i = 0; i < (int)params_.size(); i++) {
+        if (bucketOf_[i] >= 0) params_[i].t.register_hook([this, i](const Tensor& g) { onGrad(i, g); });
+      }
+      return info.Env().Undefined();
+#endif
+    });
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
+#ifndef GRAFT_NO_DIST
+    buckets_.clear();
+    pg_.reset();
+#endif
     params_.clear();
     ops_.clear();
     return info.Env().Undefined();
@@ -914,6 +1287,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
   }
   exports.Set("Net", Net::Define(env));
+#ifndef GRAFT_NO_DIST
+  exports.Set("Group", Group::Define(env));
+#endif
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("conv2d", Napi::Function::New(env, Conv2d));
   exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));

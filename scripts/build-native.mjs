@@ -52,6 +52,8 @@ const args = [
   '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS',
   `-I${napiInclude}`, `-I${apiHeaders}`, '-I/usr/include', `-I${torchInclude}`,
   '-Wno-deprecated-declarations', '-Wno-unused-parameter',
+  // Data-parallel training (c10d's ProcessGroupGloo, in libtorch_cpu) needs gloo's headers.
+  ...(existsSync('/usr/include/gloo/config.h') ? ['-DUSE_C10D_GLOO', '-DUSE_DISTRIBUTED'] : ['-DGRAFT_NO_DIST']),
   source, '-o', tmp,
   '-Wl,--as-needed', '-ltorch_cpu', '-lc10', '-Wl,--no-as-needed',
 ];

@@ -24,7 +24,10 @@ export type GraftErrorCode =
   | 'TOO_LARGE'
   | 'TIMEOUT'
   | 'RESUME_MISMATCH'
-  | 'MISSING_PACKAGE';
+  | 'MISSING_PACKAGE'
+  | 'WORKER_UNREACHABLE'
+  | 'WORKERS_DIFFER'
+  | 'WORKER_LOST';
 
 export class GraftError extends Error {
   readonly code: GraftErrorCode;

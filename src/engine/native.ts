@@ -16,9 +16,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
 import type { NativeKernelAddon } from './native-kernels.js';
 import { GraftError } from '../errors.js';
+import { distributed, lostWorker } from './dist.js';
 
 interface AddonNet {
-  trainStep(x: Float32Array, n: number, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array | null, distillTargets?: Float32Array | null): { loss: number; correct: number };
+  trainStep(x: Float32Array, n: number, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array | null, distillTargets?: Float32Array | null,
+    dist?: { globalN: number; pause: boolean }): { loss: number; correct: number; pause?: boolean; allreduceWaitMs?: number };
+  setGroup(group: AddonGroup): void;
   setLoss(spec: object): void;
   predict(x: Float32Array, n: number): Float32Array;
   getWeights(): Float32Array[];
@@ -27,8 +30,21 @@ interface AddonNet {
   dispose(): void;
 }
 
+/** One worker's membership in a data-parallel run: c10d's ProcessGroupGloo over a TCPStore. */
+export interface AddonGroup {
+  set(key: string, value: string): void;
+  get(key: string): string;
+  allreduce(values: Float32Array | Float64Array, op?: 'sum' | 'max' | 'min'): void;
+  allgather(values: Float32Array | Float64Array, out: Float32Array | Float64Array): void;
+  broadcast(values: Float32Array | Float64Array, root: number): void;
+  barrier(): void;
+  close(): void;
+}
+
 interface Addon extends NativeKernelAddon {
   Net: new (ops: OpSpec[], params: ParamSpec[], options: NetOptions) => AddonNet;
+  /** Data-parallel training (engine/dist.ts); absent from a build without gloo's headers. */
+  Group?: new (o: { rank: number; worldSize: number; host: string; port: number; timeoutMs: number; bind: string }) => AddonGroup;
   matmul64(o: { a: Float64Array; aRows: number; aCols: number; b: Float64Array; bCols: number; transposeA: boolean; out: Float64Array }): void;
   setThreads(n: number): void;
   info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null };
@@ -84,7 +100,8 @@ function load(): Addon | null {
     const require = createRequire(import.meta.url);
     // dist/src/engine/native.js -> <package>/build/graft_native.node
     addon = require(new URL('../../../build/graft_native.node', import.meta.url).pathname) as Addon;
-    addon.setThreads(availableParallelism());
+    // GRAFT_THREADS: a data-parallel worker's share of the cores (graft train --workers sets it).
+    addon.setThreads(Number(process.env.GRAFT_THREADS) >= 1 ? Math.floor(Number(process.env.GRAFT_THREADS)) : availableParallelism());
   } catch (e) {
     addon = null;
     const m = String((e as Error).message).split('\n')[0];
@@ -190,6 +207,9 @@ export class NativeNet {
     // Only the variables are kept: the params' values now live in the addon.
     this.variables = plan.variables;
     this.trainable = plan.params.some((p) => p.trainable);
+    // A worker of a data-parallel run: steps given `dist` train its share of the global batch.
+    const d = distributed();
+    if (d && this.trainable) this.net.setGroup(d.group);
   }
 
   private buffer?: Float32Array;
@@ -201,10 +221,15 @@ export class NativeNet {
   }
 
   /** One training step on a batch in tfjs layout; no update when the loss is not finite. */
-  trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array, distillTargets?: Float32Array): { loss: number; correct: number } {
+  trainStep(x: Float32Array, labels: Int32Array, lrs: Float64Array, seed: number, classWeights?: Float32Array, distillTargets?: Float32Array,
+    dist?: { globalN: number; pause: boolean }): { loss: number; correct: number; pause?: boolean; allreduceWaitMs?: number } {
     // Fault injection for the test of auto's fallback (a bf16-only divergence cannot be made to order).
     if (this.precision === 'bf16' && ++bf16Steps === Number(process.env.GRAFT_TEST_BF16_NAN_AT)) return { loss: NaN, correct: 0 };
-    return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null, distillTargets ?? null);
+    try {
+      return this.net.trainStep(x, labels.length, labels, lrs, seed, classWeights ?? null, distillTargets ?? null, dist);
+    } catch (e) {
+      throw dist && !/out of memory|bad_alloc/i.test(String((e as Error).message)) ? lostWorker(e, 'a training step') : e;
+    }
   }
 
   predict(x: Float32Array, n: number): Float32Array {

@@ -4,6 +4,7 @@
 // and a changed file misses). A second run, or graft compare, on the same data and body skips
 // the forward pass. Entries beyond the size budget are dropped, least recently used first.
 
+import { broadcast, distributed } from '../engine/dist.js';
 import { DiskSamples } from '../data/disk-samples.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
@@ -91,22 +92,41 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
   const key = featureKey(o.bodyPrint ?? modelFingerprint(body), d, p, precision);
   const bin = join(dir, `${key}.bin`);
   const metaPath = join(dir, `${key}.json`);
-  try {
-    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheEntry;
-    const buf = await readFile(bin);
-    const per = meta.featureShape.reduce((a, b) => a * b, 1);
-    if (meta.count === d.labels.length && buf.byteLength === meta.count * per * 4) {
-      const x = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const read = async (): Promise<Float32Array | undefined> => {
+    try {
+      const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheEntry;
+      const buf = await readFile(bin);
+      const per = meta.featureShape.reduce((a, b) => a * b, 1);
+      if (meta.count !== d.labels.length || buf.byteLength !== meta.count * per * 4 || JSON.stringify(meta.featureShape) !== JSON.stringify(featureShape)) return undefined;
       const now = new Date();
       await utimes(metaPath, now, now).catch(() => undefined);
-      return { features: { x, sampleShape: meta.featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` }, hit: true, key, seconds: (Date.now() - t0) / 1000 };
+      return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    } catch {
+      return undefined;  // Not cached (or unreadable): compute.
     }
-  } catch {
-    // Not cached (or unreadable): compute.
+  };
+  const featureShape = body.outputs[0].shape.slice(1) as number[];
+  const hitWith = (x: Float32Array): CachedFeatures => ({
+    features: { x, sampleShape: featureShape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` }, hit: true, key, seconds: (Date.now() - t0) / 1000 });
+  // A data-parallel run: rank 0's cache decides for every worker; a hit is sent to the others,
+  // a miss is computed by all of them (sharded) and stored by rank 0 alone.
+  const dist = distributed();
+  if (dist) {
+    const cached = dist.rank === 0 ? await read() : undefined;
+    const flag = new Float64Array([cached ? 1 : 0]);
+    broadcast(flag, 0);
+    if (flag[0]) {
+      const x = cached ?? new Float32Array(d.labels.length * featureShape.reduce((a, b) => a * b, 1));
+      broadcast(x, 0);
+      return hitWith(x);
+    }
+  } else {
+    const cached = await read();
+    if (cached) return hitWith(cached);
   }
   const features = await featureDataset(body, d, p, batchSize);
   const x = features.x as Float32Array;
-  if (x.byteLength <= maxBytes()) {
+  if (x.byteLength <= maxBytes() && !dist?.rank) {
     try {
       await mkdir(dir, { recursive: true });
       await writeFileAtomic(bin, new Uint8Array(x.buffer, x.byteOffset, x.byteLength));

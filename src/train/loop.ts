@@ -7,6 +7,7 @@ import { isBytes } from '../data/disk-samples.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerVariable } from '@tensorflow/tfjs-layers';
+import { distributed, shardRange } from '../engine/dist.js';
 import { GraftError } from '../errors.js';
 import { classCounts, count, indicesByClass, type Dataset } from '../data/dataset.js';
 import { batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
@@ -168,6 +169,7 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
   let correct = r.start?.correct ?? 0;
   // Dropout masks come from seeds drawn here, so a run repeats with its seed (and on resume).
   const dropouts = dropoutLayers(r.model);
+  const dist = r.native ? distributed() : undefined;
   const savedSeeds = dropouts.map((l) => l.seed);
   let lastYield = performance.now();
   try {
@@ -178,7 +180,12 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
       dropouts.forEach((l, i) => { l.seed = seeds[i]; });
       const ix = order.slice(b * r.batchSize, (b + 1) * r.batchSize);
       const lr = r.lrAt(r.firstStep + b);
-      const step = r.native ? nativeStep(r, r.native, ix, lr, augmentSeed, seeds[0] ?? 0) : await tfjsStep(r, ix, lr, augmentSeed);
+      // In a data-parallel run every worker gets a share of the batch: a last batch smaller than
+      // the number of workers is left out (on every worker alike).
+      if (dist && ix.length < dist.worldSize) continue;
+      // ... and they pause together, when any of them asks (a stop request, a checkpoint due).
+      const wish = dist ? b + 1 < batches && Boolean(r.pause?.()) : false;
+      const step = r.native ? nativeStep(r, r.native, ix, lr, augmentSeed, seeds[0] ?? 0, dist ? wish : undefined) : await tfjsStep(r, ix, lr, augmentSeed);
       if (!Number.isFinite(step.loss)) throw new DivergedError(b + 1, lr, step.loss);
       lossSum += step.loss * ix.length;
       correct += step.correct;
@@ -191,7 +198,7 @@ export async function runEpoch(r: EpochRun): Promise<EpochResult> {
         await new Promise((resolve) => setImmediate(resolve));
         lastYield = performance.now();
       }
-      if (b + 1 < batches && r.pause?.()) return { loss: lossSum / n, accuracy: correct / n, steps: b + 1, paused: { batch: b + 1, lossSum, correct } };
+      if (b + 1 < batches && (dist ? step.pause : r.pause?.())) return { loss: lossSum / n, accuracy: correct / n, steps: b + 1, paused: { batch: b + 1, lossSum, correct } };
     }
   } finally {
     dropouts.forEach((l, i) => { l.seed = savedSeeds[i]; });
@@ -210,11 +217,16 @@ const nothingTrainable = () => new GraftError('BAD_OPTION', 'Nothing is trainabl
 interface StepResult {
   loss: number;
   correct: number;
+  /** In a data-parallel run: whether any worker asked to pause after this step. */
+  pause?: boolean;
 }
 
 /** One step in the native engine: the same data, augmentation, loss and AdamW as tfjsStep, in one call. */
-function nativeStep(r: EpochRun, net: NativeNet, ix: number[], lr: number, augmentSeed: number, dropoutSeed: number): StepResult {
+function nativeStep(r: EpochRun, net: NativeNet, batch: number[], lr: number, augmentSeed: number, dropoutSeed: number, pause?: boolean): StepResult {
   if (!net.trainable) throw nothingTrainable();
+  // A worker of a data-parallel run trains its shard of the batch; loss and counts come back global.
+  const dist = pause === undefined ? undefined : distributed();
+  const ix = dist ? batch.slice(...shardRange(batch.length, dist.rank, dist.worldSize)) : batch;
   const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, augmentSeed), net.batchBuffer(ix.length * r.data.sampleShape.reduce((a, b) => a * b, 1)));
   const y = Int32Array.from(ix, (i) => r.data.labels[i]);
   const lrs = Float64Array.from(r.groups, (g) => lr * g.lrMult);
@@ -227,7 +239,7 @@ function nativeStep(r: EpochRun, net: NativeNet, ix: number[], lr: number, augme
   }
   try {
     // No update when the loss is not finite (runEpoch then stops with DivergedError).
-    return net.trainStep(x, y, lrs, dropoutSeed, r.classWeights, targets);
+    return net.trainStep(x, y, lrs, dropoutSeed, r.classWeights, targets, dist ? { globalN: batch.length, pause: Boolean(pause) } : undefined);
   } catch (e) {
     throw asMemoryError(e, ix.length);
   }

@@ -21,6 +21,7 @@ import { scoreProbabilities } from './score.js';
 import { layersOf, variableKeys, variablesByKey } from './weights.js';
 import { NativeNet, NativeUnsupported, PRECISIONS, resolvePrecision, type Precision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
+import { distributed } from '../engine/dist.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
 
@@ -323,6 +324,10 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
   const wanted = resolvePrecision(r.precision);
   let precision = wanted.precision;
   ({ net: native, note: engineNote } = nativeFor(r, precision));
+  if (distributed() && !native) {
+    throw new GraftError('UNSUPPORTED', `Data-parallel training runs on the native engine only, and this ${r.phase} phase cannot (${engineNote}).`, {
+      fix: 'Train with one worker (drop --workers/--world-size), or change what keeps the phase off the native engine.' });
+  }
   // Under auto, a bf16 phase that diverges goes back to the last synced weights and moments and
   // goes on in fp32: the moments are brought over at each sync point for that.
   const canFallBack = () => native?.precision === 'bf16' && wanted.requested === 'auto';

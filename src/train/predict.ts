@@ -7,6 +7,8 @@ import type { Dataset } from '../data/dataset.js';
 import { batchRanges, batchTensor, batchValues, type Preprocessing } from '../data/preprocess.js';
 import { NativeNet, nativeStatus, NativeUnsupported, resolvePrecision, type Precision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
+import { allgatherRows, distributed, shardRange } from '../engine/dist.js';
+import { subset } from '../data/dataset.js';
 
 /** The model in the native engine for inference, when the engine is built and knows every layer. */
 function nativePredictor(model: tfl.LayersModel, precision?: Precision): NativeNet | undefined {
@@ -50,6 +52,13 @@ export async function predictAll(model: tfl.LayersModel, d: Dataset, p: Preproce
 
 /** The body's features as a dataset with the same labels, for training a head on them. */
 export async function featureDataset(body: tfl.LayersModel, d: Dataset, p: Preprocessing | undefined, batchSize = 128): Promise<Dataset> {
-  const { values, shape } = await predictAll(body, d, p, batchSize);
+  const dist = distributed();
+  let { values, shape } = dist ? { values: new Float32Array(0), shape: [] as number[] } : await predictAll(body, d, p, batchSize);
+  if (dist) {
+    // A data-parallel run: each worker computes its rows, and all of them get every row.
+    const [s, e] = shardRange(d.labels.length, dist.rank, dist.worldSize);
+    ({ values, shape } = await predictAll(body, subset(d, Int32Array.from({ length: e - s }, (_, i) => s + i)), p, batchSize));
+    values = allgatherRows(values, d.labels.length, shape.reduce((a, b) => a * b, 1));
+  }
   return { x: values, sampleShape: shape, labels: d.labels, classNames: d.classNames, source: `features of ${d.source}` };
 }

@@ -3,6 +3,7 @@
 // preprocessing, fine-tune (optionally keeping the old task), and describe the result in a
 // graft.json.
 
+import { distributed } from '../engine/dist.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
 import { assertTrainable, concat, count, stratifiedSplit, takePerClass, type Dataset } from '../data/dataset.js';
@@ -189,7 +190,8 @@ async function transferRun(base: LoadedModel, data: Dataset, options: TransferOp
   fine.control = {
     shouldStop: options.shouldStop,
     checkpointEveryMinutes: c?.everyMinutes,
-    checkpoint: c && (async (state) => { await writeCheckpoint(c.dir, weightLayers, state, c.run, c.keep); }),
+    // In a data-parallel run rank 0 writes them (every worker holds the same weights).
+    checkpoint: c && (async (state) => { if (!distributed()?.rank) await writeCheckpoint(c.dir, weightLayers, state, c.run, c.keep); }),
   };
   let result: FineTuneResult;
   try {
