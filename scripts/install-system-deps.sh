@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Graft uses:
-#   native engine: libtorch-dev + libopenblas0-pthread (libtorch and its headers) and g++,
-#                  which `npm ci` needs to build build/graft_native.node;
+#   native engine: libtorch-dev + libopenblas0-pthread (libtorch and its headers), libgloo-dev
+#                  (gloo's headers, for data-parallel training on c10d's ProcessGroupGloo) and
+#                  g++, which `npm ci` needs to build build/graft_native.node;
 #   tests:         chromium (the web page's browser tests) and python3-torch (the independent
 #                  reference the small-data e2e test compares graft train with), and
 #                  python3-torchvision (the torchvision CNNs the ONNX bodies are checked on).
@@ -16,6 +17,7 @@ native=()
 tests=()
 [ -d /usr/include/torch/csrc/api/include ] || native+=(libtorch-dev)
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || native+=(libopenblas0-pthread)
+[ -f /usr/include/gloo/config.h ] || native+=(libgloo-dev)
 command -v g++ >/dev/null 2>&1 || native+=(g++)
 if [ "$what" = all ]; then
   command -v chromium >/dev/null 2>&1 || tests+=(chromium)

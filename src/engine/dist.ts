@@ -115,7 +115,14 @@ export function agree(topic: string, what: Record<string, unknown>): void {
     const other = JSON.parse(theirs) as Record<string, unknown>;
     const key = [...new Set([...Object.keys(what), ...Object.keys(other)])].find((k) => JSON.stringify(what[k]) !== JSON.stringify(other[k]));
     const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v).slice(0, 200));
-    throw new GraftError('WORKERS_DIFFER', `Rank ${r} runs with a different ${topic} than rank ${d.rank}: its ${key} is ${show(other[key!])}, here ${show(what[key!])}.`, {
+    let a = other[key!], b = what[key!], where = String(key);
+    if (Array.isArray(a) && Array.isArray(b)) {
+      // Lists (the command line): the first place they differ.
+      const [la, lb] = [a, b];
+      const i = Array.from({ length: Math.max(la.length, lb.length) }, (_, k) => k).find((k) => JSON.stringify(la[k]) !== JSON.stringify(lb[k]))!;
+      [a, b, where] = [la.slice(i, i + 3), lb.slice(i, i + 3), `${key} from position ${i + 1}`];
+    }
+    throw new GraftError('WORKERS_DIFFER', `Rank ${r} runs with a different ${topic} than rank ${d.rank}: its ${where} is ${show(a)}, here ${show(b)}.`, {
       fix: 'Start every worker with the same Graft version, the same options and the same data (only --rank differs).' });
   }
 }

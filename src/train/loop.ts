@@ -227,7 +227,8 @@ function nativeStep(r: EpochRun, net: NativeNet, batch: number[], lr: number, au
   // A worker of a data-parallel run trains its shard of the batch; loss and counts come back global.
   const dist = pause === undefined ? undefined : distributed();
   const ix = dist ? batch.slice(...shardRange(batch.length, dist.rank, dist.worldSize)) : batch;
-  const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, augmentSeed), net.batchBuffer(ix.length * r.data.sampleShape.reduce((a, b) => a * b, 1)));
+  // Each worker draws its own augmentation (and, in the addon, dropout masks), as DDP's do.
+  const x = batchValues(r.data, ix, r.preprocessing, augmenter(r, dist ? augmentSeed + 7919 * dist.rank : augmentSeed), net.batchBuffer(ix.length * r.data.sampleShape.reduce((a, b) => a * b, 1)));
   const y = Int32Array.from(ix, (i) => r.data.labels[i]);
   const lrs = Float64Array.from(r.groups, (g) => lr * g.lrMult);
   const spec = r.loss?.native;

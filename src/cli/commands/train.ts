@@ -32,6 +32,9 @@ import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
 import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '#internal/train/resume-check.js';
+import { agree, distributed, isCollectiveFailure, joinRun, leaveRun, lostWorker, shardRange } from '#internal/engine/dist.js';
+import { versions } from '#internal/model/meta.js';
+import { DIST_FLAGS, joinOptions, launchWorkers, localWorkers, onlyFlags, withoutFlags } from '../workers.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
@@ -132,6 +135,17 @@ export const usage = `graft train --base <model> --data <data> [options]
   --json                  print one JSON object with the result instead of progress and words
                           (validationAccuracy, testAccuracy, skipped: [{path, reason}], ...)
 
+Data-parallel training (native engine; docs/scale.md):
+  --workers <n>           train with n worker processes on this machine, each with its share
+                          of the cores; each trains its part of every batch, gradients are
+                          summed over c10d/Gloo, BatchNorm statistics are the whole batch's
+  --rank <r> --world-size <w> --master <host:port>
+                          be worker r of w across machines; rank 0 serves the rendezvous at
+                          host:port (torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT work
+                          too). Every worker needs the same data and options; rank 0 writes
+                          the model, the checkpoints and the feature cache
+  --dist-timeout <s>      how long a worker waits for the others (default 30)
+
 Files that cannot be used (unreadable, truncated, empty, not an image) are listed and skipped.
 
 Ctrl-C stops after the current batch, writes a checkpoint and prints the command to resume.`;
@@ -189,6 +203,7 @@ const OPTIONS: Options = {
   'keep-old': { type: 'string' }, extend: { type: 'boolean' }, 'old-data': { type: 'string' }, replay: { type: 'string' },
   temperature: { type: 'string' }, lambda: { type: 'string' }, 'bn-stats': { type: 'string' },
   'checkpoint-minutes': { type: 'string' }, 'keep-checkpoints': { type: 'string' }, resume: { type: 'string' },
+  workers: { type: 'string' }, rank: { type: 'string' }, 'world-size': { type: 'string' }, master: { type: 'string' }, 'dist-timeout': { type: 'string' },
   'input-size': { type: 'string' }, 'warmup-views': { type: 'string' }, preprocess: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'resume-anyway': { type: 'boolean' }, augment: { type: 'string' }, balance: { type: 'string' }, 'test-split': { type: 'string' },
   ...DATA_ARGS,
 };
@@ -201,9 +216,30 @@ function parseBalance(how: string | undefined): 'auto' | 'none' | 'weights' | 's
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse(argv, OPTIONS, usage);
   if (values.help) { console.log(usage); return 0; }
+  const workers = localWorkers(values);
+  if (workers !== undefined && workers > 1) {
+    // This process launches the workers: the same command, each with its rank.
+    const whole = process.argv.slice(2);
+    return launchWorkers(workers, withoutFlags(whole, ['--workers']), str(values.resume) ?? str(values.out) ?? 'graft-model');
+  }
+  const place = joinOptions(values);
+  if (!place) return runOne(values, argv);
+  const d = joinRun(place);
+  try {
+    // Every worker runs the same Graft on the same options (the data is compared once loaded).
+    agree('setup', { graft: versions().graft, torch: nativeStatus().torch ?? null, precision: defaultPrecision(), options: withoutFlags(argv, DIST_FLAGS).filter((a) => a !== '--json' && a !== '--debug') });
+    return await runOne(values, argv);
+  } catch (e) {
+    throw e instanceof GraftError || !isCollectiveFailure(e) ? e : lostWorker(e, 'training');
+  } finally {
+    if (distributed() === d) leaveRun();
+  }
+}
+
+async function runOne(values: Values, argv: string[]): Promise<number> {
   const resumeDir = str(values.resume);
   if (!resumeDir) return train(values, argv);
-  const others = argv.filter((a) => a.startsWith('--') && !['--resume', '--resume-anyway', '--json', '--backend', '--debug'].includes(a.split('=')[0]));
+  const others = argv.filter((a) => a.startsWith('--') && !['--resume', '--resume-anyway', '--json', '--backend', '--debug', ...DIST_FLAGS].includes(a.split('=')[0]));
   if (others.length) {
     throw new GraftError('BAD_ARGUMENT', `--resume goes on with the run's own options; got ${others.join(', ')} as well.`, { fix: `Run: graft train --resume ${resumeDir}` });
   }
@@ -215,7 +251,7 @@ export async function run(argv: string[]): Promise<number> {
   // The run's own precision, unless this command gives one (checkpoints are fp32 either way).
   const ran = checkpoint.run.precision;
   if (!precisionGiven() && typeof ran === 'string' && PRECISIONS.includes(ran as Precision)) setPrecision(ran as Precision);
-  const args = [...original, '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug', '--resume-anyway'].includes(a))];
+  const args = [...withoutFlags(original, DIST_FLAGS), '--out', resumeDir, ...argv.filter((a) => ['--json', '--debug', '--resume-anyway'].includes(a)), ...onlyFlags(argv, DIST_FLAGS)];
   return train(parse(args, OPTIONS, usage).values, args, checkpoint);
 }
 
@@ -263,8 +299,10 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   parseTestSplit(values);
   const augmentSpec = str(values.augment);
   if (augmentSpec !== undefined) parseAugment(augmentSpec);
-  const out = await outFolder(values, 'graft-model');
-  const json = Boolean(values.json);
+  const dist = distributed();
+  // Rank 0 writes everything; the other workers train and keep quiet.
+  const out = dist?.rank ? str(values.out) ?? 'graft-model' : await outFolder(values, 'graft-model');
+  const json = Boolean(values.json) || Boolean(dist?.rank);
   const log = (line: string) => { if (!json) console.log(line); };
   const backend = await initBackend(str(values.backend));
   const started = Date.now();
@@ -355,13 +393,19 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const trainedOn = dataPrint(data);
+  agree('data', { data: trainedOn, validation: validation ? dataPrint(validation) : null });
+  if (dist) {
+    const batch = options.batchSize ?? DEFAULTS.batchSize;
+    const parts = Array.from({ length: dist.worldSize }, (_, r) => shardRange(batch, r, dist.worldSize)).map(([a, b]) => b - a);
+    log(`workers: ${dist.worldSize}, data-parallel on c10d/Gloo (rendezvous ${dist.master}): each batch of ${batch} is split ${dist.worldSize <= 8 ? parts.join(' + ') : `${parts[parts.length - 1]} or so per worker`}, gradients are summed, BatchNorm trains on the whole batch's statistics; rank 0 writes the files`);
+  }
   if (resumeFrom) for (const c of assertSameRun(resumeFrom, trainedOn, cleanOptions, Boolean(values['resume-anyway']))) log(`going on although ${c} (--resume-anyway)`);
   const progress = progressCallbacks(process.stderr, json);
   let stop = false;
   const onInterrupt = () => {
     if (stop) process.exit(130);
     stop = true;
-    process.stderr.write('\nStopping after this batch and writing a checkpoint (Ctrl-C again to quit at once)...\n');
+    if (!dist?.rank) process.stderr.write('\nStopping after this batch and writing a checkpoint (Ctrl-C again to quit at once)...\n');
   };
   process.on('SIGINT', onInterrupt);
   const precision = nativeStatus().available && !frozen ? resolvePrecision() : { precision: 'fp32' as const, requested: defaultPrecision(), why: frozen ? 'the frozen body runs on onnxruntime or tfjs, in fp32' : `the native engine is ${nativeStatus().reason}; tfjs computes in fp32` };
@@ -372,7 +416,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const transferOptions = {
     ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment: frozen ? undefined : augment, diskCache: !values['no-cache'] && !frozen,
     checkpoints: {
-      dir: join(out, 'checkpoints'), run: { argv: argv.filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions, precision: defaultPrecision() },
+      dir: join(out, 'checkpoints'), run: { argv: withoutFlags(argv, DIST_FLAGS).filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions, precision: defaultPrecision() },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
@@ -381,6 +425,14 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   };
   const t = oldData ? await transferWithForgetting(base, data, { ...transferOptions, oldData }) : await transfer(base, data, transferOptions);
   process.off('SIGINT', onInterrupt);
+  // Training is over on every worker: rank 0 goes on alone (test scores, saving), the others are done.
+  if (dist) {
+    leaveRun();
+    if (dist.rank) {
+      await frozen?.dispose();
+      return t.result.interrupted ? 130 : 0;
+    }
+  }
   await frozen?.dispose();
   const { grafted, result, preprocessing } = t;
   // A frozen body: graft.json refers to it (path, hash, cut) and keeps the pixels' preprocessing.
@@ -389,7 +441,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (result.interrupted) {
     const s = result.interrupted;
     console.error(`Stopped in the ${s.phase} phase, epoch ${s.epochsDone + 1}${s.position ? `, after batch ${s.position.batch}` : ''}; checkpoint written to ${join(out, 'checkpoints')}.`);
-    console.error(`Resume with: graft train --resume ${out}`);
+    console.error(`Resume with: graft train --resume ${out}${dist ? ` --workers ${dist.worldSize} (or any number of workers)` : ''}`);
     return 130;
   }
   if (testRaw) {
@@ -414,7 +466,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     const onnx = base.imported?.format === 'onnx' ? await exportInBaseFormat(out, base.imported.layout, true).catch((e: Error) => ({ notWritten: e.message.split('\n')[0] })) : undefined;
     const graphModel = base.imported?.format === 'tfjs-graph' ? { dir: join(out, 'graph-model'), ...(await graphModelInBaseFormat(out, t.model, meta, data)) } : undefined;
     console.log(JSON.stringify({
-      backend: backend.name, out, ...(onnx ? { onnx } : {}), ...(graphModel ? { graphModel } : {}), ...(frozen ? { body: frozen.info.kind === 'onnx' ? 'onnxruntime' : 'tfjs-graph' } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
+      backend: backend.name, out, workers: dist?.worldSize ?? 1, ...(onnx ? { onnx } : {}), ...(graphModel ? { graphModel } : {}), ...(frozen ? { body: frozen.info.kind === 'onnx' ? 'onnxruntime' : 'tfjs-graph' } : {}), validationAccuracy: meta.metrics.validationAccuracy ?? null, testAccuracy: meta.metrics.testAccuracy ?? null, skipped,
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
