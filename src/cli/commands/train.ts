@@ -32,7 +32,7 @@ import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
 import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '#internal/train/resume-check.js';
-import { agree, distributed, isCollectiveFailure, joinRun, leaveRun, lostWorker, shardRange } from '#internal/engine/dist.js';
+import { agree, allreduce, distributed, isCollectiveFailure, joinRun, leaveRun, lostWorker, shardRange } from '#internal/engine/dist.js';
 import { versions } from '#internal/model/meta.js';
 import { DIST_FLAGS, joinOptions, launchWorkers, localWorkers, onlyFlags, withoutFlags } from '../workers.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
@@ -427,6 +427,11 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   process.off('SIGINT', onInterrupt);
   // Training is over on every worker: rank 0 goes on alone (test scores, saving), the others are done.
   if (dist) {
+    // The workers hold the same weights (the same updates of the same sums): checked, cheaply.
+    const sums = new Float64Array([weightSum(t.grafted.model), 0]);
+    sums[1] = -sums[0];
+    allreduce(sums, 'max');
+    if (sums[0] !== -sums[1]) log(`note: the workers' weights differ (sums ${sums[0]} and ${-sums[1]}); rank 0's are saved. Please report this.`);
     leaveRun();
     if (dist.rank) {
       await frozen?.dispose();
@@ -497,6 +502,13 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (meta.heads.length > 1) log(`the model has two outputs: ${meta.heads.map((h) => `"${h.name}" (${h.outputLayer}, classes ${h.classNames.join(', ')})`).join(' and ')}; graft predict --head old|new|all`);
   }
   return 0;
+}
+
+/** The sum of every weight, in float64: equal on workers that hold equal weights. */
+function weightSum(model: LayersModel): number {
+  let sum = 0;
+  for (const w of model.weights) for (const v of w.read().dataSync() as Float32Array) sum += v;
+  return sum;
 }
 
 /** A GraphModel base's result in its own format: out/graph-model/, checked on up to 16 training samples. */
