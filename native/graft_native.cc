@@ -13,12 +13,16 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 #ifndef GRAFT_NO_DIST
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <dlfcn.h>
 #include <cmath>
 #include <cstring>
@@ -283,8 +287,10 @@ class Group : public Napi::ObjectWrap<Group> {
     return f;
   }
 
-  // new Group({ rank, worldSize, host, port, timeoutMs, bind }): rank 0 serves the TCPStore on
-  // host:port (bind address `host`), the others connect to it; each binds Gloo to `bind`.
+  // new Group({ rank, worldSize, host, port, timeoutMs, bind, file? }): rank 0 serves the
+  // TCPStore on port `port` (libtorch binds it to every interface), the others connect to
+  // host:port; or, with `file`, every worker meets in that file (c10d's FileStore). Each binds
+  // its Gloo connections to `bind`.
   explicit Group(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Group>(info) {
     Napi::Env env = info.Env();
     try {
@@ -297,13 +303,45 @@ class Group : public Napi::ObjectWrap<Group> {
       std::string bind = getStr(o, "bind", "");
       if (size_ < 1 || rank_ < 0 || rank_ >= size_) throw std::runtime_error("rank " + std::to_string(rank_) + " of world size " + std::to_string(size_) + ": the rank must be 0.." + std::to_string(size_ - 1));
       if (port < 1 || port > 65535) throw std::runtime_error("port " + std::to_string(port) + " is not 1..65535");
-      c10d::TCPStoreOptions so;
-      so.port = (uint16_t)port;
-      so.isServer = rank_ == 0;
-      so.numWorkers = size_;
-      so.waitWorkers = true;
-      so.timeout = timeout;
-      store_ = c10::make_intrusive<c10d::TCPStore>(host, so);
+      std::string file = getStr(o, "file", "");
+      // A rendezvous that never answers (another program on that port accepts the connection
+      // and says nothing) would block this thread for good: past twice the timeout, give up.
+      std::mutex m;
+      std::condition_variable cv;
+      bool joined = false;
+      std::thread watchdog([&, rank = rank_] {
+        std::unique_lock<std::mutex> lock(m);
+        if (!cv.wait_for(lock, timeout * 2 + std::chrono::seconds(5), [&] { return joined; })) {
+          fprintf(stderr, "graft train: rank %d: the rendezvous at %s did not answer in %lld s; is another program listening there? Check --master (and --dist-timeout).\n",
+                  rank, file.empty() ? (host.substr(0, 100) + ":" + std::to_string(port)).c_str() : file.substr(0, 200).c_str(), (long long)(timeout.count() * 2 / 1000 + 5));
+          fflush(stderr);
+          _exit(1);
+        }
+      });
+      struct Join {
+        std::mutex& m;
+        std::condition_variable& cv;
+        bool& joined;
+        std::thread& t;
+        ~Join() {
+          { std::lock_guard<std::mutex> lock(m); joined = true; }
+          cv.notify_all();
+          t.join();
+        }
+      } join{m, cv, joined, watchdog};
+      if (!file.empty()) {
+        // A file store (graft train --workers: a private file in a 0700 folder): no port open to anyone.
+        store_ = c10::make_intrusive<c10d::FileStore>(file, size_);
+        store_->setTimeout(timeout);
+      } else {
+        c10d::TCPStoreOptions so;
+        so.port = (uint16_t)port;
+        so.isServer = rank_ == 0;
+        so.numWorkers = size_;
+        so.waitWorkers = true;
+        so.timeout = timeout;
+        store_ = c10::make_intrusive<c10d::TCPStore>(host, so);
+      }
       auto po = c10d::ProcessGroupGloo::Options::create(timeout);
       po->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
       po->threads = 2;
@@ -319,7 +357,7 @@ class Group : public Napi::ObjectWrap<Group> {
   }
 
  private:
-  c10::intrusive_ptr<c10d::TCPStore> store_;
+  c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
   int rank_ = 0, size_ = 1;
 

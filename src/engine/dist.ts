@@ -10,12 +10,16 @@
 // Only the native engine trains this way: a phase on tfjs refuses to run in a group.
 
 import { GraftError } from '../errors.js';
-import { nativeAddon, type AddonGroup } from './native.js';
+import { nativeAddon, nativeStatus, type AddonGroup } from './native.js';
 
 export interface DistOptions {
   rank: number;
   worldSize: number;
-  /** host:port of rank 0's TCPStore (the rendezvous). */
+  /**
+   * Where the workers meet: host:port of rank 0's TCPStore (libtorch serves it on every
+   * interface, without authentication: a trusted network only), or file:<path>, a file every
+   * worker can reach (c10d's FileStore; graft train --workers uses a private one).
+   */
   master: string;
   /** How long a worker waits for the others at start and in each collective (default 30 s). */
   timeoutSeconds?: number;
@@ -43,16 +47,23 @@ export function shardRange(n: number, rank: number, worldSize: number): [number,
   return [Math.floor((rank * n) / worldSize), Math.floor(((rank + 1) * n) / worldSize)];
 }
 
-function parseMaster(master: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(master);
+function parseMaster(master: string): { host: string; port: number; file?: string } {
+  if (master.startsWith('file:')) {
+    const file = master.slice('file:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!file.startsWith('/')) throw new GraftError('BAD_ARGUMENT', `The rendezvous file "${master.slice(0, 80)}" must be an absolute path (file:/shared/run.rendezvous).`);
+    return { host: '127.0.0.1', port: 1, file };
+  }
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(master);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || !(port >= 1 && port <= 65535)) {
+  if (!m || !m[1] || m[1].length > 253 || !(port >= 1 && port <= 65535)) {
     throw new GraftError('BAD_ARGUMENT', `The master address "${master.slice(0, 80)}" is not HOST:PORT.`, { fix: 'Give rank 0\'s address and a free port, e.g. --master 10.0.0.5:29500 (MASTER_ADDR and MASTER_PORT, as torchrun sets them).' });
   }
   return { host: m[1], port };
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/i;
+/** The most workers a run takes (c10d's store and Gloo's full mesh grow with it). */
+export const MAX_WORLD = 1024;
 
 /**
  * Joins a data-parallel run: rank 0 serves the rendezvous at `master`, the others connect to it;
@@ -64,26 +75,32 @@ export function joinRun(o: DistOptions): Distributed {
   if (!(Number.isInteger(o.rank) && o.rank >= 0 && o.rank < o.worldSize)) {
     throw new GraftError('BAD_ARGUMENT', `The rank must be a whole number from 0 to ${o.worldSize - 1} (the world size less one); got ${o.rank}.`);
   }
-  const { host, port } = parseMaster(o.master);
+  if (o.worldSize > MAX_WORLD) throw new GraftError('BAD_ARGUMENT', `The world size must be at most ${MAX_WORLD}; got ${o.worldSize}.`);
+  const { host, port, file } = parseMaster(o.master);
   const timeoutSeconds = o.timeoutSeconds ?? 30;
   const a = nativeAddon();
   if (!a?.Group) {
-    throw new GraftError('UNSUPPORTED', `Data-parallel training needs the native engine built with Gloo (${a ? 'this build has no Gloo: libgloo-dev was missing when it was built' : 'the native engine is not available'}).`, {
-      fix: 'Run: bash scripts/install-system-deps.sh native && npm rebuild (or npm ci); graft doctor says what the engine has.' });
+    const off = !a && /turned off/.test(nativeStatus().reason ?? '');
+    throw new GraftError('UNSUPPORTED', `Data-parallel training needs the native engine built with Gloo (${a ? 'this build has no Gloo: libgloo-dev was missing when it was built' : `the native engine is ${nativeStatus().reason}`}).`, {
+      fix: off ? 'Leave out --engine tfjs and GRAFT_NATIVE=0 to train with workers, or train with one process.' : 'Run: bash scripts/install-system-deps.sh native && npm rebuild (or npm ci); graft doctor says what the engine has.' });
   }
-  const bind = o.bind ?? (LOOPBACK.test(host) ? '127.0.0.1' : '');
+  const bind = o.bind ?? (file || LOOPBACK.test(host) ? '127.0.0.1' : '');
   let group: AddonGroup;
   try {
-    group = new a.Group({ rank: o.rank, worldSize: o.worldSize, host, port, timeoutMs: Math.round(timeoutSeconds * 1000), bind });
+    group = new a.Group({ rank: o.rank, worldSize: o.worldSize, host, port, timeoutMs: Math.round(timeoutSeconds * 1000), bind, ...(file ? { file } : {}) });
   } catch (e) {
-    const m = String((e as Error).message).replace(/^graft-native group: /, '').split('\n')[0];
-    const what = o.rank === 0
-      ? `Rank 0 could not serve the rendezvous at ${host}:${port}, or not every one of the ${o.worldSize} workers joined within ${timeoutSeconds} s`
-      : `Rank ${o.rank} could not reach the master at ${host}:${port} within ${timeoutSeconds} s`;
+    const m = String((e as Error).message).replace(/^graft-native group: /, '').split('\n')[0].slice(0, 300);
+    const at = file ? `the rendezvous file ${file.slice(0, 200)}` : `${host.slice(0, 100)}:${port}`;
+    // Workers that disagree on the world size get as far as Gloo's address exchange.
+    const sizes = /sizeof\(impl_\)|address\.cc/.test(m);
+    const what = sizes ? `Rank ${o.rank} met workers that expect another world size than ${o.worldSize} at ${at}`
+      : o.rank === 0 ? `Rank 0 could not serve the rendezvous at ${at}, or not every one of the ${o.worldSize} workers joined in time (--dist-timeout ${timeoutSeconds} s)`
+        : `Rank ${o.rank} could not reach the master at ${at} within ${timeoutSeconds} s`;
     throw new GraftError('WORKER_UNREACHABLE', `${what} (${m}).`, {
-      fix: o.rank === 0 ? 'Check that the port is free and that every worker was started with the same --world-size and --master.' : 'Check that rank 0 runs and listens at that address (and that no firewall is in the way), or raise --dist-timeout.' });
+      fix: sizes ? 'Start every worker with the same --world-size (and each with its own --rank).'
+        : o.rank === 0 ? 'Check that the port is free and that every worker was started with the same --world-size and --master, each with its own --rank.' : 'Check that rank 0 runs and listens at that address (and that no firewall is in the way), or raise --dist-timeout.' });
   }
-  current = { rank: o.rank, worldSize: o.worldSize, master: `${host}:${port}`, timeoutSeconds, group };
+  current = { rank: o.rank, worldSize: o.worldSize, master: file ? `file:${file}` : `${host}:${port}`, timeoutSeconds, group };
   return current;
 }
 
@@ -120,9 +137,17 @@ export function agree(topic: string, what: Record<string, unknown>): void {
       // Lists (the command line): the first place they differ.
       const [la, lb] = [a, b];
       const i = Array.from({ length: Math.max(la.length, lb.length) }, (_, k) => k).find((k) => JSON.stringify(la[k]) !== JSON.stringify(lb[k]))!;
-      [a, b, where] = [la.slice(i, i + 3), lb.slice(i, i + 3), `${key} from position ${i + 1}`];
+      [a, b, where] = [la.slice(i, i + 3), lb.slice(i, i + 3), `${key} from the ${i + 1}th on`];
     }
-    throw new GraftError('WORKERS_DIFFER', `Rank ${r} runs with a different ${topic} than rank ${d.rank}: its ${where} is ${show(a)}, here ${show(b)}.`, {
+    const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (isObject(a) && isObject(b)) {
+      // Options by name: the first that differs.
+      const [oa, ob] = [a, b];
+      const k = [...new Set([...Object.keys(oa), ...Object.keys(ob)])].find((n) => JSON.stringify(oa[n]) !== JSON.stringify(ob[n]))!;
+      [a, b, where] = [oa[k], ob[k], key === 'options' ? `--${k}` : `${key}.${k}`];
+    }
+    const shown = (v: unknown) => (Array.isArray(v) && !v.length ? 'nothing' : show(v));
+    throw new GraftError('WORKERS_DIFFER', `Rank ${r} runs with a different ${topic} than rank ${d.rank}: ${where}: ${shown(a)} there, ${shown(b)} here.`, {
       fix: 'Start every worker with the same Graft version, the same options and the same data (only --rank differs).' });
   }
 }
@@ -136,6 +161,14 @@ export function allreduce(values: Float64Array | Float32Array, op: 'sum' | 'max'
   } catch (e) {
     throw lostWorker(e, 'an all-reduce');
   }
+}
+
+/** Whether any worker was asked to stop (each says `local`): they decide together. Alone: `local`. */
+export function stopTogether(local: boolean): boolean {
+  if (!current) return local;
+  const v = new Float64Array([local ? 1 : 0]);
+  allreduce(v);
+  return v[0] > 0;
 }
 
 /** rank 0's `values` on every worker, in place. */
@@ -184,5 +217,5 @@ export function lostWorker(e: unknown, during: string): GraftError {
   const d = current;
   const m = String((e as Error)?.message ?? e).replace(/^graft-native [a-z -]+: /, '').split('\n')[0].slice(0, 300);
   return new GraftError('WORKER_LOST', `Rank ${d?.rank ?? '?'} of ${d?.worldSize ?? '?'}: another worker stopped or stopped answering during ${during} (${m}).`, {
-    fix: 'See that worker\'s own error. The run stops on every worker; resume it from its last checkpoint with graft train --resume <out> (with any number of workers).', cause: e });
+    fix: 'The run stops on every worker (another worker\'s own message says more, if it could write one); resume it from its last checkpoint with graft train --resume and the run\'s --out folder, with any number of workers.', cause: e });
 }

@@ -98,6 +98,10 @@ function load(): Addon | null {
   if (addon !== undefined) return addon;
   try {
     const require = createRequire(import.meta.url);
+    // libtorch logs through glog (c10d's socket retries, "Logging before InitGoogleLogging"):
+    // errors only; Graft says what went wrong in its own words.
+    process.env.GLOG_minloglevel ??= '2';
+    process.env.TORCH_CPP_LOG_LEVEL ??= 'ERROR';
     // dist/src/engine/native.js -> <package>/build/graft_native.node
     addon = require(new URL('../../../build/graft_native.node', import.meta.url).pathname) as Addon;
     // GRAFT_THREADS: a data-parallel worker's share of the cores (graft train --workers sets it).

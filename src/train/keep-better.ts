@@ -11,6 +11,7 @@ import type { Layer } from '../model/layers.js';
 import { fitLinearHead } from './head-fit.js';
 import { foldCount, stratifiedFolds } from './logistic.js';
 import { predictAll } from './predict.js';
+import { stopTogether } from '../engine/dist.js';
 import { scoreProbabilities } from './score.js';
 import { restoreWeights, snapshotWeights } from './weights.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -95,7 +96,7 @@ export async function crossValidateFineTune(a: {
   const tuned: number[] = [];
   try {
     for (let f = 0; f < folds; f++) {
-      if (a.shouldStop?.()) return undefined;
+      if (stopTogether(Boolean(a.shouldStop?.()))) return undefined;
       await a.onFold?.(f + 1, folds);
       const tr: number[] = [];
       const te: number[] = [];
@@ -106,7 +107,7 @@ export async function crossValidateFineTune(a: {
       const held = subset(a.train, te);
       warm.push(await accuracyOf(a.g.headModel, subset(a.trainFeatures, te), undefined));
       await a.fineTune(subset(a.train, tr));
-      if (a.shouldStop?.()) return undefined;
+      if (stopTogether(Boolean(a.shouldStop?.()))) return undefined;
       tuned.push(await accuracyOf(a.g.model, held, a.preprocessing));
     }
   } finally {

@@ -21,7 +21,7 @@ import { scoreProbabilities } from './score.js';
 import { layersOf, variableKeys, variablesByKey } from './weights.js';
 import { NativeNet, NativeUnsupported, PRECISIONS, resolvePrecision, type Precision } from '../engine/native.js';
 import { nativePlan } from '../model/native-plan.js';
-import { distributed } from '../engine/dist.js';
+import { distributed, stopTogether } from '../engine/dist.js';
 
 export type Phase = 'warm-up' | 'fine-tune';
 
@@ -413,7 +413,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseOutcome> {
         where = { done: epoch - 1, position };
         const st = state();
         for (const c of callbacks) await c.onPause?.(st, ctx);
-        if (r.shouldStop?.()) return await finish(st);
+        // In a data-parallel run the workers stop together when any of them was asked to.
+        if (stopTogether(Boolean(r.shouldStop?.()))) return await finish(st);
       }
       position = undefined;
       rngState = rng.state();

@@ -32,7 +32,7 @@ test('graft train --workers 2: same accuracy as one worker, "workers" in the JSO
     assert.deepEqual((await readdir(dir)).sort(), ['one', 'two']);
     const words = await graft([...RUN, '--out', join(dir, 'words'), '--workers', '2']);
     assert.equal(words.code, 0, words.stderr);
-    assert.match(words.stdout, /workers: 2, data-parallel on c10d\/Gloo \(rendezvous 127\.0\.0\.1:\d+\): each batch of 64 is split 32 \+ 32/);
+    assert.match(words.stdout, /workers: 2, data-parallel on c10d\/Gloo \(rendezvous file:\/\S+\): each batch of 64 is split 32 \+ 32/);
     assert.equal((words.stdout.match(/^validation accuracy/gm) ?? []).length, 1, 'one worker speaks');
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -86,7 +86,7 @@ test('workers with different options are refused at start, naming what differs; 
     const [a, b] = await Promise.all([graft([...base, '--rank', '0']), graft([...base.map((v) => (v === '4' ? '5' : v)), '--rank', '1'])]);
     assert.equal(a.code, 1);
     assert.equal(b.code, 1);
-    assert.match(a.stderr, /Rank 1 runs with a different setup than rank 0: its options from position \d+ is \["5"/);
+    assert.match(a.stderr, /Rank 1 runs with a different setup than rank 0: --seed: "5" there, "4" here/);
     const lonely = await graft([...RUN, '--out', join(dir, 'y'), '--rank', '1', '--world-size', '2', '--master', `127.0.0.1:${port + 1}`, '--dist-timeout', '2']);
     assert.equal(lonely.code, 1);
     assert.match(lonely.stderr, new RegExp(`Rank 1 could not reach the master at 127\\.0\\.0\\.1:${port + 1} within 2 s`));
@@ -102,6 +102,48 @@ test('workers with different options are refused at start, naming what differs; 
       assert.match(r.stderr, want);
     }
     assert.deepEqual(await readdir(dir), [], 'nothing was written');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('Ctrl-C to one worker stops every worker at the same batch with a checkpoint; a killed launcher takes its workers with it', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-workers-'));
+  const long = (out: string) => [...RUN.map((a) => (a === '300' ? '1000' : a)).map((a, i, all) => (all[i - 1] === '--finetune-epochs' ? '8' : a)), '--out', out, '--workers', '2'];
+  const start = (out: string) => {
+    const child = spawn(process.execPath, [join(root, 'bin', 'graft.js'), ...long(out)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    return { child, stderr: () => stderr, closed: new Promise<number | null>((resolve) => child.on('close', resolve)) };
+  };
+  const workersOf = async (pid: number) => (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).map(Number);
+  const rankOf = async (p: number) => /\x00--rank\x00(\d+)\x00/.exec(await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => ''))?.[1];
+  const alive = (p: number) => { try { process.kill(p, 0); return true; } catch { return false; } };
+  const firstCheckpoint = async (out: string) => {
+    const end = Date.now() + 120000;
+    while (!(await readdir(join(out, 'checkpoints')).catch(() => [])).some((e) => e.startsWith('ckpt-'))) {
+      assert.ok(Date.now() < end, 'no checkpoint in 120 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  try {
+    const a = start(join(dir, 'a'));
+    await firstCheckpoint(join(dir, 'a'));
+    const pids = await workersOf(a.child.pid!);
+    const one = (await Promise.all(pids.map(async (p) => [p, await rankOf(p)] as const))).find(([, r]) => r === '1')![0];
+    process.kill(one, 'SIGINT');
+    assert.equal(await a.closed, 130, a.stderr());
+    assert.match(a.stderr(), /Stopped in the (warm-up|fine-tune) phase, epoch \d+, after batch \d+; checkpoint written/);
+    assert.doesNotMatch(a.stderr(), /another worker stopped/);
+    const b = start(join(dir, 'b'));
+    await firstCheckpoint(join(dir, 'b'));
+    const workers = await workersOf(b.child.pid!);
+    assert.equal(workers.length, 2);
+    b.child.kill('SIGKILL');
+    await b.closed;
+    const end = Date.now() + 10000;
+    while (workers.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(workers.filter(alive), [], 'no worker outlives its launcher');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

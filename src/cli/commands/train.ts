@@ -15,7 +15,7 @@ import { type KeepOld } from '#internal/train/transfer.js';
 import type { PhaseInfo } from '#internal/train/phase.js';
 import { parseUnfreeze } from '#internal/model/freeze.js';
 import { intAtLeast, num, parse, percent, str, type Options } from '../args.js';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { phaseLine, progressCallbacks } from '../progress.js';
 import { run as exportModel } from './export.js';
 import { writeGraphModel } from '#internal/export/graph-model-export.js';
@@ -34,7 +34,7 @@ import { downloadProgress } from '../download-progress.js';
 import { assertSameRun, dataPrint } from '#internal/train/resume-check.js';
 import { agree, allreduce, distributed, isCollectiveFailure, joinRun, leaveRun, lostWorker, shardRange } from '#internal/engine/dist.js';
 import { versions } from '#internal/model/meta.js';
-import { DIST_FLAGS, joinOptions, launchWorkers, localWorkers, onlyFlags, withoutFlags } from '../workers.js';
+import { DIST_FLAGS, joinOptions, launchWorkers, localWorkers, onlyFlags, watchLauncher, withoutFlags } from '../workers.js';
 import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, decodeProgress, loadTrainingData, parseFit, parseTestSplit, parseSize, skippedLines, streamLine } from '../data-args.js';
 
 export const usage = `graft train --base <model> --data <data> [options]
@@ -224,11 +224,19 @@ export async function run(argv: string[]): Promise<number> {
   }
   const place = joinOptions(values);
   if (!place) return runOne(values, argv);
+  watchLauncher();
   const d = joinRun(place);
+  // A worker started by hand (not by --workers) says where it stands; rank 0 speaks for the run.
+  const byHand = d.rank > 0 && !process.env.GRAFT_LAUNCHER_PID;
+  if (byHand) process.stderr.write(`rank ${d.rank} of ${d.worldSize}: joined the run at ${d.master}; rank 0 shows the progress and writes the files\n`);
   try {
-    // Every worker runs the same Graft on the same options (the data is compared once loaded).
-    agree('setup', { graft: versions().graft, torch: nativeStatus().torch ?? null, precision: defaultPrecision(), options: withoutFlags(argv, DIST_FLAGS).filter((a) => a !== '--json' && a !== '--debug') });
-    return await runOne(values, argv);
+    // Every worker runs the same Graft on the same options, in any order; where each writes
+    // (--out, --resume) is rank 0's business. The data (and a resumed checkpoint) are compared once read.
+    const same = Object.fromEntries(Object.entries(values).filter(([k]) => !['out', 'resume', 'json', 'debug', 'workers', 'rank', 'world-size', 'master', 'dist-timeout', 'resume-anyway'].includes(k)).sort(([a], [b]) => a.localeCompare(b)));
+    agree('setup', { graft: versions().graft, torch: nativeStatus().torch ?? null, precision: defaultPrecision(), options: same });
+    const code = await runOne(values, argv);
+    if (byHand) process.stderr.write(`rank ${d.rank} of ${d.worldSize}: ${code === 0 ? 'done' : code === 130 ? 'stopped with the run (rank 0 wrote the checkpoint)' : `ended with exit code ${code}`}\n`);
+    return code;
   } catch (e) {
     throw e instanceof GraftError || !isCollectiveFailure(e) ? e : lostWorker(e, 'training');
   } finally {
@@ -394,6 +402,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const trainedOn = dataPrint(data);
   agree('data', { data: trainedOn, validation: validation ? dataPrint(validation) : null });
+  if (resumeFrom) agree('checkpoint', { checkpoint: basename(resumeFrom.path), phase: resumeFrom.state.phase, epochsDone: resumeFrom.state.epochsDone, batch: resumeFrom.state.position?.batch ?? 0 });
   if (dist) {
     const batch = options.batchSize ?? DEFAULTS.batchSize;
     const parts = Array.from({ length: dist.worldSize }, (_, r) => shardRange(batch, r, dist.worldSize)).map(([a, b]) => b - a);
