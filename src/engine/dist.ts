@@ -152,15 +152,20 @@ export function agree(topic: string, what: Record<string, unknown>): void {
   }
 }
 
-/** Sums (or max/min) `values` across workers, in place. */
-export function allreduce(values: Float64Array | Float32Array, op: 'sum' | 'max' | 'min' = 'sum'): void {
+/** Runs one collective on the run's group; a failure becomes lostWorker's error. Alone: nothing. */
+function collective(during: string, run: (group: AddonGroup) => void): void {
   const d = current;
   if (!d) return;
   try {
-    d.group.allreduce(values, op);
+    run(d.group);
   } catch (e) {
-    throw lostWorker(e, 'an all-reduce');
+    throw lostWorker(e, during);
   }
+}
+
+/** Sums (or max/min) `values` across workers, in place. */
+export function allreduce(values: Float64Array | Float32Array, op: 'sum' | 'max' | 'min' = 'sum'): void {
+  collective('an all-reduce', (g) => g.allreduce(values, op));
 }
 
 /** Whether any worker was asked to stop (each says `local`): they decide together. Alone: `local`. */
@@ -173,13 +178,7 @@ export function stopTogether(local: boolean): boolean {
 
 /** rank 0's `values` on every worker, in place. */
 export function broadcast(values: Float32Array | Float64Array, root = 0): void {
-  const d = current;
-  if (!d) return;
-  try {
-    d.group.broadcast(values, root);
-  } catch (e) {
-    throw lostWorker(e, 'a broadcast');
-  }
+  collective('a broadcast', (g) => g.broadcast(values, root));
 }
 
 /**
@@ -193,11 +192,7 @@ export function allgatherRows(local: Float32Array, rows: number, per: number): F
   const padded = new Float32Array(most);
   padded.set(local.subarray(0, Math.min(local.length, most)));
   const all = new Float32Array(most * d.worldSize);
-  try {
-    d.group.allgather(padded, all);
-  } catch (e) {
-    throw lostWorker(e, 'an all-gather');
-  }
+  collective('an all-gather', (g) => g.allgather(padded, all));
   const out = new Float32Array(rows * per);
   for (let r = 0; r < d.worldSize; r++) {
     const [s, e] = shardRange(rows, r, d.worldSize);
