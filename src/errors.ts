@@ -20,6 +20,7 @@ export type GraftErrorCode =
   | 'TRAINING_DIVERGED'
   | 'OUT_OF_MEMORY'
   | 'OUT_NOT_SAFE'
+  | 'OUT_BUSY'
   | 'NOT_A_FILE'
   | 'TOO_LARGE'
   | 'TIMEOUT'

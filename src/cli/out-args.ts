@@ -2,6 +2,7 @@
 // left behind repaired and said, and the disk checked for room.
 
 import { assertWritable } from '#internal/model/io.js';
+import { lockOut } from '#internal/model/out-lock.js';
 import { checkOutDir, checkOutFile, type OutOptions, type Protected } from '#internal/model/out-dir.js';
 import { str } from './args.js';
 
@@ -18,10 +19,11 @@ export function inputsOf(values: Values): Protected[] {
   ];
 }
 
-/** Checks --out (or `fallback` when it is not given) as a folder to write; returns it as given. */
+/** Checks --out (or `fallback` when it is not given) as a folder to write, and holds it for this run (out-lock.ts); returns it as given. */
 export async function outFolder(values: Values, fallback: string | undefined, options: OutOptions = {}): Promise<string> {
   const given = values.out === undefined ? fallback : str(values.out);
-  const { notes } = await checkOutDir(given, { protect: inputsOf(values), ...options });
+  const { path, notes } = await checkOutDir(given, { protect: inputsOf(values), ...options });
+  lockOut(path, given!, options.flag);
   for (const note of notes) process.stderr.write(`${note}\n`);
   await assertWritable(given!);
   return given!;

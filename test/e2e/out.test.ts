@@ -5,9 +5,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -194,6 +194,45 @@ test('--resume refuses a run whose data changed, saying what changed; --resume-a
     const anyway = await graftIn(dir, ['train', '--resume', 'model', '--resume-anyway']);
     assert.equal(anyway.code, 0, anyway.stderr);
     assert.match(anyway.stdout, /going on although the training data's values or labels changed/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('two runs on one --out: the second is refused naming the first, which finishes untouched; a killed run\'s lock is taken over', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-out-'));
+  try {
+    await denseBase(join(dir, 'base'));
+    await writeFile(join(dir, 'train.csv'), csv);
+    const long = ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '0', '--finetune-epochs', '400', '--preprocess', 'none', '--batch-size', '1', '--out', 'model'];
+    const first = spawn(process.execPath, [bin, ...long], { cwd: dir, env: { ...process.env, GRAFT_CACHE_DIR: join(tmpdir(), 'graft-test-cache') } });
+    let said = '';
+    first.stdout.on('data', (d) => { said += d; });
+    const ended = new Promise<number | null>((resolve) => first.on('exit', (code) => resolve(code)));
+    while (!said.includes('fine-tune')) {
+      assert.equal(first.exitCode, null, `the first run is still going: ${said}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const second = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', './model/']);
+    assert.equal(second.code, 1, second.stderr);
+    const e = errorOf(second.stdout);
+    assert.equal(e.code, 'OUT_BUSY');
+    assert.match(e.message, new RegExp(`being written by another graft run \\(process ${first.pid},`));
+    assert.match(e.fix, /--out \.\/model-2/);
+    assert.equal(first.exitCode, null, 'the first run goes on');
+    first.kill('SIGKILL');
+    await ended;
+    // Its lock is left behind by the kill; its process is gone, so the next run takes it over.
+    const third = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', 'model']);
+    assert.equal(third.code, 0, third.stderr);
+    assert.equal(JSON.parse(await readFile(join(dir, 'model', 'graft.json'), 'utf8')).format, 'graft/1');
+    // A run that ends removes its lock.
+    const locks = join(tmpdir(), `graft-${userInfo().uid}-locks`);
+    const target = await realpath(join(dir, 'model'));
+    for (const f of await readdir(locks)) {
+      const h = JSON.parse(await readFile(join(locks, f), 'utf8').catch(() => '{}'));
+      assert.notEqual(h.path, target, `a lock on ${target} is left: ${JSON.stringify(h)}`);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -118,7 +118,8 @@ export const usage = `graft train --base <model> --data <data> [options]
   --out <dir>             where to save the model (default ./graft-model); written atomically,
                           checkpoints in <dir>/checkpoints. It must be new, empty or an earlier
                           Graft model, and not the current folder, the base or the data; a run
-                          that diverges saves to <dir>.diverged and leaves <dir> as it was
+                          that diverges saves to <dir>.diverged and leaves <dir> as it was;
+                          one run at a time per folder (another run's folder: OUT_BUSY)
   --checkpoint-minutes <m> also checkpoint inside epochs every m minutes (default 5)
   --keep-checkpoints <k>  keep the last k checkpoints (default 3)
   --resume <dir>          go on with the run whose --out was <dir>, from its last checkpoint,
