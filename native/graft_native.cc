@@ -146,6 +146,7 @@ struct Op {
   double alpha = 0.2, eps = 1e-3, momentum = 0.99, rate = 0, scale = 1, offset = 0;
   BnMode bnMode = BnMode::Inference;
   bool keepDims = false;
+  bool fullPrecision = false;  // a Dense that gives a model output: fp32 under bf16 (see headInFp32)
 };
 
 int64_t getInt(const Napi::Object& o, const char* k, int64_t dflt) {
@@ -518,6 +519,8 @@ class Net : public Napi::ObjectWrap<Net> {
           lastUse_[j] = (int)i;
         }
       }
+      headInFp32(output_);
+      headInFp32(output2_);
       if (inputShape_.empty()) throw std::runtime_error("options.inputShape (one sample's shape) is missing");
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
@@ -643,6 +646,15 @@ class Net : public Napi::ObjectWrap<Net> {
     return op;
   }
 
+  // Under bf16 the Dense layer that gives an output (the classifier, reached back from the output
+  // through activations, dropout, flatten and reshape) stays fp32, as the pooling before it does:
+  // its logits in bf16 (8 significant bits: steps of 1/16 at 10) flipped close calls between
+  // classes, and it is a small share of the work.
+  void headInFp32(int i) {
+    while (i >= 0 && (ops_[i].kind == Kind::Activation || ops_[i].kind == Kind::Dropout || ops_[i].kind == Kind::Flatten || ops_[i].kind == Kind::Reshape)) i = ops_[i].inputs[0];
+    if (i >= 0 && ops_[i].kind == Kind::Dense) ops_[i].fullPrecision = true;
+  }
+
   Tensor P(int i) const { return i < 0 ? Tensor() : params_[i].t; }
 
   // A conv or dense weight (or bias) as its op computes with it: the fp32 param itself, or
@@ -741,12 +753,18 @@ class Net : public Napi::ObjectWrap<Net> {
         if (op.pad[0] != op.pad[1] || op.pad[2] != op.pad[3]) throw std::runtime_error("average pooling with uneven 'same' padding is not supported natively");
         return at::avg_pool2d(x, op.kernel, op.stride, {op.pad[0], op.pad[2]}, false, false);
       }
-      case Kind::GlobalAvg: return x.mean({2, 3}, op.keepDims);
+      case Kind::GlobalAvg: return x.mean({2, 3}, op.keepDims, at::kFloat);  // a reduction: fp32 under bf16
       case Kind::GlobalMax: return x.amax({2, 3}, op.keepDims);
       case Kind::Flatten: return (x.dim() == 4 ? x.permute({0, 2, 3, 1}) : x).reshape({x.size(0), -1});
       case Kind::Dense: {
         if (x.dim() != 2) throw std::runtime_error("Dense on a tensor of rank " + std::to_string(x.dim()) + " is not supported natively");
-        Tensor y = op.b >= 0 ? at::addmm(W(op.b), low(x), W(op.w)) : at::mm(low(x), W(op.w));
+        Tensor y;
+        if (bf16_ && op.fullPrecision) {
+          Tensor in = x.to(at::kFloat);
+          y = op.b >= 0 ? at::addmm(P(op.b), in, P(op.w)) : at::mm(in, P(op.w));
+        } else {
+          y = op.b >= 0 ? at::addmm(W(op.b), low(x), W(op.w)) : at::mm(low(x), W(op.w));
+        }
         return activate(y, op.act, op.alpha);
       }
       case Kind::Dropout: return op.rate > 0 ? at::dropout(x, op.rate, training) : x;

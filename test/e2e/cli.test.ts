@@ -264,6 +264,11 @@ test('--precision: graft train in bf16 says so and learns as fp32 does; auto fal
   const fp32 = lastJson((await graft([...args('fp32'), '--json'])).stdout);
   assert.equal(fp32.precision.used, 'fp32');
   assert.ok(Math.abs(bf16.metrics.testAccuracy - fp32.metrics.testAccuracy) <= 0.02, `bf16 ${bf16.metrics.testAccuracy} vs fp32 ${fp32.metrics.testAccuracy}`);
+  // The test set is scored as the saved model predicts by default (fp32), and said.
+  assert.match(words.stdout, /test accuracy .*\(scored in fp32, as the saved model predicts by default\)/);
+  const scored = async (p: string) => lastJson((await graft(['evaluate', join(dir, 'bf16'), 'mnist-test:5-9', '--precision', p, '--json'])).stdout);
+  assert.equal(bf16.metrics.testAccuracy, (await scored('fp32')).accuracy);
+  assert.ok(Math.abs(bf16.metrics.testAccuracy - (await scored('bf16')).accuracy) <= 0.01);
   // The saved model is fp32.
   const model = JSON.parse(await readFile(join(dir, 'bf16', 'model.json'), 'utf8'));
   assert.ok(model.weightsManifest[0].weights.every((w: { dtype: string }) => w.dtype === 'float32'));

@@ -8,7 +8,7 @@ import { inspectModel } from '#internal/model/inspect.js';
 import { loadMnist } from '#internal/data/mnist.js';
 import { parseUnfreeze } from '#internal/model/freeze.js';
 import { takePerClass } from '#internal/data/dataset.js';
-import { nativeStatus } from '#internal/engine/native.js';
+import { nativeStatus, withPrecision } from '#internal/engine/native.js';
 import { paramCount } from '#internal/model/layers.js';
 import { intAtLeast, num, parse, percent, str } from '../args.js';
 import { phaseLine, progressCallbacks } from '../progress.js';
@@ -31,7 +31,8 @@ measures the old task through the old head before and after.
                           head kept, full fine-tune, LwF, extend, extend with replay): a table of
                           old-task, new-task and all-ten-digit accuracy (about 8 minutes on 2 cores)
   --backend <name>        wasm | cpu (default: the fastest available)
-  --precision <p>         fp32 (default), bf16 or auto (see graft --help)
+  --precision <p>         fp32 (default), bf16 or auto (see graft --help); the test digits
+                          are scored in fp32, as the saved model predicts
   --json                  print one JSON object: backend, seconds, newTask, oldTask, ...`;
 
 export const summary = 'transfer the embedded digits-cnn from digits 0-4 to 5-9 and explain each step';
@@ -62,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     loadMnist('test', DEMO.oldDigits),
   ]);
   const prep = base.meta.preprocessing;
-  const oldBefore = await evaluate(base.model, oldTest, prep);
+  const oldBefore = await withPrecision('fp32', () => evaluate(base.model, oldTest, prep));
 
   say('Graft demo: transfer learning from MNIST digits 0-4 to digits 5-9');
   say(`backend: ${backend.name} (${backend.reason})`);
@@ -83,8 +84,8 @@ export async function run(argv: string[]): Promise<number> {
     callbacks: { ...progress, onPhaseStart: (p) => { say(`   ${phaseLine(p)}`); return progress.onPhaseStart?.(p); } },
   });
 
-  const newEval = await evaluate(t.grafted.model, newTest, prep);
-  const oldAfter = await evaluate(base.model, oldTest, prep);
+  const newEval = await withPrecision('fp32', () => evaluate(t.grafted.model, newTest, prep));
+  const oldAfter = await withPrecision('fp32', () => evaluate(base.model, oldTest, prep));
   const seconds = (Date.now() - started) / 1000;
   if (out !== undefined) {
     t.meta.metrics = { ...t.meta.metrics, testAccuracy: newEval.accuracy, oldTaskAccuracyBefore: oldBefore.accuracy, oldTaskAccuracyAfter: oldAfter.accuracy, seconds };

@@ -26,7 +26,7 @@ import { frozenBase, frozenMeta, resolveCut, type FrozenBody } from '#internal/t
 import { GraphBody } from '#internal/model/graph-body.js';
 import { OnnxBody } from '#internal/model/onnx.js';
 import { type Dataset, type LoadedModel } from 'graft';
-import { defaultPrecision, nativeStatus, precisionGiven, PRECISIONS, resolvePrecision, setPrecision, type Precision } from '#internal/engine/native.js';
+import { defaultPrecision, nativeStatus, precisionGiven, PRECISIONS, resolvePrecision, setPrecision, withPrecision, type Precision } from '#internal/engine/native.js';
 import { closeNames } from '#internal/errors.js';
 import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
@@ -132,7 +132,8 @@ export const usage = `graft train --base <model> --data <data> [options]
   --seed <n>              (default ${DEFAULTS.seed})
   --precision <p>         fp32 (default), bf16 or auto: the native engine's arithmetic (bf16
                           convolutions and matrix products, fp32 master weights; auto: bf16
-                          where the CPU has AVX512-BF16 or AMX, see graft doctor)
+                          where the CPU has AVX512-BF16 or AMX, see graft doctor); the
+                          test set is scored in fp32, as the saved (fp32) model predicts
   --json                  print one JSON object with the result instead of progress and words
                           (validationAccuracy, testAccuracy, skipped: [{path, reason}], ...)
 
@@ -460,7 +461,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     return 130;
   }
   if (testRaw) {
-    const ev = await evaluate(grafted.model, alignClasses(testRaw, t.classNames), preprocessing);
+    // Scored as the saved model (fp32 weights) predicts by default: in fp32, whatever precision
+    // trained it. bf16 prediction is graft predict/evaluate --precision bf16's to choose.
+    const ev = await withPrecision('fp32', () => evaluate(grafted.model, alignClasses(testRaw, t.classNames), preprocessing));
     meta.metrics = { ...meta.metrics, testAccuracy: ev.accuracy, testLoss: ev.loss, testSamples: ev.count };
     meta.evaluation = { ...ev, on: testRaw.source };
   }
@@ -580,6 +583,6 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
     lines.push(`no validation split: the training set is small; the head (trained by steps, not fitted: it has hidden layers or its own loss) trained to its training-loss plateau${w ? ` (${w.stoppedBy === 'plateau' ? `reached at epoch ${w.epochsRun}` : `not reached in ${w.epochsRun} epochs`})` : ''}; the fine-tune was not checked against it (that needs a linear head or validation data: --val-split)`);
   } else lines.push('no validation split and no cross-validation: a class has too few images for either, so the defaults were used and nothing was checked; add images (at least 5 per class lets Graft cross-validate)');
   if (f && !result.fineTuneCheck && result.phases.some((p) => p.phase === 'fine-tune') && result.recipe.keepBetterSkipped) lines.push(`the fine-tune was not checked against the warm-up head: ${result.recipe.keepBetterSkipped}`);
-  if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}`);
+  if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}${(result.recipe.precision as { used?: string } | undefined)?.used === 'bf16' ? ' (scored in fp32, as the saved model predicts by default)' : ''}`);
   return lines;
 }
