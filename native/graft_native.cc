@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <torch/csrc/autograd/custom_function.h>
+#include "bn_bf16.h"
 #ifndef GRAFT_NO_DIST
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -87,6 +88,12 @@ struct Relu6Bf16 : public torch::autograd::Function<Relu6Bf16> {
     return {relu6BackwardBf16(g[0], ctx->get_saved_variables()[0])};
   }
 };
+
+// GRAFT_NO_FUSED_BN=1: bf16 training BatchNorm through ATen's ops instead of bn_bf16.h (for A/B).
+bool noFusedBn() {
+  static const bool off = getenv("GRAFT_NO_FUSED_BN") != nullptr && std::string(getenv("GRAFT_NO_FUSED_BN")) != "0";
+  return off;
+}
 
 Tensor reluSix(const Tensor& x) {
   if (x.scalar_type() == at::kBFloat16 && x.requires_grad()) return Relu6Bf16::apply(x);
@@ -521,6 +528,12 @@ class Net : public Napi::ObjectWrap<Net> {
       }
       headInFp32(output_);
       headInFp32(output2_);
+      fuseRelu6_.assign(ops_.size(), 0);
+      fusedNow_.assign(ops_.size(), 0);
+      for (size_t i = 0; i < ops_.size(); i++) {
+        const Op& a = ops_[i];
+        if (a.kind == Kind::Activation && a.act == Act::Relu6 && ops_[a.inputs[0]].kind == Kind::BatchNorm && readers_[a.inputs[0]] == 1 && a.inputs[0] != output_ && a.inputs[0] != output2_) fuseRelu6_[a.inputs[0]] = 1;
+      }
       if (inputShape_.empty()) throw std::runtime_error("options.inputShape (one sample's shape) is missing");
     } catch (const std::exception& e) {
       Napi::Error::New(env, std::string("graft-native: ") + e.what()).ThrowAsJavaScriptException();
@@ -533,6 +546,9 @@ class Net : public Napi::ObjectWrap<Net> {
   std::vector<int64_t> inputShape_;
   std::vector<int> readers_;  // how many ops read each op's output
   std::vector<int> lastUse_;  // the last op that reads each op's output (-1: none)
+  // Training BatchNorm on bf16 takes in the ReLU6 that is its only reader (bn_bf16.h):
+  // fuseRelu6_ marks the BatchNorm ops that can, fusedNow_ those that did in this forward.
+  std::vector<char> fuseRelu6_, fusedNow_;
   int output_ = -1;
   int output2_ = -1;  // a second output (the old head, for distillation), or -1
   LossKind lossKind_ = LossKind::CrossEntropy;  // set by setLoss
@@ -704,10 +720,27 @@ class Net : public Napi::ObjectWrap<Net> {
       case Kind::BatchNorm: {
         Tensor& rm = params_[op.mean].t;
         Tensor& rv = params_[op.var].t;
+        int self = (int)(&op - ops_.data());
+        fusedNow_[self] = 0;
         if (training && op.bnMode == BnMode::Update) {
 #ifndef GRAFT_NO_DIST
           if (syncing_) return syncBatchNorm(op, x);
 #endif
+          if (bf16_ && bnbf16::fits(x) && !noFusedBn()) {
+            Tensor mean, var;
+            {
+              at::NoGradGuard ng;
+              std::tie(mean, var) = bnbf16::meanVar(x);
+              rm.sub_((rm - mean).mul_(1 - op.momentum));
+              rv.sub_((rv - var).mul_(1 - op.momentum));
+            }
+            Tensor invstd = (var + op.eps).rsqrt();
+            auto ones = [&](double v) { return at::full({x.size(1)}, v, mean.options()); };
+            bool fuse = fuseRelu6_[self];
+            Tensor y = bnbf16::BnAct::apply(x, op.gamma >= 0 ? P(op.gamma) : ones(1), op.beta >= 0 ? P(op.beta) : ones(0), mean, invstd, fuse);
+            fusedNow_[self] = fuse;
+            return y;
+          }
           auto out = at::native_batch_norm(x, P(op.gamma), P(op.beta), Tensor(), Tensor(), true, 0.0, op.eps);
           at::NoGradGuard ng;
           Tensor batchVar = std::get<2>(out).pow(-2).sub_(op.eps);
@@ -720,6 +753,7 @@ class Net : public Napi::ObjectWrap<Net> {
       }
       case Kind::Activation: {
         int from = op.inputs[0];
+        if (fusedNow_[from]) return x;  // its batch norm applied it (bn_bf16.h)
         Kind k = ops_[from].kind;
         // In place when this op is the only reader and the producer's backward does not need
         // its output (batch norm, linear conv or dense, add); autograd checks it either way.
@@ -753,7 +787,7 @@ class Net : public Napi::ObjectWrap<Net> {
         if (op.pad[0] != op.pad[1] || op.pad[2] != op.pad[3]) throw std::runtime_error("average pooling with uneven 'same' padding is not supported natively");
         return at::avg_pool2d(x, op.kernel, op.stride, {op.pad[0], op.pad[2]}, false, false);
       }
-      case Kind::GlobalAvg: return x.mean({2, 3}, op.keepDims, at::kFloat);  // a reduction: fp32 under bf16
+      case Kind::GlobalAvg: return x.scalar_type() == at::kFloat ? x.mean({2, 3}, op.keepDims) : x.mean({2, 3}, op.keepDims, at::kFloat);  // a reduction: fp32 under bf16
       case Kind::GlobalMax: return x.amax({2, 3}, op.keepDims);
       case Kind::Flatten: return (x.dim() == 4 ? x.permute({0, 2, 3, 1}) : x).reshape({x.size(0), -1});
       case Kind::Dense: {
@@ -1308,12 +1342,81 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// batchNormBf16({ x, shape: [n, h, w, c], gamma, beta, dy, eps, relu6, fused }): one training
+// BatchNorm (+ ReLU6) on x rounded to bf16, forward and backward with dy (rounded to bf16), by
+// bn_bf16.h's kernels (fused) or by ATen's ops, for the tests. Returns { y, dx (NHWC), dgamma,
+// dbeta, mean, var, fused (whether the kernels ran) }.
+Napi::Value BatchNormBf16(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), "batchNormBf16", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::vector<int64_t> shape = ints(o.Get("shape"));
+    if (shape.size() != 4) throw std::runtime_error("shape needs 4 values [n, h, w, c]");
+    int64_t c = shape[3];
+    Tensor x = nchw(view(o.Get("x").As<Napi::Float32Array>(), shape, "x")).to(at::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+    Tensor dy = nchw(view(o.Get("dy").As<Napi::Float32Array>(), shape, "dy")).to(at::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
+    Tensor gamma = view(o.Get("gamma").As<Napi::Float32Array>(), {c}, "gamma").clone().requires_grad_(true);
+    Tensor beta = view(o.Get("beta").As<Napi::Float32Array>(), {c}, "beta").clone().requires_grad_(true);
+    double eps = getNum(o, "eps", 1e-3);
+    bool relu6 = o.Get("relu6").ToBoolean(), fused = o.Get("fused").ToBoolean() && bnbf16::fits(x);
+    Tensor y, mean, var;
+    // repeat: times forward and backward that many times more, for the kernels' cost alone (ms).
+    int64_t repeat = getInt(o, "repeat", 0);
+    double ms = 0;
+    for (int64_t k = 0; k < repeat; k++) {
+      auto t0 = std::chrono::steady_clock::now();
+      Tensor yy;
+      if (fused) {
+        Tensor m, v;
+        {
+          at::NoGradGuard ng;
+          std::tie(m, v) = bnbf16::meanVar(x);
+        }
+        yy = bnbf16::BnAct::apply(x, gamma, beta, m, (v + eps).rsqrt(), relu6);
+      } else {
+        yy = std::get<0>(at::native_batch_norm(x, gamma, beta, Tensor(), Tensor(), true, 0.0, eps));
+        if (relu6) yy = reluSix(yy);
+      }
+      yy.backward(dy);
+      ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      x.mutable_grad() = Tensor();
+      gamma.mutable_grad() = Tensor();
+      beta.mutable_grad() = Tensor();
+    }
+    if (fused) {
+      {
+        at::NoGradGuard ng;
+        std::tie(mean, var) = bnbf16::meanVar(x);
+      }
+      y = bnbf16::BnAct::apply(x, gamma, beta, mean, (var + eps).rsqrt(), relu6);
+    } else {
+      auto out = at::native_batch_norm(x, gamma, beta, Tensor(), Tensor(), true, 0.0, eps);
+      y = std::get<0>(out);
+      if (relu6) y = reluSix(y);
+      mean = std::get<1>(out);
+      var = std::get<2>(out).pow(-2).sub_(eps);
+    }
+    y.backward(dy);
+    auto r = Napi::Object::New(env);
+    r.Set("y", floatArray(env, y.detach().permute({0, 2, 3, 1}).to(at::kFloat)));
+    r.Set("dx", floatArray(env, x.grad().permute({0, 2, 3, 1}).to(at::kFloat)));
+    r.Set("dgamma", floatArray(env, gamma.grad()));
+    r.Set("dbeta", floatArray(env, beta.grad()));
+    r.Set("mean", floatArray(env, mean.detach()));
+    r.Set("var", floatArray(env, var.detach()));
+    r.Set("fused", fused);
+    if (repeat > 0) r.Set("ms", ms / repeat);
+    return r;
+  });
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto o = Napi::Object::New(env);
   o.Set("threads", at::get_num_threads());
   o.Set("torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH));
   o.Set("mkldnn", at::hasMKLDNN());
+  o.Set("fusedBatchNormBf16", bnbf16::available());  // bn_bf16.h's kernels run on this CPU
   // oneDNN's ISA (what it will use on this CPU, after ONEDNN_MAX_CPU_ISA): libdnnl is libtorch's
   // dependency, already loaded; its headers are not installed, so the C function is looked up.
   o.Set("onednnIsa", env.Null());
@@ -1353,6 +1456,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
   exports.Set("matmul64", Napi::Function::New(env, Matmul64));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("batchNormBf16", Napi::Function::New(env, BatchNormBf16));
   return exports;
 }
 

@@ -9,7 +9,7 @@
 // C++ wrapper, both header-only, so one g++ command builds it.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,8 @@ const torchInclude = '/usr/include/torch/csrc/api/include';
 if (!existsSync('/usr/include/ATen') || !existsSync(torchInclude)) {
   fail('libtorch headers missing: apt-get install --no-install-recommends libtorch-dev libopenblas0-pthread');
 }
-if (existsSync(out) && statSync(out).mtimeMs > statSync(source).mtimeMs && statSync(out).mtimeMs > statSync(fileURLToPath(import.meta.url)).mtimeMs) {
+const newest = Math.max(statSync(fileURLToPath(import.meta.url)).mtimeMs, ...readdirSync(join(root, 'native')).map((f) => statSync(join(root, 'native', f)).mtimeMs));
+if (existsSync(out) && statSync(out).mtimeMs > newest) {
   console.log('graft native engine: up to date (build/graft_native.node)');
   process.exit(0);
 }

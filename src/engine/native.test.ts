@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
 import { maxRelErr } from '../../test/fixtures.js';
-import { NativeNet, nativeStatus } from './native.js';
+import { NativeNet, nativeAddon, nativeStatus } from './native.js';
 import { nativePlan, nativeUnsupported, samePads } from '../model/native-plan.js';
 import { adoptModel, FreezableBatchNormalization } from '../model/batch-norm.js';
 import { runEpoch, type LayerGroup, type LossFn } from '../train/loop.js';
@@ -296,6 +296,70 @@ test('a bf16 step follows the fp32 step: loss, gradients within bf16 rounding, a
     }
   }
   assert.ok(weightsSeen >= 5, `${weightsSeen} weight tensors checked`);
+});
+
+/** x rounded to bf16 (to nearest, ties to even), as a number. */
+function bf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
+  return f[0];
+}
+
+// The fused bf16 BatchNorm + ReLU6 of training (native/bn_bf16.h) against a float64 reference
+// computed here from the same bf16-rounded inputs: the batch statistics, y, and the gradients
+// of x, gamma and beta through the batch statistics. 24 channels (a full 16-lane block and a
+// masked tail of 8), values centered far from 0 (the statistics' shift), both with and
+// without the ReLU6; and ATen's own bf16 ops on the same input as a second opinion.
+test('fused bf16 batch norm + ReLU6 of training matches a float64 reference and ATen', { skip }, () => {
+  const addon = nativeAddon()!;
+  const [n, h, w, c] = [5, 7, 9, 24];
+  const rows = n * h * w;
+  const rng = makeRng(31);
+  const x = Float32Array.from({ length: rows * c }, (_, i) => bf16(40 + (i % c) + 3 * (rng() * 2 - 1) * (1 + (i % c) / 8)));
+  const dy = Float32Array.from({ length: rows * c }, () => bf16(rng() * 2 - 1));
+  const gamma = Float32Array.from({ length: c }, (_, j) => 0.5 + j / 10);
+  const beta = Float32Array.from({ length: c }, (_, j) => j / 4 - 1);
+  const eps = 1e-3;
+  for (const relu6 of [true, false]) {
+    const got = addon.batchNormBf16({ x, shape: [n, h, w, c], gamma, beta, dy, eps, relu6, fused: true });
+    if (!addon.info().fusedBatchNormBf16) { assert.equal(got.fused, false, 'no fused kernels without AVX512-BF16'); return; }
+    assert.equal(got.fused, true, 'the fused kernels ran');
+    const aten = addon.batchNormBf16({ x, shape: [n, h, w, c], gamma, beta, dy, eps, relu6, fused: false });
+    assert.equal(aten.fused, false);
+    let yErr = 0, dxErr = 0, dxScale = 0;
+    for (let j = 0; j < c; j++) {
+      let s = 0, q = 0;
+      for (let r = 0; r < rows; r++) s += x[r * c + j];
+      const mean = s / rows;
+      for (let r = 0; r < rows; r++) q += (x[r * c + j] - mean) ** 2;
+      const v = q / rows, is = 1 / Math.sqrt(v + eps);
+      assert.ok(Math.abs(got.mean[j] - mean) <= 1e-6 * Math.abs(mean), `channel ${j}: mean ${got.mean[j]} vs ${mean}`);
+      assert.ok(Math.abs(got.var[j] - v) <= 1e-4 * v, `channel ${j}: variance ${got.var[j]} vs ${v}`);
+      const g = new Float64Array(rows);
+      let sg = 0, sgx = 0;
+      for (let r = 0; r < rows; r++) {
+        const z = (x[r * c + j] - mean) * is * gamma[j] + beta[j];
+        const y = relu6 ? Math.min(Math.max(z, 0), 6) : z;
+        yErr = Math.max(yErr, Math.abs(got.y[r * c + j] - y) / Math.max(Math.abs(y), 1e-3));
+        g[r] = !relu6 || (z > 0 && z < 6) ? dy[r * c + j] : 0;
+        sg += g[r];
+        sgx += g[r] * (x[r * c + j] - mean) * is;
+      }
+      assert.ok(Math.abs(got.dbeta[j] - sg) <= 1e-4 * Math.max(1, Math.abs(sg)), `channel ${j}: dbeta ${got.dbeta[j]} vs ${sg}`);
+      assert.ok(Math.abs(got.dgamma[j] - sgx) <= 1e-4 * Math.max(1, Math.abs(sgx)), `channel ${j}: dgamma ${got.dgamma[j]} vs ${sgx}`);
+      for (let r = 0; r < rows; r++) {
+        const xhat = (x[r * c + j] - mean) * is;
+        const dx = gamma[j] * is * (g[r] - sg / rows - xhat * sgx / rows);
+        dxErr = Math.max(dxErr, Math.abs(got.dx[r * c + j] - dx));
+        dxScale = Math.max(dxScale, Math.abs(dx));
+      }
+    }
+    // y and dx are rounded to bf16 once: half a unit of its 8 significant bits, 2^-9, relative.
+    assert.ok(yErr <= 2 ** -8, `relu6 ${relu6}: y off by ${yErr} relative`);
+    assert.ok(dxErr <= 2 ** -8 * dxScale, `relu6 ${relu6}: dx off by ${dxErr} (largest ${dxScale})`);
+    assert.ok(relDist(got.y, aten.y) <= 2 ** -7 && relDist(got.dx, aten.dx) <= 2 ** -6, `relu6 ${relu6}: against ATen, y ${relDist(got.y, aten.y)}, dx ${relDist(got.dx, aten.dx)}`);
+  }
 });
 
 test('bf16 predictions match fp32 within bf16 rounding; a bad precision is refused', { skip }, async () => {

@@ -47,7 +47,11 @@ interface Addon extends NativeKernelAddon {
   Group?: new (o: { rank: number; worldSize: number; host: string; port: number; timeoutMs: number; bind: string }) => AddonGroup;
   matmul64(o: { a: Float64Array; aRows: number; aCols: number; b: Float64Array; bCols: number; transposeA: boolean; out: Float64Array }): void;
   setThreads(n: number): void;
-  info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null };
+  info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null; fusedBatchNormBf16: boolean };
+  /** One training BatchNorm (+ ReLU6) in bf16, forward and back, by the fused kernels or ATen's ops (tests). */
+  batchNormBf16(o: { x: Float32Array; shape: number[]; gamma: Float32Array; beta: Float32Array; dy: Float32Array; eps: number; relu6: boolean; fused: boolean }): {
+    y: Float32Array; dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array; mean: Float32Array; var: Float32Array; fused: boolean;
+  };
 }
 
 export interface OpSpec {
