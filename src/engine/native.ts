@@ -282,6 +282,8 @@ export interface CpuBf16 {
   amxBf16: boolean;
   /** What oneDNN (inside libtorch) will use on this CPU, e.g. avx512_core_bf16 or avx512_core_amx; null without the native engine. */
   onednnIsa: string | null;
+  /** Whether the addon's fused bf16 BatchNorm kernels (AVX512 F/BW/VL and AVX512-BF16) run here; false without the native engine. */
+  fusedBatchNorm: boolean;
 }
 
 let cpu: CpuBf16 | undefined;
@@ -294,7 +296,7 @@ export function cpuBf16(): CpuBf16 {
     flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/);
   } catch { /* not Linux: no flags to read */ }
   const a = load();
-  return cpu = { avx512Bf16: flags.includes('avx512_bf16'), amxBf16: flags.includes('amx_bf16'), onednnIsa: a ? a.info().onednnIsa : null };
+  return cpu = { avx512Bf16: flags.includes('avx512_bf16'), amxBf16: flags.includes('amx_bf16'), onednnIsa: a ? a.info().onednnIsa : null, fusedBatchNorm: a ? a.info().fusedBatchNormBf16 === true : false };
 }
 
 let processPrecision: Precision = 'fp32';

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -230,6 +231,9 @@ test('graft doctor names the backend, threads, the native engine and the wasm gr
   assert.equal(d.nativeTrainingStep, native.available);
   assert.equal(d.native.available, native.available);
   if (native.available) assert.ok(d.native.threads >= 1 && /^\d+\.\d+/.test(d.native.torch), JSON.stringify(d.native));
+  // The fused bf16 BatchNorm kernels run where the CPU has AVX512 F/BW/VL and AVX512-BF16.
+  const flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/);
+  assert.equal(d.bf16.fusedBatchNorm, native.available && ['avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16'].every((f) => flags.includes(f)), JSON.stringify(d.bf16));
   const off = await graft(['doctor'], { env: { GRAFT_NATIVE: '0' } });
   assert.match(off.stdout, /native engine: no \(turned off \(--engine tfjs or GRAFT_NATIVE=0\)\)/);
   const flag = await graft(['doctor', '--engine', 'tfjs', '--json']);
