@@ -74,7 +74,7 @@ BNBF16_TARGET inline void applyChunk(const uint16_t* x, uint16_t* y, int64_t r0,
     for (int64_t c = 0; c < C; c += 16) {
       __mmask16 m = tailMask(C - c);
       __m512 z = _mm512_fmadd_ps(load16(x + r * C + c, m), _mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c));
-      if (relu6) z = _mm512_min_ps(_mm512_max_ps(z, zero), six);
+      if (relu6) z = _mm512_min_ps(six, _mm512_max_ps(zero, z));  // NaN stays NaN (vmaxps returns its second operand), as in ATen's clamp
       store16(y + r * C + c, z, m);
     }
   }
