@@ -45,6 +45,18 @@ inline __mmask16 tailMask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF 
 
 constexpr int64_t kBlock = 256;  // rows summed in fp32 before the float64 total
 
+// After row r of [r0, r1): at the end of a block of kBlock rows (or of the chunk), adds the two
+// fp32 block sums into their float64 totals and zeroes them.
+inline void flushBlock(int64_t r, int64_t r0, int64_t r1, std::vector<float>& b1, std::vector<float>& b2, double* s1, double* s2) {
+  if ((r - r0) % kBlock != kBlock - 1 && r != r1 - 1) return;
+  for (size_t c = 0; c < b1.size(); c++) {
+    s1[c] += b1[c];
+    s2[c] += b2[c];
+    b1[c] = 0.f;
+    b2[c] = 0.f;
+  }
+}
+
 // Rows [r0, r1) of x [rows, C]: per channel, sum(x - shift) and sum((x - shift)^2) into s, q.
 BNBF16_TARGET inline void sumsChunk(const uint16_t* x, int64_t r0, int64_t r1, int64_t C, const float* shift, double* s, double* q) {
   std::vector<float> bs(C, 0.f), bq(C, 0.f);
@@ -56,14 +68,7 @@ BNBF16_TARGET inline void sumsChunk(const uint16_t* x, int64_t r0, int64_t r1, i
       _mm512_mask_storeu_ps(bs.data() + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, bs.data() + c), v));
       _mm512_mask_storeu_ps(bq.data() + c, m, _mm512_fmadd_ps(v, v, _mm512_maskz_loadu_ps(m, bq.data() + c)));
     }
-    if ((r - r0) % kBlock == kBlock - 1 || r == r1 - 1) {
-      for (int64_t c = 0; c < C; c++) {
-        s[c] += bs[c];
-        q[c] += bq[c];
-        bs[c] = 0.f;
-        bq[c] = 0.f;
-      }
-    }
+    flushBlock(r, r0, r1, bs, bq, s, q);
   }
 }
 
@@ -100,14 +105,7 @@ BNBF16_TARGET inline void gradSumsChunk(const uint16_t* x, const uint16_t* dy, i
       _mm512_mask_storeu_ps(bg.data() + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, bg.data() + c), g));
       _mm512_mask_storeu_ps(bgx.data() + c, m, _mm512_fmadd_ps(g, xc, _mm512_maskz_loadu_ps(m, bgx.data() + c)));
     }
-    if ((r - r0) % kBlock == kBlock - 1 || r == r1 - 1) {
-      for (int64_t c = 0; c < C; c++) {
-        sg[c] += bg[c];
-        sgx[c] += bgx[c];
-        bg[c] = 0.f;
-        bgx[c] = 0.f;
-      }
-    }
+    flushBlock(r, r0, r1, bg, bgx, sg, sgx);
   }
 }
 
@@ -135,6 +133,24 @@ int64_t chunked(int64_t rows, F f) {
   return chunks;
 }
 
+// Two per-channel float64 sums over `rows`: sums(r0, r1, s, q) adds rows [r0, r1) into s and q
+// ([C] each), one chunk a thread, and the chunks' sums are added here.
+template <typename F>
+std::pair<std::vector<double>, std::vector<double>> twoSums(int64_t rows, int64_t C, F sums) {
+  int64_t most = std::max<int64_t>(1, at::get_num_threads());
+  std::vector<double> s(most * C, 0.0), q(most * C, 0.0);
+  int64_t chunks = chunked(rows, [&](int64_t t, int64_t r0, int64_t r1) { sums(r0, r1, s.data() + t * C, q.data() + t * C); });
+  for (int64_t t = 1; t < chunks; t++) {
+    for (int64_t c = 0; c < C; c++) {
+      s[c] += s[t * C + c];
+      q[c] += q[t * C + c];
+    }
+  }
+  s.resize(C);
+  q.resize(C);
+  return {s, q};
+}
+
 inline const uint16_t* u16(const Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
 inline uint16_t* u16w(Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); }
 
@@ -152,21 +168,14 @@ inline std::pair<Tensor, Tensor> meanVar(const Tensor& x) {
     uint32_t bits = (uint32_t)px[c] << 16;
     std::memcpy(&shift[c], &bits, 4);
   }
-  int64_t most = std::max<int64_t>(1, at::get_num_threads());
-  std::vector<double> s(most * C, 0.0), q(most * C, 0.0);
-  int64_t chunks = chunked(rows, [&](int64_t t, int64_t r0, int64_t r1) { sumsChunk(px, r0, r1, C, shift.data(), s.data() + t * C, q.data() + t * C); });
+  auto [S, Q] = twoSums(rows, C, [&](int64_t r0, int64_t r1, double* s, double* q) { sumsChunk(px, r0, r1, C, shift.data(), s, q); });
   Tensor mean = at::empty({C}, x.options().dtype(at::kFloat)), var = at::empty({C}, x.options().dtype(at::kFloat));
   float* pm = mean.data_ptr<float>();
   float* pv = var.data_ptr<float>();
   for (int64_t c = 0; c < C; c++) {
-    double S = 0, Q = 0;
-    for (int64_t t = 0; t < chunks; t++) {
-      S += s[t * C + c];
-      Q += q[t * C + c];
-    }
-    double m = S / rows;
+    double m = S[c] / rows;
     pm[c] = (float)(shift[c] + m);
-    pv[c] = (float)std::max(0.0, Q / rows - m * m);
+    pv[c] = (float)std::max(0.0, Q[c] / rows - m * m);
   }
   return {mean, var};
 }
@@ -199,20 +208,13 @@ struct BnAct : public torch::autograd::Function<BnAct> {
     int64_t C = x.size(1), rows = x.numel() / C;
     const uint16_t *px = u16(x), *pdy = u16(dy);
     const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>(), *pm = mean.data_ptr<float>();
-    int64_t most = std::max<int64_t>(1, at::get_num_threads());
-    std::vector<double> sg(most * C, 0.0), sgx(most * C, 0.0);
-    int64_t chunks = chunked(rows, [&](int64_t t, int64_t r0, int64_t r1) { gradSumsChunk(px, pdy, r0, r1, C, pa, pb, pm, relu6, sg.data() + t * C, sgx.data() + t * C); });
+    auto [sg, sgx] = twoSums(rows, C, [&](int64_t r0, int64_t r1, double* s, double* q) { gradSumsChunk(px, pdy, r0, r1, C, pa, pb, pm, relu6, s, q); });
     Tensor dbeta = at::empty({C}, mean.options()), dgamma = at::empty({C}, mean.options());
     Tensor k1 = at::empty({C}, mean.options()), k2 = at::empty({C}, mean.options()), k3 = at::empty({C}, mean.options());
     const float *pg = gamma.data_ptr<float>(), *pi = invstd.data_ptr<float>();
     float *pdb = dbeta.data_ptr<float>(), *pdg = dgamma.data_ptr<float>(), *p1 = k1.data_ptr<float>(), *p2 = k2.data_ptr<float>(), *p3 = k3.data_ptr<float>();
     for (int64_t c = 0; c < C; c++) {
-      double G = 0, GX = 0;
-      for (int64_t t = 0; t < chunks; t++) {
-        G += sg[t * C + c];
-        GX += sgx[t * C + c];
-      }
-      double is = pi[c], gm = pg[c];
+      double G = sg[c], GX = sgx[c], is = pi[c], gm = pg[c];
       pdb[c] = (float)G;
       pdg[c] = (float)(GX * is);
       // dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mean) * invstd
@@ -230,5 +232,20 @@ struct BnAct : public torch::autograd::Function<BnAct> {
     return {dx, ctx->needs_input_grad(1) ? dgamma : Tensor(), ctx->needs_input_grad(2) ? dbeta : Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
+
+// One training BatchNorm (+ ReLU6) of x (fits(x)): the output, and the batch's mean and biased
+// variance, which the caller moves its moving averages toward.
+struct Trained {
+  Tensor y, mean, var;
+};
+inline Trained train(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, bool relu6) {
+  Trained t;
+  {
+    at::NoGradGuard ng;
+    std::tie(t.mean, t.var) = meanVar(x);
+  }
+  t.y = BnAct::apply(x, gamma, beta, t.mean, (t.var + eps).rsqrt(), relu6);
+  return t;
+}
 
 }  // namespace bnbf16

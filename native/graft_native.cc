@@ -727,19 +727,14 @@ class Net : public Napi::ObjectWrap<Net> {
           if (syncing_) return syncBatchNorm(op, x);
 #endif
           if (bf16_ && bnbf16::fits(x) && !noFusedBn()) {
-            Tensor mean, var;
-            {
-              at::NoGradGuard ng;
-              std::tie(mean, var) = bnbf16::meanVar(x);
-              rm.sub_((rm - mean).mul_(1 - op.momentum));
-              rv.sub_((rv - var).mul_(1 - op.momentum));
-            }
-            Tensor invstd = (var + op.eps).rsqrt();
-            auto ones = [&](double v) { return at::full({x.size(1)}, v, mean.options()); };
+            auto constant = [&](double v) { return at::full({x.size(1)}, v, rm.options()); };
             bool fuse = fuseRelu6_[self];
-            Tensor y = bnbf16::BnAct::apply(x, op.gamma >= 0 ? P(op.gamma) : ones(1), op.beta >= 0 ? P(op.beta) : ones(0), mean, invstd, fuse);
+            auto t = bnbf16::train(x, op.gamma >= 0 ? P(op.gamma) : constant(1), op.beta >= 0 ? P(op.beta) : constant(0), op.eps, fuse);
+            at::NoGradGuard ng;
+            rm.sub_((rm - t.mean).mul_(1 - op.momentum));
+            rv.sub_((rv - t.var).mul_(1 - op.momentum));
             fusedNow_[self] = fuse;
-            return y;
+            return t.y;
           }
           auto out = at::native_batch_norm(x, P(op.gamma), P(op.beta), Tensor(), Tensor(), true, 0.0, op.eps);
           at::NoGradGuard ng;
@@ -1359,43 +1354,25 @@ Napi::Value BatchNormBf16(const Napi::CallbackInfo& info) {
     Tensor beta = view(o.Get("beta").As<Napi::Float32Array>(), {c}, "beta").clone().requires_grad_(true);
     double eps = getNum(o, "eps", 1e-3);
     bool relu6 = o.Get("relu6").ToBoolean(), fused = o.Get("fused").ToBoolean() && bnbf16::fits(x);
-    Tensor y, mean, var;
+    // One forward: the kernels' or ATen's (batch statistics and output).
+    auto once = [&]() -> bnbf16::Trained {
+      if (fused) return bnbf16::train(x, gamma, beta, eps, relu6);
+      auto out = at::native_batch_norm(x, gamma, beta, Tensor(), Tensor(), true, 0.0, eps);
+      Tensor y = std::get<0>(out);
+      return {relu6 ? reluSix(y) : y, std::get<1>(out), std::get<2>(out).pow(-2).sub_(eps)};
+    };
     // repeat: times forward and backward that many times more, for the kernels' cost alone (ms).
     int64_t repeat = getInt(o, "repeat", 0);
     double ms = 0;
     for (int64_t k = 0; k < repeat; k++) {
       auto t0 = std::chrono::steady_clock::now();
-      Tensor yy;
-      if (fused) {
-        Tensor m, v;
-        {
-          at::NoGradGuard ng;
-          std::tie(m, v) = bnbf16::meanVar(x);
-        }
-        yy = bnbf16::BnAct::apply(x, gamma, beta, m, (v + eps).rsqrt(), relu6);
-      } else {
-        yy = std::get<0>(at::native_batch_norm(x, gamma, beta, Tensor(), Tensor(), true, 0.0, eps));
-        if (relu6) yy = reluSix(yy);
-      }
-      yy.backward(dy);
+      once().y.backward(dy);
       ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       x.mutable_grad() = Tensor();
       gamma.mutable_grad() = Tensor();
       beta.mutable_grad() = Tensor();
     }
-    if (fused) {
-      {
-        at::NoGradGuard ng;
-        std::tie(mean, var) = bnbf16::meanVar(x);
-      }
-      y = bnbf16::BnAct::apply(x, gamma, beta, mean, (var + eps).rsqrt(), relu6);
-    } else {
-      auto out = at::native_batch_norm(x, gamma, beta, Tensor(), Tensor(), true, 0.0, eps);
-      y = std::get<0>(out);
-      if (relu6) y = reluSix(y);
-      mean = std::get<1>(out);
-      var = std::get<2>(out).pow(-2).sub_(eps);
-    }
+    auto [y, mean, var] = once();
     y.backward(dy);
     auto r = Napi::Object::New(env);
     r.Set("y", floatArray(env, y.detach().permute({0, 2, 3, 1}).to(at::kFloat)));

@@ -49,8 +49,8 @@ interface Addon extends NativeKernelAddon {
   setThreads(n: number): void;
   info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null; fusedBatchNormBf16: boolean };
   /** One training BatchNorm (+ ReLU6) in bf16, forward and back, by the fused kernels or ATen's ops (tests). */
-  batchNormBf16(o: { x: Float32Array; shape: number[]; gamma: Float32Array; beta: Float32Array; dy: Float32Array; eps: number; relu6: boolean; fused: boolean }): {
-    y: Float32Array; dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array; mean: Float32Array; var: Float32Array; fused: boolean;
+  batchNormBf16(o: { x: Float32Array; shape: number[]; gamma: Float32Array; beta: Float32Array; dy: Float32Array; eps: number; relu6: boolean; fused: boolean; repeat?: number }): {
+    y: Float32Array; dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array; mean: Float32Array; var: Float32Array; fused: boolean; /** with repeat: ms per forward and backward over that many more runs */ ms?: number;
   };
 }
 
