@@ -44,32 +44,58 @@ BNBF16_TARGET inline void store16(uint16_t* p, __m512 v, __mmask16 m) {
 inline __mmask16 tailMask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
 constexpr int64_t kBlock = 256;  // rows summed in fp32 before the float64 total
+constexpr int64_t kWide = 256;   // channels from which the sums go a row at a time (blockSums)
 
-// After row r of [r0, r1): at the end of a block of kBlock rows (or of the chunk), adds the two
-// fp32 block sums into their float64 totals and zeroes them.
-inline void flushBlock(int64_t r, int64_t r0, int64_t r1, std::vector<float>& b1, std::vector<float>& b2, double* s1, double* s2) {
-  if ((r - r0) % kBlock != kBlock - 1 && r != r1 - 1) return;
-  for (size_t c = 0; c < b1.size(); c++) {
-    s1[c] += b1[c];
-    s2[c] += b2[c];
-    b1[c] = 0.f;
-    b2[c] = 0.f;
+// Two per-channel sums over rows [r0, r1) of [rows, C] bf16 data: term(r, c, m, u, w) adds row
+// r's 16 terms from channel c (masked by m) for each sum into u and w. The sums run in fp32 over
+// blocks of kBlock rows, four rows at a time (each row's terms in its own register, added as a
+// tree into the block's sums, which are loaded and stored once per four rows), and each block's
+// sums go into the float64 totals s1, s2. One row at a time, each term loaded and stored the
+// block sums and the adds waited on each other: 3-11 GB/s here, against 17-21 for the apply passes.
+template <typename T>
+BNBF16_TARGET inline void blockSums(int64_t r0, int64_t r1, int64_t C, T term, double* s1, double* s2) {
+  int64_t padded = (C + 15) / 16 * 16;
+  std::vector<float> b1(padded), b2(padded);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t k0 = r0; k0 < r1; k0 += kBlock) {
+    int64_t k1 = std::min(r1, k0 + kBlock);
+    std::fill(b1.begin(), b1.end(), 0.f);
+    std::fill(b2.begin(), b2.end(), 0.f);
+    int64_t r = k0;
+    for (; C < kWide && r + 4 <= k1; r += 4) {
+      for (int64_t c = 0; c < C; c += 16) {
+        __mmask16 m = tailMask(C - c);
+        __m512 u0 = zero, u1 = zero, u2 = zero, u3 = zero, w0 = zero, w1 = zero, w2 = zero, w3 = zero;
+        term(r, c, m, u0, w0);
+        term(r + 1, c, m, u1, w1);
+        term(r + 2, c, m, u2, w2);
+        term(r + 3, c, m, u3, w3);
+        _mm512_storeu_ps(b1.data() + c, _mm512_add_ps(_mm512_loadu_ps(b1.data() + c), _mm512_add_ps(_mm512_add_ps(u0, u1), _mm512_add_ps(u2, u3))));
+        _mm512_storeu_ps(b2.data() + c, _mm512_add_ps(_mm512_loadu_ps(b2.data() + c), _mm512_add_ps(_mm512_add_ps(w0, w1), _mm512_add_ps(w2, w3))));
+      }
+    }
+    for (; r < k1; r++) {
+      for (int64_t c = 0; c < C; c += 16) {
+        __m512 u = _mm512_loadu_ps(b1.data() + c), w = _mm512_loadu_ps(b2.data() + c);
+        term(r, c, tailMask(C - c), u, w);
+        _mm512_storeu_ps(b1.data() + c, u);
+        _mm512_storeu_ps(b2.data() + c, w);
+      }
+    }
+    for (int64_t c = 0; c < C; c++) {
+      s1[c] += b1[c];
+      s2[c] += b2[c];
+    }
   }
 }
 
 // Rows [r0, r1) of x [rows, C]: per channel, sum(x - shift) and sum((x - shift)^2) into s, q.
 BNBF16_TARGET inline void sumsChunk(const uint16_t* x, int64_t r0, int64_t r1, int64_t C, const float* shift, double* s, double* q) {
-  std::vector<float> bs(C, 0.f), bq(C, 0.f);
-  for (int64_t r = r0; r < r1; r++) {
-    const uint16_t* row = x + r * C;
-    for (int64_t c = 0; c < C; c += 16) {
-      __mmask16 m = tailMask(C - c);
-      __m512 v = _mm512_sub_ps(load16(row + c, m), _mm512_maskz_loadu_ps(m, shift + c));
-      _mm512_mask_storeu_ps(bs.data() + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, bs.data() + c), v));
-      _mm512_mask_storeu_ps(bq.data() + c, m, _mm512_fmadd_ps(v, v, _mm512_maskz_loadu_ps(m, bq.data() + c)));
-    }
-    flushBlock(r, r0, r1, bs, bq, s, q);
-  }
+  blockSums(r0, r1, C, [&](int64_t r, int64_t c, __mmask16 m, __m512& u, __m512& w) BNBF16_TARGET {
+    __m512 v = _mm512_sub_ps(load16(x + r * C + c, m), _mm512_maskz_loadu_ps(m, shift + c));
+    u = _mm512_add_ps(u, v);
+    w = _mm512_fmadd_ps(v, v, w);
+  }, s, q);
 }
 
 // y = act(x * a + b) per channel, rounded to bf16; act clamps to [0, 6] when relu6.
@@ -95,18 +121,12 @@ BNBF16_TARGET inline __m512 masked(__m512 dy, __m512 xv, __m512 av, __m512 bv, b
 
 // Rows [r0, r1): per channel, sum(g) and sum(g * (x - mean)) for the masked gradient g.
 BNBF16_TARGET inline void gradSumsChunk(const uint16_t* x, const uint16_t* dy, int64_t r0, int64_t r1, int64_t C, const float* a, const float* b, const float* mean, bool relu6, double* sg, double* sgx) {
-  std::vector<float> bg(C, 0.f), bgx(C, 0.f);
-  for (int64_t r = r0; r < r1; r++) {
-    for (int64_t c = 0; c < C; c += 16) {
-      __mmask16 m = tailMask(C - c);
-      __m512 xv = load16(x + r * C + c, m);
-      __m512 g = masked(load16(dy + r * C + c, m), xv, _mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), relu6);
-      __m512 xc = _mm512_sub_ps(xv, _mm512_maskz_loadu_ps(m, mean + c));
-      _mm512_mask_storeu_ps(bg.data() + c, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, bg.data() + c), g));
-      _mm512_mask_storeu_ps(bgx.data() + c, m, _mm512_fmadd_ps(g, xc, _mm512_maskz_loadu_ps(m, bgx.data() + c)));
-    }
-    flushBlock(r, r0, r1, bg, bgx, sg, sgx);
-  }
+  blockSums(r0, r1, C, [&](int64_t r, int64_t c, __mmask16 m, __m512& u, __m512& w) BNBF16_TARGET {
+    __m512 xv = load16(x + r * C + c, m);
+    __m512 g = masked(load16(dy + r * C + c, m), xv, _mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), relu6);
+    u = _mm512_add_ps(u, g);
+    w = _mm512_fmadd_ps(g, _mm512_sub_ps(xv, _mm512_maskz_loadu_ps(m, mean + c)), w);
+  }, sg, sgx);
 }
 
 // dx = k1 * g + k2 * (x - mean) + k3 per channel, rounded to bf16.
