@@ -12,6 +12,7 @@ import { backendInfo } from '#internal/engine/backend.js';
 import { GraftError, loadModel, type Dataset, type GraftMeta } from 'graft';
 import { isDir } from '#internal/data/images.js';
 import { nativeUnsupported } from '#internal/model/native-plan.js';
+import { resolvePrecision } from '#internal/engine/native.js';
 
 export type EngineChoice = 'auto' | 'native' | 'tfjs' | 'onnx';
 let choice: EngineChoice = 'auto';
@@ -101,6 +102,14 @@ export function onnxHead(m: OnnxModel, file: string, asked: string | undefined):
 /** Which engine a tfjs model predicts on: the native engine when it runs every layer, else the tfjs backend. */
 export function tfjsEngine(model: tfl.LayersModel): string {
   return nativeUnsupported(model) === undefined ? 'native' : backendInfo()?.name ?? 'tfjs';
+}
+
+/** What predicted, for the JSON (its precision on the native engine) and for the words, from one reading of the precision. */
+export function engineReport(engine: string, onnx: OnnxChoice | undefined): { json: { engine: string; precision?: ReturnType<typeof resolvePrecision> }; words: string } {
+  if (onnx) return { json: { engine }, words: `engine: ${onnx.why}` };
+  if (engine !== 'native') return { json: { engine }, words: `engine: tfjs (${engine})` };
+  const precision = resolvePrecision();
+  return { json: { engine, precision }, words: `engine: the native engine (libtorch), ${precision.precision} (${precision.why})` };
 }
 
 /** Each output's probabilities; with `tta`, averaged with the mirror images'. */

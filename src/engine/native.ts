@@ -332,6 +332,12 @@ export function defaultPrecision(): Precision {
   return scoped.getStore() ?? processPrecision;
 }
 
+/** The precision of a run's native computations here, and why: resolvePrecision's, or fp32 where the native engine is not available (tfjs computes in fp32). */
+export function runPrecision(requested: Precision = defaultPrecision()): { precision: 'fp32' | 'bf16'; requested: Precision; why: string } {
+  const native = nativeStatus();
+  return native.available ? resolvePrecision(requested) : { precision: 'fp32', requested, why: `the native engine is ${native.reason}; tfjs computes in fp32` };
+}
+
 /** What a requested precision means on this CPU, and why (for the run's words and JSON). */
 export function resolvePrecision(requested: Precision = defaultPrecision()): { precision: 'fp32' | 'bf16'; requested: Precision; why: string } {
   checkPrecision(requested);

@@ -24,14 +24,14 @@ import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { nativeUnsupported } from '../model/native-plan.js';
-import { defaultPrecision, nativeStatus, resolvePrecision, withPrecision, type Precision } from '../engine/native.js';
+import { runPrecision, withPrecision, type Precision } from '../engine/native.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
 import { augmentedViews, describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
 import { fitLinearHead, HEAD_FIT_DEFAULTS, isLinearHead, type HeadFitReport } from './head-fit.js';
-import { accuracyOf, crossValidateFineTune, verdict, type FineTuneCheck } from './keep-better.js';
+import { crossValidateFineTune, pairedValidation, rightOn, verdict, type FineTuneCheck } from './keep-better.js';
 import { restoreWeights, snapshotWeights } from './weights.js';
 import { findLearningRate, type LrFindResult } from './lr-find.js';
 import { classCounts, count } from '../data/dataset.js';
@@ -108,7 +108,7 @@ export interface FineTuneOptions {
    * its cross-validated L2 instead.
    */
   labelSmoothing?: number;
-  /** Compare the fine-tuned model with the warm-up head and keep the better (default true). */
+  /** Compare the fine-tuned model with the warm-up head and keep it only when it wins by more than chance (McNemar on a validation set, a paired t-test over 3 folds without one; keep-better.ts; default true). */
   keepBetter?: boolean;
   /** Called before each fold of the fine-tune cross-validation on small data. */
   onFineTuneFold?: (fold: number, folds: number) => void | Promise<void>;
@@ -251,6 +251,8 @@ interface Run {
   headFit?: HeadFitReport;
   trainFeatures?: Dataset;
   warmUpVal?: number;
+  /** Per validation image, whether the warm-up head got it right (for the check against the fine-tune). */
+  warmUpRight?: Uint8Array;
   fineTuneCheck?: FineTuneCheck;
   bestRecord?: EpochRecord;
   lrFinder?: LrFindResult;
@@ -362,6 +364,7 @@ async function warmUp(g: Grafted, r: Run): Promise<void> {
       recipe.balance = 'none (cross-validation preferred it to class weights)';
     }
     r.warmUpVal = out.valAccuracy;
+    if (valFeatures) r.warmUpRight = await rightOn(g.headModel, valFeatures, undefined);
     return;
   }
   const out = await runPhase({
@@ -377,6 +380,7 @@ async function warmUp(g: Grafted, r: Run): Promise<void> {
   phases.push(out.summary);
   r.interrupted = out.interrupted;
   r.diverged = out.summary.diverged;
+  if (valFeatures && !r.interrupted && !r.diverged) r.warmUpRight = await rightOn(g.headModel, valFeatures, undefined);
 }
 
 /** Phase 2: the unfrozen body and the head on layer groups (deeper at lower rates), checked against the warm-up head. */
@@ -442,10 +446,10 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
     r.diverged = out.summary.diverged;
   }
   if (before && val && !r.interrupted && !r.diverged) {
-    const warm = r.warmUpVal ?? [...history].reverse().find((x) => x.phase === 'warm-up')?.valAccuracy;
-    const tuned = (r.bestRecord ?? history[history.length - 1])?.valAccuracy;
-    if (warm !== undefined && tuned !== undefined) {
-      r.fineTuneCheck = { method: 'validation', warmUpAccuracy: warm, fineTuneAccuracy: tuned, ...verdict('validation', warm, tuned) };
+    // Both on the same validation images, image by image (McNemar's test, keep-better.ts).
+    if (r.warmUpRight) {
+      const v = pairedValidation(r.warmUpRight, await rightOn(model, val, p));
+      r.fineTuneCheck = { method: 'validation', ...v, ...verdict('validation', v.warmUpAccuracy, v.fineTuneAccuracy, undefined, v.margin) };
       if (r.fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
     }
   }
@@ -462,7 +466,7 @@ function runResult(r: Run): FineTuneResult {
   if (fineTuneCheck) r.recipe.kept = fineTuneCheck.kept;
   // The precision of the run's native computations (features, steps, validation), and a phase
   // that went on in another (auto's fallback after a bf16 divergence).
-  const p = nativeStatus().available ? resolvePrecision() : { requested: defaultPrecision(), precision: 'fp32' as const, why: `the native engine is ${nativeStatus().reason}; tfjs computes in fp32` };
+  const p = runPrecision();
   const other = r.phases.find((ph) => ph.engine === 'native' && ph.precision && ph.precision !== p.precision);
   r.recipe.precision = { requested: p.requested, used: p.precision, why: p.why, ...(other ? { [other.phase]: other.precision, note: other.precisionNote } : {}) };
   return {

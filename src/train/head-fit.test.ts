@@ -10,7 +10,7 @@ import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
 import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, softmaxObjective, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
 import { nativeStatus } from '../engine/native.js';
-import { pairedStandardError, tCritical90, verdict } from './keep-better.js';
+import { pairedStandardError, pairedValidation, tCritical90, verdict } from './keep-better.js';
 import { accuracyWords, wilson } from '../eval/interval.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
@@ -138,7 +138,7 @@ test('the fitted warm-up writes a head that the saved tfjs model applies, with n
   assert.ok(Math.abs(acc - f.trainAccuracy) < 1e-9, `model ${acc} vs fit ${f.trainAccuracy}`);
 });
 
-test('keep the better: fine-tuning is kept only when strictly better than the warm-up head', () => {
+test('keep the better: fine-tuning is kept only when better than the warm-up head by more than the margin', () => {
   assert.equal(verdict('validation', 0.8, 0.81).kept, 'fine-tune');
   assert.equal(verdict('validation', 0.8, 0.8).kept, 'warm-up');
   assert.equal(verdict('cross-validation', 0.7, 0.74, 3, 0.05).kept, 'warm-up', 'a win within one standard error is no evidence');
@@ -150,6 +150,56 @@ test('keep the better: fine-tuning is kept only when strictly better than the wa
   const v = verdict('cross-validation', 0.75, 0.6, 3);
   assert.equal(v.kept, 'warm-up');
   assert.match(v.words, /did not beat the warm-up head .* 3-fold cross-validation .*60\.0% vs 75\.0%.*kept the warm-up head/);
+});
+
+/** Per-image right/wrong of two models on n images: both right on `both`, only the first on `onlyA`, only the second on `onlyB`. */
+function pairs(n: number, both: number, onlyA: number, onlyB: number): [Uint8Array, Uint8Array] {
+  const a = new Uint8Array(n), b = new Uint8Array(n);
+  for (let i = 0; i < both; i++) a[i] = b[i] = 1;
+  for (let i = both; i < both + onlyA; i++) a[i] = 1;
+  for (let i = both + onlyA; i < both + onlyA + onlyB; i++) b[i] = 1;
+  return [a, b];
+}
+
+/** P(X >= k) for X ~ Binomial(m, 1/2), summed term by term. */
+function upperTail(m: number, k: number): number {
+  let s = 0;
+  for (let j = k; j <= m; j++) {
+    let logC = 0;
+    for (let i = 1; i <= j; i++) logC += Math.log(m - j + i) - Math.log(i);
+    s += Math.exp(logC - m * Math.LN2);
+  }
+  return s;
+}
+
+test('keep the better on a validation set: McNemar\'s exact one-sided 10% test on the images only one model gets right', () => {
+  const keep = (n: number, both: number, onlyWarm: number, onlyTuned: number) => {
+    const v = pairedValidation(...pairs(n, both, onlyWarm, onlyTuned));
+    return { v, kept: verdict('validation', v.warmUpAccuracy, v.fineTuneAccuracy, undefined, v.margin).kept };
+  };
+  // 3 fine-tune-only images, none the other way, on 100: a coin gives 3 of 3 with P = 1/8 > 10%.
+  let { v, kept } = keep(100, 80, 0, 3);
+  assert.ok(Math.abs(upperTail(3, 3) - 0.125) < 1e-12);
+  assert.equal(v.onlyFineTune, 3);
+  assert.equal(v.onlyWarmUp, 0);
+  assert.ok(Math.abs(v.fineTuneAccuracy - 0.83) < 1e-12 && Math.abs(v.warmUpAccuracy - 0.8) < 1e-12);
+  assert.ok(Math.abs(v.margin - 0.045) < 1e-12);
+  assert.equal(kept, 'warm-up');
+  // 4 of 4: P = 1/16, kept.
+  ({ v, kept } = keep(100, 80, 0, 4));
+  assert.ok(Math.abs(v.margin - 0.035) < 1e-12);
+  assert.equal(kept, 'fine-tune');
+  // A tie on every image keeps the warm-up head (as the strict rule did).
+  ({ v, kept } = keep(100, 90, 0, 0));
+  assert.equal(kept, 'warm-up');
+  assert.ok(v.margin > 0);
+  // Many disagreements: 60 vs 40 is significant, 56 vs 44 is not; the rule agrees with the tails summed here.
+  assert.ok(upperTail(100, 60) <= 0.1 && upperTail(100, 56) > 0.1);
+  assert.equal(keep(200, 50, 40, 60).kept, 'fine-tune');
+  assert.equal(keep(200, 50, 44, 56).kept, 'warm-up');
+  // At every split of 30 disagreements, kept exactly when the fine-tune-only count's tail is <= 10%.
+  for (let b = 0; b <= 30; b++) assert.equal(keep(60, 10, 30 - b, b).kept, upperTail(30, b) <= 0.1 ? 'fine-tune' : 'warm-up', `b=${b} of 30`);
+  assert.match(verdict('validation', 0.8, 0.83, undefined, 0.045).words, /less than the 4\.5-point margin McNemar's test on these images asks for/);
 });
 
 test('on small data the fine-tune is cross-validated against the warm-up head and the better one kept', async () => {

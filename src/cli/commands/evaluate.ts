@@ -1,6 +1,5 @@
 // graft evaluate <model> <data>: accuracy, per-class accuracy and the confusion matrix.
 
-import { resolvePrecision } from '#internal/engine/native.js';
 import { assertShape } from '#internal/data/preprocess.js';
 import { backendInfo } from '#internal/engine/backend.js';
 import { selectHead } from '#internal/model/multi-head.js';
@@ -10,7 +9,7 @@ import { formatEvaluation } from '#internal/eval/evaluate.js';
 import { parse, str } from '../args.js';
 import { DATA_ARGS, FIT_USAGE, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
-import { modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
+import { engineReport, modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
 import { scoreProbabilities } from '#internal/train/score.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 
@@ -48,10 +47,11 @@ export async function run(argv: string[]): Promise<number> {
       ? scoreProbabilities((await onnxProbabilities(onnx.model, data, Boolean(values.tta)))[k], data.labels, data.classNames)
       : await evaluate((head as { model: tfl.LayersModel }).model, data, preprocessing, 128, { tta: Boolean(values.tta) });
     const engine = onnx ? 'onnxruntime' : tfjsEngine((head as { model: tfl.LayersModel }).model);
+    const report = engineReport(engine, onnx);
     if (values.json) {
-      console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), engine, ...(engine === 'native' ? { precision: resolvePrecision() } : {}), ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
+      console.log(JSON.stringify({ ...result, tta: Boolean(values.tta), ...report.json, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, skipped: data.skipped ?? [] }));
     } else {
-      console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? `the native engine (libtorch), ${resolvePrecision().precision} (${resolvePrecision().why})` : `tfjs (${engine})`}`);
+      console.log(report.words);
       if (note) console.log(note);
       for (const line of skippedLines(data.skipped)) console.log(line);
       console.log(`${positionals[0]} on ${data.source} (${onnx ? 'onnxruntime' : engine === 'native' ? 'native engine' : `backend ${engine}`}${values.tta ? ', each image averaged with its mirror image' : ''}): ${formatEvaluation(result)}`);

@@ -1,6 +1,5 @@
 // graft predict <model> <input>: class names and probabilities (top-k) for each sample.
 
-import { resolvePrecision } from '#internal/engine/native.js';
 import { predictWithTta } from '#internal/eval/tta.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { assertShape } from '#internal/data/preprocess.js';
@@ -13,7 +12,7 @@ import { loadData } from '#internal/data/load.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { modelInputs, savedDataOptions } from '../external-body.js';
-import { modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
+import { engineReport, modelFor, onnxHead, onnxProbabilities, tfjsEngine } from '../onnx-choice.js';
 
 export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] [--json]
 
@@ -88,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
     await onnx?.model.dispose();
   }
   const engine = onnx ? 'onnxruntime' : tfjsEngine(model!);
+  const report = engineReport(engine, onnx);
   const hasLabels = data.classNames.some((c) => c !== '');
   const predictions = Array.from(data.labels, (y, i) => {
     const per = heads.map((h) => {
@@ -99,10 +99,10 @@ export async function run(argv: string[]): Promise<number> {
     return { index: i, ...(files ? { file: files[i] } : {}), top: per[0].top, ...(per.length > 1 ? { heads: per } : {}), ...(hasLabels ? { label: data.classNames[y] } : {}) };
   });
   if (values.json) {
-    console.log(JSON.stringify({ model: positionals[0], input: data.source, engine, ...(engine === 'native' ? { precision: resolvePrecision() } : {}), ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
+    console.log(JSON.stringify({ model: positionals[0], input: data.source, ...report.json, ...(onnx ? { onnx: onnx.file } : {}), backend: backendInfo()?.name, predictions, skipped: data.skipped ?? [] }));
     return 0;
   }
-  console.log(`engine: ${onnx ? onnx.why : engine === 'native' ? `the native engine (libtorch), ${resolvePrecision().precision} (${resolvePrecision().why})` : `tfjs (${engine})`}`);
+  console.log(report.words);
   if (note) console.log(note);
   for (const line of skippedLines(data.skipped)) console.log(line);
   const shown = limit ?? 20;

@@ -26,7 +26,7 @@ import { frozenBase, frozenMeta, resolveCut, type FrozenBody } from '#internal/t
 import { GraphBody } from '#internal/model/graph-body.js';
 import { OnnxBody } from '#internal/model/onnx.js';
 import { type Dataset, type LoadedModel } from 'graft';
-import { defaultPrecision, nativeStatus, precisionGiven, PRECISIONS, resolvePrecision, setPrecision, withPrecision, type Precision } from '#internal/engine/native.js';
+import { defaultPrecision, nativeStatus, precisionGiven, PRECISIONS, runPrecision, setPrecision, withPrecision, type Precision } from '#internal/engine/native.js';
 import { closeNames } from '#internal/errors.js';
 import { fetchRemoteModel, remoteModel } from '#internal/zoo/remote.js';
 import { outFolder } from '../out-args.js';
@@ -77,10 +77,10 @@ export const usage = `graft train --base <model> --data <data> [options]
   --warmup-epochs <n>     with --warmup sgd: epochs (default ${DEFAULTS.warmupEpochs}, more on small data: at
                           least ${DEFAULTS.minWarmupSteps} steps); 0 skips the warm-up either way
   --finetune-epochs <n>   epochs after unfreezing (default ${DEFAULTS.finetuneEpochs})
-  --keep-better <yes|no>  keep the fine-tuned model only when it beats the warm-up head: on the
-                          validation data, or on small data (no validation split) by 3-fold
-                          cross-validation on the training set, which costs 3 short fine-tunes
-                          (default yes)
+  --keep-better <yes|no>  keep the fine-tuned model only when it beats the warm-up head by more
+                          than chance: on the validation data (McNemar's test, 10%), or on small
+                          data (no validation split) by 3-fold cross-validation on the training
+                          set (paired t-test, 10%), which costs 3 short fine-tunes (default yes)
   --unfreeze <what>       none | all | gradual | N (top N weighted layers) | from:<layer> (default
                           all). gradual: the whole body, one layer group more per fine-tune
                           epoch from the top (ULMFiT); groups as --layer-groups
@@ -419,8 +419,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (!dist?.rank) process.stderr.write('\nStopping after this batch and writing a checkpoint (Ctrl-C again to quit at once)...\n');
   };
   process.on('SIGINT', onInterrupt);
-  const precision = nativeStatus().available && !frozen ? resolvePrecision() : { precision: 'fp32' as const, requested: defaultPrecision(), why: frozen ? 'the frozen body runs on onnxruntime or tfjs, in fp32' : `the native engine is ${nativeStatus().reason}; tfjs computes in fp32` };
-  log(`precision: ${precision.precision} (${precision.why})`);
+  // The run's own record (graft.json's recipe and the JSON) comes from the same call, in transfer.
+  const precision = runPrecision();
+  log(`precision: ${precision.precision} (${precision.why})${frozen ? `; the frozen body's features come from ${frozen.info.kind === 'onnx' ? 'onnxruntime' : 'the tfjs GraphModel'}, in fp32` : ''}`);
   if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   // A frozen body's features go to the head as they are.
   const givenPreprocessing = frozen ? { inputShape: frozen.info.featureShape, description: 'the frozen body\'s features' } : parsePreprocess(values.preprocess, base.model.inputs[0].shape);
@@ -488,7 +489,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
-      precision: result.recipe.precision ?? { requested: precision.requested, used: precision.precision, why: precision.why },
+      precision: result.recipe.precision,
       phases: result.phases, history: result.history,
     }));
   } else {
