@@ -45,6 +45,8 @@ try {
     if (task.needs && !existsSync(join(root, task.needs))) { results[task.name] = `skipped: ${task.needs} missing (see docs/small-data.md and docs/fashion-mnist.md)`; continue; }
     const acc: Record<string, number[]> = { fp32: [], bf16: [] };
     const secs: Record<string, number[]> = { fp32: [], bf16: [] };
+    // Which model the keep-better check kept in each run ('fine-tune' | 'warm-up'; null: no check).
+    const kept: Record<string, (string | null)[]> = { fp32: [], bf16: [] };
     for (const seed of seeds) {
       for (const precision of ['fp32', 'bf16']) {
         const out = join(dir, `${task.name}-${precision}-${seed}`);
@@ -53,6 +55,7 @@ try {
         const o = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
         acc[precision].push(task.accuracy(o));
         secs[precision].push(+r.seconds.toFixed(1));
+        kept[precision].push(o.fineTuneCheck?.kept ?? null);
         let inBf16 = '';
         if (precision === 'bf16' && task.test) {
           // train scores its test set in fp32 (the saved model is fp32); this is the same model predicting in bf16.
@@ -61,12 +64,12 @@ try {
           predictBf16[task.name] = [...(predictBf16[task.name] ?? []), JSON.parse(e.stdout.trim().split('\n').at(-1)!).accuracy];
           inBf16 = `; predicting in bf16 ${(100 * predictBf16[task.name].at(-1)!).toFixed(2)}%`;
         }
-        console.log(`${task.name} seed ${seed} ${precision}: test accuracy ${(100 * task.accuracy(o)).toFixed(2)}% in ${r.seconds.toFixed(0)} s${inBf16}`);
+        console.log(`${task.name} seed ${seed} ${precision}: test accuracy ${(100 * task.accuracy(o)).toFixed(2)}% in ${r.seconds.toFixed(0)} s${inBf16}${o.fineTuneCheck ? `; kept the ${o.fineTuneCheck.kept}` : ''}`);
       }
     }
     const diff = 100 * (mean(acc.bf16) - mean(acc.fp32));
     results[task.name] = {
-      seeds, testAccuracy: acc, seconds: secs, meanFp32: +(100 * mean(acc.fp32)).toFixed(2), meanBf16: +(100 * mean(acc.bf16)).toFixed(2),
+      seeds, testAccuracy: acc, seconds: secs, kept, meanFp32: +(100 * mean(acc.fp32)).toFixed(2), meanBf16: +(100 * mean(acc.bf16)).toFixed(2),
       bf16MinusFp32Points: +diff.toFixed(2), within: Math.abs(diff) <= 0.5, timeRatioBf16: +(mean(secs.bf16) / mean(secs.fp32)).toFixed(2),
       ...(predictBf16[task.name] ? { bf16TrainedPredictingInBf16: predictBf16[task.name], predictBf16MinusFp32Points: +(100 * (mean(predictBf16[task.name]) - mean(acc.fp32))).toFixed(2) } : {}),
     };
