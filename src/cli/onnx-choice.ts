@@ -12,7 +12,7 @@ import { backendInfo } from '#internal/engine/backend.js';
 import { GraftError, loadModel, type Dataset, type GraftMeta } from 'graft';
 import { isDir } from '#internal/data/images.js';
 import { nativeUnsupported } from '#internal/model/native-plan.js';
-import { resolvePrecision } from '#internal/engine/native.js';
+import { defaultPrecision, precisionGiven, resolvePrecision, runPrecision, type Precision } from '#internal/engine/native.js';
 
 export type EngineChoice = 'auto' | 'native' | 'tfjs' | 'onnx';
 let choice: EngineChoice = 'auto';
@@ -45,6 +45,10 @@ export async function onnxFor(spec: string, meta: GraftMeta | undefined, heads: 
   if (choice === 'native' || choice === 'tfjs' || !meta || !(await isDir(spec))) {
     if (choice === 'onnx') throw new GraftError('BAD_OPTION', `--engine onnx needs an ONNX export, and ${spec} is not a model folder with one.`, { fix: `Run graft export ${spec} first, or give the .onnx file.` });
     return {};
+  }
+  // An export is fp32: --precision bf16 asks for the native engine's bf16 arithmetic instead.
+  if (choice === 'auto' && precisionGiven() && defaultPrecision() === 'bf16' && (meta.exports ?? []).length) {
+    return { note: `not using the ONNX export: it computes in fp32, and --precision bf16 runs on the native engine` };
   }
   const weights = await readFile(join(spec, 'weights.bin')).catch(() => undefined);
   const current = weights ? sha256(weights) : '';
@@ -104,12 +108,32 @@ export function tfjsEngine(model: tfl.LayersModel): string {
   return nativeUnsupported(model) === undefined ? 'native' : backendInfo()?.name ?? 'tfjs';
 }
 
-/** What predicted, for the JSON (its precision on the native engine) and for the words, from one reading of the precision. */
-export function engineReport(engine: string, onnx: OnnxChoice | undefined): { json: { engine: string; precision?: ReturnType<typeof resolvePrecision> }; words: string } {
-  if (onnx) return { json: { engine }, words: `engine: ${onnx.why}` };
-  if (engine !== 'native') return { json: { engine }, words: `engine: tfjs (${engine})` };
-  const precision = resolvePrecision();
-  return { json: { engine, precision }, words: `engine: the native engine (libtorch), ${precision.precision} (${precision.why})` };
+/** The precision record of train, predict and evaluate: what was asked, what ran, and why. */
+export interface PrecisionRecord { requested: Precision | 'default'; used: 'fp32' | 'bf16'; why: string }
+
+function record(p: { precision: 'fp32' | 'bf16'; requested: Precision; why: string }): PrecisionRecord {
+  return { requested: precisionGiven() ? p.requested : 'default', used: p.precision, why: p.why };
+}
+
+/** The precision of a run's native computations as the run records it (runPrecision's, with 'default' where none was asked for). */
+export function precisionRecord(): PrecisionRecord {
+  return record(runPrecision());
+}
+
+/** What predicted, for the JSON (engine, and the precision it computed in) and for the words, from one reading of the precision. */
+export function engineReport(engine: string, onnx: OnnxChoice | undefined): { json: { engine: string; precision: PrecisionRecord }; words: string } {
+  const asked = precisionGiven() ? defaultPrecision() : undefined;
+  const fp32 = (why: string): PrecisionRecord => ({ requested: asked ?? 'default', used: 'fp32', why: asked === 'auto' ? `auto: ${why}` : why });
+  if (onnx) {
+    const precision = fp32(`onnxruntime runs the export${/fp32/.test(onnx.why) ? ' in fp32' : ''}`);
+    return { json: { engine, precision }, words: `engine: ${onnx.why}${asked === 'auto' ? `; precision fp32 (${precision.why})` : ''}` };
+  }
+  if (engine !== 'native') {
+    const precision = fp32(`tfjs (${engine}) computes in fp32`);
+    return { json: { engine, precision }, words: `engine: tfjs (${engine})${asked === 'auto' ? `; precision fp32 (${precision.why})` : ''}` };
+  }
+  const precision = record(resolvePrecision());
+  return { json: { engine, precision }, words: `engine: the native engine (libtorch), ${precision.used} (${precision.why})` };
 }
 
 /** Each output's probabilities; with `tta`, averaged with the mirror images'. */

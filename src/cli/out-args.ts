@@ -3,13 +3,12 @@
 
 import { assertWritable } from '#internal/model/io.js';
 import { lockOut } from '#internal/model/out-lock.js';
-import { checkOutDir, checkOutFile, type OutOptions, type Protected } from '#internal/model/out-dir.js';
+import { checkOutDir, checkOutFile, GRAFT_MARKER, type OutOptions, type Protected } from '#internal/model/out-dir.js';
 import { str } from './args.js';
 
 type Values = Record<string, unknown>;
 
-/** In the head of every HTML page and SVG Graft writes (report/html.ts, report/svg.ts), so it knows its own files. */
-export const GRAFT_MARKER = 'data-generator="graft"';
+export { GRAFT_MARKER };
 
 /** The run's inputs as --out must not replace them: the base model's folder and every data path. */
 export function inputsOf(values: Values): Protected[] {

@@ -2,7 +2,8 @@
 // checked against the current directory and its ancestors, the inputs of the run, and what is
 // already there; a swap that a kill interrupted (see writeDirAtomic) is finished or undone.
 
-import { lstat, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { GraftError } from '../errors.js';
 import { zooEntry } from '../zoo/zoo.js';
@@ -36,6 +37,62 @@ const OWN_ENTRIES: Record<NonNullable<OutOptions['kind']>, string[]> = {
   model: ['model.json', 'weights.bin', 'graft.json', 'checkpoints', 'report.html', 'model.onnx', 'model.fp16.onnx', 'model.int8.onnx', 'graph-model'],
   compare: ['compare.json', 'compare.svg', 'compare.html'],
 };
+/** Model-folder entries Graft may have written or not (impostors checks which). */
+const OPTIONAL_MODEL_ENTRIES = ['report.html', 'model.onnx', 'model.fp16.onnx', 'model.int8.onnx', 'graph-model'];
+
+/** In the head of every HTML page and SVG Graft writes (report/html.ts, report/svg.ts), so it knows its own files. */
+export const GRAFT_MARKER = 'data-generator="graft"';
+
+/** The first `n` bytes of a file, as text ('' when it cannot be read). */
+async function headOf(path: string, n = 4096): Promise<string> {
+  const f = await open(path, 'r').catch(() => undefined);
+  if (!f) return '';
+  try {
+    const b = Buffer.alloc(n);
+    const { bytesRead } = await f.read(b, 0, n, 0);
+    return b.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * Of a Graft model folder's optional entries (an export, a report page, a GraphModel export),
+ * those Graft did not write: a name Graft uses is not proof. An .onnx file is Graft's when
+ * graft.json's exports record its sha256, report.html when it carries GRAFT_MARKER, graph-model/
+ * when it holds only the model.json (convertedBy graft) and weights.bin graft export writes.
+ */
+async function impostors(dir: string, entries: string[]): Promise<{ foreign: string[]; exports: string[] }> {
+  const foreign: string[] = [], exports: string[] = [];
+  let recorded: { file?: unknown; sha256?: unknown }[] = [];
+  try {
+    const meta = JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as { exports?: unknown };
+    if (Array.isArray(meta.exports)) recorded = meta.exports;
+  } catch { /* no graft.json: only checkpoints, nothing optional is Graft's */ }
+  for (const e of entries) {
+    const path = join(dir, e);
+    if (/\.onnx$/.test(e)) {
+      const info = await lstat(path).catch(() => undefined);
+      const sha = info?.isFile() ? createHash('sha256').update(await readFile(path)).digest('hex') : '';
+      if (sha && recorded.some((r) => r.file === e && r.sha256 === sha)) exports.push(e); else foreign.push(e);
+    } else if (e === 'report.html') {
+      const info = await lstat(path).catch(() => undefined);
+      if (!info?.isFile() || !(await headOf(path)).includes(GRAFT_MARKER)) foreign.push(e);
+    } else if (e === 'graph-model') {
+      const inside = await readdir(path).catch(() => undefined);
+      let ours = !!inside && inside.every((n) => n === 'model.json' || n === 'weights.bin') && inside.includes('model.json');
+      if (ours) {
+        try {
+          ours = (JSON.parse(await readFile(join(path, 'model.json'), 'utf8')) as { convertedBy?: unknown }).convertedBy === 'graft';
+        } catch {
+          ours = false;
+        }
+      }
+      if (ours) exports.push(`${e}/`); else foreign.push(`${e}/`);
+    }
+  }
+  return { foreign, exports };
+}
 
 function refuse(flag: string, given: string, why: string, fix: string): GraftError {
   return new GraftError('OUT_NOT_SAFE', `${flag} ${JSON.stringify(given)} ${why}`, { fix });
@@ -133,7 +190,15 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
       throw new GraftError('OUT_NOT_SAFE', `${flag} ${JSON.stringify(given)} cannot be listed (${(cause as NodeJS.ErrnoException).code}).`, { fix: `Pass a folder you can read and write, e.g. ${example}.` });
     });
     const foreign = entries.filter((e) => !OWN_ENTRIES[kind].includes(e));
-    if (entries.length && foreign.length && (await ownedByGraft(target, kind, entries))) {
+    const owned = entries.length > 0 && (await ownedByGraft(target, kind, entries));
+    if (owned && kind === 'model' && !foreign.length) {
+      const optional = await impostors(target, entries.filter((e) => OPTIONAL_MODEL_ENTRIES.includes(e)));
+      foreign.push(...optional.foreign);
+      if (!optional.foreign.length && optional.exports.length) {
+        notes.push(`${flag} ${given}: the earlier model's export${optional.exports.length === 1 ? '' : 's'} (${optional.exports.join(', ')}), of the old weights, will be removed when the new model is saved; graft export makes new ones`);
+      }
+    }
+    if (entries.length && foreign.length && owned) {
       // A Graft folder the user has put their own files in: the swap would delete them.
       const shown = foreign.slice(0, 4).join(', ') + (foreign.length > 4 ? ', ...' : '');
       throw refuse(flag, given, `holds ${kind === 'model' ? 'a Graft model' : 'a Graft compare result'} and also ${foreign.length} entr${foreign.length === 1 ? 'y' : 'ies'} Graft did not write (${shown}): Graft replaces the whole folder, so they would be lost.`,

@@ -24,14 +24,14 @@ import { scoreProbabilities } from './score.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { fitBatchSize } from './memory.js';
 import { nativeUnsupported } from '../model/native-plan.js';
-import { runPrecision, withPrecision, type Precision } from '../engine/native.js';
+import { precisionGiven, runPrecision, withPrecision, type Precision } from '../engine/native.js';
 import { cachedFeatureDataset, modelFingerprint } from './feature-cache.js';
 import { balancedClassWeights, epochLength } from './loop.js';
 import { classImbalance } from '../data/dataset.js';
 import { augmentedViews, describeAugment, isIdentity, type AugmentOptions } from '../data/augment.js';
 import { evenMults, type ScheduleName } from './schedule.js';
 import { fitLinearHead, HEAD_FIT_DEFAULTS, isLinearHead, type HeadFitReport } from './head-fit.js';
-import { crossValidateFineTune, pairedValidation, rightOn, verdict, type FineTuneCheck } from './keep-better.js';
+import { crossValidateFineTune, pairedValidation, pairedVerdict, rightOn, type FineTuneCheck } from './keep-better.js';
 import { restoreWeights, snapshotWeights } from './weights.js';
 import { findLearningRate, type LrFindResult } from './lr-find.js';
 import { classCounts, count } from '../data/dataset.js';
@@ -424,6 +424,7 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
   };
   // Fine-tuning is checked against the warm-up head when there is a plain warm-up head to go back to.
   const check = o.keepBetter && o.warmupEpochs > 0 && !o.losses && !o.finetuneModel && resume?.phase !== 'fine-tune';
+  if (!o.keepBetter && o.warmupEpochs > 0) recipe.keepBetterSkipped = 'keep-better is off (--keep-better no, keepBetter: false), so the fine-tuned model was kept as it is';
   let skip = false;
   if (check && !val && r.fitHead && r.trainFeatures && isSmallData(trainSet)) {
     r.fineTuneCheck = await crossValidateFineTune({
@@ -449,7 +450,8 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
     // Both on the same validation images, image by image (McNemar's test, keep-better.ts).
     if (r.warmUpRight) {
       const v = pairedValidation(r.warmUpRight, await rightOn(model, val, p));
-      r.fineTuneCheck = { method: 'validation', ...v, ...verdict('validation', v.warmUpAccuracy, v.fineTuneAccuracy, undefined, v.margin) };
+      const { needed: _, ...counts } = v;
+      r.fineTuneCheck = { method: 'validation', ...counts, ...pairedVerdict(v) };
       if (r.fineTuneCheck.kept === 'warm-up') restoreWeights(layersOf(model), before);
     }
   }
@@ -468,7 +470,7 @@ function runResult(r: Run): FineTuneResult {
   // that went on in another (auto's fallback after a bf16 divergence).
   const p = runPrecision();
   const other = r.phases.find((ph) => ph.engine === 'native' && ph.precision && ph.precision !== p.precision);
-  r.recipe.precision = { requested: p.requested, used: p.precision, why: p.why, ...(other ? { [other.phase]: other.precision, note: other.precisionNote } : {}) };
+  r.recipe.precision = { requested: precisionGiven() ? p.requested : 'default', used: p.precision, why: p.why, ...(other ? { [other.phase]: other.precision, note: other.precisionNote } : {}) };
   return {
     history, phases: r.phases, featureSeconds: r.featureSeconds, featureCache: r.featureCache, memoryNote: r.memoryNote, recipe: r.recipe,
     interrupted: r.interrupted, diverged: r.diverged, validation, headFit: r.headFit, fineTuneCheck, lrFinder: r.lrFinder,

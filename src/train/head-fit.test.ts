@@ -10,7 +10,7 @@ import { makeRng } from '../data/random.js';
 import { lbfgs } from './lbfgs.js';
 import { crossValidateL2, fitSoftmax, foldStandardization, predictSoftmax, softmaxObjective, standardization, standardize, stratifiedFolds, type Problem } from './logistic.js';
 import { nativeStatus } from '../engine/native.js';
-import { pairedStandardError, pairedValidation, tCritical90, verdict } from './keep-better.js';
+import { pairedStandardError, pairedValidation, pairedVerdict, tCritical90, verdict } from './keep-better.js';
 import { accuracyWords, wilson } from '../eval/interval.js';
 import { PIXELS, textureImages, tinyCnn } from '../../test/fixtures.js';
 
@@ -175,7 +175,10 @@ function upperTail(m: number, k: number): number {
 test('keep the better on a validation set: McNemar\'s exact one-sided 10% test on the images only one model gets right', () => {
   const keep = (n: number, both: number, onlyWarm: number, onlyTuned: number) => {
     const v = pairedValidation(...pairs(n, both, onlyWarm, onlyTuned));
-    return { v, kept: verdict('validation', v.warmUpAccuracy, v.fineTuneAccuracy, undefined, v.margin).kept };
+    const p = pairedVerdict(v);
+    // The margin says the same as the counts: kept exactly when the accuracy gain exceeds it.
+    assert.equal(p.kept, v.fineTuneAccuracy - v.warmUpAccuracy > v.margin ? 'fine-tune' : 'warm-up');
+    return { v, kept: p.kept, words: p.words };
   };
   // 3 fine-tune-only images, none the other way, on 100: a coin gives 3 of 3 with P = 1/8 > 10%.
   let { v, kept } = keep(100, 80, 0, 3);
@@ -199,7 +202,10 @@ test('keep the better on a validation set: McNemar\'s exact one-sided 10% test o
   assert.equal(keep(200, 50, 44, 56).kept, 'warm-up');
   // At every split of 30 disagreements, kept exactly when the fine-tune-only count's tail is <= 10%.
   for (let b = 0; b <= 30; b++) assert.equal(keep(60, 10, 30 - b, b).kept, upperTail(30, b) <= 0.1 ? 'fine-tune' : 'warm-up', `b=${b} of 30`);
-  assert.match(verdict('validation', 0.8, 0.83, undefined, 0.045).words, /less than the 4\.5-point margin McNemar's test on these images asks for/);
+  assert.match(keep(100, 80, 0, 3).words, /did not beat the warm-up head by more than chance on the validation set \(83\.0% vs 80\.0%\): of the 3 validation images only one of them got right, fine-tuning got 3 and the head 0, and McNemar's test \(one-sided, 10%\) needs more than 3 disagreements/);
+  assert.match(keep(100, 80, 1, 7).words, /fine-tuning beat the warm-up head on the validation set \(87\.0% vs 81\.0%\): of the 8 validation images .* fine-tuning got 7 and the head 1, more than chance gives/);
+  assert.match(keep(100, 80, 4, 6).words, /fine-tuning got 6 and the head 4, and McNemar's test \(one-sided, 10%\) needs 8 of 10 before/);
+  assert.match(keep(100, 80, 0, 0).words, /got the same validation images right \(80\.0%\); kept the warm-up head/);
 });
 
 test('on small data the fine-tune is cross-validated against the warm-up head and the better one kept', async () => {

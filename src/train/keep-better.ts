@@ -65,11 +65,10 @@ export function tCritical90(df: number): number {
  */
 export function verdict(method: FineTuneCheck['method'], warmUp: number, fineTune: number, folds?: number, margin = 0): Pick<FineTuneCheck, 'kept' | 'words'> {
   const on = method === 'validation' ? 'on the validation set' : `by ${folds}-fold cross-validation on the training set`;
-  const test = method === 'validation' ? 'McNemar\'s test on these images' : 'the per-fold differences\' noise';
-  const noise = margin > 0 ? `, more than the ${(100 * margin).toFixed(1)}-point margin ${test} asks for` : '';
+  const noise = margin > 0 ? `, more than the ${(100 * margin).toFixed(1)}-point margin the per-fold differences' noise asks for (paired t-test, one-sided 10%)` : '';
   if (fineTune - warmUp > margin) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head ${on} (${pct(fineTune)} vs ${pct(warmUp)}${noise}); kept the fine-tuned model` };
-  const within = margin > 0 && fineTune > warmUp ? ` by less than the ${(100 * margin).toFixed(1)}-point margin ${test} asks for` : '';
-  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head on this data ${on} (${pct(fineTune)} vs ${pct(warmUp)}${within}); kept the warm-up head` };
+  const within = margin > 0 && fineTune > warmUp ? `: a gain within the ${(100 * margin).toFixed(1)}-point margin the per-fold differences' noise asks for (paired t-test, one-sided 10%)` : '';
+  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head ${on} (${pct(fineTune)} vs ${pct(warmUp)}${within}); kept the warm-up head` };
 }
 
 /** Per image of d, whether the model's top class is its label (1) or not (0). */
@@ -91,7 +90,7 @@ export async function rightOn(model: tfl.LayersModel, d: Dataset, p: Preprocessi
  * fine-tuning must win by, as an accuracy. A margin of 0 on 100 validation images let a
  * one-image win decide: Fashion-MNIST seed 1 kept the fine-tune in fp32 and the head in bf16.
  */
-export function pairedValidation(warm: Uint8Array, tuned: Uint8Array): { warmUpAccuracy: number; fineTuneAccuracy: number; onlyFineTune: number; onlyWarmUp: number; margin: number } {
+export function pairedValidation(warm: Uint8Array, tuned: Uint8Array): { warmUpAccuracy: number; fineTuneAccuracy: number; onlyFineTune: number; onlyWarmUp: number; needed: number; margin: number } {
   const n = warm.length;
   let b = 0, c = 0, w = 0, t = 0;
   for (let i = 0; i < n; i++) {
@@ -112,7 +111,19 @@ export function pairedValidation(warm: Uint8Array, tuned: Uint8Array): { warmUpA
     logPmf += Math.log(k) - Math.log(m - k + 1);  // P(X = k - 1)
   }
   // Kept when b - c >= 2 * need - m, that is when the accuracy gain exceeds this margin.
-  return { warmUpAccuracy: w / Math.max(1, n), fineTuneAccuracy: t / Math.max(1, n), onlyFineTune: b, onlyWarmUp: c, margin: (2 * need - m - 0.5) / Math.max(1, n) };
+  return { warmUpAccuracy: w / Math.max(1, n), fineTuneAccuracy: t / Math.max(1, n), onlyFineTune: b, onlyWarmUp: c, needed: need, margin: (2 * need - m - 0.5) / Math.max(1, n) };
+}
+
+/** The keep-better decision on a validation set (pairedValidation's counts), in words that give the counts and the test. */
+export function pairedVerdict(v: ReturnType<typeof pairedValidation>): Pick<FineTuneCheck, 'kept' | 'words'> {
+  const b = v.onlyFineTune, c = v.onlyWarmUp, m = b + c;
+  const acc = `${pct(v.fineTuneAccuracy)} vs ${pct(v.warmUpAccuracy)}`;
+  const test = 'McNemar\'s test, one-sided 10%';
+  if (m === 0) return { kept: 'warm-up', words: `fine-tuning and the warm-up head got the same validation images right (${pct(v.fineTuneAccuracy)}); kept the warm-up head` };
+  const counts = `of the ${m} validation image${m === 1 ? '' : 's'} only one of them got right, fine-tuning got ${b} and the head ${c}`;
+  if (b >= v.needed) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head on the validation set (${acc}): ${counts}, more than chance gives (${test}); kept the fine-tuned model` };
+  const why = b > c ? `, and McNemar's test (one-sided, 10%) needs ${v.needed > m ? `more than ${m} disagreements` : `${v.needed} of ${m}`} before a gain is more than chance` : '';
+  return { kept: 'warm-up', words: `fine-tuning did not beat the warm-up head by more than chance on the validation set (${acc}): ${counts}${why}; kept the warm-up head` };
 }
 
 /** Standard error of the mean of the paired differences b - a. */

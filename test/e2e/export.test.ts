@@ -72,6 +72,16 @@ test('predict runs the folder\'s current fp32 export by itself, the old head too
   assert.equal(o.engine, 'onnxruntime');
   assert.equal(o.onnx, join(model, 'model.onnx'));
   assert.notEqual(t.engine, 'onnxruntime');
+  assert.deepEqual(o.precision, { requested: 'default', used: 'fp32', why: 'onnxruntime runs the export in fp32' });
+  // --precision bf16 is not answered by the fp32 export: the native engine runs it, and says why.
+  const bf16 = await graft(['predict', model, 'mnist-test:5-9', '--limit', '2', '--precision', 'bf16']);
+  if (!/native engine .*(not built|turned off|unavailable)/.test(bf16.stderr) && bf16.code === 0) {
+    assert.match(bf16.stdout, /engine: the native engine \(libtorch\), bf16 \(bf16 requested[\s\S]*not using the ONNX export: it computes in fp32, and --precision bf16 runs on the native engine/);
+    const j = lastJson((await graft(['predict', model, 'mnist-test:5-9', '--limit', '2', '--precision', 'bf16', '--json'])).stdout);
+    assert.equal(j.engine, 'native');
+    assert.equal(j.precision.used, 'bf16');
+    assert.equal(j.precision.requested, 'bf16');
+  }
   for (let i = 0; i < 8; i++) {
     for (let k = 0; k < 2; k++) {
       const [x, y] = [o.predictions[i].heads[k].top[0], t.predictions[i].heads[k].top[0]];
@@ -85,6 +95,7 @@ test('predict runs the folder\'s current fp32 export by itself, the old head too
   // Retrained into the same folder: the exports are gone with the old weights.
   const again = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--per-class', '20', '--finetune-epochs', '0', '--out', model, '--json']);
   assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /the earlier model's exports \(.*model\.onnx.*\), of the old weights, will be removed when the new model is saved/);
   await assert.rejects(lstat(join(model, 'model.onnx')));
   const after = lastJson((await graft(['predict', model, 'mnist-test:5-9', '--limit', '2', '--json'])).stdout);
   assert.notEqual(after.engine, 'onnxruntime');

@@ -6,9 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from '../../src/engine/backend.js';
@@ -130,8 +130,28 @@ test('a Graft model at --out is replaced after success; a diverged run leaves it
     const first = await readFile(join(dir, 'model', 'weights.bin'));
     const again = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--seed', '5', '--out', 'model']);
     assert.equal(again.code, 0, `an earlier Graft model is replaced: ${again.stderr}`);
-    const second = await readFile(join(dir, 'model', 'weights.bin'));
+    let second = await readFile(join(dir, 'model', 'weights.bin'));
     assert.notDeepEqual(second, first);
+    // Files named as Graft names its own, but not Graft's: the retrain is refused and they stay.
+    for (const [name, body] of [['model.onnx', 'my own onnx'], ['report.html', '<html>my notes</html>'], ['graph-model/model.json', '{"mine":1}']]) {
+      await mkdir(dirname(join(dir, 'model', name)), { recursive: true });
+      await writeFile(join(dir, 'model', name), body);
+      const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--out', 'model']);
+      assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+      const e = errorOf(r.stdout);
+      assert.equal(e.code, 'OUT_NOT_SAFE');
+      assert.match(e.message, new RegExp(`holds a Graft model and also 1 entry Graft did not write \\(${name.split('/')[0].replace('.', '\\.')}`));
+      assert.equal(await readFile(join(dir, 'model', name), 'utf8'), body);
+      await rm(join(dir, 'model', name.split('/')[0]), { recursive: true });
+    }
+    // Graft's own export (recorded in graft.json) goes with the old model, and the run says so.
+    const exported = await graftIn(dir, ['export', 'model']);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.ok((await readdir(join(dir, 'model'))).includes('model.onnx'));
+    const third = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--seed', '6', '--out', 'model']);
+    assert.equal(third.code, 0, third.stderr);
+    assert.match(third.stderr, /the earlier model's export \(model\.onnx\), of the old weights, will be removed when the new model is saved/);
+    second = await readFile(join(dir, 'model', 'weights.bin'));
     const bad = await graftIn(dir, ['train', '--base', 'poisoned', '--data', 'train.csv', '--warmup-epochs', '0', '--finetune-epochs', '1', '--preprocess', 'none', '--out', 'model']);
     assert.equal(bad.code, 1, bad.stderr);
     assert.deepEqual(await readFile(join(dir, 'model', 'weights.bin')), second, 'the previous model stays');
@@ -178,9 +198,11 @@ test('--resume refuses a run whose data changed, saying what changed; --resume-a
     const run = ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '0', '--finetune-epochs', '2', '--preprocess', 'none', '--out', 'model'];
     const first = await graftIn(dir, run);
     assert.equal(first.code, 0, first.stderr);
-    assert.ok((await readdir(join(dir, 'model', 'checkpoints'))).length > 0, 'checkpoints were written');
-    const same = await graftIn(dir, ['train', '--resume', 'model', '--json']);
-    assert.equal(same.code, 0, `the same data resumes: ${same.stderr}`);
+    const checkpoints = (await readdir(join(dir, 'model', 'checkpoints'))).sort();
+    assert.ok(checkpoints.length > 0, 'checkpoints were written');
+    // As a later run into this folder that was stopped leaves it: its last checkpoint newer than the saved model.
+    const earlier = new Date(Date.now() - 60_000);
+    await utimes(join(dir, 'model', 'graft.json'), earlier, earlier);
     await writeFile(join(dir, 'train.csv'), csv.split('\n').slice(0, 21).join('\n'));
     const changed = await graftIn(dir, ['train', '--resume', 'model', '--json']);
     assert.equal(changed.code, 1, changed.stderr);
@@ -194,6 +216,10 @@ test('--resume refuses a run whose data changed, saying what changed; --resume-a
     const anyway = await graftIn(dir, ['train', '--resume', 'model', '--resume-anyway']);
     assert.equal(anyway.code, 0, anyway.stderr);
     assert.match(anyway.stdout, /going on although the training data's values or labels changed/);
+    // That run finished: resuming it again is refused, whatever the data.
+    const finished = await graftIn(dir, ['train', '--resume', 'model', '--json']);
+    assert.equal(finished.code, 1, finished.stderr);
+    assert.match(errorOf(finished.stdout).message, /finished: its model \(graft\.json\) was saved after its last checkpoint/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

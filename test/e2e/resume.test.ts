@@ -91,6 +91,12 @@ test('resume across precisions: a bf16 run killed mid-epoch goes on in fp32 from
   const weights = new Float32Array((await readFile(join(dir, 'run', 'weights.bin'))).buffer.slice(0));
   assert.ok(weights.length > 1000 && weights.every(Number.isFinite));
   assert.ok(meta.history.at(-1).valAccuracy > 0.9, `validation accuracy ${meta.history.at(-1).valAccuracy}`);
+  // The run finished: resuming it again is refused, and the finished model is left as it was.
+  const saved = await readFile(join(dir, 'run', 'graft.json'));
+  const twice = await graft(['train', '--resume', join(dir, 'run')]);
+  assert.notEqual(twice.code, 0);
+  assert.match(twice.stderr, /finished: its model \(graft\.json\) was saved after its last checkpoint[\s\S]*fix: To train more, start a new run with another --out/);
+  assert.deepEqual(await readFile(join(dir, 'run', 'graft.json')), saved);
   // Without --precision, the resumed run keeps the precision its checkpoint recorded.
   const again = await graft([...NATIVE_RUN, '--out', join(dir, 'kept'), '--precision', 'bf16'], 'SIGKILL', 400);
   assert.equal(again.signal, 'SIGKILL', again.stderr);

@@ -24,8 +24,9 @@ export const usage = `graft evaluate <model> <data> [--labels <idx>] [--label-co
   --head    new | old: which head of a multi-head model to evaluate (default new)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   ${FIT_USAGE.replace('the model\'s input size', 'the model\'s input size (default: what training used, saved in graft.json)')}
-  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help)
-  --json    print { engine, accuracy, loss, count, perClass, confusion, classNames, skipped }`;
+  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help);
+            bf16 passes over a model folder's ONNX export (fp32) for the native engine
+  --json    print { engine, precision: { requested, used, why }, accuracy, loss, count, perClass, confusion, classNames, skipped }`;
 
 export const summary = 'accuracy, per-class accuracy and confusion matrix of a trained model on data';
 

@@ -27,8 +27,9 @@ export const usage = `graft predict <model> <input>... [--top-k 3] [--limit 20] 
   --top-k   how many classes to list per sample (default 3)
   --tta     test-time augmentation: average each image's probabilities with its mirror image's
   --limit   predict only the first N samples (default: all; the text output shows 20)
-  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help)
-  --json    print { engine, predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
+  --precision fp32 (default), bf16 or auto: the native engine's arithmetic (see graft --help);
+            bf16 passes over a model folder's ONNX export (fp32) for the native engine
+  --json    print { engine, precision: { requested, used, why }, predictions: [{ index, file?, top: [{ className, probability }], label? }], skipped }`;
 
 export const summary = 'class names and probabilities for new samples';
 

@@ -1,5 +1,6 @@
 // graft train: transfer a base model to the user's labelled data and save the result.
 
+import { stat } from 'node:fs/promises';
 import { accuracyWords, wilson } from '#internal/eval/interval.js';
 import type { FineTuneResult } from '#internal/train/fine-tune.js';
 import type { GraftMeta } from '#internal/model/meta.js';
@@ -123,8 +124,9 @@ export const usage = `graft train --base <model> --data <data> [options]
   --checkpoint-minutes <m> also checkpoint inside epochs every m minutes (default 5)
   --keep-checkpoints <k>  keep the last k checkpoints (default 3)
   --resume <dir>          go on with the run whose --out was <dir>, from its last checkpoint,
-                          with that run's own options (give no other options); refused when
-                          the data or options changed since (it says what changed)
+                          with that run's own options (no other options but --precision);
+                          refused when the data or options changed since (it says what
+                          changed), or when the run finished
   --resume-anyway         with --resume: go on although the data or options changed
   --no-cache              do not keep the warm-up's body features in the disk cache (by default
                           they are kept and reused when the same body meets the same data;
@@ -256,6 +258,14 @@ async function runOne(values: Values, argv: string[]): Promise<number> {
   const checkpoint = await readLatestCheckpoint(join(resumeDir, 'checkpoints'));
   if (!checkpoint) {
     throw new GraftError('BAD_ARGUMENT', `There is no checkpoint in ${join(resumeDir, 'checkpoints')}.`, { fix: 'Give the --out directory of a run that was stopped, or start a new run.' });
+  }
+  // A run that finished saved its model after its last checkpoint: there is nothing to go on with,
+  // and training again from that checkpoint would overwrite the finished model.
+  const savedAt = (await stat(join(resumeDir, 'graft.json')).catch(() => undefined))?.mtimeMs;
+  const checkpointAt = (await stat(join(checkpoint.path, 'checkpoint.json')).catch(() => undefined))?.mtimeMs;
+  if (savedAt !== undefined && checkpointAt !== undefined && savedAt > checkpointAt) {
+    throw new GraftError('BAD_ARGUMENT', `The run in ${resumeDir} finished: its model (graft.json) was saved after its last checkpoint (${checkpoint.path}), so there is nothing to resume.`, {
+      fix: `To train more, start a new run with another --out (graft train ... --out <new dir>); graft evaluate ${resumeDir} <data> scores the finished model.` });
   }
   const original = (checkpoint.run.argv as string[]).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out');
   // The run's own precision, unless this command gives one (checkpoints are fp32 either way).
@@ -428,7 +438,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   const transferOptions = {
     ...cleanOptions, preprocessing: givenPreprocessing, validation, resumeFrom, shouldStop: () => stop, augment: frozen ? undefined : augment, diskCache: !values['no-cache'] && !frozen,
     checkpoints: {
-      dir: join(out, 'checkpoints'), run: { argv: withoutFlags(argv, DIST_FLAGS).filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions, precision: defaultPrecision() },
+      dir: join(out, 'checkpoints'), run: { argv: withoutFlags(argv, DIST_FLAGS).filter((a) => a !== '--json' && a !== '--resume-anyway'), out: resolve(out), data: trainedOn, options: cleanOptions, precision: precisionGiven() ? defaultPrecision() : undefined },
       keep: num(values['keep-checkpoints'], 'keep-checkpoints', intAtLeast(1)) ?? 3,
       everyMinutes: num(values['checkpoint-minutes'], 'checkpoint-minutes', (n) => n > 0) ?? 5,
     },
@@ -575,7 +585,7 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
   const lines: string[] = [];
   const f = result.headFit;
   if (f?.chosenBy === 'cross-validation') {
-    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set; the fine-tune check's 3 folds fit it on two thirds of the images, so the two figures differ)`);
+    lines.push(`cross-validated accuracy of the warm-up head: ${(100 * f.cvAccuracy!).toFixed(1)}% +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points (${f.folds} folds of the training set${result.fineTuneCheck?.method === 'cross-validation' ? '; the fine-tune check\'s 3 folds fit it on two thirds of the images, so the two figures differ' : ''})`);
   }
   if (typeof m.validationAccuracy === 'number') lines.push(`validation accuracy ${percent(m.validationAccuracy)}`);
   else if (f?.chosenBy === 'cross-validation') lines.push('no validation split: the training set is small, so choices were made by cross-validation on it (--val-split or --val-data to hold data out)');
@@ -583,7 +593,7 @@ function accuracyLines(meta: GraftMeta, result: FineTuneResult): string[] {
     const w = result.phases.find((p) => p.phase === 'warm-up');
     lines.push(`no validation split: the training set is small; the head (trained by steps, not fitted: it has hidden layers or its own loss) trained to its training-loss plateau${w ? ` (${w.stoppedBy === 'plateau' ? `reached at epoch ${w.epochsRun}` : `not reached in ${w.epochsRun} epochs`})` : ''}; the fine-tune was not checked against it (that needs a linear head or validation data: --val-split)`);
   } else lines.push('no validation split and no cross-validation: a class has too few images for either, so the defaults were used and nothing was checked; add images (at least 5 per class lets Graft cross-validate)');
-  if (f && !result.fineTuneCheck && result.phases.some((p) => p.phase === 'fine-tune') && result.recipe.keepBetterSkipped) lines.push(`the fine-tune was not checked against the warm-up head: ${result.recipe.keepBetterSkipped}`);
+  if (!result.fineTuneCheck && result.phases.some((p) => p.phase === 'fine-tune') && result.recipe.keepBetterSkipped) lines.push(`the fine-tune was not checked against the warm-up head: ${result.recipe.keepBetterSkipped}`);
   if (typeof m.testAccuracy === 'number' && typeof m.testSamples === 'number') lines.push(`test accuracy ${accuracyWords(m.testAccuracy, m.testSamples)}${(result.recipe.precision as { used?: string } | undefined)?.used === 'bf16' ? ' (scored in fp32, as the saved model predicts by default)' : ''}`);
   return lines;
 }
