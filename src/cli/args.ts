@@ -23,8 +23,49 @@ export function parse(argv: string[], options: Options, usage: string) {
   try {
     return parseArgs({ args, options: all, allowPositionals: true, strict: true });
   } catch (cause) {
-    throw new GraftError('BAD_ARGUMENT', (cause as Error).message.replace(/\. To specify.*$/s, '.'), { fix: `Usage:\n${usage}`, cause });
+    const message = (cause as Error).message;
+    const missing = /^Option '--([\w-]+)(?: <value>)?' argument (?:missing|is ambiguous)/.exec(message);
+    if (missing) {
+      const help = optionHelp(usage, missing[1]);
+      throw new GraftError('BAD_ARGUMENT', `--${missing[1]} needs a value${/ambiguous/.test(message) ? ', and what follows it is another option' : ''}.`, { fix: help ? `Give it one:\n${help}` : `Give it one; the command's --help lists the options.`, cause });
+    }
+    const unknown = /^Unknown option '(-{1,2}[^']+)'/.exec(message);
+    if (unknown) {
+      const near = nearest(unknown[1].replace(/^-+/, '').split('=')[0], [...Object.keys(all), 'precision']);
+      throw new GraftError('BAD_ARGUMENT', `${unknown[1]} is not an option of this command.`, { fix: `${near ? `Did you mean --${near}?\n${optionHelp(usage, near) ?? ''}`.trimEnd() : 'The command\'s --help lists its options.'}`, cause });
+    }
+    throw new GraftError('BAD_ARGUMENT', message.replace(/\. To specify.*$/s, '.'), { fix: `Usage:\n${usage}`, cause });
   }
+}
+
+/** The lines of `usage` that describe --name (its line and the more indented lines under it). */
+function optionHelp(usage: string, name: string): string | undefined {
+  const lines = usage.split('\n');
+  const at = lines.findIndex((l) => new RegExp(`^\\s*--${name.replace(/[-]/g, '\\-')}(\\s|=|$)`).test(l));
+  if (at < 0) return undefined;
+  const indent = (l: string) => l.length - l.trimStart().length;
+  const out = [lines[at]];
+  for (let i = at + 1; i < lines.length && lines[i].trim() && indent(lines[i]) > indent(lines[at]) && !/^\s*--/.test(lines[i]); i++) out.push(lines[i]);
+  return out.join('\n');
+}
+
+/** The option name nearest `given` by edit distance, when near enough to be a typo. */
+function nearest(given: string, names: string[]): string | undefined {
+  const d = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0]++;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return row[b.length];
+  };
+  let best: string | undefined, bestD = Infinity;
+  for (const n of names) { const x = d(given, n); if (x < bestD) { bestD = x; best = n; } }
+  return bestD <= Math.max(1, Math.floor(given.length / 3)) ? best : undefined;
 }
 
 /** A check on a number; `range` says in words what it accepts. */

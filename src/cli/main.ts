@@ -71,7 +71,9 @@ const PRECISION_COMMANDS = ['demo', 'train', 'lr-find', 'predict', 'evaluate', '
 function applyPrecision(precision: string | undefined, engine: string | undefined, command: string): void {
   if (precision === undefined) return;
   if (precision === '' || precision.startsWith('--')) throw new GraftError('BAD_ARGUMENT', '--precision needs a value.', { fix: 'Use --precision auto, fp32 or bf16.' });
-  if (!PRECISIONS.includes(precision as Precision)) throw new GraftError('BAD_ARGUMENT', `--precision ${JSON.stringify(precision.length > 40 ? `${precision.slice(0, 40)}...` : precision)} is not understood.`, { fix: 'Use auto, fp32 or bf16 (lower case).' });
+  // Which command it is decides first: an export's precision is --quantize's, not --precision's.
+  if (command === 'export') throw new GraftError('BAD_ARGUMENT', '--precision is the arithmetic of training and predicting; graft export writes the saved fp32 model as it is, or smaller with --quantize.', { fix: `Leave --precision out${/^(fp16|int8)$/i.test(precision) ? `, and use --quantize ${precision.toLowerCase()}` : '; --quantize fp16 or int8 writes a smaller file'}.` });
+  if (!PRECISIONS.includes(precision as Precision)) throw new GraftError('BAD_ARGUMENT', `--precision ${JSON.stringify(precision.length > 40 ? `${precision.slice(0, 40)}...` : precision)} is not understood.`, { fix: `Use auto, fp32 or bf16 (lower case)${/^(fp|float)16$/i.test(precision) ? '; fp16 is not a training precision here: graft export --quantize fp16 writes an fp16 model file' : ''}.` });
   if (!PRECISION_COMMANDS.includes(command)) throw new GraftError('BAD_ARGUMENT', `--precision applies to commands that train or predict; graft ${command} does neither.`, { fix: `Leave --precision out, or use it with graft ${PRECISION_COMMANDS.join(', ')}.` });
   if (precision === 'bf16') {
     if (engine === 'tfjs' || engine === 'onnx') throw new GraftError('BAD_ARGUMENT', `--precision bf16 runs on the native engine; --engine ${engine} computes in fp32.`, { fix: 'Use --engine auto or native with bf16, or leave --precision out.' });

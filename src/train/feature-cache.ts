@@ -24,6 +24,8 @@ export interface CacheEntry {
   data: string;
   count: number;
   featureShape: number[];
+  /** The precision the body computed them in (absent in entries written before bf16: fp32). */
+  precision?: 'fp32' | 'bf16';
   bytes: number;
   createdAt: string;
   lastUsed: string;
@@ -99,6 +101,8 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
       const per = meta.featureShape.reduce((a, b) => a * b, 1);
       if (meta.count !== d.labels.length || buf.byteLength !== meta.count * per * 4 || JSON.stringify(meta.featureShape) !== JSON.stringify(featureShape)) return undefined;
       const now = new Date();
+      // An entry written before entries recorded their precision: this key says it.
+      if (!meta.precision) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, precision }, null, 1)).catch(() => undefined);
       await utimes(metaPath, now, now).catch(() => undefined);
       return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
     } catch {
@@ -133,7 +137,7 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
       const now = new Date().toISOString();
       const entry: CacheEntry = {
         key, body: o.describe ?? `${body.name} -> ${body.outputs[0].name}`, data: d.source, count: d.labels.length,
-        featureShape: features.sampleShape, bytes: x.byteLength, createdAt: now, lastUsed: now,
+        featureShape: features.sampleShape, precision, bytes: x.byteLength, createdAt: now, lastUsed: now,
       };
       await writeFileAtomic(metaPath, JSON.stringify(entry, null, 1));
       await evict(maxBytes(), key);

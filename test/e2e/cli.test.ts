@@ -256,6 +256,16 @@ test('--precision: graft train in bf16 says so and learns as fp32 does; auto fal
   assert.match(tfjs.stderr, /--precision bf16 runs on the native engine; --engine tfjs computes in fp32/);
   const notHere = await graft(['inspect', 'digits-cnn', '--precision', 'bf16']);
   assert.match(notHere.stderr, /--precision applies to commands that train or predict; graft inspect does neither/);
+  assert.match(bad.stderr, /graft export --quantize fp16 writes an fp16 model file/);
+  const exportFp16 = await graft(['export', join(dir, 'nothing'), '--precision', 'fp16']);
+  assert.match(exportFp16.stderr, /graft export writes the saved fp32 model as it is[\s\S]*fix: Leave --precision out, and use --quantize fp16/);
+  // An option without its value, and a misspelt one: said in a line, with the option's own help, not the whole usage.
+  const noValue = await graft([...args('bad'), '--keep-better']);
+  assert.equal(noValue.code, 1);
+  assert.match(noValue.stderr, /--keep-better needs a value\.\n\s*fix: Give it one:\n\s*--keep-better <yes\|no>/);
+  assert.doesNotMatch(noValue.stderr, /--finetune-epochs/);
+  const typo = await graft([...args('bad'), '--precison', 'bf16']);
+  assert.match(typo.stderr, /--precison is not an option of this command\.\n\s*fix: Did you mean --precision\?/);
   if (!nativeStatus().available) return;
   const words = await graft([...args('bf16'), '--precision', 'bf16']);
   assert.equal(words.code, 0, words.stderr);
@@ -267,6 +277,10 @@ test('--precision: graft train in bf16 says so and learns as fp32 does; auto fal
   assert.equal(bf16.recipe.precision.used, 'bf16');
   const fp32 = lastJson((await graft([...args('fp32'), '--json'])).stdout);
   assert.equal(fp32.precision.used, 'fp32');
+  assert.equal(fp32.precision.requested, 'default', 'no --precision given');
+  // The feature cache tells the two runs' features apart.
+  const ls = (await graft(['cache', 'ls'])).stdout.split('\n').filter((l) => l.includes('mnist-train:5,6,7,8,9; 540 samples'));
+  assert.ok(ls.some((l) => / in bf16;/.test(l)) && ls.some((l) => / in fp32;/.test(l)), ls.join('\n'));
   assert.ok(Math.abs(bf16.metrics.testAccuracy - fp32.metrics.testAccuracy) <= 0.02, `bf16 ${bf16.metrics.testAccuracy} vs fp32 ${fp32.metrics.testAccuracy}`);
   // The test set is scored as the saved model predicts by default (fp32), and said.
   assert.match(words.stdout, /test accuracy .*\(scored in fp32, as the saved model predicts by default\)/);

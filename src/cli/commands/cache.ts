@@ -12,7 +12,7 @@ graft compare keep those features on disk, keyed by the body (its layers and wei
 another cut or fine-tuned weights miss), the preprocessing and the decoded input data, and
 reuse them when the same body meets the same data again.
 
-  ls      list the entries: key, body, data, samples, feature shape, size, last used
+  ls      list the entries: key, body, data, samples, feature shape and precision, size, last used
   clear   remove every entry, or those whose key starts with <key-prefix>
 
 Where: $GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else ~/.cache/graft (features/ inside).
@@ -33,7 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     if (values.json) { console.log(JSON.stringify({ dir: cacheDir(), totalBytes: total, entries })); return 0; }
     console.log(`${cacheDir()}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, ${mb(total)}`);
     for (const e of entries) {
-      console.log(`  ${e.key.slice(0, 12)}  ${e.body}; ${e.data}; ${e.count} samples x [${e.featureShape.join(', ')}]; ${mb(e.bytes)}; last used ${e.lastUsed.slice(0, 16).replace('T', ' ')}`);
+      console.log(`  ${e.key.slice(0, 12)}  ${e.body}; ${e.data}; ${e.count} samples x [${e.featureShape.join(', ')}]${e.precision ? ` in ${e.precision}` : ''}; ${mb(e.bytes)}; last used ${e.lastUsed.slice(0, 16).replace('T', ' ')}`);
     }
     return 0;
   }
