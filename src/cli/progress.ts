@@ -20,7 +20,7 @@ export function epochLine(r: EpochRecord, epochs: number): string {
   return `  ${r.phase.padEnd(9)} epoch ${r.epoch}/${epochs}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
 }
 
-const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : 's'}`;
+const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : /(ch|sh|s|x)$/.test(word) ? 'es' : 's'}`;
 
 /** One line saying what a phase trains and at which learning rates. */
 function engineWords(info: PhaseInfo): string {
@@ -33,7 +33,7 @@ export function phaseLine(info: PhaseInfo): string {
     return `${info.phase}: the linear head is fitted to convergence (L-BFGS on standardised body features computed once, L2 strength chosen by cross-validation on small data); ${info.frozenLayers.length ? `${plural(info.frozenLayers.length, 'layer')} with weights stay frozen` : 'the body is frozen outside tfjs, its features computed once'}`;
   }
   const lrs = info.groupLearningRates.map((g) => g.lr.toExponential(1)).join(' / ');
-  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${info.batchesPerEpoch} batches; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${info.labelSmoothing ? `; label smoothing ${info.labelSmoothing} (the loss cannot go below the smoothed targets' entropy)` : ''}${gradualWords(info)}${engineWords(info)}`;
+  return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${plural(info.batchesPerEpoch, 'batch')}; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${info.labelSmoothing ? `; label smoothing ${info.labelSmoothing} (the loss cannot go below the smoothed targets' entropy)` : ''}${gradualWords(info)}${engineWords(info)}`;
 }
 
 /** The fitted warm-up in words: the L2 strength and how it was chosen, convergence. */

@@ -172,11 +172,11 @@ export async function checkOutDir(given: string | undefined, options: OutOptions
   }
   for (const p of await protectedPaths(options.protect ?? [])) {
     if (within(target, p.path)) {
-      throw refuse(flag, given, `${target === p.path ? 'is' : 'holds'} ${p.what} (${p.path}): saving there would replace it.`, `Pass a folder outside it, e.g. ${example}.`);
+      throw refuse(flag, given, `${target === p.path ? 'is' : 'holds'} ${p.what} at ${p.path}: saving there would replace it.`, `Pass a folder outside it, e.g. ${example}.`);
     }
     // Inside the data, a saved model would be read as a class folder; beside a base model's file, nothing reads it.
     if (p.what.startsWith('the data') && within(p.path, target)) {
-      throw refuse(flag, given, `is inside ${p.what} (${p.path}): the saved files would be read as part of it the next time it is used.`, `Pass a folder outside it, e.g. ${flag} ${join(dirname(p.path), EXAMPLE[kind])}.`);
+      throw refuse(flag, given, `is inside ${p.what} at ${p.path}: the saved files would be read as part of it the next time it is used.`, `Pass a folder outside it, e.g. ${flag} ${join(dirname(p.path), EXAMPLE[kind])}.`);
     }
   }
   const notes = await repairSwap(target);
@@ -233,7 +233,7 @@ export async function checkOutFile(given: string | undefined, options: { flag?: 
   }
   const target = await real(given);
   for (const p of await protectedPaths(options.protect ?? [])) {
-    if (within(p.path, target) || within(target, p.path)) throw refuse(flag, given, target === p.path ? `is ${p.what} (${p.path}).` : `is inside ${p.what} (${p.path}).`, `Pass a file name outside it, e.g. ${flag} ${options.example}.`);
+    if (within(p.path, target) || within(target, p.path)) throw refuse(flag, given, target === p.path ? `is ${p.what} at ${p.path}.` : `is inside ${p.what} at ${p.path}.`, `Pass a file name outside it, e.g. ${flag} ${options.example}.`);
   }
   await checkParents(flag, given, target);
   const info = await lstat(target).catch(() => undefined);

@@ -26,7 +26,7 @@ export async function run(argv: string[]): Promise<number> {
     : `native engine: no (${n.reason})`);
   console.log(`native training step: ${d.nativeTrainingStep ? 'yes' : 'no'}`);
   const b = d.bf16;
-  console.log(`bf16: AVX512-BF16 ${b.avx512Bf16 ? 'yes' : 'no'}, AMX-BF16 ${b.amxBf16 ? 'yes' : 'no'} (CPU flags); oneDNN ISA ${b.onednnIsa ?? 'unknown (no native engine)'}; --precision auto picks ${b.auto} (${b.why}); fused bf16 BatchNorm kernels: ${b.fusedBatchNorm ? 'yes' : 'no'}`);
+  console.log(`bf16: AVX512-BF16 ${b.avx512Bf16 ? 'yes' : 'no'}, AMX-BF16 ${b.amxBf16 ? 'yes' : 'no'} (CPU flags); oneDNN ISA ${b.onednnIsa ?? 'unknown (no native engine)'}; --precision auto picks ${b.auto} (${b.why.replace(/^auto: /, '')}); fused bf16 BatchNorm kernels: ${b.fusedBatchNorm ? 'yes' : 'no'}`);
   console.log(d.nativeKernels.length
     ? `native kernels in the ${d.backend} backend (per-op path: layers the engine does not know, losses without a native form): ${d.nativeKernels.join(', ')}`
     : 'native kernels in the tfjs backend: none');

@@ -58,7 +58,7 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 function oneOf<T extends string>(value: unknown, flag: string, allowed: readonly T[], fallback: T): T {
   const v = str(value);
   if (v === undefined) return fallback;
-  if (!allowed.includes(v as T)) throw new GraftError('BAD_ARGUMENT', `${flag} "${v}" is not understood.`, { fix: `Use ${allowed.join(', ')}.` });
+  if (!allowed.includes(v as T)) throw new GraftError('BAD_ARGUMENT', `${flag} "${v}" is not understood.`, { fix: `Use ${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : allowed[0]}.` });
   return v as T;
 }
 

@@ -158,7 +158,7 @@ export const summary = 'transfer a pretrained model to your data: cut, new head,
 
 function oneOf<T extends string>(v: string | undefined, flag: string, allowed: readonly T[]): T | undefined {
   if (v === undefined || (allowed as readonly string[]).includes(v)) return v as T | undefined;
-  throw new GraftError('BAD_ARGUMENT', `--${flag} "${v}" is not understood.`, { fix: `Use ${allowed.join(', ')}.` });
+  throw new GraftError('BAD_ARGUMENT', `--${flag} "${v}" is not understood.`, { fix: `Use ${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : allowed[0]}.` });
 }
 
 function yesNo(v: string | undefined, flag: string): boolean | undefined {
