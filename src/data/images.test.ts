@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeImage, loadImageFolder, splitFolders } from './images.js';
+import { decodeImage, loadImageFolder, shortReason, splitFolders } from './images.js';
 import { assertTrainable, classCounts, concat, stratifiedSplit, subset } from './dataset.js';
 import { DiskSamples } from './disk-samples.js';
 import { batchValues } from './preprocess.js';
@@ -53,6 +53,18 @@ test('decodeImage: grey to RGB, RGBA over white, RGB to grey, crop and pad', asy
   const pad = await decodeImage(red, { size: [8, 8], fit: 'pad' });
   assert.deepEqual(at(pad, 8, 4, 0), [0, 0, 0], 'pad: black bars above and below');
   assert.deepEqual(at(pad, 8, 4, 4), RED);
+});
+
+test('shortReason: every line of a libvips error in one sentence, whatever their order', () => {
+  // The order of libvips' lines varies between runs: CI once saw the header line alone first.
+  const cases: [string, RegExp][] = [
+    ['Input buffer has corrupt header: VipsJpeg: premature end of JPEG image\nVipsJpeg: Bogus marker length\nVipsJpeg: premature end of JPEG image', /^has corrupt header; premature end of JPEG image; Bogus marker length$/],
+    ['Input buffer has corrupt header:\nVipsJpeg: premature end of JPEG image\n', /^has corrupt header; premature end of JPEG image$/],
+    ['Input buffer contains unsupported image format', /^contains unsupported image format$/],
+  ];
+  for (const [m, want] of cases) assert.match(shortReason(new Error(m)), want, m);
+  assert.equal(shortReason(new Error('\n')), 'cannot be decoded');
+  assert.ok(shortReason(new Error('x'.repeat(500))).length <= 200);
 });
 
 test('loadImageFolder: JPEG, PNG, WebP and GIF; bad files listed with reasons and skipped', async () => {

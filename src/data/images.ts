@@ -66,9 +66,20 @@ function shown(p: string): string {
   return r && !r.startsWith('..') ? r : p;
 }
 
-function shortReason(e: unknown): string {
+export function shortReason(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
-  return m.replace(/^Input (buffer|file) /, '').split('\n')[0].trim();
+  // libvips puts the detail on later lines, in an order that varies from run to run
+  // ("has corrupt header:" alone on the first, "VipsJpeg: premature end of JPEG image"
+  // after it): keep every distinct line, without the decoder's name, in one sentence.
+  const parts: string[] = [];
+  for (const line of m.replace(/^Input (buffer|file) /, '').split('\n')) {
+    for (const piece of line.split(/:\s+(?=Vips\w+:)/)) {
+      const t = piece.replace(/^Vips\w+:\s*/, '').replace(/:\s*$/, '').trim();
+      if (t && !parts.includes(t)) parts.push(t);
+    }
+  }
+  const r = parts.slice(0, 3).join('; ');
+  return r.length > 200 ? `${r.slice(0, 199)}…` : r || 'cannot be decoded';
 }
 
 /** Decodes one image file's bytes to size x size x channels bytes; throws with a short reason. */

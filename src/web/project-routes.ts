@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { accuracyChart, lossChart } from '#internal/report/charts.js';
-import { decodeImage, imageInput } from '#internal/data/images.js';
+import { decodeImage, imageInput, shortReason } from '#internal/data/images.js';
 import { defaultCut } from '#internal/train/transfer.js';
 import { diagramOfModel, diagramOfSaved, renderDiagram } from '#internal/report/diagram.js';
 import { encodePng } from '#internal/report/png.js';
@@ -238,7 +238,7 @@ export async function projectRoute(req: IncomingMessage, url: URL, reply: Reply,
     try {
       pixels = await decodeImage(bytes, imageOptions(m));
     } catch (e) {
-      throw new HttpError(400, `"${name}" could not be decoded as an image: ${String((e as Error).message ?? e).split('\n')[0].slice(0, 160)}.`, 'BAD_IMAGE');
+      throw new HttpError(400, `"${name}" could not be decoded as an image: ${shortReason(e)}.`, 'BAD_IMAGE');
     }
     const shape = m.model.inputs[0].shape.slice(1) as number[];
     const classNames = m.meta?.heads.find((h) => h.name === 'new')?.classNames ?? m.meta?.classNames ?? [];

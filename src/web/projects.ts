@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { decodeImage } from '#internal/data/images.js';
+import { decodeImage, shortReason } from '#internal/data/images.js';
 import { HttpError } from './guard.js';
 
 export const PROJECT_LIMITS = {
@@ -254,7 +254,7 @@ export class ProjectStore {
     try {
       await decodeImage(bytes, { size: [8, 8] });
     } catch (e) {
-      throw bad(`"${name}" looks like a ${ext.toUpperCase()} file but is damaged or cut off, so it cannot be decoded (${String((e as Error).message ?? e).split('\n')[0].slice(0, 120)}); export it again or leave it out.`, 'BAD_IMAGE');
+      throw bad(`"${name}" looks like a ${ext.toUpperCase()} file but is damaged or cut off, so it cannot be decoded (${shortReason(e)}); export it again or leave it out.`, 'BAD_IMAGE');
     }
     const sample: Sample = { id: newId(), name, ext, bytes: bytes.length };
     const dir = this.dir(id);
