@@ -20,8 +20,9 @@ export function parse(argv: string[], options: Options, usage: string) {
     const isValue = /^-\d/.test(a) && prev?.startsWith('--') && !prev.includes('=') && all[prev.slice(2)]?.type === 'string';
     return isValue ? [] : i + 1 < argv.length && /^-\d/.test(argv[i + 1]) && a.startsWith('--') && !a.includes('=') && all[a.slice(2)]?.type === 'string' ? [`${a}=${argv[i + 1]}`] : [a];
   });
+  let parsed;
   try {
-    return parseArgs({ args, options: all, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options: all, allowPositionals: true, strict: true, tokens: true });
   } catch (cause) {
     const message = (cause as Error).message;
     const missing = /^Option '--([\w-]+)(?: <value>)?' argument (?:missing|is ambiguous)/.exec(message);
@@ -36,6 +37,20 @@ export function parse(argv: string[], options: Options, usage: string) {
     }
     throw new GraftError('BAD_ARGUMENT', message.replace(/\. To specify.*$/s, '.'), { fix: `Usage:\n${usage}`, cause });
   }
+  // node keeps the last of a repeated option: `--precision bf16 ... --precision fp32` would run
+  // in fp32 without a word. The same value twice is harmless; two different ones are refused.
+  const seen = new Map<string, string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || all[t.name]?.type !== 'string' || all[t.name]?.multiple || t.value === undefined) continue;
+    const before = seen.get(t.name);
+    if (before !== undefined && before !== t.value) {
+      const help = optionHelp(usage, t.name);
+      throw new GraftError('BAD_ARGUMENT', `--${t.name} is given twice, as ${JSON.stringify(before)} and as ${JSON.stringify(t.value)}.`, {
+        fix: `Give it once, with the value you mean.${help ? `\n${help}` : ''}` });
+    }
+    seen.set(t.name, t.value);
+  }
+  return { values: parsed.values, positionals: parsed.positionals };
 }
 
 /** The lines of `usage` that describe --name (its line and the more indented lines under it). */

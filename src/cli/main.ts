@@ -107,11 +107,18 @@ export async function main(argv: string[]): Promise<number> {
   let engine: string | undefined;
   let precision: string | undefined;
   const rest: string[] = [];
+  // Given twice with two values, which was meant is not known: refused below, as the commands'
+  // own options are (args.ts), not the last one taken without a word.
+  const twice: string[] = [];
+  const take = (option: string, before: string | undefined, value: string) => {
+    if (before !== undefined && before !== value) twice.push(`--${option} is given twice, as ${JSON.stringify(before)} and as ${JSON.stringify(value)}.`);
+    return value;
+  };
   for (let i = 0; i < given.length; i++) {
-    if (given[i] === '--engine') engine = given[++i];
-    else if (given[i].startsWith('--engine=')) engine = given[i].slice('--engine='.length);
-    else if (given[i] === '--precision') precision = given[++i] ?? '';
-    else if (given[i].startsWith('--precision=')) precision = given[i].slice('--precision='.length);
+    if (given[i] === '--engine') engine = take('engine', engine, given[++i] ?? '');
+    else if (given[i].startsWith('--engine=')) engine = take('engine', engine, given[i].slice('--engine='.length));
+    else if (given[i] === '--precision') precision = take('precision', precision, given[++i] ?? '');
+    else if (given[i].startsWith('--precision=')) precision = take('precision', precision, given[i].slice('--precision='.length));
     else rest.push(given[i]);
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -130,6 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    if (twice.length) throw new GraftError('BAD_ARGUMENT', twice[0], { fix: `Give it once, with the value you mean: ${twice[0].startsWith('--engine') ? '--engine auto, native, tfjs or onnx' : '--precision auto, fp32 or bf16'}.` });
     applyEngine(engine, name);
     applyPrecision(precision, engine, name);
     const i = rest.indexOf('--backend');

@@ -15,9 +15,10 @@ function duration(s: number): string {
   return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
 }
 
-export function epochLine(r: EpochRecord, epochs: number): string {
+/** One epoch's line; a fitted head (one L-BFGS fit, no epochs) says 'fitted' instead of 'epoch 1/1'. */
+export function epochLine(r: EpochRecord, epochs: number, fitted = false): string {
   const val = r.valAccuracy === undefined ? '' : `  val loss ${r.valLoss!.toFixed(4)}  val acc ${pct(r.valAccuracy)}`;
-  return `  ${r.phase.padEnd(9)} epoch ${r.epoch}/${epochs}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
+  return `  ${r.phase.padEnd(9)} ${fitted ? 'fitted' : `epoch ${r.epoch}/${epochs}`}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
 }
 
 const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : /(ch|sh|s|x)$/.test(word) ? 'es' : 's'}`;
@@ -36,12 +37,17 @@ export function phaseLine(info: PhaseInfo): string {
   return `${info.phase}: ${plural(info.epochs, 'epoch')} of ${plural(info.batchesPerEpoch, 'batch')}; ${plural(info.trainableLayers.length, 'layer')} with weights train${info.frozenLayers.length ? `, ${info.frozenLayers.length} stay frozen` : ', none stay frozen'}${info.usesFeatureCache ? '; the head trains on body features computed once' : ''}; peak LR per layer group (deep to head) ${lrs}${info.augmentation ? `; augmentation: ${info.augmentation}` : ''}${info.balance === 'weights' ? '; class-weighted loss' : info.balance === 'sample' ? '; balanced sampling' : ''}${info.labelSmoothing ? `; label smoothing ${info.labelSmoothing} (the loss cannot go below the smoothed targets' entropy)` : ''}${gradualWords(info)}${engineWords(info)}`;
 }
 
+const CLASS_WEIGHT_WORDS: Record<HeadFitReport['classWeights'], string> = {
+  yes: 'yes', no: 'no', 'by cross-validation': 'yes, cross-validation preferred them to none',
+  'not: cross-validation preferred none': 'none, cross-validation preferred the loss unweighted',
+};
+
 /** The fitted warm-up in words: the L2 strength and how it was chosen, convergence. */
 export function headFitLine(f: HeadFitReport): string {
   const how = f.chosenBy === 'cross-validation'
     ? `chosen by ${f.folds}-fold cross-validation on the training set (accuracy ${pct(f.cvAccuracy!).trim()} +- ${(100 * f.cvAccuracyStd!).toFixed(1)} points over folds)`
     : f.chosenBy === 'validation' ? 'chosen on the validation set' : 'the default (too few samples per class to cross-validate)';
-  return `head fit: L2 ${f.l2} ${how}; ${f.iterations} L-BFGS iterations, ${f.converged ? 'converged' : 'NOT converged'} (largest gradient entry ${f.gradientNorm.toExponential(1)}); training accuracy ${pct(f.trainAccuracy).trim()}${f.classWeights === 'no' ? '' : `; class weights: ${f.classWeights}`}`;
+  return `head fit: L2 ${f.l2} ${how}; ${f.iterations} L-BFGS iterations, ${f.converged ? 'converged' : 'NOT converged'} (largest gradient entry ${f.gradientNorm.toExponential(1)}); training accuracy ${pct(f.trainAccuracy).trim()}${f.classWeights === 'no' ? '' : `; class weights: ${CLASS_WEIGHT_WORDS[f.classWeights]}`}`;
 }
 
 /** Callbacks that draw progress; `quiet` turns them off (for --json). */
@@ -71,7 +77,7 @@ export function progressCallbacks(stream: NodeJS.WriteStream, quiet: boolean): P
     },
     onEpochEnd: (r) => {
       if (tty) stream.write('\r\x1b[2K');
-      stream.write(`${epochLine(r, phase?.epochs ?? r.epoch)}\n`);
+      stream.write(`${epochLine(r, phase?.epochs ?? r.epoch, Boolean(phase?.fit))}\n`);
     },
     onPhaseEnd: (s) => {
       if (s.headFit) stream.write(`  ${headFitLine(s.headFit)}\n`);

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, readdir, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +50,9 @@ test('graft demo in words, with the body frozen, keeps the old task exactly', as
   assert.ok(m, r.stdout);
   assert.equal(m[1], m[2], 'a frozen body leaves the old head exactly as it was');
   assert.match(r.stdout, /Yes: the body stayed frozen/);
+  // The fitted head is one L-BFGS fit, not an epoch: its line says 'fitted', not 'epoch 1/1'.
+  assert.match(r.stderr, /warm-up\s+fitted\s+loss [\d.]+/);
+  assert.doesNotMatch(r.stderr, /warm-up\s+epoch 1\/1/);
 });
 
 test('graft inspect shows the layer table and explains a cut', async () => {
@@ -140,6 +143,14 @@ test('graft train on CSV with a plain tfjs base model (no graft.json)', async ()
   const p = await graft(['predict', out, join(dir, 'new.csv'), '--json']);
   assert.equal(p.code, 0, p.stderr);
   assert.deepEqual(lastJson(p.stdout).predictions.map((x: { top: { className: string }[] }) => x.top[0].className), ['setosa', 'versicolor', 'virginica']);
+  // Unequal classes with the default --balance auto: the words say class weights are the plan
+  // unless the fitted head's cross-validation prefers none, and the head-fit line says which won.
+  const setosa = rows(300).filter((r) => r.endsWith('setosa'));
+  await writeFile(join(dir, 'unequal.csv'), `a,b,c,d,species\n${[...rows(150), ...setosa].join('\n')}\n`);
+  const u = await graft(['train', '--base', base, '--data', join(dir, 'unequal.csv'), '--label-column', 'species', '--finetune-epochs', '0', '--out', join(dir, 'unequal')]);
+  assert.equal(u.code, 0, u.stderr);
+  assert.match(u.stdout, /class imbalance: setosa 150, versicolor 50, virginica 50 \(largest\/smallest 3\.0x\); the loss weights each class by n\/\(k\*n_class\), unless a fitted head's cross-validation prefers it unweighted/);
+  assert.match(u.stderr, /head fit: .*class weights: (yes|yes, cross-validation preferred them to none|none, cross-validation preferred the loss unweighted)$/m);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -157,6 +168,16 @@ test('bad input: clear messages, non-zero exit codes, no stack traces, existing 
   const r4 = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--lr', 'fast']);
   assert.equal(r4.code, 1);
   assert.match(r4.stderr, /--lr "fast" is not a valid value/);
+  // node's parser keeps the last of a repeated option; two different values are refused instead.
+  const twice = await graft(['train', '--base', 'digits-cnn', '--data', 'mnist-train:5-9', '--precision', 'bf16', '--out', join(dir, 'twice'), '--precision', 'fp32']);
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /--precision is given twice, as "bf16" and as "fp32"\.[\s\S]*Give it once[\s\S]*--precision/);
+  await assert.rejects(stat(join(dir, 'twice')), 'nothing written');
+  const same = await graft(['inspect', 'digits-cnn', '--cut', 'block3_relu', '--cut', 'block3_relu']);
+  assert.equal(same.code, 0, same.stderr);
+  const cuts = await graft(['inspect', 'digits-cnn', '--cut', 'block3_relu', '--cut=block2_relu']);
+  assert.equal(cuts.code, 1);
+  assert.match(cuts.stderr, /--cut is given twice, as "block3_relu" and as "block2_relu"\.[\s\S]*Give it once, with the value you mean\.\n\s*--cut/);
   const r5 = await graft(['inspect', join(dir, 'missing')]);
   assert.equal(r5.code, 1);
   assert.match(r5.stderr, /No model at/);

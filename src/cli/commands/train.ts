@@ -40,9 +40,10 @@ import { DATA_ARGS, FIT_USAGE, PREPROCESS_USAGE, parsePreprocess, dataOptions, d
 
 export const usage = `graft train --base <model> --data <data> [options]
 
-  --base <model>          pretrained model: a zoo name (digits-cnn, nsfwjs-mobilenet-v2), a named model
-                          fetched into $GRAFT_HOME on first use (onnx-zoo:mobilenetv2,
-                          onnx-zoo:resnet50, onnx-zoo:efficientnet-lite4), a directory,
+  --base <model>          pretrained model: a zoo name (digits-cnn, nsfwjs-mobilenet-v2, also
+                          called mobilenet-v2), a named model fetched into $GRAFT_HOME on
+                          first use (onnx-zoo:mobilenetv2, onnx-zoo:resnet50,
+                          onnx-zoo:efficientnet-lite4), a directory,
                           model.json or URL, a Keras .h5 or .keras file, an ONNX file or a tfjs
                           GraphModel: rebuilt as layers, they train and fine-tune like the rest
                           (the result is also saved in the base's format: model.onnx, or
@@ -409,7 +410,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (imbalance >= DEFAULTS.imbalanceRatio) {
     const how = options.balance ?? DEFAULTS.balance;
     log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${imbalance.toFixed(1)}x); ${
-      how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : 'the loss weights each class by n/(k*n_class) (--balance)'}`);
+      how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : how === 'auto'
+        ? 'the loss weights each class by n/(k*n_class), unless a fitted head\'s cross-validation prefers it unweighted (its line below says which; --balance weights or none decides)'
+        : 'the loss weights each class by n/(k*n_class) (--balance weights)'}`);
   }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const trainedOn = dataPrint(data);
