@@ -175,13 +175,13 @@ test('a swap a kill interrupted is finished on the next start and said', async (
     await denseBase(join(dir, '.model.tmp-4194305-1'));
     await mkdir(join(dir, '.model.tmp-4194305-1', 'checkpoints'));
     await writeFile(join(dir, '.model.tmp-4194305-1', 'checkpoints', 'marker'), 'new');
-    const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--finetune-epochs', '0', '--out', 'model']);
+    const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '1', '--finetune-epochs', '0', '--preprocess', 'none', '--json', '--out', 'model']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /an earlier run was stopped while replacing it; its new contents were put in place/);
     assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
     // A leftover beside a complete model is removed.
     await denseBase(join(dir, '.model.tmp-4194305-2'));
-    const r2 = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', ...FAST, '--finetune-epochs', '0', '--out', 'model']);
+    const r2 = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '1', '--finetune-epochs', '0', '--preprocess', 'none', '--json', '--out', 'model']);
     assert.equal(r2.code, 0, r2.stderr);
     assert.match(r2.stderr, /removed what an earlier stopped run left beside it/);
     assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
