@@ -43,14 +43,16 @@ export function parse(argv: string[], options: Options, usage: string) {
   for (const t of parsed.tokens) {
     if (t.kind !== 'option' || all[t.name]?.type !== 'string' || all[t.name]?.multiple || t.value === undefined) continue;
     const before = seen.get(t.name);
-    if (before !== undefined && before !== t.value) {
-      const help = optionHelp(usage, t.name);
-      throw new GraftError('BAD_ARGUMENT', `--${t.name} is given twice, as ${JSON.stringify(before)} and as ${JSON.stringify(t.value)}.`, {
-        fix: `Give it once, with the value you mean.${help ? `\n${help}` : ''}` });
-    }
+    if (before !== undefined && before !== t.value) throw givenTwice(t.name, before, t.value, optionHelp(usage, t.name));
     seen.set(t.name, t.value);
   }
   return { values: parsed.values, positionals: parsed.positionals };
+}
+
+/** The error for an option given twice with two values; `help` is what the option takes. */
+export function givenTwice(name: string, before: string, value: string, help?: string): GraftError {
+  return new GraftError('BAD_ARGUMENT', `--${name} is given twice, as ${JSON.stringify(before)} and as ${JSON.stringify(value)}.`, {
+    fix: `Give it once, with the value you mean.${help ? `\n${help}` : ''}` });
 }
 
 /** The lines of `usage` that describe --name (its line and the more indented lines under it). */

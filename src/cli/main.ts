@@ -4,6 +4,7 @@
 import { GraftError, initBackend } from 'graft';
 import { nativeStatus, PRECISIONS, setNativeEnabled, setPrecision, type Precision } from '#internal/engine/native.js';
 import { setEngineChoice, type EngineChoice } from './onnx-choice.js';
+import { givenTwice } from './args.js';
 import * as cache from './commands/cache.js';
 import * as compare from './commands/compare.js';
 import * as demo from './commands/demo.js';
@@ -109,16 +110,18 @@ export async function main(argv: string[]): Promise<number> {
   const rest: string[] = [];
   // Given twice with two values, which was meant is not known: refused below, as the commands'
   // own options are (args.ts), not the last one taken without a word.
-  const twice: string[] = [];
-  const take = (option: string, before: string | undefined, value: string) => {
-    if (before !== undefined && before !== value) twice.push(`--${option} is given twice, as ${JSON.stringify(before)} and as ${JSON.stringify(value)}.`);
+  let twice: GraftError | undefined;
+  const take = (option: string, before: string | undefined, value: string, takes: string) => {
+    if (before !== undefined && before !== value) twice ??= givenTwice(option, before, value, `  --${option} ${takes}`);
     return value;
   };
+  const ENGINE = 'auto, native, tfjs or onnx';
+  const PRECISION = 'auto, fp32 or bf16';
   for (let i = 0; i < given.length; i++) {
-    if (given[i] === '--engine') engine = take('engine', engine, given[++i] ?? '');
-    else if (given[i].startsWith('--engine=')) engine = take('engine', engine, given[i].slice('--engine='.length));
-    else if (given[i] === '--precision') precision = take('precision', precision, given[++i] ?? '');
-    else if (given[i].startsWith('--precision=')) precision = take('precision', precision, given[i].slice('--precision='.length));
+    if (given[i] === '--engine') engine = take('engine', engine, given[++i] ?? '', ENGINE);
+    else if (given[i].startsWith('--engine=')) engine = take('engine', engine, given[i].slice('--engine='.length), ENGINE);
+    else if (given[i] === '--precision') precision = take('precision', precision, given[++i] ?? '', PRECISION);
+    else if (given[i].startsWith('--precision=')) precision = take('precision', precision, given[i].slice('--precision='.length), PRECISION);
     else rest.push(given[i]);
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -137,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    if (twice.length) throw new GraftError('BAD_ARGUMENT', twice[0], { fix: `Give it once, with the value you mean: ${twice[0].startsWith('--engine') ? '--engine auto, native, tfjs or onnx' : '--precision auto, fp32 or bf16'}.` });
+    if (twice) throw twice;
     applyEngine(engine, name);
     applyPrecision(precision, engine, name);
     const i = rest.indexOf('--backend');

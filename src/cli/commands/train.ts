@@ -409,10 +409,14 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (tiny.length) log(`few images: ${tiny.map((c) => `${c} has ${counts[data.classNames.indexOf(c)]}`).join(', ')}; with under 5 images in a class the head's regularisation is cross-validated on fewer folds (under 2: not at all), and its test figures mean little. Add images to these classes.`);
   if (imbalance >= DEFAULTS.imbalanceRatio) {
     const how = options.balance ?? DEFAULTS.balance;
-    log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${imbalance.toFixed(1)}x); ${
-      how === 'none' ? 'not corrected (--balance none)' : how === 'sample' ? 'every class is sampled as often as the largest (--balance sample)' : how === 'auto'
-        ? 'the loss weights each class by n/(k*n_class), unless a fitted head\'s cross-validation prefers it unweighted (its line below says which; --balance weights or none decides)'
-        : 'the loss weights each class by n/(k*n_class) (--balance weights)'}`);
+    const weighted = 'the loss weights each class by n/(k*n_class)';
+    const words = {
+      none: 'not corrected (--balance none)',
+      sample: 'every class is sampled as often as the largest (--balance sample)',
+      auto: `${weighted}, unless a fitted head's cross-validation prefers it unweighted (its line below says which; --balance weights or none decides)`,
+      weights: `${weighted} (--balance weights)`,
+    }[how];
+    log(`class imbalance: ${data.classNames.map((c, i) => `${c} ${counts[i]}`).join(', ')} (largest/smallest ${imbalance.toFixed(1)}x); ${words}`);
   }
   const cleanOptions = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const trainedOn = dataPrint(data);
