@@ -22,6 +22,38 @@ export function graft(args: string[], options: { env?: Record<string, string> } 
 
 export const lastJson = (s: string) => JSON.parse(s.trim().split('\n').at(-1)!);
 
+interface KeepBetterCheck {
+  method: 'validation' | 'cross-validation'; folds?: number; warmUpAccuracy: number; fineTuneAccuracy: number; margin?: number;
+  onlyFineTune?: number; onlyWarmUp?: number; kept: 'fine-tune' | 'warm-up'; words: string;
+}
+
+/**
+ * The keep-better check as a run recorded it agrees with itself, whichever way it went: the kept
+ * model is the one its own figures pick (fine-tuning wins by more than its margin), and the words
+ * give those figures and name that model. A tie can go either way on another CPU (the last bits
+ * of a float sum), so a test asserts this, not one branch; head-fit.test.ts forces each branch.
+ */
+export function assertKeepBetterAgrees(c: KeepBetterCheck, method: KeepBetterCheck['method']): void {
+  const pct = (a: number) => `${(100 * a).toFixed(1)}%`;
+  const what = JSON.stringify(c);
+  if (c.method !== method) throw new Error(`the check ran by ${c.method}, not ${method}: ${what}`);
+  if (typeof c.margin !== 'number' || !(c.margin >= 0)) throw new Error(`no margin recorded: ${what}`);
+  const picks = c.fineTuneAccuracy - c.warmUpAccuracy > c.margin ? 'fine-tune' : 'warm-up';
+  if (c.kept !== picks) throw new Error(`kept ${c.kept}, but its figures pick ${picks}: ${what}`);
+  if (!c.words.endsWith(c.kept === 'fine-tune' ? 'kept the fine-tuned model' : 'kept the warm-up head')) throw new Error(`the words name another model than the one kept: ${what}`);
+  if (!c.words.includes(pct(c.fineTuneAccuracy))) throw new Error(`the words leave out the fine-tune's accuracy: ${what}`);
+  if (method === 'validation') {
+    if (!c.words.includes('on the validation set')) throw new Error(`the words do not say the check was on the validation set: ${what}`);
+    const m = (c.onlyFineTune ?? NaN) + (c.onlyWarmUp ?? NaN);
+    if (!(m >= 0)) throw new Error(`no per-image counts recorded: ${what}`);
+    if (m > 0 && !c.words.includes(`fine-tuning got ${c.onlyFineTune} and the head ${c.onlyWarmUp}`)) throw new Error(`the words leave out the counts: ${what}`);
+    if (m === 0 && c.fineTuneAccuracy !== c.warmUpAccuracy) throw new Error(`no image differs, yet the accuracies do: ${what}`);
+  } else {
+    if (!c.words.includes(`by ${c.folds}-fold cross-validation`)) throw new Error(`the words do not say the folds: ${what}`);
+    if (!c.words.includes(pct(c.warmUpAccuracy))) throw new Error(`the words leave out the warm-up head's accuracy: ${what}`);
+  }
+}
+
 /** `dir/<colour>/<i>.<ext>`: noisy images of one colour per class (red, green, blue), size x size. */
 export async function colourFolder(dir: string, size: number, perClass: number, seed: number, ext: 'png' | 'jpg'): Promise<void> {
   const rng = makeRng(seed);

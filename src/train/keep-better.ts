@@ -119,7 +119,7 @@ export function pairedVerdict(v: ReturnType<typeof pairedValidation>): Pick<Fine
   const b = v.onlyFineTune, c = v.onlyWarmUp, m = b + c;
   const acc = `${pct(v.fineTuneAccuracy)} vs ${pct(v.warmUpAccuracy)}`;
   const test = 'McNemar\'s test, one-sided 10%';
-  if (m === 0) return { kept: 'warm-up', words: `fine-tuning and the warm-up head got the same validation images right (${pct(v.fineTuneAccuracy)}); kept the warm-up head` };
+  if (m === 0) return { kept: 'warm-up', words: `fine-tuning and the warm-up head got the same images right on the validation set (${pct(v.fineTuneAccuracy)}); kept the warm-up head` };
   const counts = `of the ${m} validation image${m === 1 ? '' : 's'} only one of them got right, fine-tuning got ${b} and the head ${c}`;
   if (b >= v.needed) return { kept: 'fine-tune', words: `fine-tuning beat the warm-up head on the validation set (${acc}): ${counts}, more than chance gives (${test}); kept the fine-tuned model` };
   const why = b > c ? `, and McNemar's test (one-sided, 10%) needs ${v.needed > m ? `more than ${m} disagreements` : `${v.needed} of ${m}`} before a gain is more than chance` : '';

@@ -14,6 +14,7 @@ import { nativeStatus } from '../../src/engine/native.js';
 import { saveModel } from '../../src/model/io.js';
 import { versions } from '../../src/model/meta.js';
 import { makeRng } from '../../src/data/random.js';
+import { assertKeepBetterAgrees } from '../cli.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'bin', 'graft.js');
@@ -79,10 +80,13 @@ test('graft train, predict and evaluate on shipped MNIST data', async () => {
   assert.equal(meta.base.cut.layer, 'block3_relu');
   // 120 per class is not small data: a 10% validation split; the head is fitted (one warm-up
   // record), the fine-tune epoch runs and is compared with the warm-up head on the validation set.
+  // Which one is kept can go either way (here 98.3% both, a tie, on an AVX2-only EPYC): the
+  // record, the words and the JSON agree with the decision taken.
   assert.equal(meta.recipe.warmup, 'fit');
   assert.deepEqual(meta.history.map((h: { phase: string }) => h.phase), ['warm-up', 'fine-tune']);
-  assert.equal(meta.fineTuneCheck.method, 'validation');
-  assert.match(meta.fineTuneCheck.words, /on the validation set/);
+  assertKeepBetterAgrees(meta.fineTuneCheck, 'validation');
+  assert.deepEqual(res.fineTuneCheck, meta.fineTuneCheck, 'the JSON and graft.json record the same check');
+  assert.equal(meta.recipe.kept, meta.fineTuneCheck.kept);
 
   const p = await graft(['predict', out, 'mnist-test:5-9', '--limit', '4', '--top-k', '2', '--json']);
   assert.equal(p.code, 0, p.stderr);

@@ -110,8 +110,14 @@ test('keyboard: the skip link reaches the diagram, a block offers its layers as 
   assert.match(await page.textContent('#cutinfo') ?? '', /Cut after "block3_relu" \(your choice\)/);
   assert.ok(await page.$('#diagram .block[data-state="new-head"]'), 'the new head is drawn');
 
-  await page.click('#add-class');
-  await page.click('#add-class');
+  // As a user does: add a class, see it come, add the next. Each addition focuses its new
+  // name field when the server answers; typing before that answer lands in the next class's
+  // field (seen: "five" renamed class 2 when the second answer came between fill's focus and
+  // its typing).
+  for (const k of [1, 2]) {
+    await page.click('#add-class');
+    await page.waitForFunction((n) => document.querySelector('#classes-status')!.textContent!.startsWith(`Added "class ${n}"`), k);
+  }
   for (const [k, label] of ['5', '6'].entries()) {
     await page.getByLabel(`Name of class ${k + 1}`).fill(label === '5' ? 'five' : 'six');
     await page.getByLabel(`Name of class ${k + 1}`).press('Tab');
