@@ -7,6 +7,8 @@
 //   ortInt8   graft export --quantize int8 (QDQ, calibrated on 64 random images: speed only;
 //             the default --fp32-layers auto, which may leave the most sensitive layer fp32)
 //   ortInt8All --quantize int8 --fp32-layers none: every layer int8
+//   ortInt8S8, ortInt8S8All  the same with --int8-weights int8 (onnxruntime's U8S8 kernels:
+//             fastest with VNNI; the two above store uint8 weights, U8U8, the default)
 //   torch     PyTorch fp32 (Debian python3-torch, torchvision's MobileNetV2, channels_last,
 //             no_grad, eval), the reference
 // all with 2 threads, in this run. Last line: one JSON object with every figure and
@@ -29,7 +31,7 @@ const SIZES = [96, 224];
 const BATCH = 32;
 const CLASSES = 10;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-type Engine = 'native' | 'ortFp32' | 'ortFp16' | 'ortInt8' | 'ortInt8All' | 'torch';
+type Engine = 'native' | 'ortFp32' | 'ortFp16' | 'ortInt8' | 'ortInt8All' | 'ortInt8S8' | 'ortInt8S8All' | 'torch';
 
 interface Figure { batch32ImagesPerSecond: number | null; batch1LatencyMs: number | null; batch1ImagesPerSecond: number | null }
 
@@ -99,8 +101,8 @@ async function main(): Promise<void> {
     console.log(`${size}x${size} native: ${JSON.stringify(row.native)}`);
     const rng = makeRng(7);
     const calibration = { x: Float32Array.from({ length: 64 * size * size * 3 }, () => rng()), sampleShape: [size, size, 3], labels: new Int32Array(64), classNames, source: 'random' };
-    for (const [engine, quantize, keepSensitive] of [['ortFp32', 'none', true], ['ortFp16', 'fp16', true], ['ortInt8', 'int8', true], ['ortInt8All', 'int8', false]] as const) {
-      const { bytes, keptFp32 } = await exportOnnx(g.model, meta, { quantize, calibration, calibrationSamples: 64, keepSensitive });
+    for (const [engine, quantize, keepSensitive, weights] of [['ortFp32', 'none', true, 'uint8'], ['ortFp16', 'fp16', true, 'uint8'], ['ortInt8', 'int8', true, 'uint8'], ['ortInt8All', 'int8', false, 'uint8'], ['ortInt8S8', 'int8', true, 'int8'], ['ortInt8S8All', 'int8', false, 'int8']] as const) {
+      const { bytes, keptFp32 } = await exportOnnx(g.model, meta, { quantize, calibration, calibrationSamples: 64, keepSensitive, weights });
       if (keptFp32) console.log(`${size}x${size} ${engine}: kept in fp32: ${keptFp32.layer}`);
       const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
       row[engine] = await measure((x, n) => session.run({ input: new ort.Tensor('float32', x, [n, size, size, 3]) }), size);
@@ -127,7 +129,7 @@ async function main(): Promise<void> {
     const t = typeof row.torch === 'object' ? row.torch : undefined;
     ratioVsTorch[String(size)] = {};
     let best: { engine: string; rate: number } | undefined;
-    for (const e of ['native', 'ortFp32', 'ortFp16', 'ortInt8', 'ortInt8All'] as const) {
+    for (const e of ['native', 'ortFp32', 'ortFp16', 'ortInt8', 'ortInt8All', 'ortInt8S8', 'ortInt8S8All'] as const) {
       const f = typeof row[e] === 'object' ? (row[e] as Figure) : undefined;
       ratioVsTorch[String(size)][e] = {
         batch32: f && t ? +(f.batch32ImagesPerSecond! / t.batch32ImagesPerSecond!).toFixed(2) : null,

@@ -1394,6 +1394,17 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH));
   o.Set("mkldnn", at::hasMKLDNN());
   o.Set("fusedBatchNormBf16", bnbf16::available());  // bn_bf16.h's kernels run on this CPU
+  // What this process's CPUID says (what oneDNN and the kernels above go by): /proc/cpuinfo can
+  // say otherwise under an emulator or a VM that masks flags.
+  __builtin_cpu_init();
+  auto cpu = Napi::Object::New(env);
+  cpu.Set("avx2", __builtin_cpu_supports("avx2") != 0);
+  cpu.Set("avx512f", __builtin_cpu_supports("avx512f") != 0);
+  cpu.Set("avx512bf16", __builtin_cpu_supports("avx512bf16") != 0);
+  cpu.Set("avx512vnni", __builtin_cpu_supports("avx512vnni") != 0);
+  cpu.Set("avxvnni", __builtin_cpu_supports("avxvnni") != 0);
+  cpu.Set("amxbf16", __builtin_cpu_supports("amx-bf16") != 0);
+  o.Set("cpu", cpu);
   // oneDNN's ISA (what it will use on this CPU, after ONEDNN_MAX_CPU_ISA): libdnnl is libtorch's
   // dependency, already loaded; its headers are not installed, so the C function is looked up.
   o.Set("onednnIsa", env.Null());

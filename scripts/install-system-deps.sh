@@ -5,7 +5,9 @@
 #                  g++, which `npm ci` needs to build build/graft_native.node;
 #   tests:         chromium (the web page's browser tests) and python3-torch (the independent
 #                  reference the small-data e2e test compares graft train with), and
-#                  python3-torchvision (the torchvision CNNs the ONNX bodies are checked on).
+#                  python3-torchvision (the torchvision CNNs the ONNX bodies are checked on), and
+#                  qemu-user (runs graft on an emulated AVX2-only CPU, so the kernels that
+#                  libraries pick by CPU flags are tested for both kinds on either).
 # `install-system-deps.sh native` installs the native engine's packages only (README line 1);
 # without an argument, both (README line 2, CI).
 # Uses apt-get directly as root, or through sudo. Without either, the native engine is left
@@ -23,6 +25,7 @@ if [ "$what" = all ]; then
   command -v chromium >/dev/null 2>&1 || tests+=(chromium)
   /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || tests+=(python3-torch)
   /usr/bin/python3 -c 'import torchvision' >/dev/null 2>&1 || tests+=(python3-torchvision)
+  command -v qemu-x86_64 >/dev/null 2>&1 || tests+=(qemu-user)
 fi
 need=("${native[@]}" "${tests[@]}")
 if [ ${#need[@]} -eq 0 ]; then

@@ -1,6 +1,7 @@
 // Running the real `graft` launcher in tests, and small real image folders for them.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,26 @@ export function graft(args: string[], options: { env?: Record<string, string> } 
 }
 
 export const lastJson = (s: string) => JSON.parse(s.trim().split('\n').at(-1)!);
+
+/** This machine's CPU flags line from /proc/cpuinfo. */
+export const cpuFlags = () => /^flags\s*:.*$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[0] ?? '';
+
+/** Whether Debian's qemu-user is here, to run graft on an emulated CPU of another kind. */
+export const hasQemu = () => spawnSync('qemu-x86_64', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/**
+ * `graft args...` on an emulated x86 CPU (qemu-x86_64 -cpu MODEL: EPYC-Milan has AVX2 but no
+ * AVX512 and no VNNI), so that every library that picks kernels by CPU flags picks that CPU's.
+ * Slow (about 30x): for a few images.
+ */
+export function graftOnCpu(model: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('qemu-x86_64', ['-cpu', model, process.execPath, bin, ...args], { cwd: root, maxBuffer: 64 << 20, env: { ...process.env, GRAFT_CACHE_DIR: process.env.GRAFT_CACHE_DIR ?? join(tmpdir(), 'graft-test-cache') } }, (err, stdout, stderr) => {
+      // qemu warns once per thread about CPUID bits TCG does not emulate (pcid, rdseed, ...).
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr: stderr.split('\n').filter((l) => !l.startsWith('qemu-x86_64: warning: TCG doesn')).join('\n') });
+    });
+  });
+}
 
 interface KeepBetterCheck {
   method: 'validation' | 'cross-validation'; folds?: number; warmUpAccuracy: number; fineTuneAccuracy: number; margin?: number;

@@ -12,6 +12,7 @@ import { registerWasmGradKernels, WASM_GRAD_KERNELS } from './wasm-conv-grad.js'
 import { registerBatchNormGrad } from './batch-norm-grad.js';
 import { cpuBf16, nativeStatus, resolvePrecision, type CpuBf16, type NativeStatus } from './native.js';
 import { nativeKernels, setNativeKernels } from './native-kernels.js';
+import { cpuFeatures, type CpuFeatures } from './cpu.js';
 
 export type BackendName = 'wasm' | 'cpu';
 
@@ -88,6 +89,8 @@ export interface Doctor {
   nativeKernels: string[];
   /** Gradient kernels Graft adds to wasm (it ships without them). */
   graftWasmKernels: string[];
+  /** The CPU: its model, the SIMD flags that pick kernels (bf16, fused BatchNorm, oneDNN's ISA, int8). */
+  cpu: CpuFeatures;
   node: string;
   tfjs: string;
 }
@@ -110,6 +113,7 @@ export async function doctor(): Promise<Doctor> {
     nativeKernels: nativeKernels(),
     // Graft's JS gradient kernels; with the native kernels in, those names run natively instead.
     graftWasmKernels: Object.keys(WASM_GRAD_KERNELS).filter((k) => tf.getKernel(k, 'wasm')?.kernelFunc === WASM_GRAD_KERNELS[k as keyof typeof WASM_GRAD_KERNELS] || nativeKernels().includes(k)),
+    cpu: cpuFeatures(),
     node: process.version,
     tfjs: tf.version_core,
   };

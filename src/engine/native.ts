@@ -9,7 +9,7 @@
 // and losses without a native form, run on tfjs as before; `nativePlan` says why for a model.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { readFileSync } from 'node:fs';
+import { cpuFeatures } from './cpu.js';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
@@ -47,7 +47,7 @@ interface Addon extends NativeKernelAddon {
   Group?: new (o: { rank: number; worldSize: number; host: string; port: number; timeoutMs: number; bind: string }) => AddonGroup;
   matmul64(o: { a: Float64Array; aRows: number; aCols: number; b: Float64Array; bCols: number; transposeA: boolean; out: Float64Array }): void;
   setThreads(n: number): void;
-  info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null; fusedBatchNormBf16: boolean };
+  info(): { threads: number; torch: string; mkldnn: boolean; onednnIsa: string | null; fusedBatchNormBf16: boolean; cpu?: AddonCpuid };
   /** One training BatchNorm (+ ReLU6) in bf16, forward and back, by the fused kernels or ATen's ops (tests). */
   batchNormBf16(o: { x: Float32Array; shape: number[]; gamma: Float32Array; beta: Float32Array; dy: Float32Array; eps: number; relu6: boolean; fused: boolean; repeat?: number }): {
     y: Float32Array; dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array; mean: Float32Array; var: Float32Array; fused: boolean; /** with repeat: ms per forward and backward over that many more runs */ ms?: number;
@@ -275,11 +275,18 @@ export class NativeNet {
 export type Precision = 'auto' | 'fp32' | 'bf16';
 export const PRECISIONS: readonly Precision[] = ['auto', 'fp32', 'bf16'];
 
+/** What the process's CPUID says, read by the addon (__builtin_cpu_supports). */
+interface AddonCpuid { avx2: boolean; avx512f: boolean; avx512bf16: boolean; avx512vnni: boolean; avxvnni: boolean; amxbf16: boolean }
+
 export interface CpuBf16 {
-  /** AVX512-BF16 (bf16 dot products in AVX-512), from the CPU flags. */
+  /** AVX512-BF16 (bf16 dot products in AVX-512): from CPUID with the native engine (what its kernels go by), else the CPU flags. */
   avx512Bf16: boolean;
-  /** AMX-BF16 tiles, from the CPU flags. */
+  /** AMX-BF16 tiles, from CPUID or the flags as avx512Bf16. */
   amxBf16: boolean;
+  /** Where the two came from; 'cpuid' differs from /proc/cpuinfo under an emulator or a VM that masks flags. */
+  source: 'cpuid' | 'flags';
+  /** Set where /proc/cpuinfo and CPUID disagree: what the flags said. */
+  flagsSay?: { avx512Bf16: boolean; amxBf16: boolean };
   /** What oneDNN (inside libtorch) will use on this CPU, e.g. avx512_core_bf16 or avx512_core_amx; null without the native engine. */
   onednnIsa: string | null;
   /** Whether the addon's fused bf16 BatchNorm kernels (AVX512 F/BW/VL and AVX512-BF16) run here; false without the native engine. */
@@ -288,15 +295,17 @@ export interface CpuBf16 {
 
 let cpu: CpuBf16 | undefined;
 
-/** The CPU's bf16 support: its flags (/proc/cpuinfo) and oneDNN's ISA. */
+/** The CPU's bf16 support: CPUID as the native engine sees it (else /proc/cpuinfo's flags) and oneDNN's ISA. */
 export function cpuBf16(): CpuBf16 {
   if (cpu) return cpu;
-  let flags: string[] = [];
-  try {
-    flags = (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/);
-  } catch { /* not Linux: no flags to read */ }
+  const f = cpuFeatures();
   const a = load();
-  return cpu = { avx512Bf16: flags.includes('avx512_bf16'), amxBf16: flags.includes('amx_bf16'), onednnIsa: a ? a.info().onednnIsa : null, fusedBatchNorm: a ? a.info().fusedBatchNormBf16 === true : false };
+  const info = a?.info();
+  const id = info?.cpu;
+  const seen = id ? { avx512Bf16: id.avx512bf16, amxBf16: id.amxbf16 } : { avx512Bf16: f.avx512Bf16, amxBf16: f.amxBf16 };
+  const differs = id && (seen.avx512Bf16 !== f.avx512Bf16 || seen.amxBf16 !== f.amxBf16);
+  return cpu = { ...seen, source: id ? 'cpuid' : 'flags', ...(differs ? { flagsSay: { avx512Bf16: f.avx512Bf16, amxBf16: f.amxBf16 } } : {}),
+    onednnIsa: info ? info.onednnIsa : null, fusedBatchNorm: info ? info.fusedBatchNormBf16 === true : false };
 }
 
 let processPrecision: Precision = 'fp32';

@@ -12,7 +12,7 @@ import { predictAll } from '../train/predict.js';
 import { argmaxRow } from '../train/score.js';
 import { exportMetadata, onnxGraph, type OnnxExportInfo, type OnnxExportOptions } from './onnx-export.js';
 import { nhwcToNchw, OnnxModel } from './onnx-run.js';
-import { calibrate, encode, foldBatchNorm, quantizeInt8, toFloat16 } from './quantize.js';
+import { calibrate, encode, foldBatchNorm, quantizeInt8, toFloat16, type WeightForm } from './quantize.js';
 import type { Graph } from './onnx-proto.js';
 import { ort } from '../model/onnx.js';
 
@@ -28,6 +28,8 @@ export interface ExportOptions extends OnnxExportOptions {
   ranges?: 'minmax' | 'mse';
   /** int8: leave the one most sensitive layer in fp32 when its int8 form is over a third of the error (default true). */
   keepSensitive?: boolean;
+  /** int8: how weights are stored (quantize.ts' WeightForm; default uint8, the same results on every x86 CPU). */
+  weights?: WeightForm;
   seed?: number;
 }
 
@@ -80,17 +82,18 @@ export async function exportOnnx(model: tfl.LayersModel, meta: GraftMeta, option
   const indices = sampleIndices(d, options.calibrationSamples ?? 256, options.seed ?? 0);
   const folded = foldBatchNorm(graph);
   const ranges = await calibrate(folded, graphBatches(d, indices, info, meta), 0, options.ranges ?? 'mse');
-  let int8 = quantizeInt8(folded, ranges);
+  const weights = options.weights;
+  let int8 = quantizeInt8(folded, ranges, { weights });
   let keptFp32: Exported['keptFp32'];
   if (options.keepSensitive !== false) {
     const probe = sampleIndices(d, 32, (options.seed ?? 0) + 1);
-    const found = await mostSensitive(folded, ranges, int8, [...graphBatches(d, probe, info, meta)]);
+    const found = await mostSensitive(folded, ranges, int8, [...graphBatches(d, probe, info, meta)], weights);
     if (found && found.errorWithout < (2 / 3) * found.error) {
-      int8 = quantizeInt8(folded, ranges, { skipNodes: [found.node] });
+      int8 = quantizeInt8(folded, ranges, { skipNodes: [found.node], weights });
       keptFp32 = found;
     }
   }
-  const i8 = { ...info, quantization: 'int8' as const, ...(keptFp32 ? { keptFp32: [keptFp32.layer] } : {}) };
+  const i8 = { ...info, quantization: 'int8' as const, int8Weights: weights ?? 'uint8', ...(keptFp32 ? { keptFp32: [keptFp32.layer] } : {}) };
   return { bytes: encode(int8, exportMetadata(i8), info.graftVersion), info: i8, calibratedOn: indices.length, keptFp32 };
 }
 
@@ -131,12 +134,12 @@ async function outputError(g: Graph, batches: { x: Float32Array; dims: number[] 
  * the calibration images. On MobileNetV2 the first depthwise convolution alone is half the
  * error (its 32 channels' ranges differ by orders of magnitude under one activation scale).
  */
-async function mostSensitive(folded: Graph, ranges: Map<string, [number, number]>, int8: Graph, batches: { x: Float32Array; dims: number[] }[]): Promise<{ node: string; layer: string; error: number; errorWithout: number } | undefined> {
+async function mostSensitive(folded: Graph, ranges: Map<string, [number, number]>, int8: Graph, batches: { x: Float32Array; dims: number[] }[], weights?: WeightForm): Promise<{ node: string; layer: string; error: number; errorWithout: number } | undefined> {
   const { outputs: ref } = await outputError(folded, batches);
   const { error } = await outputError(int8, batches, ref);
   let best: { node: string; layer: string; error: number; errorWithout: number } | undefined;
   for (const n of folded.nodes.filter((x) => x.opType === 'Conv' || x.opType === 'Add')) {
-    const { error: without } = await outputError(quantizeInt8(folded, ranges, { skipNodes: [n.name] }), batches, ref);
+    const { error: without } = await outputError(quantizeInt8(folded, ranges, { skipNodes: [n.name], weights }), batches, ref);
     if (!best || without < best.errorWithout) best = { node: n.name, layer: n.name.replace(/\/(Conv|Add)$/, ''), error, errorWithout: without };
   }
   return best;

@@ -36,6 +36,8 @@ export interface OnnxExportInfo {
   quantization: 'none' | 'fp16' | 'int8';
   /** int8: layers left in fp32. */
   keptFp32?: string[];
+  /** int8: how the weights are stored (quantize.ts' WeightForm). */
+  int8Weights?: 'uint8' | 'int8' | 'int8-reduced';
 }
 
 export interface ExportedGraph {

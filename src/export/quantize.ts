@@ -8,8 +8,8 @@
 //   reaches on calibration images (the user's own); a Relu or Clip(0, 6) right after a Conv or
 //   Gemm is dropped, the Conv's output taking the activation's range, so the quantization's
 //   clamp does its work;
-// - weights: int8, symmetric, one scale per output channel; biases int32 at scale
-//   input scale x weight scale.
+// - weights: symmetric, one scale per output channel, stored as uint8 around 128 (WeightForm);
+//   biases int32 at scale input scale x weight scale.
 
 import { GraftError } from '../errors.js';
 import { ort } from '../model/onnx.js';
@@ -186,7 +186,22 @@ function uint8Params(range: [number, number]): { scale: number; zeroPoint: numbe
 }
 
 /** The int8 QDQ graph of a (batch-norm folded) fp32 graph with calibrated ranges. */
-export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]>, options: { skipOps?: string[]; skipNodes?: string[] } = {}): Graph {
+/**
+ * How int8 weights are stored (activations are uint8 in every form):
+ * - 'uint8': uint8 with zero point 128, the default. onnxruntime's U8U8 kernels widen both
+ *   operands to 16 bits and add in 32: the same results on every x86 CPU.
+ * - 'int8': int8 in [-127, 127]. onnxruntime's U8S8 kernels: with VNNI (AVX512-VNNI, AVX-VNNI)
+ *   32-bit sums and fast; without it (vpmaddubsw) pairs of u8 x s8 products add in 16 bits with
+ *   saturation. Measured by bench/int8.ts, MobileNetV2 on the photo fixture: 79.5% with VNNI,
+ *   76.9% on AVX2 only (qemu's EPYC-Milan), where uint8 weights gave 79.5% on both.
+ * - 'int8-reduced': int8 in [-64, 64] (onnxruntime's reduce_range): no saturation, one bit
+ *   less: 74.4% on the same photos on both CPUs. Kept for the bench.
+ */
+export type WeightForm = 'uint8' | 'int8' | 'int8-reduced';
+
+export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]>, options: { skipOps?: string[]; skipNodes?: string[]; weights?: WeightForm } = {}): Graph {
+  const form = options.weights ?? 'uint8';
+  const qmax = form === 'int8-reduced' ? 64 : 127;
   const skip = new Set(options.skipOps ?? []);
   const skipNodes = new Set(options.skipNodes ?? []);
   const g: Graph = { ...folded, nodes: folded.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs] })), initializers: [...folded.initializers] };
@@ -255,13 +270,16 @@ export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]
     for (let c = 0; c < co; c++) {
       let m = 0;
       for (let i = 0; i < per; i++) m = Math.max(m, Math.abs(w[c * per + i]));
-      scales[c] = m > 0 ? m / 127 : 1;
+      scales[c] = m > 0 ? m / qmax : 1;
     }
     for (let c = 0; c < co; c++) {
       const s = scales[c];
-      for (let i = 0; i < per; i++) q[c * per + i] = Math.max(-127, Math.min(127, Math.round(w[c * per + i] / s)));
+      for (let i = 0; i < per; i++) q[c * per + i] = Math.max(-qmax, Math.min(qmax, Math.round(w[c * per + i] / s)));
     }
-    added.push(int8Tensor(`${name}/int8`, t.dims, q), floatTensor(`${name}/scale`, [co], scales), int8Tensor(`${name}/zero_point`, [co], new Int8Array(co)));
+    if (form === 'uint8') {
+      const u = Uint8Array.from(q, (v) => v + 128);
+      added.push(int8Tensor(`${name}/int8`, t.dims, u, true), floatTensor(`${name}/scale`, [co], scales), int8Tensor(`${name}/zero_point`, [co], new Uint8Array(co).fill(128), true));
+    } else added.push(int8Tensor(`${name}/int8`, t.dims, q), floatTensor(`${name}/scale`, [co], scales), int8Tensor(`${name}/zero_point`, [co], new Int8Array(co)));
     nodes.push({ opType: 'DequantizeLinear', inputs: [`${name}/int8`, `${name}/scale`, `${name}/zero_point`], outputs: [`${name}/dequantized`], name: `${name}/DequantizeLinear`, attrs: { axis: 0 } });
     const out: { w: string; b?: string } = { w: `${name}/dequantized` };
     if (biasName) {

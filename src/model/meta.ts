@@ -84,6 +84,8 @@ export interface OnnxExportRecord {
   /** The file's path relative to the model folder, or absolute when outside it. */
   file: string;
   quantization: 'none' | 'fp16' | 'int8';
+  /** int8: how the weights are stored: uint8 (the same results on every x86 CPU) or int8 (fastest with VNNI). */
+  int8Weights?: 'uint8' | 'int8' | 'int8-reduced';
   layout: 'nhwc' | 'nchw';
   includesPreprocessing: boolean;
   /** The heads it answers for. */
