@@ -56,6 +56,19 @@ test('graft demo in words, with the body frozen, keeps the old task exactly', as
   assert.doesNotMatch(r.stderr, /warm-up\s+epoch 1\/1/);
 });
 
+test('graft demo --forgetting: every row trains what it says, so the full fine-tune row is not the frozen one', async () => {
+  const r = await graft(['demo', '--forgetting', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = lastJson(r.stdout);
+  const [frozen, plain, lwf, extend, replay] = out.rows;
+  assert.equal(frozen.bodyChanged, false);
+  assert.equal(frozen.oldTaskAccuracy, out.originalOldTaskAccuracy, 'a frozen body leaves the old head as it was');
+  for (const row of [plain, lwf, extend, replay]) assert.equal(row.bodyChanged, true, `${row.mode} fine-tuned its body`);
+  // With keep-better on, its check put the warm-up head back: this row equalled the frozen one (99.77%).
+  assert.notEqual(plain.oldTaskAccuracy, frozen.oldTaskAccuracy, JSON.stringify(out.rows));
+  assert.ok(replay.allDigitsAccuracy > extend.allDigitsAccuracy, 'replay helps the ten-digit head');
+});
+
 test('graft inspect shows the layer table and explains a cut', async () => {
   const r = await graft(['inspect', 'digits-cnn', '--cut', 'block3_relu']);
   assert.equal(r.code, 0, r.stderr);
