@@ -2,7 +2,8 @@
 // the user's images), and the check of an export against the tfjs model on real samples.
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { count, sampleSize, type Dataset } from '../data/dataset.js';
+import { createHash } from 'node:crypto';
+import { count, sampleSize, subset, type Dataset } from '../data/dataset.js';
 import { batchValues } from '../data/preprocess.js';
 import { makeRng } from '../data/random.js';
 import { GraftError } from '../errors.js';
@@ -49,6 +50,56 @@ export function sampleIndices(d: Dataset, n: number, seed = 0): Int32Array {
   const rng = makeRng(seed);
   for (let i = total - 1; i > 0; i--) { const j = Math.floor(rng() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
   return idx.subarray(0, Math.min(n, total)).sort();
+}
+
+/**
+ * What is wrong with a calibration set, in words (none when nothing is): int8's ranges are
+ * measured on it, so images that are all alike (12 copies of one grey image gave "top class
+ * agrees on 100%" and a file scoring 50% against fp32's 100%) give ranges no real image keeps to.
+ */
+export function calibrationWarnings(d: Dataset, classes: number): { distinct: number; constant: number; warnings: string[] } {
+  const n = count(d);
+  const per = sampleSize(d);
+  const seen = new Set<string>();
+  let constant = 0;
+  const image = d.sampleShape.length === 3;
+  for (let start = 0; start < n; start += 64) {
+    const idx = Int32Array.from({ length: Math.min(64, n - start) }, (_, k) => start + k);
+    const batch = batchValues(d, idx, undefined);  // raw values, from memory or disk alike
+    for (let b = 0; b < idx.length; b++) {
+      const v = batch.subarray(b * per, (b + 1) * per);
+      let lo = Infinity, hi = -Infinity;
+      for (let k = 0; k < v.length; k++) { const x = v[k]; if (x < lo) lo = x; if (x > hi) hi = x; }
+      // Pixel values 0-255: a spread of under 2 levels is one flat colour.
+      if (image ? hi - lo < 2 : hi === lo) constant++;
+      seen.add(createHash('sha1').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex'));
+    }
+  }
+  const distinct = seen.size;
+  const warnings: string[] = [];
+  if (constant) warnings.push(`${constant} of the ${n} calibration samples ${constant === 1 ? 'is' : 'are'} ${image ? 'one flat colour' : 'one value throughout'}: int8's value ranges measured on ${constant === n ? 'them' : 'such samples'} do not cover real inputs`);
+  if (distinct < n) warnings.push(`${n - distinct} of the ${n} calibration samples are copies of others (${distinct} distinct)`);
+  if (distinct < classes) warnings.push(`${distinct} distinct sample${distinct === 1 ? '' : 's'} for ${classes} classes, fewer than one per class`);
+  return { distinct, constant, warnings };
+}
+
+/**
+ * The calibration set split in two, so that the export's check runs on images it was not
+ * calibrated on: up to `samples` to calibrate on, the rest (or, when there are not more than
+ * `samples`, a fifth of them) to check on. None held out when there are fewer than 5.
+ */
+export function splitCalibration(d: Dataset, samples: number, seed = 0): { calibrate: Dataset; heldOut?: Dataset } {
+  const n = count(d);
+  if (n < 5) return { calibrate: d };
+  const order = sampleIndices(d, n, seed + 11);
+  // sampleIndices sorts what it returns; draw again for a random order.
+  const rng = makeRng(seed + 13);
+  const idx = Array.from(order);
+  for (let i = idx.length - 1; i > 0; i--) { const j = Math.floor(rng() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
+  const held = n > samples ? n - samples : Math.ceil(n / 5);
+  const heldIdx = idx.slice(0, held).sort((a, b) => a - b);
+  const calIdx = idx.slice(held).sort((a, b) => a - b);
+  return { calibrate: subset(d, calIdx), heldOut: subset(d, heldIdx) };
 }
 
 /** Samples in the graph's input form: preprocessed unless the graph does it, NCHW when asked. */

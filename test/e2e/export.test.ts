@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { graft, lastJson } from '../cli.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'graft-export-'));
@@ -61,6 +62,29 @@ test('fp32 with both heads equals the tfjs model within 1e-4; int8 and fp16 agre
   assert.ok(lastJson(eo.stdout).accuracy > 0.9);
   const all = await graft(['evaluate', old, 'mnist-test:0-4', '--head', 'all']);
   assert.match(all.stderr, /scores one head at a time/);
+});
+
+test('int8 is checked on images it was not calibrated on, and flat, copied or too few calibration images are warned about', async () => {
+  assert.equal(trained.code, 0, trained.stderr);
+  // Default: calibrated on 256 of the training data graft.json records, checked on others of it.
+  const d = await graft(['export', model, '--quantize', 'int8', '--out', join(dir, 'held.onnx'), '--json']);
+  assert.equal(d.code, 0, d.stderr);
+  const q = lastJson(d.stdout);
+  assert.equal(q.calibration.samples, 256);
+  assert.deepEqual(q.calibration.warnings, []);
+  assert.match(q.check.from, /^held out of the calibration data: not among the \d+ calibrated on$/);
+  // 12 copies of one grey image: said in words and JSON, and the check runs on the training data.
+  const grey = join(dir, 'grey', 'any');
+  await mkdir(grey, { recursive: true });
+  for (let i = 0; i < 12; i++) await sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toFile(join(grey, `${i}.png`));
+  const g = await graft(['export', model, '--quantize', 'int8', '--calibration', join(dir, 'grey'), '--out', join(dir, 'grey.onnx'), '--json']);
+  assert.equal(g.code, 0, g.stderr);
+  const qg = lastJson(g.stdout);
+  assert.match(g.stderr, /calibration: 12 of the 12 calibration samples are one flat colour.*11 of the 12 calibration samples are copies of others \(1 distinct\); 1 distinct sample for 5 classes, fewer than one per class\. Give --calibration/);
+  assert.equal(qg.calibration.warnings.length, 3);
+  assert.equal(qg.check.from, 'the training data graft.json records, not calibrated on');
+  assert.match(qg.check.on, /^mnist-train/);
+  assert.ok(qg.check.samples > 12);
 });
 
 test('predict runs the folder\'s current fp32 export by itself, the old head too; a retrained folder goes back to tfjs', async () => {

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
-import { checkExport, exportOnnx, type ExportCheck, type Quantization } from '#internal/export/export.js';
+import { calibrationWarnings, checkExport, exportOnnx, splitCalibration, type ExportCheck, type Quantization } from '#internal/export/export.js';
 import { alignClasses, loadData } from '#internal/data/load.js';
 import { GraftError, loadModel, type Dataset, type GraftMeta } from 'graft';
 import { isDir } from '#internal/data/images.js';
@@ -39,8 +39,12 @@ export const usage = `graft export <model-dir> [--format onnx] [--out <file.onnx
                   MobileNetV2 on 39 test photos scored 30 instead of 31 on an AVX2-only CPU).
                   The check below runs on this CPU only; the words name its features
   --test-data     labelled data to measure the export on: accuracy of the export and of the
-                  tfjs model, and how often their top class agrees (default: the calibration
-                  data, else the training data graft.json records, else random inputs)
+                  tfjs model, and how often their top class agrees (default: images the export
+                  was not calibrated on: for int8 the training data graft.json records when
+                  --calibration is other data, else a part of the calibration data held out of
+                  it (the rest over --calibration-samples, or a fifth); for fp32 and fp16 the
+                  training data graft.json records; else random inputs). int8 also warns when
+                  the calibration images are flat colours, copies, or fewer than the classes
   --include-preprocessing  the graph takes raw pixel values (0-255) and applies graft.json's
                   preprocessing itself (resizing to the input size stays outside)
   --layout        nhwc (default: [batch, height, width, channels], as the tfjs model) | nchw
@@ -160,17 +164,34 @@ export async function run(argv: string[]): Promise<number> {
     if (!calibration.labels.length) throw new GraftError('BAD_DATA', `The calibration data ${calibrationSpec} holds no usable samples${calibration.skipped?.length ? ` (${calibration.skipped.length} file(s) skipped: ${calibration.skipped[0].path}: ${calibration.skipped[0].reason})` : ''}.`, { fix: 'Give --calibration a folder of images like those the model will see.' });
     if (calibration.labels.length < 32) log(`calibration: only ${calibration.labels.length} samples; int8's value ranges are measured on them, and a few dozen or more give steadier ones`);
   }
+  const calibrationIssues = calibration ? calibrationWarnings(calibration, meta.classNames.length).warnings : [];
+  if (calibrationIssues.length) log(`calibration: ${calibrationIssues.join('; ')}. Give --calibration a few hundred images like those the model will see.`);
   const testSpec = str(values['test-data']);
   const classNames = head === 'old' ? meta.heads.find((h) => h.name === 'old')?.classNames ?? meta.classNames : meta.classNames;
   const test = testSpec ? alignClasses(await load('test data', testSpec, classNames), classNames) : undefined;
   if (test && !test.labels.length) throw new GraftError('BAD_DATA', `--test-data ${testSpec} holds no samples of the model's classes (${classNames.slice(0, 8).join(', ')}${classNames.length > 8 ? ', ...' : ''}).`, { fix: 'Give test data with one sub-folder per class of the model.' });
-  // Without test data the check runs on the training data graft.json records, when it is there.
-  let checkOn: Dataset | undefined = test ?? calibration;
-  if (!checkOn && meta.trainingData?.spec) checkOn = await loadData(meta.trainingData.spec, { ...loadOptions, classNames: undefined }).catch(() => undefined);
-  checkOn ??= randomData(model.inputs[0].shape.slice(1) as number[], classNames);
+  // Without test data the check runs on images int8 was not calibrated on: the training data
+  // graft.json records where --calibration is other data, else a part of the calibration data
+  // held out of it (checked on its own calibration images, 12 copies of one grey image "agreed
+  // on 100%" and the file scored 50%).
+  let checkOn: Dataset | undefined = test;
+  let calibrateOn = calibration;
+  let checkFrom = test ? 'the test data' : '';
+  if (!checkOn && calibration) {
+    const training = meta.trainingData?.spec && meta.trainingData.spec !== calibrationSpec
+      ? await loadData(meta.trainingData.spec, { ...loadOptions, classNames: undefined }).catch(() => undefined) : undefined;
+    if (training && training.labels.length) { checkOn = training; checkFrom = 'the training data graft.json records, not calibrated on'; }
+    else {
+      const { calibrate, heldOut } = splitCalibration(calibration, samples ?? 256, 0);
+      if (heldOut) { calibrateOn = calibrate; checkOn = heldOut; checkFrom = `held out of the calibration data: not among the ${calibrate.labels.length} calibrated on`; }
+      else { checkOn = calibration; checkFrom = 'the calibration samples themselves (under 5: none to hold out), so it says little'; }
+    }
+  }
+  if (!checkOn && meta.trainingData?.spec) { checkOn = await loadData(meta.trainingData.spec, { ...loadOptions, classNames: undefined }).catch(() => undefined); if (checkOn) checkFrom = 'the training data graft.json records'; }
+  if (!checkOn) { checkOn = randomData(model.inputs[0].shape.slice(1) as number[], classNames); checkFrom = 'random inputs: no data to check on (--test-data to give some)'; }
 
   const started = Date.now();
-  const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration, calibrationSamples: samples ?? 256, keepSensitive: fp32Layers === 'auto', weights: int8Weights });
+  const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration: calibrateOn, calibrationSamples: samples ?? 256, keepSensitive: fp32Layers === 'auto', weights: int8Weights });
   // Checked before it is written: an export onnxruntime cannot run is not left behind.
   const check: ExportCheck = await checkExport(exported.bytes, model, meta, checkOn, Boolean(test));
   await writeFileAtomic(out, exported.bytes);
@@ -205,9 +226,9 @@ export async function run(argv: string[]): Promise<number> {
     : undefined;
   if (json) {
     console.log(JSON.stringify({ out, bytes: exported.bytes.length, quantization: quantize, layout, head, includesPreprocessing: Boolean(values['include-preprocessing']),
-      outputs: exported.info.outputs, calibration: calibration ? { on: calibrationSpec, samples: exported.calibratedOn, keptFp32: exported.keptFp32 ?? null } : null,
+      outputs: exported.info.outputs, calibration: calibration ? { on: calibrationSpec, samples: exported.calibratedOn, keptFp32: exported.keptFp32 ?? null, warnings: calibrationIssues } : null,
       ...(quantize === 'int8' ? { int8: { weights: int8Weights, sameOnEveryCpu: int8Weights === 'uint8' } } : {}),
-      check: { ...check, on: checkOn.source, cpu: { model: cpu.model, simd: cpu.simd, vnni: cpu.vnni } }, ...(caveat ? { caveat } : {}), recorded, seconds }));
+      check: { ...check, on: checkOn.source, from: checkFrom, cpu: { model: cpu.model, simd: cpu.simd, vnni: cpu.vnni } }, ...(caveat ? { caveat } : {}), recorded, seconds }));
     return 0;
   }
   const what = quantize === 'none' ? 'fp32' : quantize === 'fp16' ? 'fp16 (fp32 in and out)'
@@ -219,7 +240,7 @@ export async function run(argv: string[]): Promise<number> {
   for (const o of exported.info.outputs) log(`output ${o.name} [batch, ${o.classNames.length}]: ${meta.heads.length > 1 ? `${o.head} head, ` : ''}classes ${o.classNames.join(', ')}`);
   for (const h of check.perHead) {
     const acc = h.accuracy ? `; accuracy ${(100 * h.accuracy.onnx).toFixed(1)}% (the tfjs model ${(100 * h.accuracy.tfjs).toFixed(1)}%)` : '';
-    log(`checked on onnxruntime against the tfjs model${check.perHead.length > 1 ? ` (${h.head} head)` : ''} on ${check.samples} samples of ${checkOn.source}: top class agrees on ${(100 * h.top1Agreement).toFixed(1)}%, largest probability difference ${h.maxAbsDiff.toExponential(1)}${acc}`);
+    log(`checked on onnxruntime against the tfjs model${check.perHead.length > 1 ? ` (${h.head} head)` : ''} on ${check.samples} samples of ${checkOn.source}${checkFrom && checkFrom !== 'the test data' ? ` (${checkFrom})` : ''}: top class agrees on ${(100 * h.top1Agreement).toFixed(1)}%, largest probability difference ${h.maxAbsDiff.toExponential(1)}${acc}`);
   }
   log(`the check ran on this CPU: ${cpuLine(cpu)}`);
   if (caveat) log(caveat);
