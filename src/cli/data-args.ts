@@ -6,7 +6,8 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError, type Dataset, type Preprocessing } from 'graft';
 import { alignClasses, loadData, type DataOptions } from '#internal/data/load.js';
 import { imageInput, splitFolders, type Fit } from '#internal/data/images.js';
-import { stratifiedSplit, takePerClass, type SkippedFile } from '#internal/data/dataset.js';
+import { count, stratifiedSplit, takePerClass, type SkippedFile } from '#internal/data/dataset.js';
+import { copiesIn, sampleName, withoutCopiesOf } from '#internal/data/duplicates.js';
 import { intAtLeast, num, str, type Options } from './args.js';
 import { preprocessPreset } from '#internal/data/preprocess.js';
 
@@ -101,6 +102,8 @@ export interface TrainingData {
   skipped: SkippedFile[];
   /** What the training samples were read from: --data, or its train/ folder. */
   trainedFrom: string;
+  /** Test samples that are also in the training data (the same values), with up to 5 of them named. */
+  testCopiesOfTraining?: { count: number; of: number; examples: string[] };
 }
 
 /** --test-split, checked against --test-data (call it before any work to fail early). */
@@ -124,8 +127,15 @@ export async function loadTrainingData(values: Record<string, unknown>, o: DataO
   const classOpts = { ...o, classNames: data.classNames };
   const valSpec = str(values['val-data']) ?? folders?.validation;
   const testSpec = str(values['test-data']) ?? (testSplit ? undefined : folders?.test);
-  const validation = valSpec ? alignClasses(await loadData(valSpec, classOpts), data.classNames) : undefined;
+  // A validation image that is also a training image is left out of it (it would pick the
+  // epoch and the kept model on what was trained on); test images that are training images are
+  // counted and said (the test figure then overstates).
+  const validation = valSpec ? withoutCopiesOf(data, alignClasses(await loadData(valSpec, classOpts), data.classNames), 'validation data') : undefined;
   let test = testSpec ? await loadData(testSpec, classOpts) : undefined;
   if (testSplit) ({ rest: data, split: test } = stratifiedSplit(data, testSplit, seed));
-  return { all, data, validation, test, skipped: mergeSkipped(all, validation, test), trainedFrom: folders?.train ?? dataSpec };
+  const testCopies = test && !testSplit ? copiesIn(data, test) : [];
+  return {
+    all, data, validation, test, skipped: mergeSkipped(all, validation, test), trainedFrom: folders?.train ?? dataSpec,
+    testCopiesOfTraining: test ? { count: testCopies.length, of: count(test), examples: testCopies.slice(0, 5).map((i) => sampleName(test!, i)) } : undefined,
+  };
 }

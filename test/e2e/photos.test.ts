@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cutBody } from '../../src/model/cut.js';
@@ -96,6 +96,38 @@ test('graft train with its defaults on 79 real photos reaches the independent re
     const q8 = lastJson(s8.stdout);
     assert.deepEqual(q8.int8, { weights: 'int8', sameOnEveryCpu: false });
     assert.match(q8.caveat, q8.check.cpu.vnni ? /this CPU has VNNI.*without VNNI.*can score lower there/ : /this CPU has no VNNI.*can saturate/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('duplicates: a photo twice in its class or in two classes is used once and named; test photos that are training photos are counted and said', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-dups-'));
+  try {
+    const data = join(dir, 'data');
+    await cp(join(photos, 'train'), join(data, 'train'), { recursive: true });
+    await cp(join(photos, 'test'), join(data, 'test'), { recursive: true });
+    const [first, second] = (await readdir(join(data, 'train', 'mammals'))).sort();
+    // The same photo again in its class (a folder loaded twice), and once in another class.
+    await copyFile(join(data, 'train', 'mammals', first), join(data, 'train', 'mammals', `zz-again-${first}`));
+    await copyFile(join(data, 'train', 'mammals', second), join(data, 'train', 'vehicles', `zz-wrong-${second}`));
+    // Two training photos in the test folder.
+    await copyFile(join(data, 'train', 'mammals', first), join(data, 'test', 'mammals', `leak-${first}`));
+    const [veh] = (await readdir(join(data, 'train', 'vehicles'))).sort();
+    await copyFile(join(data, 'train', 'vehicles', veh), join(data, 'test', 'vehicles', `leak-${veh}`));
+    const r = await graft(['train', '--base', 'mobilenet-v2', '--data', data, '--finetune-epochs', '0', '--out', join(dir, 'model'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = lastJson(r.stdout);
+    const reasons = out.skipped.map((s: { path: string; reason: string }) => `${s.path}: ${s.reason}`).join('\n');
+    assert.match(reasons, new RegExp(`zz-again-${first.replace('.', '\\.')}: the same image as .*mammals/${first.replace('.', '\\.')} \\(a copy: used once\\)`));
+    assert.match(reasons, new RegExp(`zz-wrong-${second.replace('.', '\\.')}: the same image as .*mammals/${second.replace('.', '\\.')}, which is in class "mammals", not "vehicles"`));
+    assert.equal(out.skipped.length, 2, reasons);
+    assert.deepEqual({ count: out.testCopiesOfTraining.count, of: out.testCopiesOfTraining.of }, { count: 2, of: 41 });
+    assert.match(out.testCopiesOfTraining.examples.join(' '), /leak-/);
+    const words = await graft(['train', '--base', 'mobilenet-v2', '--data', data, '--finetune-epochs', '0', '--out', join(dir, 'model2')]);
+    assert.equal(words.code, 0, words.stderr);
+    assert.match(words.stdout, /duplicates: 2 of the 41 test images are also training images \(e\.g\. .*leak-.*\), so the test accuracy overstates/);
+    assert.match(words.stdout, /skipped 2 file\(s\) that could not be used/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -403,6 +403,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   log(`base: ${baseSpec}${inputSize ? ` at ${inputSize.join('x')}` : ''}; data: ${data.source}, ${data.labels.length} samples, classes ${data.classNames.join(', ')}`);
   if (base.truncatedAt) log(`${baseSpec} at ${inputSize!.join('x')}: the layers after ${base.truncatedAt} only run at the original size and were left out`);
   for (const line of skippedLines(skipped)) log(line);
+  const testCopies = loaded.testCopiesOfTraining?.count ? loaded.testCopiesOfTraining : undefined;
+  const copiesWords = testCopies && `duplicates: ${testCopies.count} of the ${testCopies.of} test images are also training images (e.g. ${testCopies.examples[0]}), so the test accuracy overstates how the model does on new images; keep each image in one of the folders`;
+  if (copiesWords) log(copiesWords);
   const counts = classCounts(data);
   const imbalance = classImbalance(data);
   const tiny = data.classNames.filter((_, i) => counts[i] > 0 && counts[i] < 5);
@@ -506,7 +509,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
       cut: meta.base?.cut, classNames: meta.classNames, heads: meta.heads.map((h) => h.name),
       metrics: meta.metrics, forgetting: meta.forgetting ?? null, featureSeconds: result.featureSeconds, featureCache: result.featureCache ?? null, memoryNote: result.memoryNote ?? null,
       headFit: result.headFit ?? null, lrFinder: result.lrFinder ? { suggestion: result.lrFinder.suggestion, minimumAt: result.lrFinder.minimumAt, stopped: result.lrFinder.stopped } : null, fineTuneCheck: result.fineTuneCheck ?? null, uncertainty: meta.uncertainty ?? null,
-      precision: result.recipe.precision,
+      precision: result.recipe.precision, testCopiesOfTraining: loaded.testCopiesOfTraining ?? null,
       phases: result.phases, history: result.history,
     }));
   } else {
@@ -517,6 +520,7 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
     if (result.lrFinder) log(`learning-rate finder: lowest smoothed loss at ${result.lrFinder.minimumAt.toExponential(1)} over ${result.lrFinder.lrs.length} steps; fine-tuned at ${result.lrFinder.suggestion.toExponential(1)}`);
     if (result.fineTuneCheck) log(result.fineTuneCheck.words);
     for (const line of accuracyLines(meta, result)) log(line);
+    if (copiesWords) log(copiesWords);
     if (frozen) log(`saved ${out}/: the head (model.json + weights.bin) and graft.json, which points at ${frozen.info.path} (sha256 ${frozen.info.sha256.slice(0, 12)}...); graft predict runs both`);
     else log(`saved ${out}/ (model.json + weights.bin load in plain tfjs; graft.json holds classes, preprocessing, history)`);
     if (base.imported?.format === 'onnx') {
