@@ -324,7 +324,9 @@ function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
     }
     recipe.warmupEpochs = o.warmupEpochs;
   }
-  const resume = o.resume;
+  // A stop during the keep-better check: redo the run from the warm-up (see TrainingState.checkPending).
+  const resume = o.resume?.checkPending ? undefined : o.resume;
+  if (o.resume?.checkPending) recipe.resumedCheck = 'the stop came during the check of fine-tuning against the warm-up head: this run redid the warm-up and the check';
   return {
     o, p, trainSet, val, history: [...(resume?.history ?? [])], phases: [...(resume?.phases ?? [])], balance, classWeights,
     balancing: { classWeights, balanced: balance === 'sample' }, augment, views, recipe, resume, fitHead, plateau, featureSeconds: 0,
@@ -433,7 +435,17 @@ async function fineTuneBody(g: Grafted, r: Run): Promise<void> {
       fineTune: async (d) => { await runFineTune(d, undefined, [], [], undefined, { shouldStop: o.control?.shouldStop }); },
     });
     skip = r.fineTuneCheck?.kept === 'warm-up';
-    if (!r.fineTuneCheck) recipe.keepBetterSkipped = o.control?.shouldStop?.() ? 'stopped during the check' : 'a class has fewer than 3 training images, too few for 3 folds';
+    if (!r.fineTuneCheck && o.control?.shouldStop?.()) {
+      // Stopped in the folds: the weights are the warm-up head's again and no fine-tune step ran.
+      // The checkpoint says so, and a resumed run redoes the check (a fine-tune resumed from
+      // here skipped it, and kept a model 8 points worse on the test photos).
+      const state: TrainingState = { phase: 'fine-tune', epochsDone: 0, rngState: 0, optimizer: { slots: [] }, history: [...history], phases: [...phases], checkPending: true };
+      await o.control.checkpoint?.(state);
+      recipe.keepBetterSkipped = 'stopped during the check; --resume redoes it';
+      r.interrupted = state;
+      return;
+    }
+    if (!r.fineTuneCheck) recipe.keepBetterSkipped = 'a class has fewer than 3 training images, too few for 3 folds';
   }
   const before = check && val && !skip ? snapshotWeights(layersOf(model)) : undefined;
   if (!skip) {

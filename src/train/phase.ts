@@ -93,6 +93,12 @@ export interface TrainingState {
   sinceBest?: number;
   history: EpochRecord[];
   phases: PhaseSummary[];
+  /**
+   * Written when a stop came during the keep-better check's folds: nothing of the fine-tune ran,
+   * the weights are the warm-up head's. A resumed run redoes the warm-up and the check (both
+   * deterministic for a seed), so it reaches the decision the uninterrupted run reaches.
+   */
+  checkPending?: boolean;
 }
 
 /** Plain progress functions (what the CLI and the web page print); `progress()` makes them a callback. */

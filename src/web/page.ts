@@ -156,7 +156,7 @@ async function openProject(id) {
   await showDiagram();
   const j = project.job;
   if (j && (j.status === 'queued' || j.status === 'running')) follow(j.id);
-  else setTraining(false, project.stopped ? 'Stopped in the ' + project.stopped.phase + ' phase after ' + project.stopped.epochsDone + ' epoch(s): Resume goes on from there; Train starts afresh.'
+  else setTraining(false, project.stopped ? (project.stopped.checkPending ? 'Stopped while checking whether fine-tuning beats the head: Resume redoes the warm-up and the check; Train starts afresh.' : 'Stopped in the ' + project.stopped.phase + ' phase after ' + project.stopped.epochsDone + ' epoch(s): Resume goes on from there; Train starts afresh.')
     : j && j.status === 'interrupted' ? 'The last training was interrupted when the server stopped; train again.' : project.result ? 'Trained ' + new Date(project.result.finished).toLocaleString() + '.' : 'Not trained yet.');
 }
 async function refresh() { project = await api(P()); await loadProjects(project.id); }

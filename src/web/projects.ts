@@ -78,7 +78,7 @@ export interface Project {
   job?: { id: string; status: string };
   result?: ProjectResult;
   /** A run stopped with a checkpoint, which Resume goes on from. */
-  stopped?: { jobId: string; phase: string; epochsDone: number; batch: number; at: string };
+  stopped?: { jobId: string; phase: string; epochsDone: number; batch: number; at: string; checkPending?: boolean };
 }
 
 export const DEFAULT_SETTINGS: Required<Pick<Settings, 'holdOut' | 'augment' | 'seed'>> = { holdOut: 0.15, augment: true, seed: 42 };

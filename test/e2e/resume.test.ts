@@ -5,7 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,5 +104,33 @@ test('resume across precisions: a bf16 run killed mid-epoch goes on in fp32 from
   assert.equal(kept.code, 0, kept.stderr);
   assert.match(kept.stdout, /precision: bf16 \(bf16 requested[\s\S]*engine: native \(libtorch\), one call per batch, bf16/);
   assert.equal(JSON.parse(await readFile(join(dir, 'kept', 'graft.json'), 'utf8')).recipe.precision.used, 'bf16');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('Ctrl-C during the keep-better check on small data: --resume redoes the check and keeps what the uninterrupted run keeps', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-resume-'));
+  const photos = execFileSync(process.execPath, [join(root, 'scripts/photo-fixture.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  const args = ['train', '--base', 'mobilenet-v2', '--data', photos];
+  const ref = await graft([...args, '--out', join(dir, 'ref')]);
+  assert.equal(ref.code, 0, ref.stderr);
+  const stopped = await new Promise<Run>((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args, '--out', join(dir, 'run')], { cwd: root, env: process.env });
+    let stderr = '';
+    let stdout = '';
+    let sent = false;
+    const watch = () => { if (!sent && /fine-tune check, fold 2\/3/.test(stdout + stderr)) { sent = true; child.kill('SIGINT'); } };
+    child.stdout.on('data', (d) => { stdout += d; watch(); });
+    child.stderr.on('data', (d) => { stderr += d; watch(); });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
+  });
+  assert.equal(stopped.code, 130, stopped.stderr + stopped.stdout);
+  assert.match(stopped.stderr, /Stopped during the check of fine-tuning against the warm-up head, before any fine-tune step/);
+  const resumed = await graft(['train', '--resume', join(dir, 'run')]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /it stopped during the check .* so the warm-up and the check run again/);
+  const [a, b] = await Promise.all(['ref', 'run'].map(async (d) => JSON.parse(await readFile(join(dir, d, 'graft.json'), 'utf8'))));
+  assert.ok(b.fineTuneCheck, 'the resumed run made the check');
+  assert.deepEqual({ kept: b.fineTuneCheck.kept, warm: b.fineTuneCheck.warmUpFolds, tuned: b.fineTuneCheck.fineTuneFolds }, { kept: a.fineTuneCheck.kept, warm: a.fineTuneCheck.warmUpFolds, tuned: a.fineTuneCheck.fineTuneFolds });
+  assert.equal(b.metrics.testAccuracy, a.metrics.testAccuracy);
   await rm(dir, { recursive: true, force: true });
 });

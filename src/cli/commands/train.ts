@@ -442,7 +442,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   // The run's own record (graft.json's recipe and the JSON) comes from the same call, in transfer.
   const precision = runPrecision();
   log(`precision: ${precision.precision} (${precision.why})${frozen ? `; the frozen body's features come from ${frozen.info.kind === 'onnx' ? 'onnxruntime' : 'the tfjs GraphModel'}, in fp32` : ''}`);
-  if (resumeFrom) log(`resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
+  if (resumeFrom) log(resumeFrom.state.checkPending
+    ? `resuming from ${resumeFrom.path}: it stopped during the check of fine-tuning against the warm-up head, so the warm-up and the check run again (they reach the same decision as an uninterrupted run)`
+    : `resuming from ${resumeFrom.path}: ${resumeFrom.state.phase}, ${resumeFrom.state.epochsDone} epoch(s) done${resumeFrom.state.position ? `, ${resumeFrom.state.position.batch} batches into the next` : ''}`);
   // A frozen body's features go to the head as they are.
   const givenPreprocessing = frozen ? { inputShape: frozen.info.featureShape, description: 'the frozen body\'s features' } : parsePreprocess(values.preprocess, base.model.inputs[0].shape);
   const transferOptions = {
@@ -477,7 +479,9 @@ async function train(values: Values, argv: string[], resumeFrom?: Checkpoint): P
   if (frozen) meta.metrics = { ...meta.metrics, featureSeconds };
   if (result.interrupted) {
     const s = result.interrupted;
-    console.error(`Stopped in the ${s.phase} phase, epoch ${s.epochsDone + 1}${s.position ? `, after batch ${s.position.batch}` : ''}; checkpoint written to ${join(out, 'checkpoints')}.`);
+    console.error(s.checkPending
+      ? `Stopped during the check of fine-tuning against the warm-up head, before any fine-tune step; checkpoint written to ${join(out, 'checkpoints')}. A resumed run redoes the warm-up and the check.`
+      : `Stopped in the ${s.phase} phase, epoch ${s.epochsDone + 1}${s.position ? `, after batch ${s.position.batch}` : ''}; checkpoint written to ${join(out, 'checkpoints')}.`);
     console.error(`Resume with: graft train --resume ${out}${dist ? ` --workers ${dist.worldSize} (or any number of workers)` : ''}`);
     return 130;
   }
