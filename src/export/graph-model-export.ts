@@ -193,8 +193,8 @@ export async function writeGraphModel(dir: string, model: tfl.LayersModel, meta:
   const files = graphModelFiles(model, meta);
   const GraphModelClass = await graphModelClass();
   await mkdir(dir, { recursive: true });
-  await writeFileAtomic(join(dir, 'weights.bin'), files.weights);
-  await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(files.modelJson));
+  await writeFileAtomic(join(dir, 'weights.bin'), files.weights, { replace: true });
+  await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(files.modelJson), { replace: true });
   const j = files.modelJson as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
   const gm = new GraphModelClass(tf.io.fromMemory({ modelTopology: j.modelTopology, weightSpecs: j.weightsManifest[0].weights, weightData: files.weights.buffer.slice(files.weights.byteOffset, files.weights.byteOffset + files.weights.byteLength) as ArrayBuffer, format: 'graph-model' }));
   await gm.load();

@@ -11,7 +11,7 @@ import { adoptModel } from './batch-norm.js';
 import { graft } from './graft.js';
 import { initBackend } from '../engine/backend.js';
 import { loadModel } from './load.js';
-import { saveModel, writeDirAtomic } from './io.js';
+import { saveModel, writeDirAtomic, writeFileAtomic } from './io.js';
 import { versions, type GraftMeta } from './meta.js';
 import { FreezableBatchNormalization } from './batch-norm.js';
 import { tinyCnn } from '../../test/fixtures.js';
@@ -108,7 +108,7 @@ test('a failed save leaves the existing model untouched', async () => {
   await saveModel(await grafted(), dir, meta());
   const before = await readFile(join(dir, 'weights.bin'));
   // A file name that cannot be created (a directory is in the way) makes the write fail midway.
-  await assert.rejects(writeDirAtomic(dir, { 'model.json': '{}', 'sub/x.bin': new Uint8Array(4) }), { code: 'WRITE_FAILED' });
+  await assert.rejects(writeDirAtomic(dir, { 'model.json': '{}', 'sub/x.bin': new Uint8Array(4) }, { replace: true }), { code: 'WRITE_FAILED' });
   assert.deepEqual(await readFile(join(dir, 'weights.bin')), before);
   assert.deepEqual((await readdir(root)).sort(), ['model'], 'no temporary directories left behind');
   if (process.getuid?.() !== 0) {
@@ -152,4 +152,36 @@ test('saveModel, called from the library, never replaces what Graft did not writ
   await saveModel(model, own, meta());
   await saveModel(model, own, meta());
   assert.deepEqual((await readdir(own)).sort(), ['graft.json', 'model.json', 'weights.bin']);
+});
+
+test('the public writers replace only what they may: never the current folder, a foreign folder or file, a folder for a file', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'graft-io-'));
+  const work = join(root, 'work');
+  await mkdir(work);
+  await writeFile(join(work, 'mine.txt'), 'a user file');
+  const cwd = process.cwd();
+  process.chdir(work);
+  try {
+    // writeDirAtomic('.') and ('') emptied the current folder.
+    for (const d of ['.', '', work, root]) await assert.rejects(writeDirAtomic(d, { 'a.json': '{}' }), { code: 'OUT_NOT_SAFE' }, JSON.stringify(d));
+    assert.deepEqual(await readdir(work), ['mine.txt']);
+  } finally {
+    process.chdir(cwd);
+  }
+  // A folder with files this write does not hold is refused, and left as it was.
+  await assert.rejects(writeDirAtomic(work, { 'a.json': '{}' }), (e: Error & { code?: string }) => e.code === 'OUT_NOT_SAFE' && /mine\.txt/.test(e.message));
+  assert.equal(await readFile(join(work, 'mine.txt'), 'utf8'), 'a user file');
+  // Its own files again, or an empty or new folder: written.
+  const out = join(root, 'out');
+  await writeDirAtomic(out, { 'a.json': '1' });
+  await writeDirAtomic(out, { 'a.json': '2' });
+  assert.equal(await readFile(join(out, 'a.json'), 'utf8'), '2');
+  await assert.rejects(writeDirAtomic(join(work, 'mine.txt'), { 'a.json': '{}' }), { code: 'OUT_NOT_SAFE' });
+  // writeFileAtomic: an existing file only with { replace: true }; a folder never.
+  await assert.rejects(writeFileAtomic(join(work, 'mine.txt'), 'gone'), { code: 'OUT_NOT_SAFE' });
+  assert.equal(await readFile(join(work, 'mine.txt'), 'utf8'), 'a user file');
+  await assert.rejects(writeFileAtomic(work, 'x', { replace: true }), { code: 'OUT_NOT_SAFE' });
+  await writeFileAtomic(join(root, 'new.txt'), 'one');
+  await writeFileAtomic(join(root, 'new.txt'), 'two', { replace: true });
+  assert.equal(await readFile(join(root, 'new.txt'), 'utf8'), 'two');
 });

@@ -1,8 +1,8 @@
 // Loading and saving tfjs LayersModels without tfjs-node: Graft's own IO for local
 // directories, model.json paths and http(s) URLs, and an atomic directory writer.
 
-import { lstat, mkdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstat, mkdir, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { GraftError } from '../errors.js';
@@ -284,9 +284,27 @@ export async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts, where:
 }
 
 /** Writes `files` into `dir` atomically: a temporary sibling directory, then a rename. */
-export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>, options: { keep?: string[] } = {}): Promise<void> {
+export async function writeDirAtomic(dir: string, files: Record<string, string | Uint8Array>, options: { keep?: string[]; replace?: boolean } = {}): Promise<void> {
   const target = resolve(dir);
   const parent = dirname(target);
+  // The folder is swapped whole, so it must be one this call may replace: never the current
+  // folder or one above it (writeDirAtomic('.') emptied it), never a file, and, unless the
+  // caller has checked it holds only what it wrote (replace: true, as saveModel does), only a
+  // new or empty folder or one holding just the files written now and those kept.
+  const cwd = process.cwd();
+  if (dir.trim() === '' || target === cwd || cwd.startsWith(target.endsWith(sep) ? target : target + sep) || target === dirname(target)) {
+    throw new GraftError('OUT_NOT_SAFE', `writeDirAtomic: ${JSON.stringify(dir)} is ${target === cwd || dir.trim() === '' ? 'the current folder' : 'a folder the current folder is inside'}; the folder is replaced whole, so its other files would be lost.`, { fix: 'Pass a new folder, e.g. ./model.' });
+  }
+  const here = await lstat(target).catch(() => undefined);
+  if (here && !here.isDirectory()) throw new GraftError('OUT_NOT_SAFE', `writeDirAtomic: ${target} is a file, not a folder; nothing was written.`, { fix: 'Pass a new folder name.' });
+  if (here && !options.replace) {
+    const mine = new Set([...Object.keys(files), ...(options.keep ?? [])]);
+    const foreign = (await readdir(target)).filter((n) => !mine.has(n));
+    if (foreign.length) {
+      throw new GraftError('OUT_NOT_SAFE', `writeDirAtomic: ${target} holds ${foreign.length} entr${foreign.length === 1 ? 'y' : 'ies'} this write does not (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}); the folder is replaced whole, so they would be lost. Nothing was written.`, {
+        fix: 'Pass a new or empty folder, or list the entries to carry over in options.keep.' });
+    }
+  }
   const stamp = `${process.pid}-${Date.now()}`;
   const tmp = join(parent, `.${basename(target)}.tmp-${stamp}`);
   const old = join(parent, `.${basename(target)}.old-${stamp}`);
@@ -334,12 +352,18 @@ export async function saveModel(model: tfl.LayersModel, dir: string, meta: Graft
     'model.json': JSON.stringify(modelJson),
     'weights.bin': data,
     'graft.json': JSON.stringify(meta, null, 2),
-  }, options);
+  }, { ...options, replace: true });
 }
 
-/** Writes one file atomically (temporary sibling, then rename). */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes one file atomically (temporary sibling, then rename). An existing file is replaced only
+ * with `replace: true`, where the caller knows it wrote it; a folder or link never is.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { replace?: boolean } = {}): Promise<void> {
   const target = resolve(path);
+  const here = await lstat(target).catch(() => undefined);
+  if (here && !here.isFile()) throw new GraftError('OUT_NOT_SAFE', `writeFileAtomic: ${target} is ${here.isDirectory() ? 'a folder' : here.isSymbolicLink() ? 'a link' : 'not a plain file'}; nothing was written.`, { fix: 'Pass the path of a new file.' });
+  if (here && !options.replace) throw new GraftError('OUT_NOT_SAFE', `writeFileAtomic: ${target} exists; it is replaced only with { replace: true }, where the caller wrote it. Nothing was written.`, { fix: 'Pass the path of a new file, or { replace: true } for a file your program wrote.' });
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
   try {
     await writeFile(tmp, data);

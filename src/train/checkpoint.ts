@@ -56,7 +56,7 @@ export async function writeCheckpoint(dir: string, layers: Layer[], state: Train
   const light = { ...state, optimizer: { slots: state.optimizer.slots.map(({ key, step, shape }) => ({ key, step, shape })) } };
   const manifest = { format: 'graft-checkpoint/1', state: light, run, weights: entries, writtenAt: new Date().toISOString() };
   const path = join(dir, `ckpt-${String(next).padStart(6, '0')}`);
-  await writeDirAtomic(path, { 'checkpoint.json': JSON.stringify(manifest), 'weights.bin': Buffer.concat(chunks) });
+  await writeDirAtomic(path, { 'checkpoint.json': JSON.stringify(manifest), 'weights.bin': Buffer.concat(chunks) }, { replace: true });
   for (const old of existing.slice(0, Math.max(0, existing.length + 1 - keep))) await rm(join(dir, old), { recursive: true, force: true });
   return path;
 }

@@ -102,7 +102,7 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
       if (meta.count !== d.labels.length || buf.byteLength !== meta.count * per * 4 || JSON.stringify(meta.featureShape) !== JSON.stringify(featureShape)) return undefined;
       const now = new Date();
       // An entry written before entries recorded their precision: this key says it.
-      if (!meta.precision) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, precision }, null, 1)).catch(() => undefined);
+      if (!meta.precision) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, precision }, null, 1), { replace: true }).catch(() => undefined);
       await utimes(metaPath, now, now).catch(() => undefined);
       return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
     } catch {
@@ -133,13 +133,13 @@ export async function cachedFeatureDataset(body: tfl.LayersModel, d: Dataset, p:
   if (x.byteLength <= maxBytes() && !dist?.rank) {
     try {
       await mkdir(dir, { recursive: true });
-      await writeFileAtomic(bin, new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+      await writeFileAtomic(bin, new Uint8Array(x.buffer, x.byteOffset, x.byteLength), { replace: true });
       const now = new Date().toISOString();
       const entry: CacheEntry = {
         key, body: o.describe ?? `${body.name} -> ${body.outputs[0].name}`, data: d.source, count: d.labels.length,
         featureShape: features.sampleShape, precision, bytes: x.byteLength, createdAt: now, lastUsed: now,
       };
-      await writeFileAtomic(metaPath, JSON.stringify(entry, null, 1));
+      await writeFileAtomic(metaPath, JSON.stringify(entry, null, 1), { replace: true });
       await evict(maxBytes(), key);
     } catch {
       // A cache that cannot be written (read-only home, full disk) must not stop training.

@@ -88,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     const svg = learningCurveSvg(result.variants);
     const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>graft compare</title></head><body style="font-family:system-ui,sans-serif;max-width:900px;margin:auto">`
       + `<h1>Is transfer learning worth it here?</h1><p>${result.recommendation.replace(/</g, '&lt;')}</p>${svg}<pre>${compareTable(result).replace(/</g, '&lt;')}</pre></body></html>`;
-    await writeDirAtomic(out, { 'compare.json': JSON.stringify({ format: 'graft-compare/1', ...result }, null, 2), 'compare.svg': svg, 'compare.html': html });
+    await writeDirAtomic(out, { 'compare.json': JSON.stringify({ format: 'graft-compare/1', ...result }, null, 2), 'compare.svg': svg, 'compare.html': html }, { replace: true });
   }
   if (json) {
     console.log(JSON.stringify({ ...result, skipped }));

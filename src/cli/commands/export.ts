@@ -194,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
   const exported = await exportOnnx(model, meta, { quantize, layout, head, includePreprocessing: Boolean(values['include-preprocessing']), calibration: calibrateOn, calibrationSamples: samples ?? 256, keepSensitive: fp32Layers === 'auto', weights: int8Weights });
   // Checked before it is written: an export onnxruntime cannot run is not left behind.
   const check: ExportCheck = await checkExport(exported.bytes, model, meta, checkOn, Boolean(test));
-  await writeFileAtomic(out, exported.bytes);
+  await writeFileAtomic(out, exported.bytes, { replace: true });
   const seconds = (Date.now() - started) / 1000;
 
   let recorded = false;
@@ -212,7 +212,7 @@ export async function run(argv: string[]): Promise<number> {
       };
       const raw = JSON.parse(await readFile(join(dir, 'graft.json'), 'utf8')) as GraftMeta;
       raw.exports = [...(raw.exports ?? []).filter((e) => e.file !== file), record];
-      await writeFileAtomic(join(dir, 'graft.json'), JSON.stringify(raw, null, 2));
+      await writeFileAtomic(join(dir, 'graft.json'), JSON.stringify(raw, null, 2), { replace: true });
       recorded = true;
     }
   }

@@ -87,7 +87,7 @@ export async function run(argv: string[]): Promise<number> {
   if (svgPath !== undefined) {
     const expand = str(values.expand) === 'all' ? 'all' : str(values.expand)?.split(',');
     const svg = renderDiagram(diagramOfModel(model, report.cut && { layer: report.cut.layer, removed: report.cut.removed }, expand));
-    await writeFileAtomic(svgPath, svg);
+    await writeFileAtomic(svgPath, svg, { replace: true });
     if (!values.json) console.log(`\nwrote the diagram to ${svgPath}`);
   }
   return 0;

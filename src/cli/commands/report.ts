@@ -47,7 +47,7 @@ export async function run(argv: string[]): Promise<number> {
       input.samplesSvg = sampleGridSvg(data, pickSamples(probs, data, head.classNames));
     }
   }
-  await writeFileAtomic(out, renderReport(input));
+  await writeFileAtomic(out, renderReport(input), { replace: true });
   console.log(values.json ? JSON.stringify({ out }) : `wrote ${out} (self-contained; open it in any browser, offline)`);
   return 0;
 }
