@@ -82,7 +82,9 @@ export async function runProjectJob(input: ProjectJobInput, send: (m: ProjectJob
     if (st) {
       send({
         type: 'stopped', stopped: { jobId: input.jobId, phase: st.phase, epochsDone: st.epochsDone, batch: st.position?.batch ?? 0, at: new Date().toISOString(), ...(st.checkPending ? { checkPending: true } : {}) },
-        reason: `stopped in the ${st.phase} phase after ${st.epochsDone} epoch(s)${st.position ? ` and ${st.position.batch} batches` : ''}; a checkpoint was written: Resume goes on from there, Train starts afresh; the last trained model (if any) is kept`,
+        reason: st.checkPending
+          ? 'stopped while checking whether fine-tuning beats the head, before any fine-tune step; a checkpoint was written: Resume redoes the warm-up and the check, Train starts afresh; the last trained model (if any) is kept'
+          : `stopped in the ${st.phase} phase after ${st.epochsDone} epoch(s)${st.position ? ` and ${st.position.batch} batches` : ''}; a checkpoint was written: Resume goes on from there, Train starts afresh; the last trained model (if any) is kept`,
       });
       return;
     }

@@ -49,7 +49,8 @@ export function parseSettings(v: unknown): Partial<Record<keyof Settings, unknow
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'settings: must be a JSON object.', 'BAD_REQUEST');
   const out: Partial<Record<keyof Settings, unknown>> = {};
   for (const [k, value] of Object.entries(v)) {
-    const rule = SETTING_RULES[k as keyof Settings];
+    // Own keys only: 'hasOwnProperty', 'valueOf' or '__proto__' found Object.prototype's functions and gave 500.
+    const rule = Object.hasOwn(SETTING_RULES, k) ? SETTING_RULES[k as keyof Settings] : undefined;
     if (!rule) throw new HttpError(400, `settings: unknown field ${JSON.stringify(k.slice(0, 40))}; allowed: ${Object.keys(SETTING_RULES).join(', ')}.`, 'BAD_REQUEST');
     if (value === null) { out[k as keyof Settings] = null; continue; }
     const why = rule(value);
