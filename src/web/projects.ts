@@ -154,8 +154,17 @@ export class ProjectStore {
     } catch {
       throw new HttpError(404, 'No such project.', 'NOT_FOUND');
     }
-    const p = JSON.parse(text) as Project;
-    if (p.id !== id) throw new HttpError(500, 'project.json does not match its folder.', 'BAD_PROJECT');
+    let p: Project;
+    try {
+      p = JSON.parse(text) as Project;
+    } catch {
+      throw new HttpError(500, `project.json of project ${id} is not valid JSON; nothing was changed.`, 'BAD_PROJECT');
+    }
+    if (p?.id !== id) throw new HttpError(500, 'project.json does not match its folder.', 'BAD_PROJECT');
+    // Every id read from disk is checked as strictly as one from a request: ids become file
+    // names, and a copied project.json with "../../victim" made "delete project" unlink outside.
+    const bad = projectProblem(p);
+    if (bad) throw new HttpError(500, `project.json of project ${id} is damaged (${bad}); nothing was changed. Graft writes only 16-hex-digit ids and png, jpg, gif or webp files.`, 'BAD_PROJECT');
     // A job that was running when the server stopped is not running any more.
     if (p.job && (p.job.status === 'queued' || p.job.status === 'running')) p.job.status = 'interrupted';
     this.cache.set(id, p);
@@ -196,11 +205,19 @@ export class ProjectStore {
     return this.update(id, (p) => { p.name = clean; });
   }
 
-  /** Removes the project's files one by one (only those Graft wrote), then its folders. */
+  /**
+   * Removes the project's files one by one (only those Graft wrote), then its folders; when its
+   * folder holds anything else, nothing at all (it deleted the images and the model, then
+   * answered 500 and left a broken project).
+   */
   delete(id: string): Promise<void> {
     return this.locked(id, async () => {
       const p = await this.get(id);
       const dir = this.dir(id);
+      const foreign = await foreignEntries(dir, p);
+      if (foreign.length) {
+        throw new HttpError(409, `The project was not deleted: its folder ${dir} holds ${foreign.length} file(s) Graft did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''}). Move them out, then delete the project again.`, 'FOREIGN_FILES');
+      }
       for (const c of p.classes) for (const s of c.samples) await unlink(join(dir, 'samples', `${s.id}.${s.ext}`)).catch(ignoreMissing);
       await removeModel(join(dir, 'model'));
       await removeCheckpoints(join(dir, 'checkpoints'));
@@ -309,6 +326,22 @@ export class ProjectStore {
   }
 }
 
+const EXTS = new Set(['png', 'jpg', 'gif', 'webp']);
+
+/** What is wrong with a project read from disk, or undefined: ids and extensions are used in file names. */
+export function projectProblem(p: Project): string | undefined {
+  if (!Array.isArray(p.classes)) return 'no list of classes';
+  for (const c of p.classes) {
+    if (!c || typeof c.id !== 'string' || !ID.test(c.id)) return `class id ${JSON.stringify(String(c?.id).slice(0, 40))}`;
+    if (!Array.isArray(c.samples)) return `class ${c.id} has no list of images`;
+    for (const x of c.samples) {
+      if (!x || typeof x.id !== 'string' || !ID.test(x.id)) return `image id ${JSON.stringify(String(x?.id).slice(0, 40))}`;
+      if (!EXTS.has(x.ext)) return `image ${x.id} has the file type ${JSON.stringify(String(x.ext).slice(0, 10))}`;
+    }
+  }
+  return undefined;
+}
+
 function findClass(p: Project, classId: string): ProjectClass {
   const c = ID.test(classId) ? p.classes.find((x) => x.id === classId) : undefined;
   if (!c) throw new HttpError(404, 'No such class in this project.', 'NOT_FOUND');
@@ -316,6 +349,37 @@ function findClass(p: Project, classId: string): ProjectClass {
 }
 
 const ignoreMissing = (e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; };
+
+/** A checkpoint folder writeCheckpoint makes, or the temporary and old ones of its swap (writeDirAtomic). */
+const CKPT = /^(ckpt-\d{6}|\.ckpt-\d{6}\.(tmp|old)-\d+-\d+)$/;
+
+/** Entries of a project folder that Graft did not write, as paths relative to it. */
+async function foreignEntries(dir: string, p: Project): Promise<string[]> {
+  const list = async (d: string) => readdir(d, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return []; throw e; });
+  const out: string[] = [];
+  const samples = new Set(p.classes.flatMap((c) => c.samples.map((x) => `${x.id}.${x.ext}`)));
+  for (const e of await list(dir)) {
+    if (e.name === 'project.json' && e.isFile()) continue;
+    if (/^project\.json\.\d+\.tmp$/.test(e.name) && e.isFile()) continue;
+    if (e.name === 'samples' && e.isDirectory()) {
+      for (const f of await list(join(dir, 'samples'))) if (!f.isFile() || !samples.has(f.name)) out.push(`samples/${f.name}`);
+      continue;
+    }
+    if (e.name === 'model' && e.isDirectory()) {
+      for (const f of await list(join(dir, 'model'))) if (!f.isFile() || !MODEL_FILES.includes(f.name)) out.push(`model/${f.name}`);
+      continue;
+    }
+    if (e.name === 'checkpoints' && e.isDirectory()) {
+      for (const c of await list(join(dir, 'checkpoints'))) {
+        if (!c.isDirectory() || !CKPT.test(c.name)) { out.push(`checkpoints/${c.name}`); continue; }
+        for (const f of await list(join(dir, 'checkpoints', c.name))) if (!f.isFile() || !['checkpoint.json', 'weights.bin'].includes(f.name)) out.push(`checkpoints/${c.name}/${f.name}`);
+      }
+      continue;
+    }
+    out.push(e.name);
+  }
+  return out;
+}
 
 /** The files saveModel writes; a model folder is removed only as those. */
 export const MODEL_FILES = ['model.json', 'weights.bin', 'graft.json'];
@@ -328,7 +392,7 @@ export async function removeModel(dir: string): Promise<void> {
 /** Removes the checkpoints writeCheckpoint wrote (ckpt-NNNNNN/checkpoint.json, weights.bin and their temporary folders), then the folder. */
 export async function removeCheckpoints(dir: string): Promise<void> {
   const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return [] as string[]; throw e; });
-  for (const n of names.filter((x) => /^ckpt-\d{6}$/.test(x))) {
+  for (const n of names.filter((x) => CKPT.test(x))) {
     for (const f of ['checkpoint.json', 'weights.bin']) await unlink(join(dir, n, f)).catch(ignoreMissing);
     await rmdir(join(dir, n)).catch(ignoreMissing);
   }

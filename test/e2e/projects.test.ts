@@ -344,15 +344,43 @@ test('hostile names are shown as text; ids are never paths; a folder with foreig
   const big = await raw(server.port, { method: 'POST', path: `/api/projects/${p.id}/classes/${cls}/samples`, headers: { 'x-graft-token': server.token, 'content-type': 'application/octet-stream', 'x-file-name': 'huge.png', 'content-length': String(40 << 20) }, body: '' }).catch((e: Error) => ({ status: 0, body: e.message }));
   assert.equal(big.status, 413, big.body);
   assert.match(JSON.parse(big.body).error, /^"huge\.png" is larger than 32 MB/);
-  // Deleting a project whose folder holds a file Graft did not write leaves that file.
+  // Deleting a project whose folder holds a file Graft did not write deletes nothing: checked
+  // first (it deleted the images and the model, then answered, leaving a broken project).
+  const png = Buffer.from(encodePng(8, 8, 3, new Uint8Array(8 * 8 * 3).map((_, i) => (i * 37) % 251)));
+  const up = await raw(server.port, { method: 'POST', path: `/api/projects/${p.id}/classes/${cls}/samples`, headers: { 'x-graft-token': server.token, 'content-type': 'application/octet-stream', 'x-file-name': 'a.png' }, body: png });
+  assert.equal(up.status, 201, up.body);
   const foreign = join(projectsDir, p.id, 'notes.txt');
   await writeFile(foreign, 'mine');
+  const before = (await readdir(join(projectsDir, p.id, 'samples'))).sort();
   const del = await api(`/api/projects/${p.id}/delete`, {});
   assert.equal(del.status, 409);
   assert.equal(del.body.code, 'FOREIGN_FILES');
+  assert.match(String(del.body.error), /not deleted: .* holds 1 file\(s\) Graft did not write \(notes\.txt\)/);
   assert.equal(await readFile(foreign, 'utf8'), 'mine');
-  assert.ok((await stat(join(projectsDir, p.id))).isDirectory());
-  assert.deepEqual(await readdir(join(projectsDir, p.id)), ['notes.txt'], 'only the foreign file is left');
+  assert.deepEqual((await readdir(join(projectsDir, p.id, 'samples'))).sort(), before, 'its images are all there');
+  assert.equal((await api(`/api/projects/${p.id}`)).status, 200, 'the project is whole');
+  // A copied project.json whose ids are paths is refused before any file is touched.
+  const victim = join(work, 'victim.png');
+  await writeFile(victim, 'keep me');
+  await rm(foreign);
+  const pj = join(projectsDir, p.id, 'project.json');
+  const doc = JSON.parse(await readFile(pj, 'utf8'));
+  doc.classes[0].samples.push({ id: `../../../${'x'.repeat(2)}/../victim`, name: 'v', ext: 'png', bytes: 7 });
+  await writeFile(pj, JSON.stringify(doc));
+  await server.stop();
+  server = await serve(['--port', '0', '--projects', projectsDir], { GRAFT_CACHE_DIR: join(work, 'cache') });
+  const del2 = await api(`/api/projects/${p.id}/delete`, {});
+  assert.equal(del2.status, 500);
+  assert.equal(del2.body.code, 'BAD_PROJECT');
+  assert.equal(await readFile(victim, 'utf8'), 'keep me');
+  assert.deepEqual((await readdir(join(projectsDir, p.id, 'samples'))).sort(), before);
+  // Put right, it deletes.
+  doc.classes[0].samples.pop();
+  await writeFile(pj, JSON.stringify(doc));
+  await server.stop();
+  server = await serve(['--port', '0', '--projects', projectsDir], { GRAFT_CACHE_DIR: join(work, 'cache') });
+  assert.equal((await api(`/api/projects/${p.id}/delete`, {})).status, 200);
+  await assert.rejects(stat(join(projectsDir, p.id)), { code: 'ENOENT' });
 });
 
 test('a restarted server has the projects, their results and models; a setting it is given is kept', async () => {
