@@ -308,12 +308,18 @@ export async function writeDirAtomic(dir: string, files: Record<string, string |
   const stamp = `${process.pid}-${Date.now()}`;
   const tmp = join(parent, `.${basename(target)}.tmp-${stamp}`);
   const old = join(parent, `.${basename(target)}.old-${stamp}`);
+  // The marker says which hidden folders beside the target are this swap's: after a kill, the
+  // repair (repairSwap, out-dir.ts) acts on those only, never on a folder that merely has such a
+  // name (a user's .foreign.old-2023-12 was deleted).
+  const marker = swapMarker(target, stamp);
   try {
     await mkdir(parent, { recursive: true });
+    await writeFile(marker, JSON.stringify({ format: 'graft-swap/1', target: basename(target), tmp: basename(tmp), old: basename(old), pid: process.pid }));
     await mkdir(tmp);
     for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
   } catch (cause) {
     await rm(tmp, { recursive: true, force: true });
+    await rm(marker, { force: true });
     throw new GraftError('WRITE_FAILED', `Could not write the model to ${target}: ${(cause as Error).message}. Nothing there was changed.`, {
       fix: 'Choose a writable output directory with free space (--out on the command line).', cause });
   }
@@ -327,6 +333,12 @@ export async function writeDirAtomic(dir: string, files: Record<string, string |
   }
   await rename(tmp, target);
   if (existed) await rm(old, { recursive: true, force: true });
+  await rm(marker, { force: true });
+}
+
+/** The file beside `target` that records a writeDirAtomic swap in progress. */
+export function swapMarker(target: string, stamp: string): string {
+  return join(dirname(target), `.${basename(target)}.swap-${stamp}.json`);
 }
 
 /** Saves a model directory that plain `tf.loadLayersModel` loads, plus graft.json. */

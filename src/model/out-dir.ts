@@ -246,7 +246,7 @@ export async function checkOutFile(given: string | undefined, options: { flag?: 
   return target;
 }
 
-const LEFTOVER = /^\.(.+)\.(tmp|old)-(\d+)-(\d+)$/;
+const SWAP_MARKER = /^\.(.+)\.swap-(\d+)-(\d+)\.json$/;
 
 function alive(pid: number): boolean {
   if (pid === process.pid) return true;
@@ -267,16 +267,24 @@ export async function repairSwap(target: string): Promise<string[]> {
   const parent = dirname(target);
   const name = basename(target);
   const entries = await readdir(parent).catch(() => [] as string[]);
-  const mine = entries.map((e) => LEFTOVER.exec(e)).filter((m): m is RegExpExecArray => !!m && m[1] === name && !alive(Number(m[3])));
-  if (!mine.length) return [];
+  // Only a swap whose marker Graft wrote, by a process that is gone: a folder named like a
+  // leftover without one is the user's, and is left alone.
+  const markers = entries.map((e) => SWAP_MARKER.exec(e)).filter((m): m is RegExpExecArray => !!m && m[1] === name && !alive(Number(m[2])));
+  if (!markers.length) return [];
   const notes: string[] = [];
   const exists = () => stat(target).then(() => true, () => false);
-  const byStamp = new Map<string, { tmp?: string; old?: string }>();
-  for (const m of mine) {
-    const stamp = `${m[3]}-${m[4]}`;
-    byStamp.set(stamp, { ...byStamp.get(stamp), [m[2]]: join(parent, m[0]) });
+  const byStamp = new Map<string, { tmp?: string; old?: string; marker: string }>();
+  for (const m of markers) {
+    const marker = join(parent, m[0]);
+    const rec = await readFile(marker, 'utf8').then((t) => JSON.parse(t) as { format?: string; target?: string; tmp?: string; old?: string }).catch(() => undefined);
+    const stamp = `${m[2]}-${m[3]}`;
+    // The marker must name this target and this stamp's own folder names, nothing else.
+    if (rec?.format !== 'graft-swap/1' || rec.target !== name || rec.tmp !== `.${name}.tmp-${stamp}` || rec.old !== `.${name}.old-${stamp}`) continue;
+    const has = (n: string) => entries.includes(n);
+    byStamp.set(stamp, { marker, ...(has(rec.tmp) ? { tmp: join(parent, rec.tmp) } : {}), ...(has(rec.old) ? { old: join(parent, rec.old) } : {}) });
   }
-  for (const { tmp, old } of byStamp.values()) {
+  for (const { tmp, old, marker } of byStamp.values()) {
+    if (!tmp && !old) { await rm(marker, { force: true }); continue; }
     if (old && !(await exists())) {
       // The old folder was moved away, so the new one was complete: put it in place.
       if (tmp) {
@@ -285,10 +293,12 @@ export async function repairSwap(target: string): Promise<string[]> {
         if (!(await stat(join(target, 'checkpoints')).catch(() => undefined))) await rename(join(old, 'checkpoints'), join(target, 'checkpoints')).catch(() => undefined);
         await rm(old, { recursive: true, force: true });
       } else await rename(old, target);
+      await rm(marker, { force: true });
       notes.push(`${target}: an earlier run was stopped while replacing it; ${tmp ? 'its new contents were put in place' : 'the previous contents were put back'}.`);
       continue;
     }
     for (const p of [tmp, old]) if (p) await rm(p, { recursive: true, force: true });
+    await rm(marker, { force: true });
     notes.push(`${target}: removed what an earlier stopped run left beside it (${[tmp, old].filter(Boolean).map((p) => basename(p!)).join(', ')}).`);
   }
   return notes;

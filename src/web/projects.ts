@@ -352,6 +352,7 @@ const ignoreMissing = (e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') t
 
 /** A checkpoint folder writeCheckpoint makes, or the temporary and old ones of its swap (writeDirAtomic). */
 const CKPT = /^(ckpt-\d{6}|\.ckpt-\d{6}\.(tmp|old)-\d+-\d+)$/;
+const CKPT_MARKER = /^\.ckpt-\d{6}\.swap-\d+-\d+\.json$/;
 
 /** Entries of a project folder that Graft did not write, as paths relative to it. */
 async function foreignEntries(dir: string, p: Project): Promise<string[]> {
@@ -371,6 +372,7 @@ async function foreignEntries(dir: string, p: Project): Promise<string[]> {
     }
     if (e.name === 'checkpoints' && e.isDirectory()) {
       for (const c of await list(join(dir, 'checkpoints'))) {
+        if (c.isFile() && CKPT_MARKER.test(c.name)) continue;
         if (!c.isDirectory() || !CKPT.test(c.name)) { out.push(`checkpoints/${c.name}`); continue; }
         for (const f of await list(join(dir, 'checkpoints', c.name))) if (!f.isFile() || !['checkpoint.json', 'weights.bin'].includes(f.name)) out.push(`checkpoints/${c.name}/${f.name}`);
       }
@@ -392,6 +394,7 @@ export async function removeModel(dir: string): Promise<void> {
 /** Removes the checkpoints writeCheckpoint wrote (ckpt-NNNNNN/checkpoint.json, weights.bin and their temporary folders), then the folder. */
 export async function removeCheckpoints(dir: string): Promise<void> {
   const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return [] as string[]; throw e; });
+  for (const n of names.filter((x) => CKPT_MARKER.test(x))) await unlink(join(dir, n)).catch(ignoreMissing);
   for (const n of names.filter((x) => CKPT.test(x))) {
     for (const f of ['checkpoint.json', 'weights.bin']) await unlink(join(dir, n, f)).catch(ignoreMissing);
     await rmdir(join(dir, n)).catch(ignoreMissing);

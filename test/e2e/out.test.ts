@@ -170,21 +170,34 @@ test('a swap a kill interrupted is finished on the next start and said', async (
   try {
     await denseBase(join(dir, 'base'));
     await writeFile(join(dir, 'train.csv'), csv);
-    // What writeDirAtomic leaves when killed between its two renames (pid 2^22+1 is never alive).
+    // A user's own hidden folders that look like leftovers, with no marker of Graft's: untouched.
+    await mkdir(join(dir, '.foreign.old-2023-12'));
+    await writeFile(join(dir, '.foreign.old-2023-12', 'keep.txt'), 'mine');
+    await mkdir(join(dir, '.model.old-2024-06'));
+    await writeFile(join(dir, '.model.old-2024-06', 'keep.txt'), 'mine too');
+    const users = ['.foreign.old-2023-12', '.model.old-2024-06'];
+    // What writeDirAtomic leaves when killed between its two renames (pid 2^22+1 is never alive):
+    // its marker and the two folders it names.
     await denseBase(join(dir, '.model.old-4194305-1'));
     await denseBase(join(dir, '.model.tmp-4194305-1'));
+    const marker = (n: number) => writeFile(join(dir, `.model.swap-4194305-${n}.json`), JSON.stringify({ format: 'graft-swap/1', target: 'model', tmp: `.model.tmp-4194305-${n}`, old: `.model.old-4194305-${n}`, pid: 4194305 }));
+    await marker(1);
     await mkdir(join(dir, '.model.tmp-4194305-1', 'checkpoints'));
     await writeFile(join(dir, '.model.tmp-4194305-1', 'checkpoints', 'marker'), 'new');
     const r = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '1', '--finetune-epochs', '0', '--preprocess', 'none', '--json', '--out', 'model']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /an earlier run was stopped while replacing it; its new contents were put in place/);
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')).sort(), users);
+    assert.equal(await readFile(join(dir, '.model.old-2024-06', 'keep.txt'), 'utf8'), 'mine too', 'not taken for a leftover');
+    assert.ok(!(await readdir(join(dir, 'model'))).includes('keep.txt'), 'and not renamed into the output');
     // A leftover beside a complete model is removed.
     await denseBase(join(dir, '.model.tmp-4194305-2'));
+    await marker(2);
     const r2 = await graftIn(dir, ['train', '--base', 'base', '--data', 'train.csv', '--warmup-epochs', '1', '--finetune-epochs', '0', '--preprocess', 'none', '--json', '--out', 'model']);
     assert.equal(r2.code, 0, r2.stderr);
     assert.match(r2.stderr, /removed what an earlier stopped run left beside it/);
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')), []);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.')).sort(), users);
+    assert.equal(await readFile(join(dir, '.foreign.old-2023-12', 'keep.txt'), 'utf8'), 'mine');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
