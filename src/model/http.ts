@@ -66,20 +66,31 @@ export async function httpDownload(url: string, file: string, options: { maxByte
   const started = Date.now();
   let current = url;
   for (let hop = 0; ; hop++) {
-    const fh = await open(file, 'a');
+    // Not 'a': on Linux a file opened for append ignores write positions, so a whole file sent
+    // after a truncate landed after the old bytes (a mirror that ignores Range corrupted it).
+    const fh = await open(file, have ? 'r+' : 'w');
     let offset = have;
     let wrote = 0;
-    const pending: Promise<unknown>[] = [];
+    // One file operation after another, in the order they were asked for: the thread pool runs
+    // them in parallel otherwise, and a write could land before the truncate that precedes it.
+    let chain: Promise<unknown> = Promise.resolve();
+    const pending = { push: (op: () => Promise<unknown>) => { chain = chain.then(op); } };
     try {
       const res = await get(current, {
         maxBytes: options.maxBytes, rangeFrom: have || undefined,
-        onChunk: (c) => { pending.push(fh.write(c, 0, c.length, offset + wrote)); wrote += c.length; },
+        onChunk: (c) => { const at = offset + wrote; pending.push(() => fh.write(c, 0, c.length, at)); wrote += c.length; },
         onProgress: options.onProgress && ((r, t) => options.onProgress!(offset + r, t === undefined ? undefined : offset + t)),
-      }, limits, started, (status) => {
+      }, limits, started, (status, range) => {
         // 200 to a range request: the whole file comes; start the file over.
-        if (status === 200 && have) { offset = 0; pending.push(fh.truncate(0)); }
+        if (status === 200 && have) { offset = 0; pending.push(() => fh.truncate(0)); }
+        // 206 must be the rest from where the file ends, or the bytes would go in the wrong place.
+        if (status === 206 && !range.startsWith(`bytes ${have}-`)) {
+          pending.push(() => fh.truncate(0));
+          return new GraftError('NETWORK', `${current} answered the request for the bytes from ${have} on with another part (${range || 'no Content-Range'}); the partial file was emptied.`, { fix: 'Run again: the download starts over.' });
+        }
+        return undefined;
       });
-      await Promise.all(pending);
+      await chain;
       if (res.redirect) {
         if (hop >= limits.maxRedirects) throw new GraftError('NETWORK', `${url} redirects more than ${limits.maxRedirects} times.`, { fix: 'Give the final URL of the model.' });
         current = res.redirect;
@@ -89,13 +100,13 @@ export async function httpDownload(url: string, file: string, options: { maxByte
       if (res.status !== 200 && res.status !== 206) throw new GraftError('NETWORK', `Fetching ${current} gave HTTP ${res.status}.`, { fix: 'Check the URL.' });
       return offset + wrote;
     } finally {
-      await Promise.allSettled(pending);
+      await chain.catch(() => undefined);
       await fh.close();
     }
   }
 }
 
-function get(url: string, o: GetOptions, l: Limits, started: number, onStatus?: (status: number) => void): Promise<{ status: number; body?: Buffer; redirect?: string }> {
+function get(url: string, o: GetOptions, l: Limits, started: number, onStatus?: (status: number, contentRange: string) => GraftError | undefined): Promise<{ status: number; body?: Buffer; redirect?: string }> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -143,7 +154,8 @@ function get(url: string, o: GetOptions, l: Limits, started: number, onStatus?: 
         req.destroy();
         return resolve({ status });
       }
-      onStatus?.(status);
+      const refused = onStatus?.(status, String(res.headers['content-range'] ?? ''));
+      if (refused) return fail(refused);
       const declared = Number(res.headers['content-length']);
       const tooLarge = (n: number) => new GraftError('TOO_LARGE', `${url} is ${n} bytes or more; Graft reads at most ${o.maxBytes} bytes for it.`, { fix: 'Check that the URL is the model file.' });
       if (Number.isFinite(declared) && declared > o.maxBytes) return fail(tooLarge(declared));

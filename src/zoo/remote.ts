@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { GraftError } from '../errors.js';
@@ -54,6 +54,18 @@ export function graftHome(): string {
   return process.env.GRAFT_HOME || join(homedir(), '.cache', 'graft');
 }
 
+/** The first bytes of a file. */
+async function readHead(path: string, n = 64): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(b, 0, n, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
@@ -95,6 +107,20 @@ export async function fetchRemoteModel(m: RemoteModel, options: FetchOptions = {
       fix: `Run again when the network is back. Offline: download ${m.url} on a machine that can, and put it at ${path} (or set GRAFT_MODEL_MIRROR to a server that holds ${m.file}).`, cause: e });
   }
   const got = await sha256File(part);
+  // The file must be what its name says: an HTML error page or a proxy's answer is not cached.
+  const head = await readHead(part);
+  if (m.file.endsWith('.onnx') && head[0] !== 0x08) {
+    await rm(part, { force: true });
+    const text = /^\s*</.test(head.toString('latin1')) ? ' (it begins like an HTML page)' : '';
+    throw new GraftError('BAD_MODEL', `The download of ${m.name} from ${url} is not an ONNX model${text}. It was removed, and nothing was cached.`, {
+      fix: 'Run again; if it happens again, the server sends something else (a login or error page?): download the file yourself, check it, and put it at ' + path + '.' });
+  }
+  // A second download of a file whose hash was recorded at the first must be the same file.
+  if (!m.sha256 && expected && got !== expected) {
+    await rm(part, { force: true });
+    throw new GraftError('BAD_MODEL', `The download of ${m.name} from ${url} has the SHA-256 ${got.slice(0, 16)}..., not the ${expected.slice(0, 16)}... recorded at the first download in ${pin}. It was removed; the record was kept.`, {
+      fix: `If the publisher changed the file on purpose, delete ${pin} and run again; otherwise the server sends something else.` });
+  }
   if (m.sha256 && got !== m.sha256) {
     await rm(part, { force: true });
     throw new GraftError('BAD_MODEL', `The download of ${m.name} from ${url} is not the published file: its SHA-256 is ${got.slice(0, 16)}..., the publisher's ${m.sha256.slice(0, 16)}.... It was removed.`, {

@@ -26,6 +26,12 @@ const server = createServer((req, res) => {
     res.write(model.subarray(0, model.length >> 1), () => res.socket?.destroy());
     return;
   }
+  // /norange/ ignores Range and sends the whole file; /html/ an error page with 200; /other/ a
+  // different file; /badrange/ a 206 of the wrong part.
+  if (url.startsWith('/norange/')) { res.writeHead(200, { 'content-length': model.length }).end(model); return; }
+  if (url.startsWith('/html/')) { const page = Buffer.from('<!doctype html><html><body>Sign in to download</body></html>'); res.writeHead(200, { 'content-length': page.length }).end(page); return; }
+  if (url.startsWith('/other/')) { const other = Buffer.from(model); other[other.length - 10] ^= 0xff; res.writeHead(200, { 'content-length': other.length }).end(other); return; }
+  if (url.startsWith('/badrange/') && req.headers.range) { res.writeHead(206, { 'content-length': 10, 'content-range': `bytes 0-9/${model.length}` }).end(model.subarray(0, 10)); return; }
   const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   if (m) {
     const from = Number(m[1]);
@@ -78,4 +84,40 @@ test('onnx-zoo:mobilenetv2 from a mirror: broken off and resumed, cached, checke
   const offline = await graft(['inspect', 'onnx-zoo:mobilenetv2'], { env: { GRAFT_HOME: join(dir, 'fresh'), GRAFT_MODEL_MIRROR: 'http://127.0.0.1:1' } });
   assert.equal(offline.code, 1);
   assert.match(offline.stderr, /Offline: download https:\/\/github\.com\/onnx\/models\/.*mobilenetv2-12\.onnx on a machine that can, and put it at .*fresh\/models\/onnx-zoo-mobilenetv2\/mobilenetv2-12\.onnx/);
+});
+
+test('a download is the file it should be: a mirror that ignores Range, an HTML page, another file, the wrong part are never cached', async () => {
+  const home = join(dir, 'home2');
+  const env = (mirror: string) => ({ env: { GRAFT_HOME: home, GRAFT_MODEL_MIRROR: `${base}/${mirror}` } });
+  const cached = join(home, 'models', 'onnx-zoo-mobilenetv2', 'mobilenetv2-12.onnx');
+  // An HTML error page with 200: refused, nothing cached or pinned.
+  const html = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('html'));
+  assert.equal(html.code, 1);
+  assert.match(html.stderr, /is not an ONNX model \(it begins like an HTML page\)\. It was removed, and nothing was cached/);
+  await assert.rejects(stat(cached), { code: 'ENOENT' });
+  await assert.rejects(stat(`${cached}.sha256`), { code: 'ENOENT' });
+  // Broken off, then a mirror that ignores Range: the whole file replaces the part (it was appended after it).
+  const broken = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('broken'));
+  assert.equal(broken.code, 1);
+  assert.ok((await stat(`${cached}.part`)).size > 0);
+  const whole = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('norange'));
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.deepEqual(await readFile(cached), model, 'the cached file is the file, not the part and the file');
+  // A later download that differs from the first-download hash is refused, and the record kept.
+  const pin = await readFile(`${cached}.sha256`, 'utf8');
+  await rm(cached);
+  const other = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('other'));
+  assert.equal(other.code, 1);
+  assert.match(other.stderr, /not the .* recorded at the first download .* It was removed; the record was kept/);
+  assert.equal(await readFile(`${cached}.sha256`, 'utf8'), pin);
+  await assert.rejects(stat(cached), { code: 'ENOENT' });
+  // A 206 that is not the rest of the file: refused, and the part emptied for a fresh start.
+  await writeFile(`${cached}.part`, model.subarray(0, 100));
+  const bad = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('badrange'));
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /answered the request for the bytes from 100 on with another part \(bytes 0-9\//);
+  assert.equal((await stat(`${cached}.part`)).size, 0);
+  const again = await graft(['inspect', 'onnx-zoo:mobilenetv2'], env('ok'));
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(await readFile(cached), model);
 });
