@@ -276,6 +276,13 @@ export function graphToLayers(topology: unknown, weights: tf.NamedTensorMap, whe
       }
       case 'ConcatV2': {
         const n = ins.length - 1;
+        if (n === 1) {
+          // One input: that input (tfjs' Concatenate refuses fewer than 2).
+          const v = val(0);
+          vals.set(node.name, v);
+          if (v.kind === 'sym') layerOf.set(node.name, v.t.sourceLayer.name);
+          break;
+        }
         const axis = data(konst(n))[0];
         const xs = Array.from({ length: n }, (_, i) => sym(i));
         const rank = xs[0].shape.length;

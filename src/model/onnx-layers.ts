@@ -393,6 +393,9 @@ export function onnxToLayers(g: OnnxModelGraph, where: string, outputs?: string[
         break;
       }
       case 'Concat': {
+        // A concatenation of one input is that input (torchvision's densenet121 has them; tfjs'
+        // Concatenate refuses fewer than 2 inputs with a stack trace).
+        if (node.inputs.length === 1) { alias(inVal(0) ?? sym(0)); break; }
         const xs = node.inputs.map((_, i) => sym(i));
         const rank = xs[0].shape.length + 1;
         const axis = int('axis', 1);

@@ -67,6 +67,15 @@ export function pooledFeatures(features: Dataset, pooling: string): { x: Float32
   return { x, d: c };
 }
 
+/**
+ * A fitted head trains on without dropout (fitLinearHead says why); a run resumed after the fit
+ * switches it off again, as the fit did (it trained on with dropout, and ended elsewhere).
+ */
+export function headDropoutOff(g: Grafted): void {
+  for (const l of g.head.layers) if (l.getClassName() === 'Dropout') (l as unknown as { rate: number }).rate = 0;
+  g.head.options.dropout = 0;
+}
+
 /** True when the head is pooling (or nothing), dropout and one dense softmax layer. */
 export function isLinearHead(g: Grafted): boolean {
   return g.head.options.hidden.length === 0;
@@ -140,8 +149,7 @@ export function fitLinearHead(g: Grafted, train: Dataset, validation: Dataset | 
   // (the fine-tune, the learning-rate finder), drop raw features whose means the folded bias
   // cancels, and its noise would swamp the fit (loss 4.8 instead of 0.1 at the first step of a
   // sweep on the tiny test net). So the head's dropout is switched off.
-  for (const l of g.head.layers) if (l.getClassName() === 'Dropout') (l as unknown as { rate: number }).rate = 0;
-  g.head.options.dropout = 0;
+  headDropoutOff(g);
   const dense = g.head.layers[g.head.layers.length - 1];
   const tensors = [tf.tensor2d(kernel, [p.d, p.k]), tf.tensor1d(bias)];
   dense.setWeights(tensors);

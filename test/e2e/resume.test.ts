@@ -134,3 +134,33 @@ test('Ctrl-C during the keep-better check on small data: --resume redoes the che
   assert.equal(b.metrics.testAccuracy, a.metrics.testAccuracy);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('a fitted-head run on real photos killed in the fine-tune resumes to the same weights, with the head fit\'s decisions', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'graft-resume-'));
+  const photos = execFileSync(process.execPath, [join(root, 'scripts/photo-fixture.mjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  // keep-better off: the fine-tune runs whole, and a stop lands inside it.
+  const args = ['train', '--base', 'mobilenet-v2', '--data', photos, '--keep-better', 'no'];
+  const ref = await graft([...args, '--out', join(dir, 'ref')]);
+  assert.equal(ref.code, 0, ref.stderr);
+  const stopped = await new Promise<Run>((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args, '--out', join(dir, 'run')], { cwd: root, env: process.env });
+    let stderr = '';
+    let stdout = '';
+    let sent = false;
+    // Killed inside the second fine-tune epoch (an epoch is 3 batches here: too short to Ctrl-C in).
+    const watch = () => { if (!sent && /fine-tune\s+epoch 1\/2/.test(stdout + stderr)) { sent = true; setTimeout(() => child.kill('SIGKILL'), 400); } };
+    child.stdout.on('data', (d) => { stdout += d; watch(); });
+    child.stderr.on('data', (d) => { stderr += d; watch(); });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
+  });
+  assert.equal(stopped.signal, 'SIGKILL', stopped.stderr + stopped.stdout);
+  const resumed = await graft(['train', '--resume', join(dir, 'run')]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resuming from .*fine-tune, 1 epoch\(s\) done/);
+  assert.doesNotMatch(resumed.stdout, /no validation split and no cross-validation/);
+  const [a, b] = await Promise.all(['ref', 'run'].map(async (d) => JSON.parse(await readFile(join(dir, d, 'graft.json'), 'utf8'))));
+  assert.equal(b.recipe.balance, a.recipe.balance, 'the head fit\'s choice of class weights is kept');
+  assert.deepEqual(await readFile(join(dir, 'run', 'weights.bin')), await readFile(join(dir, 'ref', 'weights.bin')), 'weights differ from the uninterrupted run');
+  assert.equal(b.metrics.testAccuracy, a.metrics.testAccuracy);
+  await rm(dir, { recursive: true, force: true });
+});
