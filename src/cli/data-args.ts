@@ -68,7 +68,7 @@ export function streamLine(d: Dataset): string | undefined {
 /** Lines about skipped files for the terminal (all of them are in --json). */
 export function skippedLines(skipped: SkippedFile[] | undefined, shown = 10): string[] {
   if (!skipped?.length) return [];
-  const lines = [`skipped ${skipped.length} file(s) that could not be used:`];
+  const lines = [`left out ${skipped.length} file(s), each with its reason:`];
   for (const s of skipped.slice(0, shown)) lines.push(`  ${s.path}: ${s.reason}`);
   if (skipped.length > shown) lines.push(`  ... and ${skipped.length - shown} more (all are listed with --json)`);
   return lines;

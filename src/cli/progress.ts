@@ -21,7 +21,7 @@ export function epochLine(r: EpochRecord, epochs: number, fitted = false): strin
   return `  ${r.phase.padEnd(9)} ${fitted ? 'fitted' : `epoch ${r.epoch}/${epochs}`}  loss ${r.loss.toFixed(4)}  acc ${pct(r.accuracy)}${val}  (${r.seconds.toFixed(1)}s)`;
 }
 
-const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : /(ch|sh|s|x)$/.test(word) ? 'es' : 's'}`;
+const plural = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : /(tch|sh|s|x)$/.test(word) ? 'es' : 's'}`;  // batches, epochs (not 'epoches')
 
 /** One line saying what a phase trains and at which learning rates. */
 function engineWords(info: PhaseInfo): string {

@@ -17,7 +17,7 @@ export interface Dataset {
   classNames: string[];
   /** Where it came from, for messages. */
   source: string;
-  /** Files that could not be used, with the reason (image folders). */
+  /** Files left out, with the reason (unreadable, not an image, a copy of another; image folders). */
   skipped?: SkippedFile[];
 }
 

@@ -200,14 +200,28 @@ async function decodeAll(files: Found[], o: ImageOptions, skipped: SkippedFile[]
   await Promise.all(Array.from({ length: k }, worker));
   let keep = files.map((_, i) => i).filter((i) => decoded[i]);
   if (classNames) {
-    const first = new Map<string, number>();
-    keep = keep.filter((i) => {
-      const j = first.get(hashes[i]);
-      if (j === undefined) { first.set(hashes[i], i); return true; }
-      const other = files[j].label === files[i].label ? '' : `, which is in class "${classNames[files[j].label]}", not "${classNames[files[i].label]}"`;
-      skipped.push({ path: shown(files[i].path), reason: `the same image as ${shown(files[j].path)}${other} (a copy: used once)` });
-      return false;
-    });
+    // Copies in one class: the first is used, the others named. Copies in several classes: the
+    // labels contradict each other and no majority makes one right, so none is used.
+    const groups = new Map<string, number[]>();
+    for (const i of keep) groups.set(hashes[i], [...(groups.get(hashes[i]) ?? []), i]);
+    const drop = new Set<number>();
+    for (const g of groups.values()) {
+      if (g.length < 2) continue;
+      const classes = [...new Set(g.map((i) => files[i].label))];
+      if (classes.length > 1) {
+        const where = classes.map((c) => `"${classNames[c]}"`).join(' and ');
+        for (const i of g) {
+          drop.add(i);
+          skipped.push({ path: shown(files[i].path), reason: `the same image is in the classes ${where} (${g.filter((j) => j !== i).map((j) => shown(files[j].path)).slice(0, 2).join(', ')}): its labels disagree, so no copy is used; keep it in one class` });
+        }
+      } else {
+        for (const i of g.slice(1)) {
+          drop.add(i);
+          skipped.push({ path: shown(files[i].path), reason: `a copy of ${shown(files[g[0]].path)} (the same image once decoded): used once` });
+        }
+      }
+    }
+    keep = keep.filter((i) => !drop.has(i));
   }
   const labels = Int32Array.from(keep, (i) => files[i].label);
   const paths = keep.map((i) => files[i].path);

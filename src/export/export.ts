@@ -66,12 +66,18 @@ export function calibrationWarnings(d: Dataset, classes: number): { distinct: nu
   for (let start = 0; start < n; start += 64) {
     const idx = Int32Array.from({ length: Math.min(64, n - start) }, (_, k) => start + k);
     const batch = batchValues(d, idx, undefined);  // raw values, from memory or disk alike
+    const channels = image ? d.sampleShape[2] : 1;
     for (let b = 0; b < idx.length; b++) {
       const v = batch.subarray(b * per, (b + 1) * per);
-      let lo = Infinity, hi = -Infinity;
-      for (let k = 0; k < v.length; k++) { const x = v[k]; if (x < lo) lo = x; if (x > hi) hi = x; }
-      // Pixel values 0-255: a spread of under 2 levels is one flat colour.
-      if (image ? hi - lo < 2 : hi === lo) constant++;
+      // Per channel (a flat red is 220, 30, 30 throughout): pixel values 0-255, a spread of
+      // under 2 levels in every channel is one flat colour.
+      let flat = true;
+      for (let c = 0; c < channels && flat; c++) {
+        let lo = Infinity, hi = -Infinity;
+        for (let k = c; k < v.length; k += channels) { const x = v[k]; if (x < lo) lo = x; if (x > hi) hi = x; }
+        if (image ? hi - lo >= 2 : hi !== lo) flat = false;
+      }
+      if (flat) constant++;
       seen.add(createHash('sha1').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex'));
     }
   }

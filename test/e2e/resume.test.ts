@@ -158,6 +158,7 @@ test('a fitted-head run on real photos killed in the fine-tune resumes to the sa
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, /resuming from .*fine-tune, 1 epoch\(s\) done/);
   assert.doesNotMatch(resumed.stdout, /no validation split and no cross-validation/);
+  assert.match(resumed.stdout, /fine-tune: 2 epochs of \d+ batch/, 'epochs, not epoches');
   const [a, b] = await Promise.all(['ref', 'run'].map(async (d) => JSON.parse(await readFile(join(dir, d, 'graft.json'), 'utf8'))));
   assert.equal(b.recipe.balance, a.recipe.balance, 'the head fit\'s choice of class weights is kept');
   assert.deepEqual(await readFile(join(dir, 'run', 'weights.bin')), await readFile(join(dir, 'ref', 'weights.bin')), 'weights differ from the uninterrupted run');

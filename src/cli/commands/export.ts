@@ -13,6 +13,7 @@ import type { OnnxExportRecord } from '#internal/model/meta.js';
 import { intAtLeast, num, parse, str } from '../args.js';
 import { DATA_ARGS, decodeProgress, skippedLines } from '../data-args.js';
 import { outFile } from '../out-args.js';
+import { copiesIn } from '#internal/data/duplicates.js';
 import { savedDataOptions } from '../external-body.js';
 import { cpuFeatures, cpuLine } from '#internal/engine/cpu.js';
 
@@ -162,13 +163,19 @@ export async function run(argv: string[]): Promise<number> {
       }
     } else calibration = await load('calibration', calibrationSpec);
     if (!calibration.labels.length) throw new GraftError('BAD_DATA', `The calibration data ${calibrationSpec} holds no usable samples${calibration.skipped?.length ? ` (${calibration.skipped.length} file(s) skipped: ${calibration.skipped[0].path}: ${calibration.skipped[0].reason})` : ''}.`, { fix: 'Give --calibration a folder of images like those the model will see.' });
-    if (calibration.labels.length < 32) log(`calibration: only ${calibration.labels.length} samples; int8's value ranges are measured on them, and a few dozen or more give steadier ones`);
   }
   const calibrationIssues = calibration ? calibrationWarnings(calibration, meta.classNames.length).warnings : [];
-  if (calibrationIssues.length) log(`calibration: ${calibrationIssues.join('; ')}. Give --calibration a few hundred images like those the model will see.`);
+  if (calibration && calibration.labels.length < 32) calibrationIssues.unshift(`only ${calibration.labels.length} calibration sample${calibration.labels.length === 1 ? '' : 's'} (int8's value ranges are measured on them; a few dozen or more give steadier ones)`);
+  // Copies were left out as the folder was read; they count against the set all the same.
+  const copies = calibration?.skipped?.filter((x) => /^a copy of |^the same image is in the classes /.test(x.reason)).length ?? 0;
+  if (copies) calibrationIssues.push(`${copies} calibration image${copies === 1 ? ' was a copy' : 's were copies'} of others and left out`);
   const testSpec = str(values['test-data']);
   const classNames = head === 'old' ? meta.heads.find((h) => h.name === 'old')?.classNames ?? meta.classNames : meta.classNames;
   const test = testSpec ? alignClasses(await load('test data', testSpec, classNames), classNames) : undefined;
+  // The check must not run on the images int8 was calibrated on (it says little there).
+  const overlap = calibration && test ? copiesIn(calibration, test).length : 0;
+  if (overlap) calibrationIssues.push(`${overlap} of the ${test!.labels.length} --test-data samples are calibration samples too, so the check runs partly on what int8 was calibrated on and says less than it seems`);
+  if (calibrationIssues.length) log(`calibration: ${calibrationIssues.join('; ')}. Give --calibration a few hundred images like those the model will see.`);
   if (test && !test.labels.length) throw new GraftError('BAD_DATA', `--test-data ${testSpec} holds no samples of the model's classes (${classNames.slice(0, 8).join(', ')}${classNames.length > 8 ? ', ...' : ''}).`, { fix: 'Give test data with one sub-folder per class of the model.' });
   // Without test data the check runs on images int8 was not calibrated on: the training data
   // graft.json records where --calibration is other data, else a part of the calibration data
