@@ -174,3 +174,30 @@ torch.onnx.export(M(), torch.rand(1, 3, 8, 8), '${dir}/g.onnx', input_names=['in
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('torchvision densenet121 (Concat nodes of one input) rebuilds and predicts what onnxruntime predicts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'graft-densenet-'));
+  try {
+    const path = join(dir, 'densenet121.onnx');
+    execFileSync('/usr/bin/python3', ['-c', `
+import torch, torchvision
+torch.manual_seed(0)
+m = torchvision.models.densenet121(weights=None).eval()
+torch.onnx.export(m, torch.randn(1, 3, 64, 64), ${JSON.stringify(path)}, opset_version=14, input_names=['input'], output_names=['logits'], dynamic_axes={'input': {0: 'b'}, 'logits': {0: 'b'}})
+`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const graph = readOnnxModel(readFileSync(path), path, { values: false });
+    assert.ok(graph.nodes.some((n) => n.opType === 'Concat' && n.inputs.length === 1), 'the export has a one-input Concat');
+    const { model } = await loadModel(path);
+    const n = 2, s = 64;
+    const x = Float32Array.from({ length: n * s * s * 3 }, (_, i) => Math.sin(i * 0.37));
+    const got = tf.tidy(() => (model.predict(tf.tensor(x, [n, s, s, 3])) as tf.Tensor).dataSync());
+    const session = await ort.InferenceSession.create(path);
+    const want = (await session.run({ input: new ort.Tensor('float32', toNchw(x, n, s), [n, 3, s, s]) })).logits.data as Float32Array;
+    await session.release();
+    const scale = Math.max(...Array.from(want, Math.abs));
+    console.log(`densenet121: max |logit difference| against onnxruntime ${maxAbs(got, want).toExponential(2)} (largest logit ${scale.toFixed(3)})`);
+    assert.ok(maxAbs(got, want) <= 1e-4 * Math.max(1, scale), `${maxAbs(got, want)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
