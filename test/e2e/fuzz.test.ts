@@ -155,13 +155,15 @@ test('fuzzed CSV and IDX files end in GraftError or a consistent dataset', async
 
 const zooTree = join(zoo, '..');
 
-test('every input as a FIFO, device, socket, folder or bad symbolic link: a coded error at once', async () => {
+test('every input as a FIFO, device, socket, folder or bad symbolic link: a coded error at once', async (t) => {
   await initBackend();
   const dir = await mkdtemp(join(tmpdir(), 'graft-fuzz-kinds-'));
   const canary = join(dir, 'canary');
   await plantCanary(canary);
   const before = [await hashTree(canary), await hashTree(zooTree)];
   const sockets: Array<{ close: () => void }> = [];
+  // Closed whatever happens: a socket left listening kept the test process alive after a failure.
+  t.after(() => { for (const srv of sockets) srv.close(); });
   const kinds: Record<string, (path: string) => Promise<void>> = {
     fifo: (p) => new Promise((resolve, reject) => execFile('mkfifo', [p], (e) => (e ? reject(e) : resolve()))),
     'link to /dev/zero': (p) => symlink('/dev/zero', p),
@@ -205,7 +207,7 @@ test('every input as a FIFO, device, socket, folder or bad symbolic link: a code
   await mkdir(join(images, 'a'), { recursive: true });
   await mkdir(join(images, 'b'), { recursive: true });
   const { encodePng } = await import('../../src/report/png.js');
-  for (const c of ['a', 'b']) for (let i = 0; i < 2; i++) await writeFile(join(images, c, `${i}.png`), encodePng(28, 28, 1, new Uint8Array(784).fill(c === 'a' ? 10 : 240)));
+  for (const c of ['a', 'b']) for (let i = 0; i < 2; i++) await writeFile(join(images, c, `${i}.png`), encodePng(28, 28, 1, new Uint8Array(784).fill(c === 'a' ? 10 + i : 240 - i)));  // four different images: copies would be used once
   for (const [kind, make] of Object.entries(kinds)) { await make(join(images, 'a', `${kind.replace(/\W+/g, '-')}.png`)); n++; }
   const d = await loadData(images, { image: { size: [28, 28], channels: 1 } });
   assert.equal(d.labels.length, 4, 'the four real images load');
