@@ -2,10 +2,10 @@
 // the user's images), and the check of an export against the tfjs model on real samples.
 
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { createHash } from 'node:crypto';
 import { count, sampleSize, subset, type Dataset } from '../data/dataset.js';
 import { batchValues } from '../data/preprocess.js';
-import { makeRng } from '../data/random.js';
+import { makeRng, shuffle } from '../data/random.js';
+import { pixelHash } from '../data/images.js';
 import { GraftError } from '../errors.js';
 import type { GraftMeta } from '../model/meta.js';
 import { selectHead } from '../model/multi-head.js';
@@ -78,7 +78,7 @@ export function calibrationWarnings(d: Dataset, classes: number): { distinct: nu
         if (image ? hi - lo >= 2 : hi !== lo) flat = false;
       }
       if (flat) constant++;
-      seen.add(createHash('sha1').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex'));
+      seen.add(pixelHash(v));
     }
   }
   const distinct = seen.size;
@@ -97,11 +97,7 @@ export function calibrationWarnings(d: Dataset, classes: number): { distinct: nu
 export function splitCalibration(d: Dataset, samples: number, seed = 0): { calibrate: Dataset; heldOut?: Dataset } {
   const n = count(d);
   if (n < 5) return { calibrate: d };
-  const order = sampleIndices(d, n, seed + 11);
-  // sampleIndices sorts what it returns; draw again for a random order.
-  const rng = makeRng(seed + 13);
-  const idx = Array.from(order);
-  for (let i = idx.length - 1; i > 0; i--) { const j = Math.floor(rng() * (i + 1)); [idx[i], idx[j]] = [idx[j], idx[i]]; }
+  const idx = shuffle(Array.from({ length: n }, (_, i) => i), makeRng(seed + 13));
   const held = n > samples ? n - samples : Math.ceil(n / 5);
   const heldIdx = idx.slice(0, held).sort((a, b) => a - b);
   const calIdx = idx.slice(held).sort((a, b) => a - b);

@@ -185,7 +185,6 @@ function uint8Params(range: [number, number]): { scale: number; zeroPoint: numbe
   return { scale, zeroPoint: Math.min(255, Math.max(0, Math.round(-lo / scale))) };
 }
 
-/** The int8 QDQ graph of a (batch-norm folded) fp32 graph with calibrated ranges. */
 /**
  * How int8 weights are stored (activations are uint8 in every form):
  * - 'uint8': uint8 with zero point 128, the default. onnxruntime's U8U8 kernels widen both
@@ -199,6 +198,7 @@ function uint8Params(range: [number, number]): { scale: number; zeroPoint: numbe
  */
 export type WeightForm = 'uint8' | 'int8' | 'int8-reduced';
 
+/** The int8 QDQ graph of a (batch-norm folded) fp32 graph with calibrated ranges. */
 export function quantizeInt8(folded: Graph, ranges: Map<string, [number, number]>, options: { skipOps?: string[]; skipNodes?: string[]; weights?: WeightForm } = {}): Graph {
   const form = options.weights ?? 'uint8';
   const qmax = form === 'int8-reduced' ? 64 : 127;

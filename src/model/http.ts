@@ -74,18 +74,18 @@ export async function httpDownload(url: string, file: string, options: { maxByte
     // One file operation after another, in the order they were asked for: the thread pool runs
     // them in parallel otherwise, and a write could land before the truncate that precedes it.
     let chain: Promise<unknown> = Promise.resolve();
-    const pending = { push: (op: () => Promise<unknown>) => { chain = chain.then(op); } };
+    const inOrder = (op: () => Promise<unknown>) => { chain = chain.then(op); };
     try {
       const res = await get(current, {
         maxBytes: options.maxBytes, rangeFrom: have || undefined,
-        onChunk: (c) => { const at = offset + wrote; pending.push(() => fh.write(c, 0, c.length, at)); wrote += c.length; },
+        onChunk: (c) => { const at = offset + wrote; inOrder(() => fh.write(c, 0, c.length, at)); wrote += c.length; },
         onProgress: options.onProgress && ((r, t) => options.onProgress!(offset + r, t === undefined ? undefined : offset + t)),
       }, limits, started, (status, range) => {
         // 200 to a range request: the whole file comes; start the file over.
-        if (status === 200 && have) { offset = 0; pending.push(() => fh.truncate(0)); }
+        if (status === 200 && have) { offset = 0; inOrder(() => fh.truncate(0)); }
         // 206 must be the rest from where the file ends, or the bytes would go in the wrong place.
         if (status === 206 && !range.startsWith(`bytes ${have}-`)) {
-          pending.push(() => fh.truncate(0));
+          inOrder(() => fh.truncate(0));
           return new GraftError('NETWORK', `${current} answered the request for the bytes from ${have} on with another part (${range || 'no Content-Range'}); the partial file was emptied.`, { fix: 'Run again: the download starts over.' });
         }
         return undefined;

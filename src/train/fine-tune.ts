@@ -346,9 +346,15 @@ function planRun(g: Grafted, train: Dataset, options: FineTuneOptions): Run {
 function restoreWarmUpDecisions(g: Grafted, r: Run): void {
   const report = [...r.phases].reverse().find((x) => x.phase === 'warm-up')?.headFit;
   if (!report) return;
-  r.headFit = report;
   headDropoutOff(g);
+  adoptHeadFit(r, report);
+}
+
+/** The head fit's report and its choice of class weights, which the fine-tune follows. */
+function adoptHeadFit(r: Run, report: HeadFitReport): void {
+  r.headFit = report;
   if (report.classWeights.startsWith('not')) {
+    // The evidence said unweighted: the fine-tune follows the head.
     r.balancing.classWeights = undefined;
     r.balancing.balanced = false;
     r.recipe.balance = 'none (cross-validation preferred it to class weights)';
@@ -357,7 +363,7 @@ function restoreWarmUpDecisions(g: Grafted, r: Run): void {
 
 /** Phase 1: the body's features computed once (or read from the disk cache), the head fitted to them or trained by a phase. */
 async function warmUp(g: Grafted, r: Run): Promise<void> {
-  const { o, p, trainSet, val, history, phases, balance, classWeights, balancing, augment, views, recipe } = r;
+  const { o, p, trainSet, val, history, phases, balance, classWeights, balancing, augment, views } = r;
   const cb = o.callbacks;
   const t0 = Date.now();
   const bodyPrint = o.diskCache && !o.cachedFeatures ? modelFingerprint(g.body.model) : undefined;
@@ -376,13 +382,7 @@ async function warmUp(g: Grafted, r: Run): Promise<void> {
     const weightsByCv = o.balance === 'auto' && balance !== 'none';
     const out = await fitWarmUp(g, trainFeatures, valFeatures, { seed: o.seed, classWeights: classWeights ?? (balance === 'sample' ? balancedClassWeights(trainSet) : undefined), frozen, weightsByCv }, history, cb);
     phases.push(out.summary);
-    r.headFit = out.report;
-    if (out.report.classWeights.startsWith('not')) {
-      // The evidence said unweighted: the fine-tune follows the head.
-      balancing.classWeights = undefined;
-      balancing.balanced = false;
-      recipe.balance = 'none (cross-validation preferred it to class weights)';
-    }
+    adoptHeadFit(r, out.report);
     r.warmUpVal = out.valAccuracy;
     if (valFeatures) r.warmUpRight = await rightOn(g.headModel, valFeatures, undefined);
     return;

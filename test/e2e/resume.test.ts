@@ -21,21 +21,24 @@ const TFJS = { GRAFT_NATIVE: '0' };
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string }
 
-/** Runs graft; when `interruptWith` is set, sends it `delayMs` after the first fine-tune epoch ends. */
-function graft(args: string[], interruptWith?: NodeJS.Signals, delayMs = 1500, env: Record<string, string> = {}): Promise<Run> {
+/**
+ * Runs graft; when `interruptWith` is set, sends it `delayMs` after its output first matches
+ * `when` (by default: the first fine-tune epoch of three has ended).
+ */
+function graft(args: string[], interruptWith?: NodeJS.Signals, delayMs = 1500, env: Record<string, string> = {}, when = /fine-tune epoch 1\/3/): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: { ...process.env, ...env } });
     let stderr = '';
     let stdout = '';
     let sent = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      if (interruptWith && !sent && /fine-tune epoch 1\/3/.test(stderr)) {
+    const watch = () => {
+      if (interruptWith && !sent && when.test(stdout + stderr)) {
         sent = true;
         setTimeout(() => child.kill(interruptWith), delayMs);
       }
-    });
+    };
+    child.stdout.on('data', (d) => { stdout += d; watch(); });
+    child.stderr.on('data', (d) => { stderr += d; watch(); });
     child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
   });
 }
@@ -113,16 +116,7 @@ test('Ctrl-C during the keep-better check on small data: --resume redoes the che
   const args = ['train', '--base', 'mobilenet-v2', '--data', photos];
   const ref = await graft([...args, '--out', join(dir, 'ref')]);
   assert.equal(ref.code, 0, ref.stderr);
-  const stopped = await new Promise<Run>((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args, '--out', join(dir, 'run')], { cwd: root, env: process.env });
-    let stderr = '';
-    let stdout = '';
-    let sent = false;
-    const watch = () => { if (!sent && /fine-tune check, fold 2\/3/.test(stdout + stderr)) { sent = true; child.kill('SIGINT'); } };
-    child.stdout.on('data', (d) => { stdout += d; watch(); });
-    child.stderr.on('data', (d) => { stderr += d; watch(); });
-    child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
-  });
+  const stopped = await graft([...args, '--out', join(dir, 'run')], 'SIGINT', 0, {}, /fine-tune check, fold 2\/3/);
   assert.equal(stopped.code, 130, stopped.stderr + stopped.stdout);
   assert.match(stopped.stderr, /Stopped during the check of fine-tuning against the warm-up head, before any fine-tune step/);
   const resumed = await graft(['train', '--resume', join(dir, 'run')]);
@@ -142,17 +136,8 @@ test('a fitted-head run on real photos killed in the fine-tune resumes to the sa
   const args = ['train', '--base', 'mobilenet-v2', '--data', photos, '--keep-better', 'no'];
   const ref = await graft([...args, '--out', join(dir, 'ref')]);
   assert.equal(ref.code, 0, ref.stderr);
-  const stopped = await new Promise<Run>((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args, '--out', join(dir, 'run')], { cwd: root, env: process.env });
-    let stderr = '';
-    let stdout = '';
-    let sent = false;
-    // Killed inside the second fine-tune epoch (an epoch is 3 batches here: too short to Ctrl-C in).
-    const watch = () => { if (!sent && /fine-tune\s+epoch 1\/2/.test(stdout + stderr)) { sent = true; setTimeout(() => child.kill('SIGKILL'), 400); } };
-    child.stdout.on('data', (d) => { stdout += d; watch(); });
-    child.stderr.on('data', (d) => { stderr += d; watch(); });
-    child.on('close', (code, signal) => resolve({ code, signal, stderr, stdout }));
-  });
+  // Killed inside the second fine-tune epoch (an epoch is 3 batches here: too short to Ctrl-C in).
+  const stopped = await graft([...args, '--out', join(dir, 'run')], 'SIGKILL', 400, {}, /fine-tune\s+epoch 1\/2/);
   assert.equal(stopped.signal, 'SIGKILL', stopped.stderr + stopped.stdout);
   const resumed = await graft(['train', '--resume', join(dir, 'run')]);
   assert.equal(resumed.code, 0, resumed.stderr);
